@@ -1,0 +1,164 @@
+"""What every platform's source shares: the mapping error, field helpers and the page-walking loop.
+
+Mapping is strict per item and lenient per page: an item we cannot trust (no id, no title, no price) is
+refused with a reason rather than guessed at, and that refusal is recorded as a ``SkippedItem`` instead of
+failing the page, because one vendor's bad row must not keep its other thousand rows out of the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from app.domain.models import Offer, Page, SkippedItem, Vendor
+from app.domain.normalize import clean_text, parse_price
+from app.errors import VendorAuthError, VendorBadResponse
+
+logger = logging.getLogger(__name__)
+
+
+class MappingError(ValueError):
+    """An item the vendor sent that cannot become an offer; ``reason`` is what a SkippedItem records."""
+
+    def __init__(self, reason: str, vendor_product_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.vendor_product_id = vendor_product_id
+
+
+def raw_id(value: object) -> str | None:
+    """A vendor id as text, or ``None``; booleans are not ids even though Python thinks they are ints."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        return text or None
+    return None
+
+
+def require_id(item: Mapping[str, Any], field: str = "id") -> str:
+    value = raw_id(item.get(field))
+    if value is None:
+        raise MappingError(f"missing {field}")
+    return value
+
+
+def require_title(value: object, vendor_product_id: str | None = None) -> str:
+    title = clean_text(value)
+    if not title:
+        raise MappingError("missing title", vendor_product_id)
+    return title
+
+
+def require_price(value: object, currency: str, vendor_product_id: str | None = None) -> tuple[Decimal, str]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise MappingError("missing price", vendor_product_id)
+    try:
+        price, cur = parse_price(value, currency)
+    except (ValueError, ArithmeticError, TypeError) as exc:
+        raise MappingError(f"unparseable price {value!r}", vendor_product_id) from exc
+    if price < 0:
+        raise MappingError(f"negative price {value!r}", vendor_product_id)
+    return price, cur
+
+
+def as_mapping(value: object) -> Mapping[str, Any]:
+    """A nested object the vendor may omit or null out, as a mapping to ``.get`` from."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def later(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def require_credentials(vendor: Vendor, *names: str) -> dict[str, str]:
+    """The named credentials, or ``VendorAuthError`` before any request is made with half of them."""
+    missing = [n for n in names if not (vendor.credentials.get(n) or "").strip()]
+    if missing:
+        raise VendorAuthError(
+            f"vendor {vendor.id} has no {', '.join(missing)} configured",
+            details={"vendor_id": vendor.id, "missing": missing},
+        )
+    return {n: vendor.credentials[n].strip() for n in names}
+
+
+def utc_since(since: datetime) -> datetime:
+    """``since`` in UTC, floored to the whole second.
+
+    A naive datetime is taken to already be UTC rather than the host's local time. Platforms stamp changes
+    in whole seconds, so a change at 12:00:00.7 shows as 12:00:00; asking for "since 12:00:00.5" would miss
+    it, while flooring can only re-send an item, which is harmless.
+    """
+    aware = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    return aware.replace(microsecond=0)
+
+
+ItemMapper = Callable[[Mapping[str, Any], list[SkippedItem]], list[Offer]]
+"""Maps one raw item to its offers; may record partial skips (a bad Shopify variant) in the given list."""
+
+
+def map_items(vendor: Vendor, items: Iterable[object], mapper: ItemMapper) -> tuple[list[Offer], list[SkippedItem]]:
+    """Map a page's items, turning each item's failure into a ``SkippedItem`` and a warning."""
+    offers: list[Offer] = []
+    skipped: list[SkippedItem] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            skip = SkippedItem(None, f"item is not an object ({type(item).__name__})")
+        else:
+            try:
+                offers.extend(mapper(item, skipped))
+                continue
+            except MappingError as exc:
+                skip = SkippedItem(exc.vendor_product_id or raw_id(item.get("id")), exc.reason)
+            except Exception as exc:  # a mapper bug or a shape nobody foresaw: still only this item
+                logger.exception("vendor %s: mapping crashed on item %r", vendor.id, item.get("id"))
+                skip = SkippedItem(raw_id(item.get("id")), f"mapping failed: {type(exc).__name__}: {exc}")
+        skipped.append(skip)
+    for skip in skipped:
+        logger.warning("vendor %s: skipped item %s: %s", vendor.id, skip.vendor_product_id, skip.reason)
+    return offers, skipped
+
+
+def expect_dict(body: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise VendorBadResponse(f"{what}: expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def expect_list(body: object, what: str) -> list[Any]:
+    if not isinstance(body, list):
+        raise VendorBadResponse(f"{what}: expected a JSON array, got {type(body).__name__}")
+    return body
+
+
+class _PagedSource(Protocol):
+    async def fetch_page(self, cursor: str | None = None, *, since: datetime | None = None) -> Page: ...
+
+
+async def iter_catalog(source: _PagedSource, since: datetime | None = None) -> AsyncIterator[Page]:
+    """Every page of a source's catalog, first to last.
+
+    A vendor whose pagination loops (a ``next`` link pointing back at an earlier page) would otherwise make a
+    sync run forever, so a repeated cursor is a ``VendorBadResponse``.
+    """
+    seen: set[str] = set()
+    cursor: str | None = None
+    while True:
+        page = await source.fetch_page(cursor, since=since)
+        yield page
+        cursor = page.next_cursor
+        if cursor is None:
+            return
+        if cursor in seen:
+            raise VendorBadResponse(f"vendor pagination repeats cursor {cursor!r}", details={"cursor": cursor})
+        seen.add(cursor)

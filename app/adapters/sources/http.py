@@ -1,0 +1,302 @@
+"""The one HTTP client every vendor source goes through.
+
+Vendors are other people's servers: they time out, rate-limit, return truncated or non-JSON bodies and
+sometimes die. All of that is absorbed here, once, so a sick vendor costs a bounded number of attempts and a
+typed ``VendorError`` instead of a hung worker or a bare 500 somewhere up the stack. Sources only say *what*
+to fetch; this module decides how hard to try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as _random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from app.errors import (
+    VendorAuthError,
+    VendorBadResponse,
+    VendorError,
+    VendorNotFound,
+    VendorRateLimited,
+    VendorTimeout,
+)
+
+logger = logging.getLogger(__name__)
+
+QueryParams = Mapping[str, str | int | float | bool | None]
+Sleep = Callable[[float], Awaitable[None]]
+
+_BODY_EXCERPT_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPolicy:
+    """How patient to be with one vendor.
+
+    ``timeout_s`` bounds a whole attempt (connect, send, read): httpx's read timeout alone does not fire on a
+    server that trickles bytes, and a hung vendor must not hold a sync worker. ``max_attempts`` counts the
+    first try. Back-off is "full jitter" (uniform in ``[0, min(max, base * 2**n)]``) so many workers retrying
+    one vendor do not hit it in lock-step. A ``Retry-After`` longer than ``max_retry_after_s`` is not waited
+    out: the caller gets ``VendorRateLimited`` and can reschedule the whole sync instead of parking a worker.
+    """
+
+    timeout_s: float = 10.0
+    connect_timeout_s: float | None = None
+    max_attempts: int = 4
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    max_concurrency: int = 4
+    max_retry_after_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
+
+    def httpx_timeout(self) -> httpx.Timeout:
+        connect = self.connect_timeout_s if self.connect_timeout_s is not None else self.timeout_s
+        return httpx.Timeout(self.timeout_s, connect=connect)
+
+
+@dataclass(slots=True)
+class HttpStats:
+    """Counters a sync status can show, so "the vendor is flaky" is visible before it becomes "down"."""
+
+    requests: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    bad_responses: int = 0
+    transport_errors: int = 0
+    backoff_s: float = 0.0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); ``None`` if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf are not a delay
+            return None
+        return max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _excerpt(response: httpx.Response) -> str:
+    try:
+        text = response.text
+    except Exception:  # undecodable body: the excerpt is only a diagnostic
+        text = repr(response.content[:_BODY_EXCERPT_CHARS])
+    text = " ".join(text.split())
+    return text[:_BODY_EXCERPT_CHARS]
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth trying again; carries the error to raise if attempts run out."""
+
+    def __init__(self, error: VendorError, delay: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.delay = delay
+
+
+class VendorHttp:
+    """An ``httpx.AsyncClient`` with a vendor's retry, timeout and concurrency policy around it.
+
+    One instance per vendor: the semaphore is the per-vendor concurrency limit and ``stats`` are that
+    vendor's. The underlying client may be shared (pass ``client``) so all vendors use one connection pool;
+    only a client created here is closed by ``aclose``. ``sleep`` and ``random`` are injectable so tests can
+    check the back-off without waiting for it.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        policy: HttpPolicy | None = None,
+        client: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+        vendor_id: str | None = None,
+        sleep: Sleep | None = None,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.policy = policy or HttpPolicy()
+        self.vendor_id = vendor_id
+        self.stats = HttpStats()
+        self._headers = dict(headers or {})
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=self.policy.httpx_timeout())
+        self._timeout = self.policy.httpx_timeout()
+        self._semaphore = asyncio.Semaphore(self.policy.max_concurrency)
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._random: Callable[[], float] = random or _random.random
+
+    async def __aenter__(self) -> VendorHttp:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    def url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        if self.base_url is None:
+            raise ValueError(f"relative path {path_or_url!r} but no base_url")
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    def backoff(self, retry_number: int) -> float:
+        """Full-jitter delay before retry ``retry_number`` (1-based)."""
+        p = self.policy
+        ceiling = min(p.backoff_max_s, p.backoff_base_s * 2.0 ** min(max(retry_number - 1, 0), 60))
+        return max(0.0, min(ceiling, self._random() * ceiling))
+
+    async def get_json(
+        self,
+        path_or_url: str,
+        params: QueryParams | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Any, httpx.Response]:
+        """GET and decode JSON, retrying what is worth retrying; raises a ``VendorError`` subclass otherwise.
+
+        The ``httpx.Response`` is returned too because pagination lives in headers (``Link``,
+        ``X-WP-TotalPages``).
+        """
+        url = self.url(path_or_url)
+        merged = {**self._headers, **(headers or {})}
+        self.stats.requests += 1
+        attempts = self.policy.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._attempt(url, params, merged)
+            except _Retry as retry:
+                if attempt >= attempts:
+                    self._fail(retry.error, attempt)
+                    raise retry.error from retry.__cause__
+                delay = retry.delay if retry.delay is not None else self.backoff(attempt)
+                self.stats.retries += 1
+                self.stats.backoff_s += delay
+                logger.warning(
+                    "vendor %s: GET %s attempt %d/%d failed (%s); retrying in %.2fs",
+                    self.vendor_id or self.base_url,
+                    url,
+                    attempt,
+                    attempts,
+                    retry.error.message,
+                    delay,
+                )
+                await self._sleep(delay)
+            except VendorError as error:
+                self._fail(error, attempt)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fail(self, error: VendorError, attempt: int) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = error.message
+        error.details.setdefault("attempts", attempt)
+        if self.vendor_id is not None:
+            error.details.setdefault("vendor_id", self.vendor_id)
+
+    async def _attempt(
+        self, url: str, params: QueryParams | None, headers: Mapping[str, str]
+    ) -> tuple[Any, httpx.Response]:
+        details: dict[str, Any] = {"url": url}
+        async with self._semaphore:
+            self.stats.attempts += 1
+            try:
+                async with asyncio.timeout(self.policy.timeout_s):
+                    response = await self._client.get(url, params=params, headers=headers, timeout=self._timeout)
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                self.stats.timeouts += 1
+                raise _Retry(
+                    VendorTimeout(f"vendor did not answer within {self.policy.timeout_s}s", details=details)
+                ) from exc
+            except httpx.TransportError as exc:
+                self.stats.transport_errors += 1
+                raise _Retry(VendorError(f"vendor unreachable: {type(exc).__name__}: {exc}", details=details)) from exc
+        return self._handle(response, details)
+
+    def _handle(self, response: httpx.Response, details: dict[str, Any]) -> tuple[Any, httpx.Response]:
+        status = response.status_code
+        details["status"] = status
+        if 200 <= status < 300:
+            try:
+                return orjson.loads(response.content), response
+            except orjson.JSONDecodeError as exc:
+                # Usually a body cut short by a proxy or a dying worker: the next attempt often succeeds.
+                self.stats.bad_responses += 1
+                details["body"] = _excerpt(response)
+                raise _Retry(VendorBadResponse(f"malformed JSON from vendor: {exc}", details=details)) from exc
+        if status == 404:
+            raise VendorNotFound("vendor says the item does not exist", details=details)
+        if status in (401, 403):
+            raise VendorAuthError(f"vendor refused our credentials (HTTP {status})", details=details)
+        if status == 429 or status == 503:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429:
+                self.stats.rate_limited += 1
+            else:
+                self.stats.server_errors += 1
+            if retry_after is not None and retry_after > self.policy.max_retry_after_s:
+                details["retry_after"] = retry_after
+                raise VendorRateLimited(
+                    f"vendor asks to wait {retry_after:.0f}s, longer than we wait inline"
+                    f" ({self.policy.max_retry_after_s:.0f}s)",
+                    retry_after=retry_after,
+                    details=details,
+                )
+            if status == 429:
+                wait = retry_after if retry_after is not None else self.policy.backoff_max_s
+                details["retry_after"] = wait
+                raise _Retry(
+                    VendorRateLimited("vendor rate limit (HTTP 429)", retry_after=wait, details=details),
+                    delay=retry_after,
+                )
+            details["body"] = _excerpt(response)
+            raise _Retry(VendorError("vendor unavailable (HTTP 503)", details=details), delay=retry_after)
+        if status >= 500:
+            self.stats.server_errors += 1
+            details["body"] = _excerpt(response)
+            raise _Retry(VendorError(f"vendor server error (HTTP {status})", details=details))
+        details["body"] = _excerpt(response)
+        if 400 <= status < 500:
+            raise VendorError(f"vendor rejected the request (HTTP {status})", details=details)
+        # 1xx/3xx: redirects are not followed on purpose (auth headers must not leak to another host).
+        raise VendorBadResponse(f"unexpected HTTP {status} from vendor", details=details)

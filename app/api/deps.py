@@ -1,0 +1,38 @@
+"""FastAPI dependencies: the container built at start-up, handed to endpoints through short aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from app.bootstrap import Container
+from app.errors import Forbidden, Unauthorized
+from app.services.catalog import CatalogService
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def get_catalog(request: Request) -> CatalogService:
+    return get_container(request).catalog
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
+
+
+def require_admin(
+    container: ContainerDep,
+    x_api_key: Annotated[str | None, Header(description="The admin key (setting `CATALOG_ADMIN_KEY`).")] = None,
+) -> None:
+    if not x_api_key:
+        raise Unauthorized("this call needs the X-API-Key header")
+    if not hmac.compare_digest(x_api_key.encode(), container.settings.admin_key.encode()):
+        raise Forbidden("the X-API-Key is not valid")
+
+
+AdminDep = Depends(require_admin)

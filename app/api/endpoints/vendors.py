@@ -1,0 +1,172 @@
+"""Vendors: public reads with sync status, admin writes (header `X-API-Key`), and the per-vendor miss path."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.api.deps import AdminDep, CatalogDep, ContainerDep
+from app.api.endpoints.products import (
+    NOT_MODIFIED,
+    Brand,
+    Category,
+    CursorQ,
+    InStock,
+    Limit,
+    Price,
+    Q,
+    SortQ,
+    page_response,
+    product_query,
+    served_response,
+)
+from app.api.endpoints.requests import request_out
+from app.api.errors import ERROR_RESPONSES
+from app.api.responses import JsonResponse
+from app.api.schemas import (
+    ProductDetail,
+    ProductList,
+    RequestOut,
+    VendorIn,
+    VendorList,
+    VendorOut,
+    VendorPatch,
+)
+from app.domain.models import Vendor
+from app.domain.queries import Sort
+from app.domain.requests import RequestState
+from app.services.catalog import Pending
+
+router = APIRouter(tags=["vendors"])
+
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": RequestOut, "description": "Requested from the vendor; poll `Location`."}
+}
+
+
+def accepted(state: RequestState, retry_after_s: int = 1) -> Response:
+    body = request_out(state)
+    return JsonResponse(
+        body.model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": body.location, "Retry-After": str(retry_after_s)},
+    )
+
+
+@router.get("/vendors", responses=ERROR_RESPONSES)
+async def list_vendors(catalog: CatalogDep) -> VendorList:
+    return VendorList(items=[VendorOut.of(v, catalog.store.vendor_status(v.id)) for v in catalog.store.list_vendors()])
+
+
+@router.get("/vendors/{vendor_id}", responses=ERROR_RESPONSES)
+async def get_vendor(catalog: CatalogDep, vendor_id: str) -> VendorOut:
+    """The vendor with its sync status: last sync, counts, skipped items by reason, last error."""
+    vendor = catalog.vendor(vendor_id)
+    return VendorOut.of(vendor, catalog.store.vendor_status(vendor_id))
+
+
+@router.post("/vendors", status_code=201, dependencies=[AdminDep], responses=ERROR_RESPONSES)
+async def add_vendor(container: ContainerDep, body: VendorIn, response: Response) -> VendorOut:
+    """Register a vendor; its first full sync is requested at once."""
+    vendor = Vendor(
+        id=body.id,
+        name=body.name,
+        kind=body.kind,
+        base_url=str(body.base_url).rstrip("/"),
+        currency=body.currency,
+        credentials=body.credentials,
+        refresh_interval_s=body.refresh_interval_s or container.settings.default_refresh_interval_s,
+        enabled=body.enabled,
+    )
+    await container.store.add_vendor(vendor)
+    if vendor.enabled:
+        await container.catalog.request_sync(vendor.id, full=True)
+    response.headers["Location"] = f"/vendors/{vendor.id}"
+    return VendorOut.of(vendor, container.store.vendor_status(vendor.id))
+
+
+@router.patch("/vendors/{vendor_id}", dependencies=[AdminDep], responses=ERROR_RESPONSES)
+async def patch_vendor(container: ContainerDep, vendor_id: str, body: VendorPatch) -> VendorOut:
+    vendor = container.catalog.vendor(vendor_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "base_url" in changes and changes["base_url"] is not None:
+        changes["base_url"] = str(body.base_url).rstrip("/")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    updated = dataclasses.replace(vendor, **changes)
+    await container.store.update_vendor(updated)
+    return VendorOut.of(updated, container.store.vendor_status(vendor_id))
+
+
+@router.delete("/vendors/{vendor_id}", status_code=204, dependencies=[AdminDep], responses=ERROR_RESPONSES)
+async def delete_vendor(container: ContainerDep, vendor_id: str) -> Response:
+    """Remove the vendor and its offers; products it shared with others keep their other offers."""
+    await container.store.delete_vendor(vendor_id)
+    container.sources.drop(vendor_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/vendors/{vendor_id}/sync",
+    status_code=202,
+    dependencies=[AdminDep],
+    responses={**ERROR_RESPONSES, **ACCEPTED},
+)
+async def sync_vendor(
+    catalog: CatalogDep,
+    vendor_id: str,
+    full: Annotated[bool, Query(description="Ignore change tracking and read the whole catalog.")] = False,
+) -> Response:
+    return accepted(await catalog.request_sync(vendor_id, full=full), retry_after_s=2)
+
+
+@router.get(
+    "/vendors/{vendor_id}/products",
+    response_model=ProductList,
+    responses={**NOT_MODIFIED, **ERROR_RESPONSES, **ACCEPTED},
+)
+async def vendor_products(
+    request: Request,
+    catalog: CatalogDep,
+    vendor_id: str,
+    q: Q = None,
+    brand: Brand = None,
+    category: Category = None,
+    min_price: Price = None,
+    max_price: Price = None,
+    in_stock: InStock = None,
+    sort: SortQ = Sort.RELEVANCE,
+    limit: Limit = 20,
+    cursor: CursorQ = None,
+) -> Response:
+    """The products this vendor offers. A vendor never synced yet answers 202 and its sync is requested."""
+    catalog.vendor(vendor_id)
+    status = catalog.store.vendor_status(vendor_id)
+    if status.offers == 0 and status.last_success_at is None:
+        return accepted(await catalog.request_sync(vendor_id, full=True), retry_after_s=2)
+    query = product_query(q, vendor_id, brand, category, min_price, max_price, in_stock, sort, limit, cursor)
+    return page_response(request, catalog, query)
+
+
+@router.get(
+    "/vendors/{vendor_id}/products/{vendor_product_id}",
+    response_model=ProductDetail,
+    responses={**NOT_MODIFIED, **ERROR_RESPONSES, **ACCEPTED},
+)
+async def vendor_product(
+    request: Request,
+    catalog: CatalogDep,
+    vendor_id: str,
+    vendor_product_id: str,
+    wait_ms: Annotated[int | None, Query(ge=0, description="How long to wait for the vendor on a miss.")] = None,
+) -> Response:
+    """The unified product of one vendor listing: local if fresh, else fetched from the vendor.
+
+    Missing locally: fetched, waiting up to `wait_ms` (200); not done in time: 202 with `Location` to poll;
+    the vendor says it does not exist: 404.
+    """
+    result = await catalog.vendor_product(vendor_id, vendor_product_id, wait_ms)
+    if isinstance(result, Pending):
+        return accepted(result.state)
+    return served_response(request, result)

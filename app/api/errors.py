@@ -1,0 +1,100 @@
+"""The one error handler: every failure leaves the API as ``{"error": {"code", "message", "details"}}``.
+
+FastAPI's own validation errors and Starlette's HTTP errors (unknown route, wrong method) are folded into the
+same shape, so a client needs exactly one error parser.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.responses import JsonResponse
+from app.errors import CatalogError, ServiceUnavailable, VendorRateLimited
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorResponse(BaseModel):
+    """The body of every non-2xx answer."""
+
+    error: ErrorBody
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JsonResponse(body, status_code=status, headers=headers)
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CatalogError)
+    async def _catalog_error(_: Request, exc: CatalogError) -> JsonResponse:
+        headers = None
+        if isinstance(exc, ServiceUnavailable | VendorRateLimited):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if exc.status_code >= 500:
+            log.warning("%s: %s", exc.code, exc.message)
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JsonResponse:
+        problems = [
+            {
+                "location": ".".join(str(p) for p in err.get("loc", ())),
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+            for err in exc.errors()
+        ]
+        return error_response(422, "invalid_input", "the request is not valid", {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "something went wrong on our side")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "Missing `X-API-Key` on an admin call.",
+        403: "Wrong `X-API-Key`.",
+        404: "Not found.",
+        409: "Conflicts with the current state.",
+        422: "Invalid input.",
+        502: "The vendor failed.",
+        503: "Temporarily unable; see `Retry-After`.",
+    }.items()
+}

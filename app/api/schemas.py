@@ -1,0 +1,203 @@
+"""Request and response models: they document the API (OpenAPI) and validate admin input.
+
+Product bodies are served as precomputed bytes; these models describe that JSON for the schema.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from app.domain.models import Vendor, VendorKind
+from app.domain.normalize import parse_currency
+from app.domain.queries import VendorSyncStatus
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class PriceRangeOut(BaseModel):
+    currency: str
+    min: str
+    max: str
+
+
+class ProductSummary(BaseModel):
+    id: str
+    name: str
+    brand: str | None
+    category: str | None
+    gtin: str | None = Field(description="GTIN-14, check digit verified.")
+    image: str | None
+    currency: str = Field(description="The currency most of the product's offers use.")
+    min_price: str = Field(description="Lowest offer price in `currency` (exact decimal as a string).")
+    max_price: str
+    prices: list[PriceRangeOut] = Field(description="Price range per currency the offers are listed in.")
+    in_stock: bool
+    offer_count: int
+    vendors: list[str]
+    updated_at: str
+
+
+class OfferOut(BaseModel):
+    vendor_id: str
+    vendor_product_id: str
+    title: str
+    price: str
+    currency: str
+    availability: str
+    stock: int | None
+    sku: str | None
+    gtin: str | None
+    brand: str | None
+    category: str | None
+    images: list[str]
+    url: str | None
+    parent_id: str | None
+    vendor_updated_at: str | None
+
+
+class ProductDetail(ProductSummary):
+    description: str
+    images: list[str]
+    offers: list[OfferOut]
+
+
+class ProductList(BaseModel):
+    items: list[ProductSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+Slug = Annotated[str, Field(pattern=SLUG.pattern, description="Lower-case letters, digits, '-' and '_'.")]
+
+
+class VendorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: VendorKind
+    base_url: HttpUrl
+    credentials: dict[str, str] = Field(default_factory=dict)
+    currency: str
+    refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
+    enabled: bool = True
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return parse_currency(value)
+
+
+class VendorPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    base_url: HttpUrl | None = None
+    credentials: dict[str, str] | None = None
+    currency: str | None = None
+    refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
+    enabled: bool | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return None if value is None else parse_currency(value)
+
+
+class SyncOut(BaseModel):
+    state: str = Field(description="never | running | ok | failed | interrupted")
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_success_at: datetime | None
+    last_full_sync_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    pages: int
+    items_seen: int
+    items_skipped: int
+    items_total: int | None
+    skip_reasons: dict[str, int]
+    syncs_ok: int
+    syncs_failed: int
+
+
+class VendorOut(BaseModel):
+    """A vendor as the API shows it: credentials are never returned, only whether they are set."""
+
+    id: str
+    name: str
+    kind: VendorKind
+    base_url: str
+    currency: str
+    refresh_interval_s: int
+    enabled: bool
+    has_credentials: bool
+    offers: int | None = None
+    products: int | None = None
+    sync: SyncOut | None = None
+
+    @classmethod
+    def of(cls, vendor: Vendor, status: VendorSyncStatus | None = None) -> VendorOut:
+        out = cls(
+            id=vendor.id,
+            name=vendor.name,
+            kind=vendor.kind,
+            base_url=vendor.base_url,
+            currency=vendor.currency,
+            refresh_interval_s=vendor.refresh_interval_s,
+            enabled=vendor.enabled,
+            has_credentials=bool(vendor.credentials),
+        )
+        if status is not None:
+            out.offers = status.offers
+            out.products = status.products
+            out.sync = SyncOut(
+                state=status.state,
+                started_at=status.started_at,
+                finished_at=status.finished_at,
+                last_success_at=status.last_success_at,
+                last_full_sync_at=status.last_full_sync_at,
+                last_error=status.last_error,
+                last_error_at=status.last_error_at,
+                pages=status.progress.pages,
+                items_seen=status.progress.items_seen,
+                items_skipped=status.progress.items_skipped,
+                items_total=status.progress.items_total,
+                skip_reasons=status.progress.skip_reasons,
+                syncs_ok=status.syncs_ok,
+                syncs_failed=status.syncs_failed,
+            )
+        return out
+
+
+class VendorList(BaseModel):
+    items: list[VendorOut]
+
+
+class RequestOut(BaseModel):
+    id: str
+    kind: str
+    status: str = Field(description="pending | done | not_found | failed")
+    vendor_id: str
+    vendor_product_id: str | None
+    product_id: str | None = Field(None, description="Set when done (product requests).")
+    error: str | None = Field(None, description="The vendor's error, when failed.")
+    error_code: str | None = None
+    requested_at: datetime
+    finished_at: datetime | None
+    location: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+    queue_depth: int
+    pending_requests: int
+    runtime: str

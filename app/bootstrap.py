@@ -1,0 +1,109 @@
+"""The composition root: the one place that turns settings into connected adapters.
+
+Nothing connects at import time; ``Container.start`` opens the store and starts the workers, ``stop`` undoes it.
+The API, the CLI and the tests all build their object graph here, so they run the same wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.adapters.queue.memory import InProcessRequestQueue
+from app.adapters.sources import build_source
+from app.adapters.sources.http import HttpPolicy, VendorHttp
+from app.adapters.sqlite.catalog import SqliteCatalog
+from app.demo import demo_vendors
+from app.domain.models import Vendor
+from app.domain.ports import VendorSource
+from app.errors import Conflict
+from app.services.catalog import CatalogService
+from app.services.sources import SourceRegistry
+from app.services.tracker import RequestTracker
+from app.services.workers import EmbeddedWorkers, RefreshScheduler
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def http_policy(settings: Settings) -> HttpPolicy:
+    return HttpPolicy(
+        timeout_s=settings.vendor_timeout_s,
+        max_attempts=settings.vendor_max_attempts,
+        backoff_base_s=settings.vendor_backoff_base_s,
+        backoff_max_s=settings.vendor_backoff_max_s,
+        max_concurrency=settings.vendor_concurrency,
+        max_retry_after_s=settings.vendor_max_retry_after_s,
+    )
+
+
+def make_source_factory(settings: Settings) -> Callable[[Vendor], VendorSource]:
+    policy = http_policy(settings)
+
+    def make(vendor: Vendor) -> VendorSource:
+        return build_source(vendor, VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id))
+
+    return make
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: SqliteCatalog
+    tracker: RequestTracker
+    sources: SourceRegistry
+    workers: EmbeddedWorkers
+    queue: InProcessRequestQueue
+    catalog: CatalogService
+    scheduler: RefreshScheduler
+
+    async def start(self) -> None:
+        self.store.open()
+        await self.store.mark_interrupted_syncs()
+        if self.settings.demo_vendors:
+            await self.register_demo_vendors()
+        await self.queue.start()
+        if self.settings.scheduler_enabled:
+            await self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await self.queue.stop()
+        await self.sources.aclose()
+        self.store.close()
+
+    async def register_demo_vendors(self) -> None:
+        for vendor in demo_vendors(self.settings.demo_host):
+            try:
+                await self.store.add_vendor(vendor)
+                log.info("registered demo vendor %s at %s", vendor.id, vendor.base_url)
+            except Conflict:
+                pass
+
+    @property
+    def ready(self) -> dict[str, bool]:
+        return {
+            "store": self.store.ping(),
+            "workers": self.queue.healthy,
+            "scheduler": self.scheduler.running or not self.settings.scheduler_enabled,
+        }
+
+
+def build_container(settings: Settings) -> Container:
+    store = SqliteCatalog(settings.db_path)
+    tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
+    sources = SourceRegistry(make_source_factory(settings))
+    workers = EmbeddedWorkers(store, sources, tracker, page_attempts=settings.page_attempts)
+    queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
+    catalog = CatalogService(
+        store, queue, tracker, default_wait_ms=settings.wait_ms_default, max_wait_ms=settings.wait_ms_max
+    )
+    scheduler = RefreshScheduler(
+        store,
+        catalog,
+        tick_s=settings.scheduler_tick_s,
+        full_sync_every_s=settings.full_sync_every_s,
+        retry_after_failure_s=settings.retry_failed_sync_s,
+    )
+    return Container(settings, store, tracker, sources, workers, queue, catalog, scheduler)

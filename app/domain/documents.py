@@ -1,0 +1,79 @@
+"""The wire form of products, computed once when a product changes.
+
+Reads vastly outnumber writes, so the store keeps each product's JSON ready to send: a list page is a byte
+concatenation and a detail read is one indexed lookup, with no per-request serialisation. Prices are strings
+so exact decimals survive every JSON parser (Dart's included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from app.domain.models import Offer, Product
+
+
+def iso(ts: datetime | None) -> str | None:
+    """A fixed-width UTC form, so stored timestamps also sort correctly as text."""
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def offer_dict(offer: Offer, product_id: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "vendor_id": offer.vendor_id,
+        "vendor_product_id": offer.vendor_product_id,
+        "title": offer.title,
+        "price": str(offer.price),
+        "currency": offer.currency,
+        "availability": offer.availability.value,
+        "stock": offer.stock,
+        "sku": offer.sku,
+        "gtin": offer.gtin,
+        "brand": offer.brand,
+        "category": offer.category,
+        "images": list(offer.images),
+        "url": offer.url,
+        "parent_id": offer.parent_id,
+        "vendor_updated_at": iso(offer.vendor_updated_at),
+    }
+    if product_id is not None:
+        data["product_id"] = product_id
+    return data
+
+
+def _summary_dict(product: Product) -> dict[str, Any]:
+    return {
+        "id": product.id,
+        "name": product.name,
+        "brand": product.brand,
+        "category": product.category,
+        "gtin": product.gtin,
+        "image": product.images[0] if product.images else None,
+        "currency": product.currency,
+        "min_price": str(product.min_price),
+        "max_price": str(product.max_price),
+        "prices": [{"currency": p.currency, "min": str(p.min), "max": str(p.max)} for p in product.prices],
+        "in_stock": product.in_stock,
+        "offer_count": len(product.offers),
+        "vendors": sorted({o.vendor_id for o in product.offers}),
+        "updated_at": iso(product.updated_at),
+    }
+
+
+def render(product: Product) -> tuple[bytes, bytes]:
+    """The product's list-item form (what a catalog grid needs: no description, no offers) and detail form."""
+    data = _summary_dict(product)
+    summary = orjson.dumps(data)
+    data["description"] = product.description
+    data["images"] = list(product.images)
+    data["offers"] = [offer_dict(o) for o in product.offers]
+    return summary, orjson.dumps(data)
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'

@@ -1,0 +1,92 @@
+"""Values exchanged with the catalog store port: queries in, pages and statuses out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Sort(StrEnum):
+    RELEVANCE = "relevance"
+    PRICE = "price"
+    PRICE_DESC = "-price"
+    UPDATED = "updated"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductQuery:
+    q: str | None = None
+    vendor: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool | None = None
+    sort: Sort = Sort.RELEVANCE
+    limit: int = 20
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPage:
+    """``items`` are ready-made JSON documents (see ``app.domain.documents``)."""
+
+    items: list[bytes]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferFreshness:
+    vendor_id: str
+    vendor_product_id: str
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProduct:
+    doc: bytes
+    etag: str
+    offers: tuple[OfferFreshness, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRef:
+    product_id: str
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    products_changed: int = 0
+
+
+@dataclass(slots=True)
+class SyncProgress:
+    """A running sync's counters, written to the store page by page so every process can watch it."""
+
+    pages: int = 0
+    items_seen: int = 0
+    items_skipped: int = 0
+    items_total: int | None = None
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VendorSyncStatus:
+    state: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_success_at: datetime | None
+    last_full_sync_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    progress: SyncProgress
+    syncs_ok: int
+    syncs_failed: int
+    offers: int
+    products: int

@@ -1,0 +1,103 @@
+"""The one error hierarchy of the service.
+
+Every failure the API can report is a ``CatalogError``; one handler turns it into the one JSON error shape
+(``{"error": {"code", "message", "details"}}``). Domain and adapters raise these too, so a vendor failure
+deep in a source reaches the client with a meaningful status instead of a bare 500.
+
+    CatalogError
+    ├── NotFound                    404
+    ├── Conflict                    409
+    ├── InvalidInput                422
+    ├── Unauthorized                401
+    ├── Forbidden                   403
+    ├── ServiceUnavailable          503  (queue full, store down, not ready)
+    └── VendorError                 502  (anything a vendor did wrong)
+        ├── VendorNotFound          404  (the vendor says the item does not exist)
+        ├── VendorAuthError         502  (our credentials were refused)
+        ├── VendorRateLimited       503  (429 with Retry-After, retries exhausted)
+        ├── VendorTimeout           504
+        └── VendorBadResponse       502  (garbage, malformed JSON, unexpected shape)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CatalogError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class NotFound(CatalogError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(CatalogError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInput(CatalogError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unauthorized(CatalogError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(CatalogError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ServiceUnavailable(CatalogError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class VendorError(CatalogError):
+    status_code = 502
+    code = "vendor_error"
+
+
+class VendorNotFound(VendorError):
+    status_code = 404
+    code = "vendor_item_not_found"
+
+
+class VendorAuthError(VendorError):
+    code = "vendor_auth_failed"
+
+
+class VendorRateLimited(VendorError):
+    status_code = 503
+    code = "vendor_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class VendorTimeout(VendorError):
+    status_code = 504
+    code = "vendor_timeout"
+
+
+class VendorBadResponse(VendorError):
+    code = "vendor_bad_response"

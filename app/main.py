@@ -1,0 +1,53 @@
+"""The ASGI application: `uvicorn app.main:app`.
+
+``create_app`` only declares routes; the adapters are built and connected in the lifespan, so importing this
+module touches no file, socket or thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+
+from app.api.endpoints import bench, health, products, requests, vendors
+from app.api.errors import install_error_handlers
+from app.bootstrap import build_container
+from app.settings import Settings
+
+DESCRIPTION = """One fast, always-fresh product catalog unified from many vendors' APIs.
+
+Every error has the same body: `{"error": {"code", "message", "details"}}`.
+Admin calls need the `X-API-Key` header (401 without it, 403 with a wrong one).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        container = build_container(settings)
+        await container.start()
+        app.state.container = container
+        try:
+            yield
+        finally:
+            await container.stop()
+
+    app = FastAPI(title="Unified Vendor Catalog", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
+    install_error_handlers(app)
+    for module in (products, vendors, requests, health):
+        app.include_router(module.router)
+    if settings.bench_routes:
+        app.include_router(bench.router)
+    return app
+
+
+app = create_app()

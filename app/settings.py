@@ -1,0 +1,63 @@
+"""All configuration, from ``CATALOG_*`` environment variables (or a ``.env`` file).
+
+The README's settings table is generated from this class (``catalog settings``), so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_KEY = "dev-admin-key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CATALOG_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses the default admin key."
+    )
+    runtime: Literal["embedded"] = Field(
+        "embedded", description="Ingest runtime. `embedded`: in-process queue and workers."
+    )
+    db_path: Path = Field(Path("var/catalog.db"), description="SQLite file of this node (created if missing).")
+    admin_key: str = Field(DEV_ADMIN_KEY, description="Value the `X-API-Key` header must carry on admin calls.")
+    host: str = Field("127.0.0.1", description="Address `catalog serve` listens on.")
+    port: int = Field(8000, description="Port `catalog serve` listens on.")
+    log_level: str = Field("info", description="Python log level.")
+
+    workers: int = Field(4, ge=1, le=64, description="Embedded request workers (concurrent vendor jobs).")
+    queue_size: int = Field(1000, ge=1, description="Pending requests before misses answer 503.")
+    wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")
+    wait_ms_max: int = Field(10_000, ge=0, description="Upper bound of the `wait_ms` query parameter.")
+    request_keep_s: float = Field(900, description="How long finished requests stay visible at /requests/{id}.")
+
+    vendor_timeout_s: float = Field(10.0, gt=0, description="Per-attempt timeout of a vendor HTTP call.")
+    vendor_max_attempts: int = Field(4, ge=1, description="Attempts per vendor call (5xx, timeouts, 429).")
+    vendor_backoff_base_s: float = Field(0.2, ge=0, description="First retry back-off (exponential, jittered).")
+    vendor_backoff_max_s: float = Field(5.0, ge=0, description="Largest back-off between retries.")
+    vendor_max_retry_after_s: float = Field(30.0, ge=0, description="Longest `Retry-After` waited out in place.")
+    vendor_concurrency: int = Field(4, ge=1, description="Concurrent HTTP calls per vendor.")
+    page_attempts: int = Field(3, ge=1, description="Tries per catalog page after the HTTP retries.")
+
+    scheduler_tick_s: float = Field(5.0, gt=0, description="How often vendors are checked for a due refresh.")
+    scheduler_enabled: bool = Field(True, description="Re-sync vendors on their refresh interval.")
+    full_sync_every_s: float = Field(86_400, gt=0, description="Longest time between full (not incremental) syncs.")
+    retry_failed_sync_s: float = Field(60, gt=0, description="Wait before retrying a vendor whose sync failed.")
+    default_refresh_interval_s: int = Field(3600, ge=1, description="Refresh interval of a vendor added without one.")
+
+    demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
+    demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
+    gzip_min_bytes: int = Field(1024, ge=0, description="Responses at least this large are gzipped when asked.")
+    bench_routes: bool = Field(False, description="Expose `/_bench/*` (benchmark baseline routes).")
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> Settings:
+        if self.env == "production" and self.admin_key == DEV_ADMIN_KEY:
+            raise ValueError("CATALOG_ADMIN_KEY must be set to a secret of your own in production")
+        if self.wait_ms_default > self.wait_ms_max:
+            raise ValueError("CATALOG_WAIT_MS_DEFAULT cannot exceed CATALOG_WAIT_MS_MAX")
+        return self
