@@ -12,20 +12,23 @@ from app.errors import Forbidden, Unauthorized
 from app.services.catalog import CatalogService
 
 
-def get_container(request: Request) -> Container:
+# Dependencies are ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, a hop that
+# cost more than the whole detail read.
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-def get_catalog(request: Request) -> CatalogService:
-    return get_container(request).catalog
+async def get_catalog(request: Request) -> CatalogService:
+    catalog: CatalogService = request.app.state.container.catalog
+    return catalog
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
 
 
-def require_admin(
+async def require_admin(
     container: ContainerDep,
     x_api_key: Annotated[str | None, Header(description="The admin key (setting `CATALOG_ADMIN_KEY`).")] = None,
 ) -> None:

@@ -31,17 +31,26 @@ class ProductQuery:
 
 @dataclass(frozen=True, slots=True)
 class ProductPage:
-    """``items`` are ready-made JSON documents (see ``app.domain.documents``)."""
+    """``items`` are ready-made JSON documents (see ``app.domain.documents``).
+
+    ``etag`` derives from the items' own ETags, so it is cheaper than hashing the page body and changes exactly
+    when an item, the order or the next cursor does.
+    """
 
     items: list[bytes]
     next_cursor: str | None
+    etag: str = '""'
 
 
 @dataclass(frozen=True, slots=True)
 class OfferFreshness:
+    """Enough to tell whether an offer is stale and may be refreshed, without loading its vendor."""
+
     vendor_id: str
     vendor_product_id: str
     fetched_at: datetime
+    refresh_interval_s: int
+    vendor_enabled: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from app.domain.models import Vendor, utcnow
 from app.domain.ports import CatalogStore, RequestQueue
@@ -87,10 +87,10 @@ class CatalogService:
         now = utcnow()
         stale = False
         for offer in stored.offers:
-            vendor = self.store.get_vendor(offer.vendor_id)
-            if vendor is not None and self._is_stale(vendor, offer.fetched_at, now):
+            if now - offer.fetched_at > timedelta(seconds=offer.refresh_interval_s):
                 stale = True
-                self._refresh_in_background(vendor, offer.vendor_product_id)
+                if offer.vendor_enabled:
+                    self._refresh_in_background(offer.vendor_id, offer.vendor_product_id)
         oldest = min((o.fetched_at for o in stored.offers), default=now)
         return Served(stored, max(0.0, (now - oldest).total_seconds()), stale)
 
@@ -101,9 +101,9 @@ class CatalogService:
         if ref is not None:
             stored = self.store.get_product(ref.product_id)
             if stored is not None:
-                stale = self._is_stale(vendor, ref.fetched_at, now)
-                if stale:
-                    self._refresh_in_background(vendor, vendor_product_id)
+                stale = now - ref.fetched_at > timedelta(seconds=vendor.refresh_interval_s)
+                if stale and vendor.enabled:
+                    self._refresh_in_background(vendor_id, vendor_product_id)
                 return Served(stored, max(0.0, (now - ref.fetched_at).total_seconds()), stale)
         if not vendor.enabled:
             raise Conflict(f"vendor {vendor_id!r} is disabled", details={"vendor_id": vendor_id})
@@ -132,16 +132,10 @@ class CatalogService:
         )
         raise error
 
-    @staticmethod
-    def _is_stale(vendor: Vendor, fetched_at: datetime, now: datetime) -> bool:
-        return now - fetched_at > timedelta(seconds=vendor.refresh_interval_s)
-
-    def _refresh_in_background(self, vendor: Vendor, vendor_product_id: str) -> None:
+    def _refresh_in_background(self, vendor_id: str, vendor_product_id: str) -> None:
         """Best effort: the reader never waits for the publish, and a full queue just skips this refresh."""
-        if not vendor.enabled:
-            return
         task = asyncio.get_running_loop().create_task(
-            self._submit_quietly(FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id))
+            self._submit_quietly(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)

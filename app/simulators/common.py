@@ -54,6 +54,7 @@ def valid_gtin13(barcode: str) -> str:
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def slugify(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return _SLUG_STRIP.sub("-", ascii_text.lower()).strip("-")

@@ -76,7 +76,8 @@ class DummyJsonSimulator(Simulator):
             product["availabilityStatus"] = _availability(stock)
             meta = dict(product["meta"])
             meta["barcode"] = item.barcode
-            meta["updatedAt"] = _iso_ms(state.updated_at(pos))
+            if changed:
+                meta["updatedAt"] = _iso_ms(state.updated_at(pos))
             product["meta"] = meta
         elif state.config.currency != "USD":
             product["price"] = float(price)

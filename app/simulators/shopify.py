@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import math
 import re
@@ -197,7 +198,9 @@ class ShopifySimulator(Simulator):
         policy = "continue" if unit(seed, iid, _SALT_POLICY) < 0.1 else "deny"
         grams = item.weight * 1000
 
-        def variant(index: int, title: str, amount: Decimal, qty: int, **extra: Any) -> dict[str, Any]:
+        def variant(
+            index: int, title: str, amount: Decimal, qty: int, sku: str, barcode: str | None, compare_at: str | None
+        ) -> dict[str, Any]:
             vid = self.variant_id(pos, index)
             return {
                 "id": vid,
@@ -206,19 +209,19 @@ class ShopifySimulator(Simulator):
                 "price": money(amount),
                 "position": index + 1,
                 "inventory_policy": policy,
-                "compare_at_price": extra.get("compare_at"),
+                "compare_at_price": compare_at,
                 "option1": title,
                 "option2": None,
                 "option3": None,
                 "created_at": created,
                 "updated_at": updated,
                 "taxable": True,
-                "barcode": extra.get("barcode"),
+                "barcode": barcode,
                 "fulfillment_service": "manual",
                 "grams": grams,
                 "inventory_management": "shopify",
                 "requires_shipping": True,
-                "sku": extra.get("sku", ""),
+                "sku": sku,
                 "weight": float(item.weight),
                 "weight_unit": "kg",
                 "inventory_item_id": _INVENTORY_BASE + self._seed_part + iid * _STRIDE + index,
@@ -239,6 +242,7 @@ class ShopifySimulator(Simulator):
                     (stock * 7 + pick(seed, iid, _SALT_XL_STOCK, 23)) % 41,
                     sku=f"{sku}-XL",
                     barcode=None,
+                    compare_at=None,
                 ),
             ]
             options = [{"id": option_id, "product_id": pid, "name": "Size", "position": 1, "values": ["Regular", "XL"]}]
@@ -248,9 +252,9 @@ class ShopifySimulator(Simulator):
                 {"id": option_id, "product_id": pid, "name": "Title", "position": 1, "values": ["Default Title"]}
             ]
 
-        body_html = f"<p>{html.escape(item.description, quote=False)}</p>"
-        if item.tags and unit(seed, iid, _SALT_TAG_LIST) < 0.3:
-            body_html += "<ul>" + "".join(f"<li>{html.escape(t, quote=False)}</li>" for t in item.tags) + "</ul>"
+        body_html, body_with_tags, tags = _static_parts(item.source["id"], item.description, item.tags)
+        if unit(seed, iid, _SALT_TAG_LIST) < 0.3:
+            body_html = body_with_tags
 
         srcs = list(item.images)
         if unit(seed, iid, _SALT_OWN_IMAGES) < 0.5:
@@ -288,7 +292,7 @@ class ShopifySimulator(Simulator):
             "published_at": created,
             "template_suffix": None,
             "published_scope": "web",
-            "tags": ", ".join(sorted(set(item.tags))),
+            "tags": tags,
             "status": "active",
             "admin_graphql_api_id": f"gid://shopify/Product/{pid}",
             "variants": variants,
@@ -444,6 +448,15 @@ class ShopifySimulator(Simulator):
         return response
 
 
+@functools.lru_cache(maxsize=4096)
+def _static_parts(_base_id: int, description: str, tags: tuple[str, ...]) -> tuple[str, str, str]:
+    """body_html without and with the tag list, and the tags string: per real product, shared by its clones."""
+    body = f"<p>{html.escape(description, quote=False)}</p>"
+    tag_list = "".join(f"<li>{html.escape(t, quote=False)}</li>" for t in tags)
+    return body, f"{body}<ul>{tag_list}</ul>" if tags else body, ", ".join(sorted(set(tags)))
+
+
+@functools.lru_cache(maxsize=4096)
 def _cdn_file_name(src: str) -> str:
     # .../product-images/beauty/essence-mascara-lash-princess/1.webp -> essence-mascara-lash-princess-1.webp
     parts = src.rsplit("/", 2)

@@ -17,7 +17,7 @@ import html
 import math
 from datetime import UTC
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from app.simulators.base import Simulator
-from app.simulators.catalog import load_base_items
+from app.simulators.catalog import BaseItem, load_base_items
 from app.simulators.common import (
     cents,
     humanize,
@@ -102,10 +102,15 @@ def _int_param(value: str | None, name: str, default: int, lo: int, hi: int | No
     return number
 
 
-def format_price_html(amount: Decimal, currency: str) -> str:
+def _price_text(amount: Decimal, currency: str) -> tuple[str, str]:
+    """(symbol, amount) as wc_price() writes them for the shop's locale: &#8378; and 1.495,00 for TRY."""
     symbol, thousands, decimal = _PRICE_FORMAT.get(currency, (currency, ",", "."))
     whole, _, fraction = f"{cents(amount):,.2f}".partition(".")
-    text = whole.replace(",", thousands) + decimal + fraction
+    return symbol, whole.replace(",", thousands) + decimal + fraction
+
+
+def format_price_html(amount: Decimal, currency: str) -> str:
+    symbol, text = _price_text(amount, currency)
     return (
         '<span class="woocommerce-Price-amount amount"><bdi>'
         f'<span class="woocommerce-Price-currencySymbol">{symbol}</span>{text}</bdi></span>'
@@ -113,24 +118,24 @@ def format_price_html(amount: Decimal, currency: str) -> str:
 
 
 def _sale_price_html(regular: Decimal, sale: Decimal, currency: str) -> str:
+    reg_text, now_text = "".join(_price_text(regular, currency)), "".join(_price_text(sale, currency))
     reg, now = format_price_html(regular, currency), format_price_html(sale, currency)
-    reg_text, now_text = _strip_tags(reg), _strip_tags(now)
     return (
         f'<del aria-hidden="true">{reg}</del> <span class="screen-reader-text">Original price was: {reg_text}.</span>'
         f'<ins aria-hidden="true">{now}</ins><span class="screen-reader-text">Current price is: {now_text}.</span>'
     )
 
 
-def _strip_tags(markup: str) -> str:
-    out, inside = [], False
-    for ch in markup:
-        if ch == "<":
-            inside = True
-        elif ch == ">":
-            inside = False
-        elif not inside:
-            out.append(ch)
-    return "".join(out)
+class _Static(NamedTuple):
+    """The parts of a product that only depend on its base item: built once per real product, shared by clones."""
+
+    description: str
+    short_description: str
+    dimensions: dict[str, str]
+    categories: list[dict[str, Any]]
+    brands: list[dict[str, Any]]
+    tags: list[dict[str, Any]]
+    rating_count: int
 
 
 def _first_sentence(text: str) -> str:
@@ -148,6 +153,7 @@ class WooCommerceSimulator(Simulator):
         self._category_ids = {c: 15 + i for i, c in enumerate(sorted({b.category for b in base}))}
         self._brand_ids = {b: 200 + i for i, b in enumerate(sorted({b.brand for b in base if b.brand}))}
         self._tag_ids = {t: 500 + i for i, t in enumerate(sorted({t for b in base for t in b.tags}))}
+        self._statics: dict[int, _Static] = {}
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -166,6 +172,36 @@ class WooCommerceSimulator(Simulator):
         return None
 
     # -- rendering ----------------------------------------------------------------------------------------
+
+    def _static(self, item: BaseItem) -> _Static:
+        key = int(item.source["id"])
+        static = self._statics.get(key)
+        if static is None:
+            dims = item.source.get("dimensions", {})
+            static = self._statics[key] = _Static(
+                description=f"<p>{html.escape(item.description, quote=False)}</p>\n",
+                short_description=f"<p>{html.escape(_first_sentence(item.description), quote=False)}</p>\n",
+                dimensions={
+                    "length": str(dims.get("depth", "")),
+                    "width": str(dims.get("width", "")),
+                    "height": str(dims.get("height", "")),
+                },
+                categories=[
+                    {
+                        "id": self._category_ids.get(item.category, 15),
+                        "name": humanize(item.category),
+                        "slug": item.category,
+                    }
+                ],
+                brands=(
+                    [{"id": self._brand_ids.get(item.brand, 200), "name": item.brand, "slug": slugify(item.brand)}]
+                    if item.brand
+                    else []
+                ),
+                tags=[{"id": self._tag_ids.get(t, 500), "name": t, "slug": slugify(t)} for t in item.tags],
+                rating_count=len(item.source.get("reviews", [])),
+            )
+        return static
 
     def render(self, pos: int) -> dict[str, Any]:
         state = self.state
@@ -203,6 +239,7 @@ class WooCommerceSimulator(Simulator):
         backorders = "notify" if manage_stock and unit(seed, iid, _SALT_BACKORDER) < 0.3 else "no"
         stock_status = "instock" if stock > 0 else ("onbackorder" if backorders != "no" else "outofstock")
 
+        created_local, created_gmt = iso_naive(created, tz), iso_naive(created, UTC)
         srcs = list(item.images)
         if unit(seed, iid, _SALT_OWN_IMAGES) < 0.6:
             folder = f"{self.site}/wp-content/uploads/{created:%Y/%m}"
@@ -212,10 +249,10 @@ class WooCommerceSimulator(Simulator):
         images = [
             {
                 "id": wid + k + 1,
-                "date_created": iso_naive(created, tz),
-                "date_created_gmt": iso_naive(created, UTC),
-                "date_modified": iso_naive(created, tz),
-                "date_modified_gmt": iso_naive(created, UTC),
+                "date_created": created_local,
+                "date_created_gmt": created_gmt,
+                "date_modified": created_local,
+                "date_modified_gmt": created_gmt,
                 "src": src,
                 "name": src.rsplit("/", 1)[-1].rsplit(".", 1)[0],
                 "alt": "",
@@ -223,23 +260,22 @@ class WooCommerceSimulator(Simulator):
             for k, src in enumerate(srcs[: _ID_STRIDE - 1])
         ]
 
-        dims = item.source.get("dimensions", {})
-        reviews = item.source.get("reviews", [])
+        static = self._static(item)
         product: dict[str, Any] = {
             "id": wid,
             "name": name,
             "slug": slug,
             "permalink": f"{self.site}/product/{slug}/",
-            "date_created": iso_naive(created, tz),
-            "date_created_gmt": iso_naive(created, UTC),
+            "date_created": created_local,
+            "date_created_gmt": created_gmt,
             "date_modified": iso_naive(modified, tz),
             "date_modified_gmt": iso_naive(modified, UTC),
             "type": "simple",
             "status": "publish",
             "featured": False,
             "catalog_visibility": "visible",
-            "description": f"<p>{html.escape(item.description, quote=False)}</p>\n",
-            "short_description": f"<p>{html.escape(_first_sentence(item.description), quote=False)}</p>\n",
+            "description": static.description,
+            "short_description": static.short_description,
             "sku": sku,
             "price": money(price),
             "regular_price": money(regular),
@@ -270,18 +306,14 @@ class WooCommerceSimulator(Simulator):
             "low_stock_amount": None,
             "sold_individually": False,
             "weight": str(item.weight),
-            "dimensions": {
-                "length": str(dims.get("depth", "")),
-                "width": str(dims.get("width", "")),
-                "height": str(dims.get("height", "")),
-            },
+            "dimensions": static.dimensions,
             "shipping_required": True,
             "shipping_taxable": True,
             "shipping_class": "",
             "shipping_class_id": 0,
             "reviews_allowed": True,
             "average_rating": f"{item.rating:.2f}",
-            "rating_count": len(reviews),
+            "rating_count": static.rating_count,
             "related_ids": [],
             "upsell_ids": [],
             "cross_sell_ids": [],

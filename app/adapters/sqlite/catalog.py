@@ -636,9 +636,11 @@ class SqliteCatalog:
         if row is None:
             return None
         offers = tuple(
-            OfferFreshness(v, p, datetime.fromisoformat(f))
-            for v, p, f in conn.execute(
-                "SELECT vendor_id, vendor_product_id, fetched_at FROM offers WHERE product_id = ?", (pid,)
+            OfferFreshness(v, p, datetime.fromisoformat(f), interval, bool(enabled))
+            for v, p, f, interval, enabled in conn.execute(
+                "SELECT o.vendor_id, o.vendor_product_id, o.fetched_at, v.refresh_interval_s, v.enabled "
+                "FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE o.product_id = ?",
+                (pid,),
             )
         )
         return StoredProduct(doc=row[0], etag=row[1], offers=offers)
@@ -733,7 +735,7 @@ class SqliteCatalog:
                 where.append(f"({column}, p.id) {op} (?, ?)")
                 params.extend(cursor.position)
         sql = (
-            f"SELECT p.summary, p.updated_at, p.min_price, p.id FROM {source}"
+            f"SELECT p.summary, p.updated_at, p.min_price, p.id, p.etag FROM {source}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" ORDER BY {order} LIMIT ? OFFSET ?"
         )
@@ -749,7 +751,8 @@ class SqliteCatalog:
             else:
                 position = (last[2], last[3])
             next_cursor = encode_cursor(Cursor(sort.value, position, fp))
-        return ProductPage(items=[r[0] for r in rows], next_cursor=next_cursor)
+        tag = documents.etag_of("".join([r[4] for r in rows] + [next_cursor or ""]).encode())
+        return ProductPage(items=[r[0] for r in rows], next_cursor=next_cursor, etag=tag)
 
 
 def _split_sql(script: str) -> list[str]:

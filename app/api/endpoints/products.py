@@ -13,7 +13,6 @@ from app.api.errors import ERROR_RESPONSES
 from app.api.responses import json_with_etag
 from app.api.schemas import ProductDetail, ProductList
 from app.domain.cursor import InvalidCursor
-from app.domain.documents import etag_of
 from app.domain.queries import ProductQuery, Sort
 from app.errors import InvalidInput
 from app.services.catalog import Served
@@ -68,7 +67,7 @@ def page_response(request: Request, catalog: CatalogDep, query: ProductQuery) ->
     except InvalidCursor as exc:
         raise InvalidInput(str(exc), details={"parameter": "cursor"}) from None
     body = b"".join((b'{"items":[', b",".join(page.items), b'],"next_cursor":', orjson.dumps(page.next_cursor), b"}"))
-    return json_with_etag(request, body, etag_of(body))
+    return json_with_etag(request, body, page.etag)
 
 
 def served_response(request: Request, served: Served) -> Response:

@@ -40,15 +40,14 @@ CREATE TABLE vendor_sync (
 ) WITHOUT ROWID;
 
 CREATE TABLE offers (
+    -- A rowid table (not WITHOUT ROWID): its rows carry descriptions, and WITHOUT ROWID suits small rows only.
     vendor_id         TEXT NOT NULL REFERENCES vendors(id) ON DELETE CASCADE,
     vendor_product_id TEXT NOT NULL,
     product_id        TEXT NOT NULL,
     parent_id         TEXT,
     title             TEXT NOT NULL,
-    description       TEXT NOT NULL,
     price             TEXT NOT NULL,
     currency          TEXT NOT NULL,
-    images            TEXT NOT NULL,
     sku               TEXT,
     gtin              TEXT,
     brand             TEXT,
@@ -61,8 +60,10 @@ CREATE TABLE offers (
     match_key         TEXT,
     content_hash      BLOB NOT NULL,
     change_seq        INTEGER NOT NULL,
-    PRIMARY KEY (vendor_id, vendor_product_id)
-) WITHOUT ROWID;
+    images            TEXT NOT NULL,
+    description       TEXT NOT NULL,
+    UNIQUE (vendor_id, vendor_product_id)
+);
 CREATE INDEX offers_product ON offers (product_id);
 CREATE INDEX offers_match ON offers (match_key) WHERE match_key IS NOT NULL;
 CREATE INDEX offers_parent ON offers (vendor_id, parent_id) WHERE parent_id IS NOT NULL;
@@ -70,9 +71,10 @@ CREATE INDEX offers_seq ON offers (change_seq);
 
 -- rowid kept (not WITHOUT ROWID): the FTS5 external-content index addresses products by rowid.
 CREATE TABLE products (
+    -- Column order matters: SQLite decodes a record left to right, so the small columns a list page reads
+    -- come first and the large ones last (reading a column after a large blob means walking its overflow pages).
     id           TEXT NOT NULL UNIQUE,
     name         TEXT NOT NULL,
-    description  TEXT NOT NULL,
     brand        TEXT,
     brand_key    TEXT,
     category     TEXT,
@@ -84,10 +86,11 @@ CREATE TABLE products (
     in_stock     INTEGER NOT NULL,
     offer_count  INTEGER NOT NULL,
     updated_at   TEXT NOT NULL,
-    summary      BLOB NOT NULL,
-    doc          BLOB NOT NULL,
     etag         TEXT NOT NULL,
-    change_seq   INTEGER NOT NULL
+    change_seq   INTEGER NOT NULL,
+    summary      BLOB NOT NULL,
+    description  TEXT NOT NULL,
+    doc          BLOB NOT NULL
 );
 CREATE INDEX products_updated ON products (updated_at, id);
 CREATE INDEX products_price ON products (min_price, id);

@@ -1,0 +1,195 @@
+"""`python -m bench` (or `make bench`): the service's speed and memory, as a table.
+
+What it measures, all against real processes over loopback:
+1. Ingest: a DummyJSON simulator scaled to N products (its own process) and the API (its own process, empty
+   SQLite). The clock starts at `POST /vendors` and stops when the vendor's sync reports done.
+2. Memory: the API's resident set size with those N products stored, after the read benchmarks too.
+3. Reads: `GET /products?limit=50` and `GET /products/{id}` throughput, each as a ratio to `/_bench/body`, a
+   route of the same server returning a precomputed body of the same size. Rounds alternate between the real
+   route and its baseline so machine noise hits both alike; the ratio of the medians is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import LoadResult, hammer
+
+ADMIN = {"X-API-Key": "bench-admin-key"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_simulator(size: int, port: int) -> subprocess.Popen[bytes]:
+    """In its own process, so the vendor's serving cost lands on the other core, as with a real vendor."""
+    code = (
+        "from app.simulators.config import SimConfig; from app.simulators.server import run_simulators; "
+        f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
+    )
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Row:
+    name: str
+    value: str
+    target: str
+    ok: bool | None
+
+
+async def read_ratio(port: int, path: str, rounds: int, seconds: float, connections: int) -> tuple[float, float, float]:
+    """Median rps of ``path`` and of the baseline serving the same bytes, and their ratio."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        body = (await client.get(path)).content
+        await client.put("/_bench/body", content=body)
+    await hammer("127.0.0.1", port, path, connections=connections, seconds=0.5)  # warm-up
+    await hammer("127.0.0.1", port, "/_bench/body", connections=connections, seconds=0.5)
+    real: list[LoadResult] = []
+    base: list[LoadResult] = []
+    for _ in range(rounds):
+        real.append(await hammer("127.0.0.1", port, path, connections=connections, seconds=seconds))
+        base.append(await hammer("127.0.0.1", port, "/_bench/body", connections=connections, seconds=seconds))
+    if any(r.errors for r in real + base):
+        raise RuntimeError(f"errors while benchmarking {path}")
+    real_rps = statistics.median(r.rps for r in real)
+    base_rps = statistics.median(r.rps for r in base)
+    return real_rps, base_rps, real_rps / base_rps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+
+    rows: list[Row] = []
+    workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
+    sim_port, api_port = free_port(), free_port()
+    sim = start_simulator(args.products, sim_port)
+    env = {
+        **os.environ,
+        "CATALOG_DB_PATH": str(workdir / "catalog.db"),
+        "CATALOG_ADMIN_KEY": ADMIN["X-API-Key"],
+        "CATALOG_BENCH_ROUTES": "true",
+        "CATALOG_LOG_LEVEL": "warning",
+    }
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--port",
+            str(api_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", timeout_s=120)
+        wait_http(f"http://127.0.0.1:{api_port}/health")
+        client = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
+        started = time.perf_counter()
+        response = client.post(
+            "/vendors",
+            headers=ADMIN,
+            json={
+                "id": "bench",
+                "name": "Bench",
+                "kind": "dummyjson",
+                "base_url": f"http://127.0.0.1:{sim_port}",
+                "currency": "USD",
+                "refresh_interval_s": 86_400,
+            },
+        )
+        response.raise_for_status()
+        while True:
+            vendor = client.get("/vendors/bench").json()
+            if vendor["sync"]["state"] in ("ok", "failed"):
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        if vendor["sync"]["state"] != "ok":
+            raise RuntimeError(f"sync failed: {vendor['sync']['last_error']}")
+        offers = vendor["offers"]
+        rows.append(
+            Row(
+                f"ingest {offers:,} products from a simulator",
+                f"{elapsed:.1f} s",
+                "< 10 s (100k)",
+                elapsed < 10 if args.products >= 100_000 else None,
+            )
+        )
+        rows.append(Row("  ingest rate", f"{offers / elapsed:,.0f} offers/s", "", None))
+        rows.append(Row("API RSS after ingest", f"{rss_mb(api.pid):.0f} MB", "", None))
+
+        first = client.get("/products", params={"limit": 50}).json()["items"][0]["id"]
+        list_rps, list_base, list_ratio = asyncio.run(
+            read_ratio(api_port, "/products?limit=50", args.rounds, args.seconds, args.connections)
+        )
+        detail_rps, detail_base, detail_ratio = asyncio.run(
+            read_ratio(api_port, f"/products/{first}", args.rounds, args.seconds, args.connections)
+        )
+        rows.append(Row("GET /products?limit=50", f"{list_rps:,.0f} req/s vs {list_base:,.0f} baseline", "", None))
+        rows.append(Row("  ratio to precomputed body", f"{list_ratio:.2f}", ">= 0.70", list_ratio >= 0.7))
+        rows.append(Row("GET /products/{id}", f"{detail_rps:,.0f} req/s vs {detail_base:,.0f} baseline", "", None))
+        rows.append(Row("  ratio to precomputed body", f"{detail_ratio:.2f}", ">= 0.80", detail_ratio >= 0.8))
+        rss = rss_mb(api.pid)
+        rows.append(Row(f"API RSS with {offers:,} products, after reads", f"{rss:.0f} MB", "< 250 MB", rss < 250))
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=30)
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(timeout=30)
+
+    width = max(len(r.name) for r in rows)
+    vwidth = max(len(r.value) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':<{vwidth}}  {'target':<12}  result")
+    print(f"{'-' * width}  {'-' * vwidth}  {'-' * 12}  ------")
+    for r in rows:
+        result = "" if r.ok is None else ("PASS" if r.ok else "FAIL")
+        print(f"{r.name:<{width}}  {r.value:<{vwidth}}  {r.target:<12}  {result}")
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
