@@ -7,6 +7,7 @@ so exact decimals survive every JSON parser (Dart's included).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,13 @@ import orjson
 from app.domain.models import Offer, Product
 
 
+@functools.lru_cache(maxsize=8192)
 def iso(ts: datetime | None) -> str | None:
-    """A fixed-width UTC form, so stored timestamps also sort correctly as text."""
+    """A fixed-width UTC form, so stored timestamps also sort correctly as text.
+
+    Cached: one ingest formats the same few timestamps (a page's fetch time, a product's update time) many
+    times, and formatting cost more than all the rest of building a product document.
+    """
     if ts is None:
         return None
     return ts.astimezone(UTC).isoformat(timespec="microseconds")

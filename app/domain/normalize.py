@@ -342,6 +342,10 @@ def html_to_text(value: str | None) -> str:
     return _tidy_lines("".join(parser.parts))
 
 
+# scheme, host[:port], then the rest; only plain hosts (no userinfo, brackets or odd characters) take this path.
+_ABSOLUTE_URL = re.compile(r"(?i)(https?)://([a-z0-9.-]+(?::[0-9]{1,5})?)((?:[/?#][^\s]*)?)$")
+
+
 def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tuple[str, ...]:
     """Absolute http(s) image URLs, in the vendor's order, without duplicates.
 
@@ -356,6 +360,15 @@ def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tup
     for raw in urls:
         if not isinstance(raw, str) or not (url := raw.strip()) or url[:5].lower() == "data:":
             continue
+        fast = _ABSOLUTE_URL.match(url)
+        if fast is not None:  # the usual absolute URL: skip urllib, which cost most of a whole item's mapping
+            scheme, host, rest = fast.groups()
+            path_query = rest.split("#", 1)[0]
+            fast_key = (scheme.lower(), host.lower(), path_query, "")
+            if fast_key not in seen:
+                seen.add(fast_key)
+                images.append(url)
+            continue
         try:
             if url.startswith("//"):
                 url = "https:" + url
@@ -364,7 +377,8 @@ def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tup
             parts = urlsplit(url)
         except ValueError:
             continue
-        key = (parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query)
+        path_query = parts.path + ("?" + parts.query if parts.query else "")
+        key = (parts.scheme.lower(), parts.netloc.lower(), path_query, "")
         if key[0] in ("http", "https") and parts.hostname and key not in seen:
             seen.add(key)
             images.append(url)

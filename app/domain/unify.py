@@ -21,7 +21,6 @@ images are the union of all offers' images in that order, de-duplicated.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -62,8 +61,8 @@ def key_for(offer: Offer, mk: str | None, linked_gtins: Iterable[str] = ()) -> s
 
 
 def product_id(key: str) -> str:
-    digest = hashlib.sha256(key.encode()).digest()[:10]
-    return "p_" + base64.b32encode(digest).decode().lower()
+    """80 bits of the key's hash: collisions are negligible at catalog sizes, and the id stays short."""
+    return "p_" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def _lead_order(offer: Offer) -> tuple[int, int, int, str, str]:
@@ -80,6 +79,25 @@ def build_product(pid: str, offers: Sequence[Offer]) -> Product:
     """The unified view of a non-empty group of offers (see the module docstring for the rule)."""
     if not offers:
         raise ValueError("a product needs at least one offer")
+    if len(offers) == 1:  # most products; the general path below gives the same result, slower
+        only = offers[0]
+        price = PriceRange(only.currency, only.price, only.price)
+        return Product(
+            id=pid,
+            name=only.title,
+            description=only.description,
+            brand=only.brand,
+            category=only.category,
+            images=tuple(dict.fromkeys(only.images)),
+            gtin=only.gtin,
+            offers=(only,),
+            currency=only.currency,
+            min_price=only.price,
+            max_price=only.price,
+            prices=(price,),
+            in_stock=only.availability is Availability.IN_STOCK,
+            updated_at=only.vendor_updated_at or only.fetched_at,
+        )
     ordered = sorted(offers, key=_lead_order)
     lead = ordered[0]
     images: dict[str, None] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -55,50 +56,75 @@ async def sync_vendor(
     page_attempts: int = 3,
     page_retry_pause_s: float = 1.0,
     on_progress: Callable[[SyncProgress], None] | None = None,
+    read_ahead: int = 16,
+    max_batch: int = 5000,
+    progress_every_s: float = 0.5,
 ) -> SyncProgress:
-    """Walk the vendor's catalog (or its changes since ``since``) into the store; returns the counters."""
+    """Walk the vendor's catalog (or its changes since ``since``) into the store; returns the counters.
+
+    Pages are fetched ahead (up to ``read_ahead``) while earlier ones are written. Whatever has piled up
+    while a write ran is written next as one batch (up to ``max_batch`` offers): one transaction for many
+    pages costs far less than one per page, because each commit rewrites every index page it touched.
+    """
     vendor_id = source.vendor.id
     since = None if full else since
     await store.sync_started(vendor_id)
     progress = SyncProgress()
-    seen: set[str] = set()
-    prefetch: asyncio.Task[PageOutcome] | None = asyncio.create_task(
-        _page_with_retries(source, None, since, page_attempts, page_retry_pause_s)
-    )
+    pages: asyncio.Queue[PageOutcome | None] = asyncio.Queue(maxsize=read_ahead)
+
+    async def fetch_all() -> None:
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            outcome = await _page_with_retries(source, cursor, since, page_attempts, page_retry_pause_s)
+            await pages.put(outcome)
+            cursor = outcome.page.next_cursor
+            if cursor is None:
+                break
+            if cursor in seen:
+                raise VendorBadResponse(f"vendor {vendor_id} repeated cursor {cursor!r}")
+            seen.add(cursor)
+        await pages.put(None)
+
+    fetcher = asyncio.create_task(fetch_all())
+    last_report = 0.0
     try:
-        while prefetch is not None:
-            outcome = await prefetch
-            page = outcome.page
-            prefetch = None
-            if page.next_cursor is not None:
-                if page.next_cursor in seen:
-                    raise VendorBadResponse(f"vendor {vendor_id} repeated cursor {page.next_cursor!r}")
-                seen.add(page.next_cursor)
-                prefetch = asyncio.create_task(
-                    _page_with_retries(source, page.next_cursor, since, page_attempts, page_retry_pause_s)
-                )
-            await store.upsert_offers(page.offers)
-            progress.pages += 1
-            progress.items_seen += len(page.offers)
-            progress.items_skipped += len(page.skipped)
-            if page.total is not None:
-                progress.items_total = page.total
-            merge_reasons(progress.skip_reasons, outcome.skip_reasons)
-            await store.sync_progress(vendor_id, progress)
+        finished = False
+        while not finished:
+            batch = [await _next_page(pages, fetcher)]
+            size = len(batch[0].page.offers) if batch[0] else 0
+            while batch[-1] is not None and not pages.empty() and size < max_batch:
+                outcome = pages.get_nowait()
+                batch.append(outcome)
+                size += len(outcome.page.offers) if outcome else 0
+            finished = batch[-1] is None
+            outcomes = [o for o in batch if o is not None]
+            await store.upsert_offers([offer for o in outcomes for offer in o.page.offers])
+            for o in outcomes:
+                progress.pages += 1
+                progress.items_seen += len(o.page.offers)
+                progress.items_skipped += len(o.page.skipped)
+                if o.page.total is not None:
+                    progress.items_total = o.page.total
+                merge_reasons(progress.skip_reasons, o.skip_reasons)
+            now = time.monotonic()
+            if now - last_report >= progress_every_s or finished:
+                last_report = now
+                await store.sync_progress(vendor_id, progress)
             if on_progress is not None:
                 on_progress(progress)
     except CatalogError as exc:
         log.warning("vendor %s: sync failed after %d pages: %s", vendor_id, progress.pages, exc.message)
+        await store.sync_progress(vendor_id, progress)
         await store.sync_finished(vendor_id, error=f"{exc.code}: {exc.message}", full=full)
         raise
     except BaseException:
         await store.sync_finished(vendor_id, error="sync interrupted", full=full)
         raise
     finally:
-        if prefetch is not None:
-            prefetch.cancel()
-            with contextlib.suppress(BaseException):
-                await prefetch
+        fetcher.cancel()
+        with contextlib.suppress(BaseException):
+            await fetcher
     await store.sync_finished(vendor_id, error=None, full=full)
     log.info(
         "vendor %s: %s sync done: %d offers, %d skipped, %d pages",
@@ -109,6 +135,19 @@ async def sync_vendor(
         progress.pages,
     )
     return progress
+
+
+async def _next_page(pages: asyncio.Queue[PageOutcome | None], fetcher: asyncio.Task[None]) -> PageOutcome | None:
+    """The next fetched page; pages already fetched are handed out before the fetcher's failure is raised."""
+    if not pages.empty():
+        return pages.get_nowait()
+    getter = asyncio.ensure_future(pages.get())
+    await asyncio.wait({getter, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    fetcher.result()  # raises the fetch error
+    raise AssertionError("the fetcher ended without its end-of-catalog marker")
 
 
 def incremental_since(last_success_at: datetime | None) -> datetime | None:
