@@ -91,7 +91,7 @@ class Container:
 
 
 def build_container(settings: Settings) -> Container:
-    store = SqliteCatalog(settings.db_path)
+    store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages)
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))
     workers = EmbeddedWorkers(store, sources, tracker, page_attempts=settings.page_attempts)

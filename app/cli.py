@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app.adapters.sqlite.catalog import SqliteCatalog
+from app.api.schemas import VendorIn
 from app.bootstrap import make_source_factory
-from app.domain.models import Vendor, VendorKind
-from app.domain.normalize import parse_currency
+from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
 from app.services.sync import incremental_since, sync_vendor
@@ -47,6 +49,32 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+class _Server(uvicorn.Server):
+    """Leaves signals to ``run_servers``: uvicorn's own handling re-raises SIGTERM after a clean shutdown, so
+    the process would exit 143 instead of 0, and several servers cannot share one loop's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_servers(configs: list[uvicorn.Config]) -> None:
+    """Serve until SIGINT or SIGTERM, then shut every server down gracefully and return (exit code 0)."""
+    servers = [_Server(config) for config in configs]
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    asyncio.run(main())
+
+
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: CATALOG_HOST.")] = None,
@@ -54,12 +82,17 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Register the demo vendors (simulators) at start-up.")] = False,
 ) -> None:
     """Run the API."""
-    from app.main import create_app
 
     settings = Settings()
     if demo:
         settings = settings.model_copy(update={"demo_vendors": True})
-    uvicorn.run(
+    run_servers([api_config(settings, host, port)])
+
+
+def api_config(settings: Settings, host: str | None = None, port: int | None = None) -> uvicorn.Config:
+    from app.main import create_app
+
+    return uvicorn.Config(
         create_app(settings),
         host=host or settings.host,
         port=port or settings.port,
@@ -81,39 +114,18 @@ def demo(
     port: Annotated[int | None, typer.Option(help="API port. Default: CATALOG_PORT.")] = None,
 ) -> None:
     """Run the simulators and the API with the demo vendors in one process (what `make run` does)."""
-    from app.main import create_app
     from app.simulators.server import DEMO_SIMULATORS
     from app.simulators.server import create_app as create_simulator
 
     settings = Settings().model_copy(update={"demo_vendors": True})
-
-    async def main() -> None:
-        servers = [
-            uvicorn.Server(
-                uvicorn.Config(
-                    create_simulator(config),
-                    host=settings.demo_host,
-                    port=sim_port,
-                    log_level="warning",
-                    access_log=False,
-                )
-            )
-            for config, sim_port in DEMO_SIMULATORS
-        ]
-        api = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings),
-                host=settings.host,
-                port=port or settings.port,
-                log_level=settings.log_level,
-                access_log=False,
-            )
+    simulators = [
+        uvicorn.Config(
+            create_simulator(config), host=settings.demo_host, port=sim_port, log_level="warning", access_log=False
         )
-        console.print(f"API on http://{settings.host}:{port or settings.port}  (docs: /docs)")
-        await asyncio.gather(*(s.serve() for s in [*servers, api]))
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        for config, sim_port in DEMO_SIMULATORS
+    ]
+    console.print(f"API on http://{settings.host}:{port or settings.port}  (docs: /docs)")
+    run_servers([*simulators, api_config(settings, port=port)])
 
 
 @vendors_cli.command("list")
@@ -171,18 +183,19 @@ def vendors_add(
         if not sep:
             raise fail(f"credential {item!r} is not key=value")
         creds[key] = value
-    try:
-        vendor = Vendor(
+    try:  # the API's own validation, so the CLI refuses exactly what the API refuses
+        body = VendorIn(
             id=vendor_id,
             name=name or vendor_id,
             kind=kind,
-            base_url=base_url.rstrip("/"),
-            currency=parse_currency(currency),
+            base_url=base_url,
+            currency=currency,
             credentials=creds,
-            refresh_interval_s=refresh_interval_s or settings.default_refresh_interval_s,
+            refresh_interval_s=refresh_interval_s,
         )
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    except ValidationError as exc:
+        raise fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    vendor = body.to_vendor(settings.default_refresh_interval_s)
 
     async def run() -> None:
         async with open_store(settings) as store:

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
     demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
+    list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
     gzip_min_bytes: int = Field(1024, ge=0, description="Responses at least this large are gzipped when asked.")
     bench_routes: bool = Field(False, description="Expose `/_bench/*` (benchmark baseline routes).")
 

@@ -26,13 +26,15 @@ class LoadResult:
 
 
 async def _connection(
-    host: str, port: int, request: bytes, deadline: float, latencies: list[float], errors: list[int]
+    host: str, port: int, requests: list[bytes], deadline: float, latencies: list[float], errors: list[int]
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    turn = 0
     try:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            writer.write(request)
+            writer.write(requests[turn % len(requests)])
+            turn += 1
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             length = 0
@@ -51,19 +53,26 @@ async def _connection(
 async def hammer(
     host: str,
     port: int,
-    path: str,
+    path: str | list[str],
     *,
     connections: int = 8,
     seconds: float = 3.0,
     headers: dict[str, str] | None = None,
 ) -> LoadResult:
+    """GET ``path`` (or a list of paths, each connection cycling through its share) for ``seconds``."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+    paths = [path] if isinstance(path, str) else path
+    requests = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode() for p in paths]
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
     deadline = start + seconds
-    await asyncio.gather(*(_connection(host, port, request, deadline, latencies, errors) for _ in range(connections)))
+    await asyncio.gather(
+        *(
+            _connection(host, port, requests[i::connections] or requests, deadline, latencies, errors)
+            for i in range(connections)
+        )
+    )
     elapsed = time.perf_counter() - start
     latencies.sort()
 

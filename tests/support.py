@@ -115,9 +115,7 @@ class ApiServer:
             timeout_graceful_shutdown=2,
         )
         server = _Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"api-{self.port}", daemon=True
-        )
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"api-{self.port}", daemon=True)
         self._server, self._thread = server, thread
         thread.start()
         deadline = time.monotonic() + 15

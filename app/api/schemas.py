@@ -90,6 +90,18 @@ class VendorIn(BaseModel):
     def _currency(cls, value: str) -> str:
         return parse_currency(value)
 
+    def to_vendor(self, default_refresh_interval_s: int) -> Vendor:
+        return Vendor(
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            base_url=str(self.base_url).rstrip("/"),
+            currency=self.currency,
+            credentials=self.credentials,
+            refresh_interval_s=self.refresh_interval_s or default_refresh_interval_s,
+            enabled=self.enabled,
+        )
+
 
 class VendorPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -44,7 +44,9 @@ class FetchRequest:
 
     @property
     def dedup_key(self) -> tuple[str, str, str]:
-        return (self.kind.value, self.vendor_id, self.vendor_product_id or "")
+        """A full sync never joins a pending incremental one: it was asked for because the incremental is not
+        enough (the workers run a vendor's syncs one after the other)."""
+        return (self.kind.value, self.vendor_id, self.vendor_product_id or ("full" if self.full else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -118,8 +118,12 @@ async def sync_vendor(
         await store.sync_progress(vendor_id, progress)
         await store.sync_finished(vendor_id, error=f"{exc.code}: {exc.message}", full=full)
         raise
+    except asyncio.CancelledError:
+        # Shutdown (or the vendor's removal): not the vendor's failure; the next start resumes it at once.
+        await store.sync_interrupted(vendor_id)
+        raise
     except BaseException:
-        await store.sync_finished(vendor_id, error="sync interrupted", full=full)
+        await store.sync_finished(vendor_id, error="sync crashed", full=full)
         raise
     finally:
         fetcher.cancel()

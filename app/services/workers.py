@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from datetime import timedelta
 
 from app.domain.models import utcnow
-from app.domain.ports import CatalogStore
+from app.domain.ports import CatalogStore, VendorSource
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
 from app.services.catalog import CatalogService
@@ -59,6 +60,8 @@ class EmbeddedWorkers:
         self._tracker = tracker
         self._page_attempts = page_attempts
         self._page_retry_pause_s = page_retry_pause_s
+        # One sync per vendor at a time: a full one requested during an incremental one runs after it.
+        self._sync_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def handle(self, request: FetchRequest) -> None:
         try:
@@ -87,6 +90,12 @@ class EmbeddedWorkers:
             outcome = await fetch_product(source, request)
             await apply_product_outcome(self._store, self._tracker, outcome)
             return
+        async with self._sync_locks[vendor.id]:
+            await self._sync(request, source)
+        self._tracker.complete(request.id, RequestStatus.DONE)
+
+    async def _sync(self, request: FetchRequest, source: VendorSource) -> None:
+        vendor = source.vendor
         status = self._store.vendor_status(vendor.id)
         full = request.full or status.last_full_sync_at is None or not source.supports_changes_since
         await sync_vendor(
@@ -97,7 +106,6 @@ class EmbeddedWorkers:
             page_attempts=self._page_attempts,
             page_retry_pause_s=self._page_retry_pause_s,
         )
-        self._tracker.complete(request.id, RequestStatus.DONE)
 
 
 class RefreshScheduler:

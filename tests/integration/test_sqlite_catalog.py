@@ -261,3 +261,28 @@ async def test_find_offer_by_parent_id(store: SqliteCatalog) -> None:
     await store.upsert_offers([offer("a", "v1", parent_id="p9"), offer("a", "v2", parent_id="p9")])
     assert store.find_offer("a", "p9") is not None
     assert store.find_offer("a", "nope") is None
+
+
+async def test_search_index_follows_renames_and_removals(store: SqliteCatalog) -> None:
+    await with_vendors(store, "a")
+    await store.upsert_offers([offer("a", "1", title="Walnut desk"), offer("a", "2", title="Oak chair")])
+    assert len(walk(store, ProductQuery(q="walnut"))) == 1
+    await store.upsert_offers([offer("a", "1", title="Maple desk")])
+    assert walk(store, ProductQuery(q="walnut")) == []
+    assert [i["name"] for i in walk(store, ProductQuery(q="maple"))] == ["Maple desk"]
+    await store.delete_vendor("a")
+    assert walk(store, ProductQuery(q="oak")) == []
+    conn = sqlite3.connect(store.path)
+    conn.execute("INSERT INTO products_fts (products_fts) VALUES ('integrity-check')")
+    conn.close()
+
+
+async def test_cached_pages_are_dropped_by_any_write(store: SqliteCatalog) -> None:
+    await with_vendors(store, "a")
+    await store.upsert_offers([offer("a", "1", title="First")])
+    first = store.list_products(ProductQuery())
+    assert store.list_products(ProductQuery()) is first
+    await store.upsert_offers([offer("a", "2", title="Second")])
+    again = store.list_products(ProductQuery())
+    assert again is not first and len(again.items) == 2
+    assert again.etag != first.etag

@@ -127,3 +127,39 @@ def test_ties_broken_by_vendor_then_id() -> None:
     second = offer("a", "10", title="A10")
     assert build_product("p", [first, second]).name == "A10"
     assert build_product("p", [replace(second), first]).name == "A10"
+
+
+def test_single_offer_fast_path_matches_the_general_rule() -> None:
+    only = offer(
+        "a",
+        "1",
+        title="T",
+        description="d",
+        images=("https://i/1", "https://i/1", "https://i/2"),
+        brand="B",
+        category="C",
+        gtin=GTIN_A,
+        availability=Availability.IN_STOCK,
+        price=Decimal("3.50"),
+        vendor_updated_at=T0,
+    )
+    fast = build_product("p", [only])
+    # the general path, reached with two offers of which the second is an exact twin in another vendor
+    twin = replace(only, vendor_id="b")
+    general = build_product("p", [only, twin])
+    for field in (
+        "name",
+        "description",
+        "brand",
+        "category",
+        "images",
+        "gtin",
+        "currency",
+        "min_price",
+        "max_price",
+        "in_stock",
+        "updated_at",
+    ):
+        assert getattr(fast, field) == getattr(general, field), field
+    assert fast.images == ("https://i/1", "https://i/2")
+    assert [(p.currency, p.min, p.max) for p in fast.prices] == [("USD", Decimal("3.50"), Decimal("3.50"))]

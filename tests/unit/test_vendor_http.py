@@ -338,3 +338,11 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after("nan") is None
+
+
+async def test_unusable_url_fails_at_once_without_retries(sleeps: Sleeps) -> None:
+    async with VendorHttp("ftp://vendor.invalid", policy=HttpPolicy(max_attempts=4), sleep=sleeps) as http:
+        with pytest.raises(VendorError, match="not usable"):
+            await http.get_json("/products")
+        assert http.stats.attempts == 1
+    assert sleeps.delays == []

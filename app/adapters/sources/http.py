@@ -248,6 +248,9 @@ class VendorHttp:
                 raise _Retry(
                     VendorTimeout(f"vendor did not answer within {self.policy.timeout_s}s", details=details)
                 ) from exc
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                # A misconfigured base URL: retrying cannot help, so fail at once with a clear message.
+                raise VendorError(f"vendor URL is not usable: {exc}", details=details) from exc
             except httpx.TransportError as exc:
                 self.stats.transport_errors += 1
                 raise _Retry(VendorError(f"vendor unreachable: {type(exc).__name__}: {exc}", details=details)) from exc

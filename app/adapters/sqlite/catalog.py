@@ -22,7 +22,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -122,8 +122,12 @@ def fts_query(text: str) -> str | None:
 
 
 class SqliteCatalog:
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, cache_mb: int = 32) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 10.0, cache_mb: int = 32, page_cache_size: int = 256
+    ) -> None:
         self.path = Path(path)
+        self._pages: OrderedDict[ProductQuery, tuple[int, ProductPage]] = OrderedDict()
+        self._page_cache_size = page_cache_size
         self._busy_timeout_s = busy_timeout_s
         self._cache_mb = cache_mb
         self._writer: ThreadPoolExecutor | None = None
@@ -362,6 +366,15 @@ class SqliteCatalog:
             lambda c: c.execute(
                 "UPDATE vendor_sync SET state = 'interrupted', finished_at = ? WHERE state = 'running'",
                 (documents.iso(utcnow()),),
+            ),
+        )
+
+    async def sync_interrupted(self, vendor_id: str) -> None:
+        await self._write(
+            self._tx,
+            lambda c: c.execute(
+                "UPDATE vendor_sync SET state = 'interrupted', finished_at = ? WHERE vendor_id = ?",
+                (documents.iso(utcnow()), vendor_id),
             ),
         )
 
@@ -674,7 +687,27 @@ class SqliteCatalog:
         return int(n)
 
     def list_products(self, query: ProductQuery) -> ProductPage:
-        """One page of products. Raises ``InvalidCursor`` for a cursor from another query."""
+        """One page of products. Raises ``InvalidCursor`` for a cursor from another query.
+
+        Pages are cached until the next change: a few pages (the first page of the catalog, of a category, of
+        a popular search) take most of the traffic, and checking the change sequence costs a fraction of the
+        query. Any process's write moves the sequence, so a cached page is never stale.
+        """
+        if self._page_cache_size <= 0:
+            return self._query_products(query)
+        seq = self.change_seq()
+        cached = self._pages.get(query)
+        if cached is not None and cached[0] == seq:
+            self._pages.move_to_end(query)
+            return cached[1]
+        page = self._query_products(query)
+        self._pages[query] = (seq, page)
+        self._pages.move_to_end(query)
+        if len(self._pages) > self._page_cache_size:
+            self._pages.popitem(last=False)
+        return page
+
+    def _query_products(self, query: ProductQuery) -> ProductPage:
         where: list[str] = []
         params: list[Any] = []
         sort = query.sort

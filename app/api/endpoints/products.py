@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from app.api.deps import CatalogDep
 from app.api.errors import ERROR_RESPONSES
@@ -23,42 +26,69 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (`If-None-Match` matched the `ETag`)."}
 }
 
-Q = Annotated[str | None, Query(max_length=200, description="Full-text search over name, description, brand.")]
-Brand = Annotated[str | None, Query(max_length=100, description="Brand, matched case- and accent-insensitively.")]
-Category = Annotated[str | None, Query(max_length=100)]
-Price = Annotated[Decimal | None, Query(ge=0, le=10**12, description="In the product's main currency.")]
-InStock = Annotated[bool | None, Query()]
-SortQ = Annotated[Sort, Query(description="`relevance` needs `q`; without it, `updated` is used.")]
-Limit = Annotated[int, Query(ge=1, le=100)]
-CursorQ = Annotated[str | None, Query(max_length=500, description="`next_cursor` of the previous page.")]
+
+class ProductFilters(BaseModel):
+    """Query parameters of product lists, validated in one pydantic call (see ``query_model``)."""
+
+    q: str | None = Field(None, max_length=200, description="Full-text search over name, description, brand.")
+    brand: str | None = Field(None, max_length=100, description="Brand, matched case- and accent-insensitively.")
+    category: str | None = Field(None, max_length=100)
+    min_price: Decimal | None = Field(None, ge=0, le=10**12, description="In the product's main currency.")
+    max_price: Decimal | None = Field(None, ge=0, le=10**12)
+    in_stock: bool | None = None
+    sort: Sort = Field(Sort.RELEVANCE, description="`relevance` needs `q`; without it, `updated` is used.")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=500, description="`next_cursor` of the previous page.")
+
+    def to_query(self, vendor: str | None) -> ProductQuery:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise InvalidInput("min_price is greater than max_price", details={"parameter": "min_price"})
+        return ProductQuery(
+            q=self.q,
+            vendor=vendor,
+            brand=self.brand,
+            category=self.category,
+            min_price=self.min_price,
+            max_price=self.max_price,
+            in_stock=self.in_stock,
+            sort=self.sort,
+            limit=self.limit,
+            cursor=self.cursor,
+        )
 
 
-def product_query(
-    q: str | None,
-    vendor: str | None,
-    brand: str | None,
-    category: str | None,
-    min_price: Decimal | None,
-    max_price: Decimal | None,
-    in_stock: bool | None,
-    sort: Sort,
-    limit: int,
-    cursor: str | None,
-) -> ProductQuery:
-    if min_price is not None and max_price is not None and min_price > max_price:
-        raise InvalidInput("min_price is greater than max_price", details={"parameter": "min_price"})
-    return ProductQuery(
-        q=q,
-        vendor=vendor,
-        brand=brand,
-        category=category,
-        min_price=min_price,
-        max_price=max_price,
-        in_stock=in_stock,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-    )
+class CatalogFilters(ProductFilters):
+    vendor: str | None = Field(None, max_length=63, description="Only products this vendor offers.")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def query_model(model: type[M]) -> tuple[Callable[[Request], Awaitable[M]], dict[str, Any]]:
+    """A dependency that validates the query string as ``model``, and the OpenAPI parameters describing it.
+
+    FastAPI resolves declared query parameters one field at a time in Python: on a cached list page that was
+    a third of the request's cost. Validating the whole query string in one pydantic call is far cheaper; the
+    schema keeps documenting every parameter.
+    """
+
+    async def parse(request: Request) -> M:
+        try:
+            return model.model_validate(request.query_params)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(errors) from None
+
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    parameters = [
+        {"name": name, "in": "query", "required": False, "schema": prop, "description": prop.get("description", "")}
+        for name, prop in schema["properties"].items()
+    ]
+    return parse, {"parameters": parameters}
+
+
+parse_catalog_filters, CATALOG_FILTER_PARAMS = query_model(CatalogFilters)
+parse_product_filters, PRODUCT_FILTER_PARAMS = query_model(ProductFilters)
 
 
 def page_response(request: Request, catalog: CatalogDep, query: ProductQuery) -> Response:
@@ -77,24 +107,17 @@ def served_response(request: Request, served: Served) -> Response:
     return json_with_etag(request, served.product.doc, served.product.etag, headers)
 
 
-@router.get("/products", response_model=ProductList, responses={**NOT_MODIFIED, **ERROR_RESPONSES})
+@router.get(
+    "/products",
+    response_model=ProductList,
+    responses={**NOT_MODIFIED, **ERROR_RESPONSES},
+    openapi_extra=CATALOG_FILTER_PARAMS,
+)
 async def list_products(
-    request: Request,
-    catalog: CatalogDep,
-    q: Q = None,
-    vendor: Annotated[str | None, Query(max_length=63, description="Only products this vendor offers.")] = None,
-    brand: Brand = None,
-    category: Category = None,
-    min_price: Price = None,
-    max_price: Price = None,
-    in_stock: InStock = None,
-    sort: SortQ = Sort.RELEVANCE,
-    limit: Limit = 20,
-    cursor: CursorQ = None,
+    request: Request, catalog: CatalogDep, filters: Annotated[CatalogFilters, Depends(parse_catalog_filters)]
 ) -> Response:
     """Browse and search the unified catalog, newest first by default; cursor-paginated."""
-    query = product_query(q, vendor, brand, category, min_price, max_price, in_stock, sort, limit, cursor)
-    return page_response(request, catalog, query)
+    return page_response(request, catalog, filters.to_query(filters.vendor))
 
 
 @router.get(

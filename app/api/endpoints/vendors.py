@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.api.deps import AdminDep, CatalogDep, ContainerDep
 from app.api.endpoints.products import (
     NOT_MODIFIED,
-    Brand,
-    Category,
-    CursorQ,
-    InStock,
-    Limit,
-    Price,
-    Q,
-    SortQ,
+    PRODUCT_FILTER_PARAMS,
+    ProductFilters,
     page_response,
-    product_query,
+    parse_product_filters,
     served_response,
 )
 from app.api.endpoints.requests import request_out
@@ -34,12 +29,12 @@ from app.api.schemas import (
     VendorOut,
     VendorPatch,
 )
-from app.domain.models import Vendor
-from app.domain.queries import Sort
 from app.domain.requests import RequestState
+from app.errors import ServiceUnavailable
 from app.services.catalog import Pending
 
 router = APIRouter(tags=["vendors"])
+log = logging.getLogger(__name__)
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": RequestOut, "description": "Requested from the vendor; poll `Location`."}
@@ -70,19 +65,14 @@ async def get_vendor(catalog: CatalogDep, vendor_id: str) -> VendorOut:
 @router.post("/vendors", status_code=201, dependencies=[AdminDep], responses=ERROR_RESPONSES)
 async def add_vendor(container: ContainerDep, body: VendorIn, response: Response) -> VendorOut:
     """Register a vendor; its first full sync is requested at once."""
-    vendor = Vendor(
-        id=body.id,
-        name=body.name,
-        kind=body.kind,
-        base_url=str(body.base_url).rstrip("/"),
-        currency=body.currency,
-        credentials=body.credentials,
-        refresh_interval_s=body.refresh_interval_s or container.settings.default_refresh_interval_s,
-        enabled=body.enabled,
-    )
+    vendor = body.to_vendor(container.settings.default_refresh_interval_s)
     await container.store.add_vendor(vendor)
     if vendor.enabled:
-        await container.catalog.request_sync(vendor.id, full=True)
+        try:
+            await container.catalog.request_sync(vendor.id, full=True)
+        except ServiceUnavailable:
+            # The vendor is registered either way; with the queue full, its first sync is left to the scheduler.
+            log.info("vendor %s registered; its first sync waits for the scheduler (queue full)", vendor.id)
     response.headers["Location"] = f"/vendors/{vendor.id}"
     return VendorOut.of(vendor, container.store.vendor_status(vendor.id))
 
@@ -125,28 +115,20 @@ async def sync_vendor(
     "/vendors/{vendor_id}/products",
     response_model=ProductList,
     responses={**NOT_MODIFIED, **ERROR_RESPONSES, **ACCEPTED},
+    openapi_extra=PRODUCT_FILTER_PARAMS,
 )
 async def vendor_products(
     request: Request,
     catalog: CatalogDep,
     vendor_id: str,
-    q: Q = None,
-    brand: Brand = None,
-    category: Category = None,
-    min_price: Price = None,
-    max_price: Price = None,
-    in_stock: InStock = None,
-    sort: SortQ = Sort.RELEVANCE,
-    limit: Limit = 20,
-    cursor: CursorQ = None,
+    filters: Annotated[ProductFilters, Depends(parse_product_filters)],
 ) -> Response:
     """The products this vendor offers. A vendor never synced yet answers 202 and its sync is requested."""
     catalog.vendor(vendor_id)
     status = catalog.store.vendor_status(vendor_id)
     if status.offers == 0 and status.last_success_at is None:
         return accepted(await catalog.request_sync(vendor_id, full=True), retry_after_s=2)
-    query = product_query(q, vendor_id, brand, category, min_price, max_price, in_stock, sort, limit, cursor)
-    return page_response(request, catalog, query)
+    return page_response(request, catalog, filters.to_query(vendor_id))
 
 
 @router.get(
