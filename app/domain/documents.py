@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,13 +72,17 @@ def _summary_dict(product: Product) -> dict[str, Any]:
     }
 
 
-def render(product: Product) -> tuple[bytes, bytes]:
-    """The product's list-item form (what a catalog grid needs: no description, no offers) and detail form."""
+def render(product: Product, wires: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> tuple[bytes, bytes]:
+    """The product's list-item form (what a catalog grid needs: no description, no offers) and detail form.
+
+    ``wires`` may hold offers' ``offer_dict`` forms already built by the caller.
+    """
     data = _summary_dict(product)
     summary = orjson.dumps(data)
     data["description"] = product.description
     data["images"] = list(product.images)
-    data["offers"] = [offer_dict(o) for o in product.offers]
+    wires = wires or {}
+    data["offers"] = [wires.get(o.key) or offer_dict(o) for o in product.offers]
     return summary, orjson.dumps(data)
 
 

@@ -28,7 +28,7 @@ from app.domain.models import Availability, Offer, Page, SkippedItem, Vendor, ut
 from app.domain.normalize import clean_text, normalize_gtin, normalize_images, parse_datetime, parse_int
 from app.errors import VendorBadResponse
 
-DEFAULT_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 250
 
 _AVAILABILITY = {
     "in stock": Availability.IN_STOCK,

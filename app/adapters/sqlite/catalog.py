@@ -80,10 +80,9 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _content_hash(offer: Offer) -> bytes:
-    body = documents.offer_dict(offer)
-    body["description"] = offer.description
-    return hashlib.blake2b(orjson.dumps(body), digest_size=16).digest()
+def _content_hash(wire: dict[str, Any], offer: Offer) -> bytes:
+    """What identifies an offer's content: its wire form plus its description (``fetched_at`` is not content)."""
+    return hashlib.blake2b(orjson.dumps(wire) + offer.description.encode(), digest_size=16).digest()
 
 
 def _row_to_offer(row: sqlite3.Row | tuple[Any, ...]) -> Offer:
@@ -442,8 +441,10 @@ class SqliteCatalog:
 
         touched: list[tuple[str | None, str, str]] = []
         changed: list[tuple[Offer, bytes]] = []
+        wires: dict[tuple[str, str], dict[str, Any]] = {}
         for o in batch:
-            h = _content_hash(o)
+            wire = wires[o.key] = documents.offer_dict(o)
+            h = _content_hash(wire, o)
             old = existing.get(o.key)
             if old is not None and old[0] == h:
                 touched.append((documents.iso(o.fetched_at), o.vendor_id, o.vendor_product_id))
@@ -507,7 +508,7 @@ class SqliteCatalog:
             rows,
         )
         affected_products |= self._resolve_matches(conn, affected_matches)
-        products_changed = self._rebuild_products(conn, affected_products, {o.key: o for o, _ in changed})
+        products_changed = self._rebuild_products(conn, affected_products, {o.key: o for o, _ in changed}, wires)
         inserted = sum(1 for o, _ in changed if o.key not in existing)
         return UpsertResult(
             inserted=inserted,
@@ -547,11 +548,16 @@ class SqliteCatalog:
         return moved
 
     def _rebuild_products(
-        self, conn: sqlite3.Connection, product_ids: set[str], known: dict[tuple[str, str], Offer] | None = None
+        self,
+        conn: sqlite3.Connection,
+        product_ids: set[str],
+        known: dict[tuple[str, str], Offer] | None = None,
+        wires: dict[tuple[str, str], dict[str, Any]] | None = None,
     ) -> int:
         """Recompute the given products from their offers; returns how many actually changed.
 
-        ``known`` are offers this transaction just wrote: used as they are instead of decoding their rows again.
+        ``known`` are offers this transaction just wrote (used as they are instead of decoding their rows again),
+        ``wires`` their already built wire forms.
         """
         known = known or {}
         changed = 0
@@ -576,7 +582,7 @@ class SqliteCatalog:
             vendor_rows: list[tuple[str, str]] = []
             for pid, offers in groups.items():
                 product = build_product(pid, offers)
-                summary, doc = documents.render(product)
+                summary, doc = documents.render(product, wires)
                 etag = documents.etag_of(doc)
                 if etags.get(pid) == etag:
                     continue

@@ -64,7 +64,8 @@ CREATE TABLE offers (
     description       TEXT NOT NULL,
     UNIQUE (vendor_id, vendor_product_id)
 );
-CREATE INDEX offers_product ON offers (product_id);
+-- Covers the freshness lookup of a product read (which offers, fetched when), so it never touches offer rows.
+CREATE INDEX offers_product ON offers (product_id, vendor_id, vendor_product_id, fetched_at);
 CREATE INDEX offers_match ON offers (match_key) WHERE match_key IS NOT NULL;
 CREATE INDEX offers_parent ON offers (vendor_id, parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX offers_seq ON offers (change_seq);
