@@ -97,6 +97,7 @@ CREATE INDEX products_updated ON products (updated_at, id);
 CREATE INDEX products_price ON products (min_price, id);
 CREATE INDEX products_brand ON products (brand_key, updated_at, id);
 CREATE INDEX products_category ON products (category_key, updated_at, id);
+CREATE INDEX products_in_stock ON products (in_stock, updated_at, id);
 CREATE INDEX products_seq ON products (change_seq);
 
 CREATE TABLE product_vendors (
