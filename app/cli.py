@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import typer
@@ -26,6 +25,7 @@ from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
 from app.services.sync import incremental_since, sync_vendor
+from app.serving import serve_until_signal, server_config
 from app.settings import Settings
 
 cli = typer.Typer(help="Unified Vendor Catalog.", no_args_is_help=True, add_completion=False)
@@ -49,32 +49,6 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-class _Server(uvicorn.Server):
-    """Leaves signals to ``run_servers``: uvicorn's own handling re-raises SIGTERM after a clean shutdown, so
-    the process would exit 143 instead of 0, and several servers cannot share one loop's signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def run_servers(configs: list[uvicorn.Config]) -> None:
-    """Serve until SIGINT or SIGTERM, then shut every server down gracefully and return (exit code 0)."""
-    servers = [_Server(config) for config in configs]
-
-    def stop() -> None:
-        for server in servers:
-            server.should_exit = True
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        await asyncio.gather(*(s.serve() for s in servers))
-
-    asyncio.run(main())
-
-
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: CATALOG_HOST.")] = None,
@@ -86,18 +60,14 @@ def serve(
     settings = Settings()
     if demo:
         settings = settings.model_copy(update={"demo_vendors": True})
-    run_servers([api_config(settings, host, port)])
+    serve_until_signal([api_config(settings, host, port)])
 
 
 def api_config(settings: Settings, host: str | None = None, port: int | None = None) -> uvicorn.Config:
     from app.main import create_app
 
-    return uvicorn.Config(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        access_log=False,
+    return server_config(
+        create_app(settings), host or settings.host, port or settings.port, log_level=settings.log_level
     )
 
 
@@ -119,13 +89,10 @@ def demo(
 
     settings = Settings().model_copy(update={"demo_vendors": True})
     simulators = [
-        uvicorn.Config(
-            create_simulator(config), host=settings.demo_host, port=sim_port, log_level="warning", access_log=False
-        )
-        for config, sim_port in DEMO_SIMULATORS
+        server_config(create_simulator(config), settings.demo_host, sim_port) for config, sim_port in DEMO_SIMULATORS
     ]
     console.print(f"API on http://{settings.host}:{port or settings.port}  (docs: /docs)")
-    run_servers([*simulators, api_config(settings, port=port)])
+    serve_until_signal([*simulators, api_config(settings, port=port)])
 
 
 @vendors_cli.command("list")

@@ -13,19 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
-from fastapi import FastAPI
 
 from app.domain.models import VendorKind
 from app.main import create_app
+from app.serving import ThreadedServer
 from app.settings import Settings
 from app.simulators.config import SimConfig
 from app.simulators.server import SimulatorServer
@@ -74,78 +71,16 @@ def fast_settings(db_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-class _Server(uvicorn.Server):
-    """Signals belong to the main thread (pytest's); this server runs off it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-class ApiServer:
+class ApiServer(ThreadedServer):
     """The real app (lifespan, middleware, error handlers) on 127.0.0.1 and a free port, in a thread."""
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1") -> None:
+        super().__init__(create_app(settings), host=host, name="api")
         self.settings = settings
-        self.host = host
-        self.port = 0
-        self.app: FastAPI = create_app(settings)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> ApiServer:
-        if self._server is not None:
-            raise RuntimeError("api server already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            host=self.host,
-            port=self.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            ws="none",
-            timeout_graceful_shutdown=2,
-        )
-        server = _Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"api-{self.port}", daemon=True)
-        self._server, self._thread = server, thread
-        thread.start()
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(timeout=5)
-                self._server = self._thread = None
-                sock.close()
-                raise RuntimeError("the API did not start")
-            time.sleep(0.005)
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout=15)
-        self._server = self._thread = None
-        if thread.is_alive():
-            raise RuntimeError("the API did not stop")
 
     def __enter__(self) -> ApiServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self.start()
+        return self
 
 
 class Sim:
