@@ -1047,3 +1047,37 @@ def test_delete_vendor_during_its_sync(sims: Callable[..., Sim], service: Callab
     state = vendor_state(client, "dj")
     assert state["offers"] == 30 and state["sync"]["state"] == "ok"
     assert sum(p["offer_count"] for p in all_products(client, limit=100)) == 30
+
+
+def test_openapi_documents_every_query_parameter_and_all_refs_resolve(tmp_path: Path) -> None:
+    from app.main import create_app
+
+    spec = create_app(fast_settings(tmp_path / "spec.db")).openapi()
+    names = [p["name"] for p in spec["paths"]["/products"]["get"]["parameters"]]
+    assert names == [
+        "q",
+        "brand",
+        "category",
+        "min_price",
+        "max_price",
+        "in_stock",
+        "sort",
+        "limit",
+        "cursor",
+        "vendor",
+    ]
+    sort = next(p for p in spec["paths"]["/products"]["get"]["parameters"] if p["name"] == "sort")
+    assert sort["schema"]["enum"] == ["relevance", "price", "-price", "updated"]
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return own + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    components = spec["components"]["schemas"]
+    missing = {r for r in refs(spec) if r.removeprefix("#/components/schemas/") not in components}
+    assert missing == set()
+    assert {"201", "401", "403", "409", "422"} <= set(spec["paths"]["/vendors"]["post"]["responses"])

@@ -79,9 +79,25 @@ def query_model(model: type[M]) -> tuple[Callable[[Request], Awaitable[M]], dict
             errors = [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
             raise RequestValidationError(errors) from None
 
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def inline(prop: dict[str, Any]) -> dict[str, Any]:
+        """Parameters stand alone in OpenAPI: replace references to the model's own definitions (enums)."""
+        ref = prop.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            rest = {k: v for k, v in prop.items() if k != "$ref"}
+            return {**defs[ref.removeprefix("#/$defs/")], **rest}
+        return prop
+
     parameters = [
-        {"name": name, "in": "query", "required": False, "schema": prop, "description": prop.get("description", "")}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": inline(prop),
+            "description": prop.get("description", ""),
+        }
         for name, prop in schema["properties"].items()
     ]
     return parse, {"parameters": parameters}
