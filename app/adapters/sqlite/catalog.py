@@ -653,19 +653,20 @@ class SqliteCatalog:
     # -- offers and products: reads --------------------------------------------------------------------------
 
     def get_product(self, pid: str) -> StoredProduct | None:
-        conn = self._r
-        row = conn.execute("SELECT doc, etag FROM products WHERE id = ?", (pid,)).fetchone()
-        if row is None:
+        """The product's document with its offers' freshness, in one statement (the detail read's only query)."""
+        rows = self._r.execute(
+            "SELECT p.doc, p.etag, o.vendor_id, o.vendor_product_id, o.fetched_at, v.refresh_interval_s, v.enabled "
+            "FROM products p JOIN offers o ON o.product_id = p.id JOIN vendors v ON v.id = o.vendor_id "
+            "WHERE p.id = ?",
+            (pid,),
+        ).fetchall()
+        if not rows:
             return None
         offers = tuple(
-            OfferFreshness(v, p, datetime.fromisoformat(f), interval, bool(enabled))
-            for v, p, f, interval, enabled in conn.execute(
-                "SELECT o.vendor_id, o.vendor_product_id, o.fetched_at, v.refresh_interval_s, v.enabled "
-                "FROM offers o JOIN vendors v ON v.id = o.vendor_id WHERE o.product_id = ?",
-                (pid,),
-            )
+            OfferFreshness(vendor_id, vpid, datetime.fromisoformat(fetched), interval, bool(enabled))
+            for _, _, vendor_id, vpid, fetched, interval, enabled in rows
         )
-        return StoredProduct(doc=row[0], etag=row[1], offers=offers)
+        return StoredProduct(doc=rows[0][0], etag=rows[0][1], offers=offers)
 
     def find_offer(self, vendor_id: str, vendor_product_id: str) -> OfferRef | None:
         """The offer with this id, or else the oldest-fetched variant whose parent has this id."""
