@@ -567,11 +567,21 @@ class SqliteCatalog:
         ids = sorted(product_ids)
         for chunk in _chunks(ids):
             groups: dict[str, list[Offer]] = defaultdict(list)
-            for row in conn.execute(
-                f"SELECT {_OFFER_READ} FROM offers WHERE product_id IN ({_marks(len(chunk))})", chunk
+            unknown: list[int] = []
+            # Keys first (from the covering index): offers written by this transaction are not read back.
+            for rowid, vendor_id, vpid, pid in conn.execute(
+                f"SELECT rowid, vendor_id, vendor_product_id, product_id FROM offers "
+                f"WHERE product_id IN ({_marks(len(chunk))})",
+                chunk,
             ):
-                offer = known.get((row[0], row[1]))
-                groups[row[17]].append(offer if offer is not None else _row_to_offer(row))
+                offer = known.get((vendor_id, vpid))
+                if offer is None:
+                    unknown.append(rowid)
+                else:
+                    groups[pid].append(offer)
+            for part in _chunks(unknown):
+                for row in conn.execute(f"SELECT {_OFFER_READ} FROM offers WHERE rowid IN ({_marks(len(part))})", part):
+                    groups[row[17]].append(_row_to_offer(row))
             etags = dict(
                 conn.execute(f"SELECT id, etag FROM products WHERE id IN ({_marks(len(chunk))})", chunk).fetchall()
             )
