@@ -80,9 +80,7 @@ async def fetch_product(source: VendorSource, request: FetchRequest) -> ProductO
 async def fetch_catalog_page(source: VendorSource, cursor: str | None, *, since: datetime | None = None) -> PageOutcome:
     """One page of a vendor's catalog; a page-level failure raises (the caller retries or fails the sync)."""
     page = await source.fetch_page(cursor, since=since if source.supports_changes_since else None)
-    reasons = Counter(_reason_class(s.reason) for s in page.skipped)
-    for skipped in page.skipped:
-        log.info("vendor %s: skipped item %s: %s", source.vendor.id, skipped.vendor_product_id, skipped.reason)
+    reasons = Counter(_reason_class(s.reason) for s in page.skipped)  # each was logged by the source
     return PageOutcome(page=page, skip_reasons=dict(reasons))
 
 
