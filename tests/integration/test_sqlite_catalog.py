@@ -286,3 +286,17 @@ async def test_cached_pages_are_dropped_by_any_write(store: SqliteCatalog) -> No
     again = store.list_products(ProductQuery())
     assert again is not first and len(again.items) == 2
     assert again.etag != first.etag
+
+
+async def test_cached_product_reads_follow_every_commit_even_fetch_time_touches(store: SqliteCatalog) -> None:
+    await with_vendors(store, "a")
+    await store.upsert_offers([offer("a", "1")])
+    pid = store.find_offer("a", "1").product_id  # type: ignore[union-attr]
+    first = store.get_product(pid)
+    assert store.get_product(pid) is first
+    await store.upsert_offers([offer("a", "1", fetched_at=T0 + timedelta(days=1))])  # same content: a touch
+    touched = store.get_product(pid)
+    assert touched is not first and touched is not None
+    assert touched.offers[0].fetched_at == T0 + timedelta(days=1)
+    await store.delete_vendor("a")
+    assert store.get_product(pid) is None
