@@ -1081,3 +1081,25 @@ def test_openapi_documents_every_query_parameter_and_all_refs_resolve(tmp_path: 
     missing = {r for r in refs(spec) if r.removeprefix("#/components/schemas/") not in components}
     assert missing == set()
     assert {"201", "401", "403", "409", "422"} <= set(spec["paths"]["/vendors"]["post"]["responses"])
+
+
+def test_bad_items_are_skipped_counted_by_reason_and_lose_nothing(
+    sims: Callable[..., Sim], service: Callable[..., httpx.Client]
+) -> None:
+    shop = sims("shopify")
+    client = service()
+    register(client, shop, "shop")
+    clean = wait_synced(client, "shop")
+    assert clean["sync"]["items_skipped"] == 0
+    products_before = {p["id"] for p in all_products(client, vendor="shop")}
+
+    shop.configure(bad_item_rate=0.3)
+    assert client.post("/vendors/shop/sync", params={"full": "true"}, headers=admin()).status_code == 202
+    state = wait_synced(client, "shop", syncs_ok=2)
+    sync = state["sync"]
+    assert sync["items_skipped"] > 0
+    assert sum(sync["skip_reasons"].values()) == sync["items_skipped"]
+    assert all(reason and count > 0 for reason, count in sync["skip_reasons"].items())
+    # a sync that skips items keeps what was stored before: every earlier product is still there
+    assert products_before <= {p["id"] for p in all_products(client, vendor="shop")}
+    assert state["offers"] == clean["offers"]
