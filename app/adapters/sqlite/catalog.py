@@ -145,6 +145,9 @@ class _ReadCache(Generic[K, V]):
             self._entries.popitem(last=False)
         return value
 
+    def clear(self) -> None:
+        self._entries.clear()
+
 
 class SqliteCatalog:
     def __init__(
@@ -220,6 +223,9 @@ class SqliteCatalog:
                 conn.close()
             self._readers.clear()
         self._local = threading.local()
+        # Versions name a connection by its id(); a reopened store could reuse one, so forget them all.
+        self._pages.clear()
+        self._products.clear()
 
     @property
     def _r(self) -> sqlite3.Connection:
