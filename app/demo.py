@@ -1,38 +1,30 @@
-"""The demo vendors `make run` registers: one per platform, served by the local simulators."""
+"""The demo vendors `make run` registers: one per simulator of the demo set, on the simulators' own ports."""
 
 from __future__ import annotations
 
 from app.domain.models import Vendor, VendorKind
 
-DEMO_PORTS = {"dummyjson": 9101, "northwind": 9102, "bazaar": 9103}
-
 
 def demo_vendors(host: str = "127.0.0.1") -> list[Vendor]:
-    return [
-        Vendor(
-            id="dummyjson",
-            name="DummyJSON",
-            kind=VendorKind.DUMMYJSON,
-            base_url=f"http://{host}:{DEMO_PORTS['dummyjson']}",
-            currency="USD",
-            refresh_interval_s=300,
-        ),
-        Vendor(
-            id="northwind",
-            name="Northwind Outfitters",
-            kind=VendorKind.SHOPIFY,
-            base_url=f"http://{host}:{DEMO_PORTS['northwind']}",
-            currency="EUR",
-            credentials={"access_token": "shpat_demo"},
-            refresh_interval_s=120,
-        ),
-        Vendor(
-            id="bazaar",
-            name="Bazaar Istanbul",
-            kind=VendorKind.WOOCOMMERCE,
-            base_url=f"http://{host}:{DEMO_PORTS['bazaar']}",
-            currency="TRY",
-            credentials={"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
-            refresh_interval_s=120,
-        ),
-    ]
+    """Vendors for ``DEMO_SIMULATORS``, built from the simulators' own settings so the two cannot drift apart."""
+    from app.simulators.server import DEMO_SIMULATORS  # lazily: the API only needs the simulators for the demo
+
+    vendors = []
+    for config, port in DEMO_SIMULATORS:
+        credentials = {
+            VendorKind.DUMMYJSON: {},
+            VendorKind.SHOPIFY: {"access_token": config.access_token},
+            VendorKind.WOOCOMMERCE: {"consumer_key": config.consumer_key, "consumer_secret": config.consumer_secret},
+        }[config.kind]
+        vendors.append(
+            Vendor(
+                id=config.name.split()[0].lower(),
+                name=config.name,
+                kind=config.kind,
+                base_url=f"http://{host}:{port}",
+                currency=config.currency,
+                credentials=credentials,
+                refresh_interval_s=300 if config.kind is VendorKind.DUMMYJSON else 120,
+            )
+        )
+    return vendors
