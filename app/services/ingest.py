@@ -1,7 +1,7 @@
 """Fetch and normalise: the functions both runtimes run unchanged.
 
-The embedded workers call them and write the result to SQLite; the Flink job of the distributed runtime calls
-the very same functions and publishes the result to the changelog. They take a ``VendorSource`` (HTTP and the
+The embedded workers call them and write the result to SQLite; the Flink job of the distributed runtime (issue 4)
+is to call the very same functions and publish the result to the changelog. They take a ``VendorSource`` (HTTP and the
 platform mapping live there) and return plain outcomes; they never touch a store.
 """
 

@@ -1,7 +1,7 @@
 """The embedded runtime's ingest side: request handling and the refresh scheduler.
 
 ``handle`` is what the in-process queue's workers run for each request. It calls the shared fetch functions
-(``app.services.ingest``), writes to the store and completes the waiting request; the distributed runtime does
+(``app.services.ingest``), writes to the store and completes the waiting request; the distributed runtime is to do
 the same through Flink and the changelog.
 """
 

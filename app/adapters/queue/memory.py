@@ -1,7 +1,7 @@
 """The embedded runtime's request queue: bounded, in-process, drained by N worker tasks.
 
 Bounded so a burst of misses degrades into quick 503s with a retry hint instead of unbounded memory and
-latency; the workers run the same fetch functions the Flink job runs in the distributed runtime.
+latency; the workers run the fetch functions the distributed runtime's Flink job is to reuse.
 """
 
 from __future__ import annotations
