@@ -15,6 +15,8 @@ def demo_vendors(host: str = "127.0.0.1") -> list[Vendor]:
             VendorKind.DUMMYJSON: {},
             VendorKind.SHOPIFY: {"access_token": config.access_token},
             VendorKind.WOOCOMMERCE: {"consumer_key": config.consumer_key, "consumer_secret": config.consumer_secret},
+            VendorKind.BIGCOMMERCE: {"store_hash": config.store_hash, "access_token": config.bigcommerce_token},
+            VendorKind.MAGENTO: {"access_token": config.magento_token},
         }[config.kind]
         vendors.append(
             Vendor(

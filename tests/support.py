@@ -37,16 +37,27 @@ ERROR_KEYS = {"code", "message", "details"}
 SHOPIFY_TOKEN = "shpat_never_shown_7f3a"
 WOO_KEY = "ck_never_shown_91b2"
 WOO_SECRET = "cs_never_shown_c44e"
-SECRETS = (SHOPIFY_TOKEN, WOO_KEY, WOO_SECRET)
+BIGCOMMERCE_TOKEN = "bc_never_shown_5d1e"
+BIGCOMMERCE_STORE = "s7q2x9"
+MAGENTO_TOKEN = "mg_never_shown_0e8b"
+SECRETS = (SHOPIFY_TOKEN, WOO_KEY, WOO_SECRET, BIGCOMMERCE_TOKEN, MAGENTO_TOKEN)
 
 CREDENTIALS: dict[VendorKind, dict[str, str]] = {
     VendorKind.DUMMYJSON: {},
     VendorKind.SHOPIFY: {"access_token": SHOPIFY_TOKEN},
     VendorKind.WOOCOMMERCE: {"consumer_key": WOO_KEY, "consumer_secret": WOO_SECRET},
+    VendorKind.BIGCOMMERCE: {"store_hash": BIGCOMMERCE_STORE, "access_token": BIGCOMMERCE_TOKEN},
+    VendorKind.MAGENTO: {"access_token": MAGENTO_TOKEN},
 }
 
-# Seeds as in the demo set, so the three stores carry overlapping but different subsets.
-SEEDS = {VendorKind.DUMMYJSON: 1, VendorKind.SHOPIFY: 2, VendorKind.WOOCOMMERCE: 3}
+# Seeds as in the demo set, so the stores carry overlapping but different subsets.
+SEEDS = {
+    VendorKind.DUMMYJSON: 1,
+    VendorKind.SHOPIFY: 2,
+    VendorKind.WOOCOMMERCE: 3,
+    VendorKind.BIGCOMMERCE: 4,
+    VendorKind.MAGENTO: 5,
+}
 
 
 def fast_settings(db_path: Path, **overrides: Any) -> Settings:
@@ -140,6 +151,9 @@ def sim_config(kind: VendorKind | str, **overrides: Any) -> SimConfig:
         "access_token": SHOPIFY_TOKEN,
         "consumer_key": WOO_KEY,
         "consumer_secret": WOO_SECRET,
+        "store_hash": BIGCOMMERCE_STORE,
+        "bigcommerce_token": BIGCOMMERCE_TOKEN,
+        "magento_token": MAGENTO_TOKEN,
     }
     values.update(overrides)
     return SimConfig.model_validate(values)

@@ -21,6 +21,8 @@ class VendorKind(StrEnum):
     DUMMYJSON = "dummyjson"
     SHOPIFY = "shopify"
     WOOCOMMERCE = "woocommerce"
+    BIGCOMMERCE = "bigcommerce"
+    MAGENTO = "magento"
 
 
 class Availability(StrEnum):

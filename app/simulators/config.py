@@ -25,15 +25,30 @@ USD_RATES: dict[str, Decimal] = {
     "GBP": Decimal("0.79"),
 }
 
-DEFAULT_CURRENCY = {VendorKind.DUMMYJSON: "USD", VendorKind.SHOPIFY: "EUR", VendorKind.WOOCOMMERCE: "TRY"}
+DEFAULT_CURRENCY = {
+    VendorKind.DUMMYJSON: "USD",
+    VendorKind.SHOPIFY: "EUR",
+    VendorKind.WOOCOMMERCE: "TRY",
+    VendorKind.BIGCOMMERCE: "GBP",
+    VendorKind.MAGENTO: "EUR",
+}
 DEFAULT_NAME = {
     VendorKind.DUMMYJSON: "DummyJSON",
     VendorKind.SHOPIFY: "Demo Shop",
     VendorKind.WOOCOMMERCE: "Demo Store",
+    VendorKind.BIGCOMMERCE: "Demo Emporium",
+    VendorKind.MAGENTO: "Demo Market",
 }
 # Shop time zones as fixed offsets (minutes east of UTC). DummyJSON speaks UTC ("Z"); the Shopify shop is on
 # Central European time (DST not modelled); Istanbul has been UTC+3 all year since 2016, so that one is exact.
-DEFAULT_UTC_OFFSET_MIN = {VendorKind.DUMMYJSON: 0, VendorKind.SHOPIFY: 60, VendorKind.WOOCOMMERCE: 180}
+# BigCommerce and Magento answer in UTC whatever the store's own time zone.
+DEFAULT_UTC_OFFSET_MIN = {
+    VendorKind.DUMMYJSON: 0,
+    VendorKind.SHOPIFY: 60,
+    VendorKind.WOOCOMMERCE: 180,
+    VendorKind.BIGCOMMERCE: 0,
+    VendorKind.MAGENTO: 0,
+}
 
 
 class SimConfig(BaseModel):
@@ -55,6 +70,9 @@ class SimConfig(BaseModel):
     access_token: str = "shpat_demo"
     consumer_key: str = "ck_demo"
     consumer_secret: str = "cs_demo"
+    store_hash: str = "abc123"
+    bigcommerce_token: str = "bc_demo"
+    magento_token: str = "mg_demo"
 
     @model_validator(mode="before")
     @classmethod

@@ -15,8 +15,10 @@ from starlette.applications import Starlette
 from app.domain.models import VendorKind
 from app.serving import ThreadedServer, serve_until_signal, server_config
 from app.simulators.base import Simulator
+from app.simulators.bigcommerce import BigCommerceSimulator
 from app.simulators.config import SimConfig
 from app.simulators.dummyjson import DummyJsonSimulator
+from app.simulators.magento import MagentoSimulator
 from app.simulators.shopify import ShopifySimulator
 from app.simulators.woocommerce import WooCommerceSimulator
 
@@ -24,6 +26,8 @@ _SIMULATORS: dict[VendorKind, type[Simulator]] = {
     VendorKind.DUMMYJSON: DummyJsonSimulator,
     VendorKind.SHOPIFY: ShopifySimulator,
     VendorKind.WOOCOMMERCE: WooCommerceSimulator,
+    VendorKind.BIGCOMMERCE: BigCommerceSimulator,
+    VendorKind.MAGENTO: MagentoSimulator,
 }
 
 _DEMO_CHANGE_INTERVAL_S = 60.0

@@ -258,7 +258,7 @@ def _vendor_body(**overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("overrides", "location"),
     [
-        ({"kind": "magento"}, "body.kind"),
+        ({"kind": "prestashop"}, "body.kind"),
         ({"currency": "XYZ"}, "body.currency"),
         ({"id": "Bad Id!"}, "body.id"),
         ({"id": "-starts-with-dash"}, "body.id"),

@@ -9,17 +9,21 @@ from __future__ import annotations
 import httpx
 
 from app.adapters.sources.base import MappingError, iter_catalog
+from app.adapters.sources.bigcommerce import BigCommerceSource, map_bigcommerce_product
 from app.adapters.sources.dummyjson import DummyJsonSource, map_dummyjson_item
 from app.adapters.sources.http import HttpPolicy, HttpStats, VendorHttp, parse_retry_after
+from app.adapters.sources.magento import MagentoSource, map_magento_product
 from app.adapters.sources.shopify import ShopifySource, map_shopify_product
 from app.adapters.sources.woocommerce import WooCommerceSource, map_woocommerce_product
 from app.domain.models import Vendor, VendorKind
 from app.domain.ports import VendorSource
 
 __all__ = [
+    "BigCommerceSource",
     "DummyJsonSource",
     "HttpPolicy",
     "HttpStats",
+    "MagentoSource",
     "MappingError",
     "ShopifySource",
     "VendorHttp",
@@ -27,7 +31,9 @@ __all__ = [
     "build_source",
     "iter_catalog",
     "make_http",
+    "map_bigcommerce_product",
     "map_dummyjson_item",
+    "map_magento_product",
     "map_shopify_product",
     "map_woocommerce_product",
     "parse_retry_after",
@@ -47,4 +53,8 @@ def build_source(vendor: Vendor, http: VendorHttp) -> VendorSource:
         return ShopifySource(vendor, http)
     if kind is VendorKind.WOOCOMMERCE:
         return WooCommerceSource(vendor, http)
+    if kind is VendorKind.BIGCOMMERCE:
+        return BigCommerceSource(vendor, http)
+    if kind is VendorKind.MAGENTO:
+        return MagentoSource(vendor, http)
     raise ValueError(f"no source for vendor kind {vendor.kind!r}")  # pragma: no cover - enum is exhaustive
