@@ -18,6 +18,7 @@ from app.demo import demo_vendors
 from app.domain.models import Vendor
 from app.domain.ports import VendorSource
 from app.errors import Conflict
+from app.services.breaker import BreakerRegistry
 from app.services.catalog import CatalogService
 from app.services.sources import SourceRegistry
 from app.services.tracker import RequestTracker
@@ -57,6 +58,7 @@ class Container:
     queue: InProcessRequestQueue
     catalog: CatalogService
     scheduler: RefreshScheduler
+    breakers: BreakerRegistry
 
     async def start(self) -> None:
         self.store.open()
@@ -94,10 +96,18 @@ def build_container(settings: Settings) -> Container:
     store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages)
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))
-    workers = EmbeddedWorkers(store, sources, tracker, page_attempts=settings.page_attempts)
+    breakers = BreakerRegistry(
+        failures=settings.breaker_failures, open_s=settings.breaker_open_s, max_open_s=settings.breaker_open_max_s
+    )
+    workers = EmbeddedWorkers(store, sources, tracker, page_attempts=settings.page_attempts, breakers=breakers)
     queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
     catalog = CatalogService(
-        store, queue, tracker, default_wait_ms=settings.wait_ms_default, max_wait_ms=settings.wait_ms_max
+        store,
+        queue,
+        tracker,
+        default_wait_ms=settings.wait_ms_default,
+        max_wait_ms=settings.wait_ms_max,
+        breakers=breakers,
     )
     scheduler = RefreshScheduler(
         store,
@@ -105,5 +115,6 @@ def build_container(settings: Settings) -> Container:
         tick_s=settings.scheduler_tick_s,
         full_sync_every_s=settings.full_sync_every_s,
         retry_after_failure_s=settings.retry_failed_sync_s,
+        breakers=breakers,
     )
-    return Container(settings, store, tracker, sources, workers, queue, catalog, scheduler)
+    return Container(settings, store, tracker, sources, workers, queue, catalog, scheduler, breakers)

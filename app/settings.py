@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     vendor_max_retry_after_s: float = Field(30.0, ge=0, description="Longest `Retry-After` waited out in place.")
     vendor_concurrency: int = Field(4, ge=1, description="Concurrent HTTP calls per vendor.")
     page_attempts: int = Field(3, ge=1, description="Tries per catalog page after the HTTP retries.")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failed vendor calls that open its breaker.")
+    breaker_open_s: float = Field(30.0, gt=0, description="First cool-down of an open breaker (doubles on re-open).")
+    breaker_open_max_s: float = Field(600.0, gt=0, description="Longest cool-down of an open breaker.")
 
     scheduler_tick_s: float = Field(5.0, gt=0, description="How often vendors are checked for a due refresh.")
     scheduler_enabled: bool = Field(True, description="Re-sync vendors on their refresh interval.")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from app.domain.models import Vendor, VendorKind
 from app.domain.normalize import parse_currency
 from app.domain.queries import VendorSyncStatus
+from app.services.breaker import BreakerSnapshot
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -136,6 +137,24 @@ class SyncOut(BaseModel):
     syncs_failed: int
 
 
+class BreakerOut(BaseModel):
+    """The vendor's circuit breaker, so "why does this vendor answer 503" is visible."""
+
+    state: str = Field(description="closed | open | half_open")
+    consecutive_failures: int
+    opened_at: datetime | None
+    retry_at: datetime | None = Field(description="When an open breaker lets the next probe through.")
+
+    @classmethod
+    def of(cls, snapshot: BreakerSnapshot) -> BreakerOut:
+        return cls(
+            state=snapshot.state.value,
+            consecutive_failures=snapshot.consecutive_failures,
+            opened_at=snapshot.opened_at,
+            retry_at=snapshot.retry_at,
+        )
+
+
 class VendorOut(BaseModel):
     """A vendor as the API shows it: credentials are never returned, only whether they are set."""
 
@@ -150,9 +169,12 @@ class VendorOut(BaseModel):
     offers: int | None = None
     products: int | None = None
     sync: SyncOut | None = None
+    breaker: BreakerOut | None = None
 
     @classmethod
-    def of(cls, vendor: Vendor, status: VendorSyncStatus | None = None) -> VendorOut:
+    def of(
+        cls, vendor: Vendor, status: VendorSyncStatus | None = None, breaker: BreakerSnapshot | None = None
+    ) -> VendorOut:
         out = cls(
             id=vendor.id,
             name=vendor.name,
@@ -182,6 +204,8 @@ class VendorOut(BaseModel):
                 syncs_ok=status.syncs_ok,
                 syncs_failed=status.syncs_failed,
             )
+        if breaker is not None:
+            out.breaker = BreakerOut.of(breaker)
         return out
 
 

@@ -31,6 +31,8 @@ class Availability(StrEnum):
     BACKORDER = "backorder"
     PREORDER = "preorder"
     UNKNOWN = "unknown"
+    #: No longer listed by the vendor (gone from its last full sync); kept so the offer's history is not lost.
+    DISCONTINUED = "discontinued"
 
     @property
     def buyable(self) -> bool:

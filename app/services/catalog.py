@@ -19,6 +19,7 @@ from app.domain.ports import CatalogStore, RequestQueue
 from app.domain.queries import StoredProduct
 from app.domain.requests import FetchRequest, RequestKind, RequestState, RequestStatus
 from app.errors import CatalogError, Conflict, NotFound, VendorError
+from app.services.breaker import BreakerRegistry, CircuitOpen
 from app.services.tracker import RequestTracker
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ class CatalogService:
         *,
         default_wait_ms: int = 1500,
         max_wait_ms: int = 10_000,
+        breakers: BreakerRegistry | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.tracker = tracker
+        self.breakers = breakers or BreakerRegistry()
         self.default_wait_ms = default_wait_ms
         self.max_wait_ms = max_wait_ms
         self._background: set[asyncio.Task[None]] = set()
@@ -78,6 +81,7 @@ class CatalogService:
         vendor = self.vendor(vendor_id)
         if not vendor.enabled:
             raise Conflict(f"vendor {vendor_id!r} is disabled", details={"vendor_id": vendor_id})
+        self._refuse_if_open(vendor_id)
         return await self.submit(FetchRequest(RequestKind.CATALOG, vendor_id, full=full))
 
     def product(self, pid: str) -> Served:
@@ -107,6 +111,8 @@ class CatalogService:
                 return Served(stored, max(0.0, (now - ref.fetched_at).total_seconds()), stale)
         if not vendor.enabled:
             raise Conflict(f"vendor {vendor_id!r} is disabled", details={"vendor_id": vendor_id})
+        # A vendor known to be down: say so at once instead of making the client wait for nothing.
+        self._refuse_if_open(vendor_id)
         state = await self.submit(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))
         wait_s = min(self.default_wait_ms if wait_ms is None else wait_ms, self.max_wait_ms) / 1000
         waited = await self.tracker.wait(state.request.id, wait_s) or state
@@ -127,13 +133,27 @@ class CatalogService:
         }
         if state.status is RequestStatus.NOT_FOUND:
             raise NotFound(state.error or "the vendor does not have this product", details=details)
+        if state.error_code == CircuitOpen.code:
+            breaker = self.breakers.get(state.request.vendor_id)
+            raise CircuitOpen(
+                state.error or "the vendor is unavailable",
+                retry_after=max(1.0, breaker.retry_after_s()),
+                details=details,
+            )
         error = VendorError(
             state.error or "the vendor request failed", details={**details, "vendor_error": state.error_code}
         )
         raise error
 
+    def _refuse_if_open(self, vendor_id: str) -> None:
+        breaker = self.breakers.get(vendor_id)
+        if breaker.blocked():
+            raise breaker.refusal()
+
     def _refresh_in_background(self, vendor_id: str, vendor_product_id: str) -> None:
         """Best effort: the reader never waits for the publish, and a full queue just skips this refresh."""
+        if self.breakers.get(vendor_id).blocked():
+            return  # the stored data is all there is until the vendor's breaker lets a call through again
         task = asyncio.get_running_loop().create_task(
             self._submit_quietly(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))
         )

@@ -15,7 +15,7 @@ from datetime import datetime
 from app.domain.models import Offer, Page
 from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest, RequestStatus
-from app.errors import CatalogError, VendorNotFound
+from app.errors import CatalogError, VendorError, VendorNotFound
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ class ProductOutcome:
     offers: tuple[Offer, ...] = ()
     error: str | None = None
     error_code: str | None = None
+    #: The vendor itself failed (as opposed to not having the item): what a circuit breaker counts.
+    vendor_failure: bool = False
 
     def offer_for_request(self) -> Offer | None:
         """The offer the client asked for: the exact id, else the first variant of that parent."""
@@ -63,7 +65,13 @@ async def fetch_product(source: VendorSource, request: FetchRequest) -> ProductO
     except CatalogError as exc:
         log.warning("vendor %s: product %s failed: %s", request.vendor_id, vpid, exc.message)
         return ProductOutcome(
-            request.id, request.vendor_id, vpid, RequestStatus.FAILED, error=exc.message, error_code=exc.code
+            request.id,
+            request.vendor_id,
+            vpid,
+            RequestStatus.FAILED,
+            error=exc.message,
+            error_code=exc.code,
+            vendor_failure=isinstance(exc, VendorError),
         )
     if not offers:
         return ProductOutcome(

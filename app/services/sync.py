@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from app.domain.models import utcnow
 from app.domain.ports import CatalogStore, VendorSource
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError, VendorBadResponse, VendorError
+from app.services.breaker import CircuitBreaker
 from app.services.ingest import PageOutcome, fetch_catalog_page, merge_reasons
 
 log = logging.getLogger(__name__)
@@ -27,11 +29,18 @@ SINCE_MARGIN = timedelta(minutes=5)
 
 
 async def _page_with_retries(
-    source: VendorSource, cursor: str | None, since: datetime | None, attempts: int, pause_s: float
+    source: VendorSource,
+    cursor: str | None,
+    since: datetime | None,
+    attempts: int,
+    pause_s: float,
+    breaker: CircuitBreaker | None = None,
 ) -> PageOutcome:
     for attempt in range(1, attempts + 1):
         try:
-            return await fetch_catalog_page(source, cursor, since=since)
+            # Each page try counts for the breaker; once it opens, the refusal ends the sync (not retried).
+            with breaker.call() if breaker is not None else contextlib.nullcontext():
+                return await fetch_catalog_page(source, cursor, since=since)
         except VendorError as exc:
             if attempt == attempts or exc.status_code == 404:
                 raise
@@ -59,15 +68,20 @@ async def sync_vendor(
     read_ahead: int = 16,
     max_batch: int = 5000,
     progress_every_s: float = 0.5,
+    breaker: CircuitBreaker | None = None,
 ) -> SyncProgress:
     """Walk the vendor's catalog (or its changes since ``since``) into the store; returns the counters.
 
     Pages are fetched ahead (up to ``read_ahead``) while earlier ones are written. Whatever has piled up
     while a write ran is written next as one batch (up to ``max_batch`` offers): one transaction for many
     pages costs far less than one per page, because each commit rewrites every index page it touched.
+
+    A full sync that completes marks the vendor's offers it did not see as discontinued: the vendor stopped
+    listing them, and keeping them buyable would sell what no longer exists.
     """
     vendor_id = source.vendor.id
     since = None if full else since
+    started_at = utcnow()
     await store.sync_started(vendor_id)
     progress = SyncProgress()
     pages: asyncio.Queue[PageOutcome | None] = asyncio.Queue(maxsize=read_ahead)
@@ -76,7 +90,7 @@ async def sync_vendor(
         cursor: str | None = None
         seen: set[str] = set()
         while True:
-            outcome = await _page_with_retries(source, cursor, since, page_attempts, page_retry_pause_s)
+            outcome = await _page_with_retries(source, cursor, since, page_attempts, page_retry_pause_s, breaker)
             await pages.put(outcome)
             cursor = outcome.page.next_cursor
             if cursor is None:
@@ -129,6 +143,10 @@ async def sync_vendor(
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
+    if full:
+        discontinued = await store.mark_unlisted(vendor_id, started_at)
+        if discontinued:
+            log.info("vendor %s: %d offers no longer listed, marked discontinued", vendor_id, discontinued)
     await store.sync_finished(vendor_id, error=None, full=full)
     log.info(
         "vendor %s: %s sync done: %d offers, %d skipped, %d pages",

@@ -17,6 +17,7 @@ from app.domain.models import utcnow
 from app.domain.ports import CatalogStore, VendorSource
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
+from app.services.breaker import BreakerRegistry
 from app.services.catalog import CatalogService
 from app.services.ingest import ProductOutcome, fetch_product
 from app.services.sources import SourceRegistry
@@ -54,10 +55,12 @@ class EmbeddedWorkers:
         *,
         page_attempts: int = 3,
         page_retry_pause_s: float = 1.0,
+        breakers: BreakerRegistry | None = None,
     ) -> None:
         self._store = store
         self._sources = sources
         self._tracker = tracker
+        self._breakers = breakers or BreakerRegistry()
         self._page_attempts = page_attempts
         self._page_retry_pause_s = page_retry_pause_s
         # One sync per vendor at a time: a full one requested during an incremental one runs after it.
@@ -87,7 +90,18 @@ class EmbeddedWorkers:
             return
         source = self._sources.get(vendor)
         if request.kind is RequestKind.PRODUCT:
-            outcome = await fetch_product(source, request)
+            breaker = self._breakers.get(vendor.id)
+            if not breaker.try_acquire():
+                raise breaker.refusal()
+            try:
+                outcome = await fetch_product(source, request)
+            except BaseException:
+                breaker.release()
+                raise
+            if outcome.vendor_failure:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
             await apply_product_outcome(self._store, self._tracker, outcome)
             return
         async with self._sync_locks[vendor.id]:
@@ -105,6 +119,7 @@ class EmbeddedWorkers:
             since=None if full else incremental_since(status.last_success_at),
             page_attempts=self._page_attempts,
             page_retry_pause_s=self._page_retry_pause_s,
+            breaker=self._breakers.get(vendor.id),
         )
 
 
@@ -112,7 +127,8 @@ class RefreshScheduler:
     """Re-syncs every enabled vendor on its own interval; a full sync at least every ``full_sync_every_s``.
 
     A vendor whose last sync failed is retried after ``retry_after_failure_s`` (or its interval, if shorter),
-    not on every tick, so a dead vendor is not hammered.
+    not on every tick, so a dead vendor is not hammered; one whose circuit breaker is open is not synced until
+    its cool-down is over (that sync is then the probe).
     """
 
     def __init__(
@@ -123,9 +139,11 @@ class RefreshScheduler:
         tick_s: float = 5.0,
         full_sync_every_s: float = 86_400.0,
         retry_after_failure_s: float = 60.0,
+        breakers: BreakerRegistry | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
+        self._breakers = breakers or catalog.breakers
         self._tick_s = tick_s
         self._full_every = timedelta(seconds=full_sync_every_s)
         self._retry_after_failure = timedelta(seconds=retry_after_failure_s)
@@ -164,7 +182,7 @@ class RefreshScheduler:
             if not vendor.enabled:
                 continue
             status = self._store.vendor_status(vendor.id)
-            if status.state == "running":
+            if status.state == "running" or self._breakers.get(vendor.id).blocked():
                 continue
             interval = timedelta(seconds=vendor.refresh_interval_s)
             if status.state == "interrupted":

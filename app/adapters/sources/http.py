@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random as _random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,11 @@ QueryParams = Mapping[str, str | int | float | bool | None]
 Sleep = Callable[[float], Awaitable[None]]
 
 _BODY_EXCERPT_CHARS = 300
+
+#: Shopify's leaky bucket drains this many calls per second (standard plans); above this share of the bucket
+#: we slow down before Shopify starts answering 429.
+SHOPIFY_LEAK_PER_S = 2.0
+SHOPIFY_SLOW_DOWN_AT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class HttpStats:
     bad_responses: int = 0
     transport_errors: int = 0
     backoff_s: float = 0.0
+    throttled_s: float = 0.0
     last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,6 +121,41 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - now).total_seconds())
 
 
+def rate_limit_pause(headers: Mapping[str, str]) -> float | None:
+    """Seconds to hold the vendor's next call, from the platform's own rate-limit headers; ``None``: go on.
+
+    Shopify reports its leaky bucket (``X-Shopify-Shop-Api-Call-Limit: used/limit``): near the top we wait
+    until it has drained to half. BigCommerce reports the calls left in its window and when the window resets:
+    with (almost) none left we wait for the reset.
+    """
+    bucket = headers.get("X-Shopify-Shop-Api-Call-Limit")
+    if bucket:
+        used_s, _, limit_s = bucket.partition("/")
+        try:
+            used, limit = float(used_s), float(limit_s)
+        except ValueError:
+            used = limit = 0.0
+        if limit > 0 and used / limit >= SHOPIFY_SLOW_DOWN_AT:
+            return max(0.0, (used - 0.5 * limit) / SHOPIFY_LEAK_PER_S)
+    left = headers.get("X-Rate-Limit-Requests-Left")
+    if left is not None:
+        try:
+            requests_left = int(left.strip())
+        except ValueError:
+            return None
+        if requests_left <= 1:
+            return _reset_ms(headers)
+    return None
+
+
+def _reset_ms(headers: Mapping[str, str]) -> float | None:
+    try:
+        ms = float(headers.get("X-Rate-Limit-Time-Reset-Ms", ""))
+    except ValueError:
+        return None
+    return max(0.0, ms / 1000) if ms == ms and ms != float("inf") else None
+
+
 def _excerpt(response: httpx.Response) -> str:
     try:
         text = response.text
@@ -137,8 +179,12 @@ class VendorHttp:
 
     One instance per vendor: the semaphore is the per-vendor concurrency limit and ``stats`` are that
     vendor's. The underlying client may be shared (pass ``client``) so all vendors use one connection pool;
-    only a client created here is closed by ``aclose``. ``sleep`` and ``random`` are injectable so tests can
-    check the back-off without waiting for it.
+    only a client created here is closed by ``aclose``. ``sleep``, ``random`` and ``clock`` are injectable so
+    tests can check the back-off and the rate-limit pauses without waiting for them.
+
+    When the vendor's rate-limit headers say it is nearly out of calls, this vendor's next requests (and only
+    this vendor's: the pause lives on the instance) wait before they are sent, bounded by
+    ``max_retry_after_s``.
     """
 
     def __init__(
@@ -151,6 +197,7 @@ class VendorHttp:
         vendor_id: str | None = None,
         sleep: Sleep | None = None,
         random: Callable[[], float] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.policy = policy or HttpPolicy()
@@ -163,6 +210,8 @@ class VendorHttp:
         self._semaphore = asyncio.Semaphore(self.policy.max_concurrency)
         self._sleep: Sleep = sleep or asyncio.sleep
         self._random: Callable[[], float] = random or _random.random
+        self._clock: Callable[[], float] = clock or time.monotonic
+        self._resume_at = 0.0  # clock time before which no request of this vendor is sent
 
     async def __aenter__(self) -> VendorHttp:
         return self
@@ -202,9 +251,10 @@ class VendorHttp:
         merged = {**self._headers, **(headers or {})}
         self.stats.requests += 1
         attempts = self.policy.max_attempts
+        waited_turn = False
         for attempt in range(1, attempts + 1):
             try:
-                return await self._attempt(url, params, merged)
+                return await self._attempt(url, params, merged, wait_turn=not waited_turn)
             except _Retry as retry:
                 if attempt >= attempts:
                     self._fail(retry.error, attempt)
@@ -222,6 +272,8 @@ class VendorHttp:
                     delay,
                 )
                 await self._sleep(delay)
+                # A vendor-given delay already covered the pause it set for everyone: not waited twice.
+                waited_turn = retry.delay is not None
             except VendorError as error:
                 self._fail(error, attempt)
                 raise
@@ -235,10 +287,15 @@ class VendorHttp:
             error.details.setdefault("vendor_id", self.vendor_id)
 
     async def _attempt(
-        self, url: str, params: QueryParams | None, headers: Mapping[str, str]
+        self, url: str, params: QueryParams | None, headers: Mapping[str, str], *, wait_turn: bool = True
     ) -> tuple[Any, httpx.Response]:
         details: dict[str, Any] = {"url": url}
         async with self._semaphore:
+            if wait_turn:
+                pause = self._resume_at - self._clock()
+                if pause > 0:
+                    self.stats.throttled_s += pause
+                    await self._sleep(pause)
             self.stats.attempts += 1
             try:
                 async with asyncio.timeout(self.policy.timeout_s):
@@ -256,9 +313,16 @@ class VendorHttp:
                 raise _Retry(VendorError(f"vendor unreachable: {type(exc).__name__}: {exc}", details=details)) from exc
         return self._handle(response, details)
 
+    def _hold(self, pause: float | None) -> None:
+        """Hold this vendor's next requests for ``pause`` seconds (never beyond ``max_retry_after_s``)."""
+        if pause is not None and pause > 0:
+            until = self._clock() + min(pause, self.policy.max_retry_after_s)
+            self._resume_at = max(self._resume_at, until)
+
     def _handle(self, response: httpx.Response, details: dict[str, Any]) -> tuple[Any, httpx.Response]:
         status = response.status_code
         details["status"] = status
+        self._hold(rate_limit_pause(response.headers))
         if 200 <= status < 300:
             try:
                 return orjson.loads(response.content), response
@@ -273,8 +337,11 @@ class VendorHttp:
             raise VendorAuthError(f"vendor refused our credentials (HTTP {status})", details=details)
         if status == 429 or status == 503:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None and status == 429:
+                retry_after = _reset_ms(response.headers)  # BigCommerce says when its window resets instead
             if status == 429:
                 self.stats.rate_limited += 1
+                self._hold(retry_after)
             else:
                 self.stats.server_errors += 1
             if retry_after is not None and retry_after > self.policy.max_retry_after_s:

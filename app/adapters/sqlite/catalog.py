@@ -17,6 +17,7 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -551,6 +552,73 @@ class SqliteCatalog:
             unchanged=len(touched),
             products_changed=products_changed,
         )
+
+    async def mark_unlisted(self, vendor_id: str, before: datetime) -> int:
+        """Mark the vendor's offers not fetched since ``before`` discontinued; returns how many changed.
+
+        Called after a full sync that started at ``before`` completed: every listed offer was re-fetched by
+        then, so the older ones are those the vendor stopped listing. One transaction, so readers never see
+        half of them; each is a real content change (new hash and ``change_seq``) and its product is rebuilt.
+        """
+
+        def run(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                f"SELECT {_OFFER_READ} FROM offers WHERE vendor_id = ? AND fetched_at < ? AND availability != ?",
+                (vendor_id, documents.iso(before), Availability.DISCONTINUED.value),
+            ).fetchall()
+            if not rows:
+                return 0
+            known: dict[tuple[str, str], Offer] = {}
+            wires: dict[tuple[str, str], dict[str, Any]] = {}
+            updates = []
+            first = self._next_seq(conn, len(rows))
+            for i, row in enumerate(rows):
+                offer = dataclasses.replace(_row_to_offer(row), availability=Availability.DISCONTINUED)
+                wire = wires[offer.key] = documents.offer_dict(offer)
+                known[offer.key] = offer
+                h = _content_hash(wire, offer)
+                updates.append((offer.availability.value, h, first + i, vendor_id, offer.vendor_product_id))
+            conn.executemany(
+                "UPDATE offers SET availability = ?, content_hash = ?, change_seq = ? "
+                "WHERE vendor_id = ? AND vendor_product_id = ?",
+                updates,
+            )
+            self._rebuild_products(conn, {row[17] for row in rows}, known, wires)
+            return len(rows)
+
+        return await self._write(self._tx, run)
+
+    async def delete_offers_of(self, vendor_id: str, product_or_parent_id: str, keep: Sequence[str] = ()) -> int:
+        """Remove the vendor's offer with this id and every variant whose parent has it; returns how many went.
+
+        A vendor deletes a product, not its variants one by one, so one id reaches both. ``keep`` spares the
+        variants a product update still lists (the others were removed at the vendor). Products are re-unified
+        exactly as after ``delete_vendor``, in the same transaction, so readers never see a half-removed product.
+        """
+        spared = set(keep)
+
+        def run(conn: sqlite3.Connection) -> int:
+            rows = [
+                row
+                for row in conn.execute(
+                    "SELECT vendor_product_id, product_id, match_key FROM offers "
+                    "WHERE vendor_id = ? AND (vendor_product_id = ? OR parent_id = ?)",
+                    (vendor_id, product_or_parent_id, product_or_parent_id),
+                )
+                if row[0] not in spared
+            ]
+            if not rows:
+                return 0
+            conn.executemany(
+                "DELETE FROM offers WHERE vendor_id = ? AND vendor_product_id = ?", [(vendor_id, r[0]) for r in rows]
+            )
+            # A removal is a change even when it leaves no product to rebuild: it takes a sequence number.
+            self._next_seq(conn, 1)
+            affected = {r[1] for r in rows} | self._resolve_matches(conn, {r[2] for r in rows if r[2]})
+            self._rebuild_products(conn, affected)
+            return len(rows)
+
+        return await self._write(self._tx, run)
 
     def _resolve_matches(self, conn: sqlite3.Connection, matches: set[str]) -> set[str]:
         """Move GTIN-less offers of these match keys to the product the rules now give; returns moved ids."""

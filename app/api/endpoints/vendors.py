@@ -29,9 +29,10 @@ from app.api.schemas import (
     VendorOut,
     VendorPatch,
 )
+from app.domain.models import Vendor
 from app.domain.requests import RequestState
 from app.errors import ServiceUnavailable
-from app.services.catalog import Pending
+from app.services.catalog import CatalogService, Pending
 
 router = APIRouter(tags=["vendors"])
 log = logging.getLogger(__name__)
@@ -50,16 +51,19 @@ def accepted(state: RequestState, retry_after_s: int = 1) -> Response:
     )
 
 
+def _vendor_out(catalog: CatalogService, vendor: Vendor) -> VendorOut:
+    return VendorOut.of(vendor, catalog.store.vendor_status(vendor.id), catalog.breakers.get(vendor.id).snapshot())
+
+
 @router.get("/vendors", responses=ERROR_RESPONSES)
 async def list_vendors(catalog: CatalogDep) -> VendorList:
-    return VendorList(items=[VendorOut.of(v, catalog.store.vendor_status(v.id)) for v in catalog.store.list_vendors()])
+    return VendorList(items=[_vendor_out(catalog, v) for v in catalog.store.list_vendors()])
 
 
 @router.get("/vendors/{vendor_id}", responses=ERROR_RESPONSES)
 async def get_vendor(catalog: CatalogDep, vendor_id: str) -> VendorOut:
     """The vendor with its sync status: last sync, counts, skipped items by reason, last error."""
-    vendor = catalog.vendor(vendor_id)
-    return VendorOut.of(vendor, catalog.store.vendor_status(vendor_id))
+    return _vendor_out(catalog, catalog.vendor(vendor_id))
 
 
 @router.post("/vendors", status_code=201, dependencies=[AdminDep], responses=ERROR_RESPONSES)
@@ -74,7 +78,7 @@ async def add_vendor(container: ContainerDep, body: VendorIn, response: Response
             # The vendor is registered either way; with the queue full, its first sync is left to the scheduler.
             log.info("vendor %s registered; its first sync waits for the scheduler (queue full)", vendor.id)
     response.headers["Location"] = f"/vendors/{vendor.id}"
-    return VendorOut.of(vendor, container.store.vendor_status(vendor.id))
+    return _vendor_out(container.catalog, vendor)
 
 
 @router.patch("/vendors/{vendor_id}", dependencies=[AdminDep], responses=ERROR_RESPONSES)
@@ -86,7 +90,7 @@ async def patch_vendor(container: ContainerDep, vendor_id: str, body: VendorPatc
     changes = {k: v for k, v in changes.items() if v is not None}
     updated = dataclasses.replace(vendor, **changes)
     await container.store.update_vendor(updated)
-    return VendorOut.of(updated, container.store.vendor_status(vendor_id))
+    return _vendor_out(container.catalog, updated)
 
 
 @router.delete("/vendors/{vendor_id}", status_code=204, dependencies=[AdminDep], responses=ERROR_RESPONSES)
@@ -94,6 +98,7 @@ async def delete_vendor(container: ContainerDep, vendor_id: str) -> Response:
     """Remove the vendor and its offers; products it shared with others keep their other offers."""
     await container.store.delete_vendor(vendor_id)
     container.sources.drop(vendor_id)
+    container.breakers.drop(vendor_id)
     return Response(status_code=204)
 
 
