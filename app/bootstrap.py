@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 
 from app.adapters.queue.memory import InProcessRequestQueue
 from app.adapters.sources import build_source
@@ -16,6 +17,7 @@ from app.adapters.sources.http import HttpPolicy, VendorHttp
 from app.adapters.sqlite.catalog import SqliteCatalog
 from app.demo import demo_vendors
 from app.domain.models import Vendor
+from app.domain.money import Rates, parse_rates
 from app.domain.ports import VendorSource
 from app.errors import Conflict
 from app.services.breaker import BreakerRegistry
@@ -46,6 +48,18 @@ def make_source_factory(settings: Settings) -> Callable[[Vendor], VendorSource]:
         return build_source(vendor, VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id))
 
     return make
+
+
+def load_rates(settings: Settings) -> Rates:
+    """Read once at start-up: a bad rates file should stop the service, not fail requests one by one."""
+    if settings.rates_file is not None:
+        raw = settings.rates_file.read_bytes()
+    else:
+        raw = (resources.files("app.data") / "rates.json").read_bytes()
+    try:
+        return parse_rates(raw)
+    except ValueError as exc:
+        raise ValueError(f"rates file {settings.rates_file or 'app/data/rates.json'}: {exc}") from None
 
 
 @dataclass
@@ -93,7 +107,7 @@ class Container:
 
 
 def build_container(settings: Settings) -> Container:
-    store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages)
+    store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings))
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))
     breakers = BreakerRegistry(

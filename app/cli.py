@@ -20,7 +20,7 @@ from rich.table import Table
 
 from app.adapters.sqlite.catalog import SqliteCatalog
 from app.api.schemas import VendorIn
-from app.bootstrap import make_source_factory
+from app.bootstrap import load_rates, make_source_factory
 from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
@@ -36,7 +36,8 @@ console = Console()
 
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[SqliteCatalog]:
-    store = SqliteCatalog(settings.db_path)
+    # The same rates as the service: the store computes the comparable base price of every product it writes.
+    store = SqliteCatalog(settings.db_path, rates=load_rates(settings))
     store.open()
     try:
         yield store

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
     gzip_min_bytes: int = Field(1024, ge=0, description="Responses at least this large are gzipped when asked.")
     bench_routes: bool = Field(False, description="Expose `/_bench/*` (benchmark baseline routes).")
+    rates_file: Path | None = Field(
+        None,
+        description="JSON exchange rates for `?currency=` and cross-currency price sorts "
+        "(default: the packaged demo rates, `app/data/rates.json`).",
+    )
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

@@ -25,6 +25,13 @@ class PriceRangeOut(BaseModel):
     max: str
 
 
+class DisplayPrices(BaseModel):
+    currency: str = Field(description="The currency asked for with `?currency=`.")
+    min_price: str | None = Field(description="Lowest price over all offers, converted (null: no known rate).")
+    max_price: str | None
+    rates_date: str = Field(description="Date of the exchange rates used (`CATALOG_RATES_FILE`).")
+
+
 class ProductSummary(BaseModel):
     id: str
     name: str
@@ -40,6 +47,9 @@ class ProductSummary(BaseModel):
     offer_count: int
     vendors: list[str]
     updated_at: str
+    display: DisplayPrices | None = Field(
+        None, description="Only with `?currency=`: prices converted for display; the originals stay as they are."
+    )
 
 
 class OfferOut(BaseModel):
@@ -58,6 +68,7 @@ class OfferOut(BaseModel):
     url: str | None
     parent_id: str | None
     vendor_updated_at: str | None
+    display_price: str | None = Field(None, description="Only with `?currency=`: `price` converted to it.")
 
 
 class ProductDetail(ProductSummary):

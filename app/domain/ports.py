@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from app.domain.models import Offer, Page, Vendor
+from app.domain.money import Rates
 from app.domain.queries import (
     OfferRef,
     ProductPage,
@@ -59,6 +60,9 @@ class CatalogStore(Protocol):
     Reads are synchronous on purpose: they are indexed lookups on a local file that finish faster than an
     executor hop. Writes are async: implementations serialise them off the event loop.
     """
+
+    # The exchange rates its comparable prices (sorting, price filters) were computed with; None: unconverted.
+    rates: Rates | None
 
     def ping(self) -> bool: ...
     def get_vendor(self, vendor_id: str) -> Vendor | None: ...

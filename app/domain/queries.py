@@ -23,6 +23,8 @@ class ProductQuery:
     category: str | None = None
     min_price: Decimal | None = None
     max_price: Decimal | None = None
+    # The currency ``min_price``/``max_price`` are in; ``None``: the rates' base currency.
+    price_currency: str | None = None
     in_stock: bool | None = None
     sort: Sort = Sort.RELEVANCE
     limit: int = 20

@@ -23,12 +23,14 @@ from starlette.routing import BaseRoute, Route
 from app.simulators.common import dumps, json_response
 from app.simulators.config import SimConfig, SimConfigPatch
 from app.simulators.state import SimState
+from app.simulators.webhooks import WebhookOrder, deliver
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Simulator(ABC):
     carried_fraction: ClassVar[float] = 1.0
+    webhook_topics: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: SimConfig) -> None:
         self.state = SimState(config, self.carried_fraction)
@@ -68,6 +70,16 @@ class Simulator(ABC):
     def finish(self, request: Request, response: Response) -> Response:
         """Last touch on every catalog response (Shopify adds its call-limit header here)."""
         return response
+
+    def webhook_headers(self, topic: str, body: bytes, secret: str, delivery_id: str) -> dict[str, str]:
+        """The headers this platform sends with a webhook; only platforms with ``webhook_topics`` are asked."""
+        raise NotImplementedError
+
+    def webhook_body(self, topic: str, pos: int) -> bytes:
+        """A delete names the product only (it is gone); the others carry the product as the API shows it."""
+        if topic.endswith(("delete", "deleted")):
+            return dumps({"id": self.public_id(pos)})
+        return self.item_json(pos)
 
     # -- rendering ----------------------------------------------------------------------------------------
 
@@ -163,6 +175,7 @@ class Simulator(ABC):
             Route("/_sim/config", self._patch_config, methods=["PATCH"]),
             Route("/_sim/tick", self._post_tick, methods=["POST"]),
             Route("/_sim/stats", self._get_stats, methods=["GET"]),
+            Route("/_sim/webhook", self._post_webhook, methods=["POST"]),
         ]
 
     async def _get_config(self, _request: Request) -> Response:
@@ -188,6 +201,24 @@ class Simulator(ABC):
 
     async def _get_stats(self, _request: Request) -> Response:
         return json_response(self.state.stats())
+
+    async def _post_webhook(self, request: Request) -> Response:
+        """Send one signed webhook about an item now, the way the platform would, and say how it was answered."""
+        if not self.webhook_topics:
+            return json_response({"detail": "this platform sends no webhooks"}, status_code=404)
+        try:
+            order = WebhookOrder.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return json_response({"detail": orjson.loads(exc.json(include_url=False))}, status_code=422)
+        if order.topic not in self.webhook_topics:
+            return json_response({"detail": f"topics: {sorted(self.webhook_topics)}"}, status_code=422)
+        pos = next((p for p in self.state.carried if self.public_id(p) == order.item), None)
+        if pos is None:
+            return json_response({"detail": f"no item {order.item}"}, status_code=404)
+        body = self.webhook_body(order.topic, pos)
+        headers = self.webhook_headers(order.topic, body, order.secret, order.delivery_id)
+        answer = await deliver(order.url, body, headers)
+        return json_response({"delivery_id": order.delivery_id, **answer})
 
 
 def _truncated(response: Response) -> Response:

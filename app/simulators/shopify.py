@@ -44,6 +44,7 @@ from app.simulators.common import (
     valid_gtin13,
 )
 from app.simulators.config import USD_RATES, SimConfig
+from app.simulators.webhooks import SHOPIFY_TOPICS, shopify_headers
 
 MEDIA_TYPE = "application/json; charset=utf-8"
 DEFAULT_LIMIT = 50
@@ -116,6 +117,7 @@ def _decode_cursor(token: str) -> dict[str, Any] | None:
 
 class ShopifySimulator(Simulator):
     carried_fraction = 0.70
+    webhook_topics = SHOPIFY_TOPICS
 
     def __init__(self, config: SimConfig) -> None:
         super().__init__(config)
@@ -434,6 +436,10 @@ class ShopifySimulator(Simulator):
             429,
             {"Retry-After": f"{self.config.retry_after_s:.1f}"},
         )
+
+    def webhook_headers(self, topic: str, body: bytes, secret: str, delivery_id: str) -> dict[str, str]:
+        shop = slugify(self.config.name) or "shop"
+        return shopify_headers(topic, body, secret, delivery_id, f"{shop}.myshopify.com")
 
     def finish(self, request: Request, response: Response) -> Response:
         # A leaky bucket like the real one (40 deep, 2/s), reported but never enforced: rate limiting is

@@ -43,6 +43,7 @@ from app.simulators.common import (
     valid_gtin13,
 )
 from app.simulators.config import USD_RATES, SimConfig
+from app.simulators.webhooks import WOOCOMMERCE_TOPICS, woocommerce_headers
 
 MEDIA_TYPE = "application/json; charset=UTF-8"
 DEFAULT_PER_PAGE = 10
@@ -145,6 +146,7 @@ def _first_sentence(text: str) -> str:
 
 class WooCommerceSimulator(Simulator):
     carried_fraction = 0.60
+    webhook_topics = WOOCOMMERCE_TOPICS
 
     def __init__(self, config: SimConfig) -> None:
         super().__init__(config)
@@ -415,6 +417,9 @@ class WooCommerceSimulator(Simulator):
         return raw_json_response(self.item_json(pos), media_type=MEDIA_TYPE)
 
     # -- platform behaviour -------------------------------------------------------------------------------
+
+    def webhook_headers(self, topic: str, body: bytes, secret: str, delivery_id: str) -> dict[str, str]:
+        return woocommerce_headers(topic, body, secret, delivery_id, self.site)
 
     def authenticate(self, request: Request) -> Response | None:
         key, secret = _credentials(request)

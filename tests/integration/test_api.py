@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.bootstrap import load_rates
 from app.domain.models import VendorKind
+from app.settings import Settings
 from app.simulators.catalog import load_base_items
 from app.simulators.server import SimulatorServer
 from tests.support import (
@@ -384,8 +386,13 @@ def test_cursor_reused_with_other_query_is_422(shared: Shared, changed: dict[str
     assert error["details"] == {"parameter": "cursor"}
 
 
+RATES = load_rates(Settings())
+
+
 def _price(p: dict[str, Any]) -> Decimal:
-    return Decimal(p["min_price"])
+    """What price sorts and filters compare: the lowest offer price in the rates' base currency (the stores list
+    in USD, EUR and TRY, so raw numbers would not do)."""
+    return min(RATES.exact(Decimal(r["min"]), r["currency"], RATES.base) for r in p["prices"])
 
 
 @pytest.mark.parametrize(
@@ -448,7 +455,7 @@ def test_filters_select_exactly_the_matching_products(shared: Shared) -> None:
     assert 2 <= len(expected) < len(everything)
     assert ids(category=category) == ids(category=category.title()) == expected
 
-    # price range, inclusive, on the product's min_price
+    # price range, inclusive, on the product's lowest price in the base currency (no `currency` given)
     prices = sorted({_price(p) for p in everything})
     low, high = prices[len(prices) // 4], prices[3 * len(prices) // 4]
     expected = where(lambda p: low <= _price(p) <= high)
@@ -1060,6 +1067,7 @@ def test_openapi_documents_every_query_parameter_and_all_refs_resolve(tmp_path: 
         "category",
         "min_price",
         "max_price",
+        "currency",
         "in_stock",
         "sort",
         "limit",

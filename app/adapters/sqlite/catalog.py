@@ -37,6 +37,7 @@ import orjson
 from app.domain import documents
 from app.domain.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from app.domain.models import Availability, Offer, Vendor, VendorKind, utcnow
+from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import (
     OfferFreshness,
@@ -108,6 +109,24 @@ def _row_to_offer(row: sqlite3.Row | tuple[Any, ...]) -> Offer:
     )
 
 
+def base_price(rates: Rates | None, prices: Iterable[tuple[Decimal, str]], fallback: Decimal) -> float:
+    """The lowest of per-currency minimum prices, in the rates' base currency: one value every product compares by.
+
+    Currencies the rates do not know are left out; with no rates, or none known, ``fallback`` (the main-currency
+    minimum) is used unconverted, which still orders single-currency catalogs correctly.
+    """
+    if rates is not None:
+        known = [rates.exact(amount, cur, rates.base) for amount, cur in prices if rates.knows(cur)]
+        if known:
+            return float(min(known))
+    return float(fallback)
+
+
+def _rates_version(rates: Rates | None) -> int:
+    text = rates.fingerprint if rates is not None else "none"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "big")
+
+
 _FTS_TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -152,9 +171,17 @@ class _ReadCache(Generic[K, V]):
 
 class SqliteCatalog:
     def __init__(
-        self, path: str | Path, *, busy_timeout_s: float = 10.0, cache_mb: int = 32, page_cache_size: int = 256
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_s: float = 10.0,
+        cache_mb: int = 32,
+        page_cache_size: int = 256,
+        rates: Rates | None = None,
     ) -> None:
         self.path = Path(path)
+        # Converts prices to the base currency for sorting and price filters; None compares main-currency prices.
+        self.rates = rates
         self._pages: _ReadCache[ProductQuery, ProductPage] = _ReadCache(page_cache_size)
         self._products: _ReadCache[str, StoredProduct | None] = _ReadCache(4 * page_cache_size)
         self._busy_timeout_s = busy_timeout_s
@@ -190,7 +217,27 @@ class SqliteCatalog:
         conn.execute("PRAGMA wal_autocheckpoint = 5000")
         conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate(conn)
+        self._refresh_base_prices(conn)
         self._w = conn
+
+    def _refresh_base_prices(self, conn: sqlite3.Connection) -> None:
+        """Fill ``min_price_base`` where a migration left it NULL, or everywhere when the rates changed since."""
+        version = _rates_version(self.rates)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (stored,) = conn.execute("SELECT value FROM meta WHERE key = 'rates_version'").fetchone()
+            where = "" if stored != version else " WHERE min_price_base IS NULL"
+            updates = []
+            for pid, summary, min_price in conn.execute(f"SELECT id, summary, min_price FROM products{where}"):
+                prices = orjson.loads(summary)["prices"]
+                pairs = [(Decimal(p["min"]), p["currency"]) for p in prices]
+                updates.append((base_price(self.rates, pairs, Decimal(str(min_price))), pid))
+            conn.executemany("UPDATE products SET min_price_base = ? WHERE id = ?", updates)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'rates_version'", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
@@ -712,6 +759,7 @@ class SqliteCatalog:
                         product.currency,
                         float(product.min_price),
                         float(product.max_price),
+                        base_price(self.rates, [(p.min, p.currency) for p in product.prices], product.min_price),
                         int(product.in_stock),
                         len(product.offers),
                         documents.iso(product.updated_at),
@@ -728,14 +776,15 @@ class SqliteCatalog:
             first = self._next_seq(conn, len(rows))
             conn.executemany(
                 f"""INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
-                        currency, min_price, max_price, in_stock, offer_count, updated_at, summary, doc, etag,
-                        change_seq)
-                    VALUES ({_marks(18)})
+                        currency, min_price, max_price, min_price_base, in_stock, offer_count, updated_at, summary,
+                        doc, etag, change_seq)
+                    VALUES ({_marks(19)})
                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
                         brand = excluded.brand, brand_key = excluded.brand_key, category = excluded.category,
                         category_key = excluded.category_key, gtin = excluded.gtin, currency = excluded.currency,
                         min_price = excluded.min_price, max_price = excluded.max_price,
-                        in_stock = excluded.in_stock, offer_count = excluded.offer_count,
+                        min_price_base = excluded.min_price_base, in_stock = excluded.in_stock,
+                        offer_count = excluded.offer_count,
                         updated_at = excluded.updated_at, summary = excluded.summary, doc = excluded.doc,
                         etag = excluded.etag, change_seq = excluded.change_seq""",
                 [(*r, first + i) for i, r in enumerate(rows)],
@@ -835,6 +884,7 @@ class SqliteCatalog:
             "category": brand_key(query.category),
             "min_price": str(query.min_price) if query.min_price is not None else None,
             "max_price": str(query.max_price) if query.max_price is not None else None,
+            "price_currency": query.price_currency,
             "in_stock": query.in_stock,
         }
         fp = fingerprint(filters)
@@ -858,11 +908,11 @@ class SqliteCatalog:
             where.append("p.category_key = ?")
             params.append(filters["category"])
         if query.min_price is not None:
-            where.append("p.min_price >= ?")
-            params.append(float(query.min_price))
+            where.append("p.min_price_base >= ?")
+            params.append(self._bound_in_base(query.min_price, query.price_currency))
         if query.max_price is not None:
-            where.append("p.min_price <= ?")
-            params.append(float(query.max_price))
+            where.append("p.min_price_base <= ?")
+            params.append(self._bound_in_base(query.max_price, query.price_currency))
         if query.in_stock is not None:
             where.append("p.in_stock = ?")
             params.append(int(query.in_stock))
@@ -875,15 +925,15 @@ class SqliteCatalog:
         else:
             column, direction, op = {
                 Sort.UPDATED: ("p.updated_at", "DESC", "<"),
-                Sort.PRICE: ("p.min_price", "ASC", ">"),
-                Sort.PRICE_DESC: ("p.min_price", "DESC", "<"),
+                Sort.PRICE: ("p.min_price_base", "ASC", ">"),
+                Sort.PRICE_DESC: ("p.min_price_base", "DESC", "<"),
             }[sort]
             order = f"{column} {direction}, p.id {direction}"
             if cursor:
                 where.append(f"({column}, p.id) {op} (?, ?)")
                 params.extend(cursor.position)
         sql = (
-            f"SELECT p.summary, p.updated_at, p.min_price, p.id, p.etag FROM {source}"
+            f"SELECT p.summary, p.updated_at, p.min_price_base, p.id, p.etag FROM {source}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" ORDER BY {order} LIMIT ? OFFSET ?"
         )
@@ -901,6 +951,12 @@ class SqliteCatalog:
             next_cursor = encode_cursor(Cursor(sort.value, position, fp))
         tag = documents.etag_of("".join([r[4] for r in rows] + [next_cursor or ""]).encode())
         return ProductPage(items=[r[0] for r in rows], next_cursor=next_cursor, etag=tag)
+
+    def _bound_in_base(self, amount: Decimal, currency: str | None) -> float:
+        """A price bound in ``currency`` (None: the base) as the base-currency value ``min_price_base`` holds."""
+        if self.rates is None or currency is None:
+            return float(amount)
+        return float(self.rates.exact(amount, currency, self.rates.base))
 
 
 def _split_sql(script: str) -> list[str]:

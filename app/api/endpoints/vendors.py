@@ -12,7 +12,9 @@ from app.api.deps import AdminDep, CatalogDep, ContainerDep
 from app.api.endpoints.products import (
     NOT_MODIFIED,
     PRODUCT_FILTER_PARAMS,
+    CurrencyParam,
     ProductFilters,
+    display_rates,
     page_response,
     parse_product_filters,
     served_response,
@@ -130,6 +132,7 @@ async def vendor_products(
 ) -> Response:
     """The products this vendor offers. A vendor never synced yet answers 202 and its sync is requested."""
     catalog.vendor(vendor_id)
+    display_rates(catalog, filters.currency)
     status = catalog.store.vendor_status(vendor_id)
     if status.offers == 0 and status.last_success_at is None:
         return accepted(await catalog.request_sync(vendor_id, full=True), retry_after_s=2)
@@ -147,13 +150,15 @@ async def vendor_product(
     vendor_id: str,
     vendor_product_id: str,
     wait_ms: Annotated[int | None, Query(ge=0, description="How long to wait for the vendor on a miss.")] = None,
+    currency: CurrencyParam = None,
 ) -> Response:
     """The unified product of one vendor listing: local if fresh, else fetched from the vendor.
 
     Missing locally: fetched, waiting up to `wait_ms` (200); not done in time: 202 with `Location` to poll;
     the vendor says it does not exist: 404.
     """
+    display = display_rates(catalog, currency)
     result = await catalog.vendor_product(vendor_id, vendor_product_id, wait_ms)
     if isinstance(result, Pending):
         return accepted(result.state)
-    return served_response(request, result)
+    return served_response(request, result, display)
