@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, field_validator, model_validator
 
+from app.adapters.sources.generic import MappingSpecError, parse_mapping
 from app.domain.models import Vendor, VendorKind
 from app.domain.normalize import parse_currency
 from app.domain.queries import VendorSyncStatus
@@ -85,6 +86,19 @@ class ProductList(BaseModel):
 Slug = Annotated[str, Field(pattern=SLUG.pattern, description="Lower-case letters, digits, '-' and '_'.")]
 
 
+class GenericMapping(RootModel[dict[str, Any]]):
+    """A ``kind: generic`` vendor's mapping, checked for shape here; whether it fits the vendor's data is
+    checked against a live page by the endpoint. See the README's "Declarative vendors" section."""
+
+    @model_validator(mode="after")
+    def _shape(self) -> GenericMapping:
+        try:
+            parse_mapping(self.root)
+        except MappingSpecError as exc:
+            raise ValueError(f"mapping.{exc.path}: {exc.reason}") from exc
+        return self
+
+
 class VendorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -96,11 +110,20 @@ class VendorIn(BaseModel):
     currency: str
     refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
     enabled: bool = True
+    mapping: GenericMapping | None = Field(None, description="Required for kind `generic`, refused otherwise.")
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
         return parse_currency(value)
+
+    @model_validator(mode="after")
+    def _mapping_for_generic(self) -> VendorIn:
+        if self.kind is VendorKind.GENERIC and self.mapping is None:
+            raise ValueError("a generic vendor needs a mapping")
+        if self.kind is not VendorKind.GENERIC and self.mapping is not None:
+            raise ValueError(f"a {self.kind.value} vendor takes no mapping (only kind generic does)")
+        return self
 
     def to_vendor(self, default_refresh_interval_s: int) -> Vendor:
         return Vendor(
@@ -112,6 +135,7 @@ class VendorIn(BaseModel):
             credentials=self.credentials,
             refresh_interval_s=self.refresh_interval_s or default_refresh_interval_s,
             enabled=self.enabled,
+            mapping=None if self.mapping is None else self.mapping.root,
         )
 
 
@@ -124,6 +148,7 @@ class VendorPatch(BaseModel):
     currency: str | None = None
     refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
     enabled: bool | None = None
+    mapping: GenericMapping | None = None
 
     @field_validator("currency")
     @classmethod
@@ -177,6 +202,7 @@ class VendorOut(BaseModel):
     refresh_interval_s: int
     enabled: bool
     has_credentials: bool
+    mapping: dict[str, Any] | None = Field(None, description="Kind `generic` only: where things are in its JSON.")
     offers: int | None = None
     products: int | None = None
     sync: SyncOut | None = None
@@ -195,6 +221,7 @@ class VendorOut(BaseModel):
             refresh_interval_s=vendor.refresh_interval_s,
             enabled=vendor.enabled,
             has_credentials=bool(vendor.credentials),
+            mapping=None if vendor.mapping is None else dict(vendor.mapping),
         )
         if status is not None:
             out.offers = status.offers

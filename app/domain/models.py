@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -23,6 +24,8 @@ class VendorKind(StrEnum):
     WOOCOMMERCE = "woocommerce"
     BIGCOMMERCE = "bigcommerce"
     MAGENTO = "magento"
+    #: Any JSON API, read through the JMESPath mapping the vendor record carries (no code per vendor).
+    GENERIC = "generic"
 
 
 class Availability(StrEnum):
@@ -41,7 +44,10 @@ class Availability(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Vendor:
-    """A registered vendor. ``credentials`` are only ever read by its source, never shown by the API."""
+    """A registered vendor. ``credentials`` are only ever read by its source, never shown by the API.
+
+    ``mapping`` is set for ``kind: generic`` only: where things are in the vendor's JSON (not secret).
+    """
 
     id: str
     name: str
@@ -51,6 +57,7 @@ class Vendor:
     credentials: Mapping[str, str] = field(default_factory=dict)
     refresh_interval_s: int = 3600
     enabled: bool = True
+    mapping: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

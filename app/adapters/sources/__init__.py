@@ -11,6 +11,7 @@ import httpx
 from app.adapters.sources.base import MappingError, iter_catalog
 from app.adapters.sources.bigcommerce import BigCommerceSource, map_bigcommerce_product
 from app.adapters.sources.dummyjson import DummyJsonSource, map_dummyjson_item
+from app.adapters.sources.generic import GenericSource, parse_mapping, validate_generic
 from app.adapters.sources.http import HttpPolicy, HttpStats, VendorHttp, parse_retry_after
 from app.adapters.sources.magento import MagentoSource, map_magento_product
 from app.adapters.sources.shopify import ShopifySource, map_shopify_product
@@ -21,6 +22,7 @@ from app.domain.ports import VendorSource
 __all__ = [
     "BigCommerceSource",
     "DummyJsonSource",
+    "GenericSource",
     "HttpPolicy",
     "HttpStats",
     "MagentoSource",
@@ -36,7 +38,9 @@ __all__ = [
     "map_magento_product",
     "map_shopify_product",
     "map_woocommerce_product",
+    "parse_mapping",
     "parse_retry_after",
+    "validate_generic",
 ]
 
 
@@ -57,4 +61,6 @@ def build_source(vendor: Vendor, http: VendorHttp) -> VendorSource:
         return BigCommerceSource(vendor, http)
     if kind is VendorKind.MAGENTO:
         return MagentoSource(vendor, http)
+    if kind is VendorKind.GENERIC:
+        return GenericSource(vendor, http)
     raise ValueError(f"no source for vendor kind {vendor.kind!r}")  # pragma: no cover - enum is exhaustive

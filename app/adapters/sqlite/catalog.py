@@ -340,12 +340,12 @@ class SqliteCatalog:
         seq = self._next_seq(conn, 1)
         conn.execute(
             """INSERT INTO vendors (id, name, kind, base_url, currency, credentials, refresh_interval_s, enabled,
-                                    created_at, updated_at, change_seq)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    mapping, created_at, updated_at, change_seq)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
                    base_url = excluded.base_url, currency = excluded.currency,
                    credentials = excluded.credentials, refresh_interval_s = excluded.refresh_interval_s,
-                   enabled = excluded.enabled, updated_at = excluded.updated_at,
+                   enabled = excluded.enabled, mapping = excluded.mapping, updated_at = excluded.updated_at,
                    change_seq = excluded.change_seq""",
             (
                 vendor.id,
@@ -356,6 +356,7 @@ class SqliteCatalog:
                 orjson.dumps(dict(vendor.credentials)).decode(),
                 vendor.refresh_interval_s,
                 int(vendor.enabled),
+                None if vendor.mapping is None else orjson.dumps(vendor.mapping).decode(),
                 now,
                 now,
                 seq,
@@ -394,9 +395,10 @@ class SqliteCatalog:
             credentials=orjson.loads(row[5]),
             refresh_interval_s=row[6],
             enabled=bool(row[7]),
+            mapping=None if row[8] is None else orjson.loads(row[8]),
         )
 
-    _VENDOR_COLS = "id, name, kind, base_url, currency, credentials, refresh_interval_s, enabled"
+    _VENDOR_COLS = "id, name, kind, base_url, currency, credentials, refresh_interval_s, enabled, mapping"
 
     def get_vendor(self, vendor_id: str) -> Vendor | None:
         row = self._r.execute(f"SELECT {self._VENDOR_COLS} FROM vendors WHERE id = ?", (vendor_id,)).fetchone()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.adapters.sources import GenericSource, VendorHttp, validate_generic
 from app.api.deps import AdminDep, CatalogDep, ContainerDep
 from app.api.endpoints.products import (
     NOT_MODIFIED,
@@ -31,9 +32,10 @@ from app.api.schemas import (
     VendorOut,
     VendorPatch,
 )
-from app.domain.models import Vendor
+from app.bootstrap import Container, http_policy
+from app.domain.models import Vendor, VendorKind
 from app.domain.requests import RequestState
-from app.errors import ServiceUnavailable
+from app.errors import InvalidInput, ServiceUnavailable
 from app.services.catalog import CatalogService, Pending
 
 router = APIRouter(tags=["vendors"])
@@ -57,6 +59,15 @@ def _vendor_out(catalog: CatalogService, vendor: Vendor) -> VendorOut:
     return VendorOut.of(vendor, catalog.store.vendor_status(vendor.id), catalog.breakers.get(vendor.id).snapshot())
 
 
+async def check_generic(container: Container, vendor: Vendor) -> None:
+    """A generic vendor's mapping against its live first page; a misfit is a 422 and nothing is stored."""
+    if vendor.kind is not VendorKind.GENERIC:
+        return
+    http = VendorHttp(vendor.base_url, policy=http_policy(container.settings), vendor_id=vendor.id)
+    async with http:
+        await validate_generic(GenericSource(vendor, http))
+
+
 @router.get("/vendors", responses=ERROR_RESPONSES)
 async def list_vendors(catalog: CatalogDep) -> VendorList:
     return VendorList(items=[_vendor_out(catalog, v) for v in catalog.store.list_vendors()])
@@ -72,6 +83,8 @@ async def get_vendor(catalog: CatalogDep, vendor_id: str) -> VendorOut:
 async def add_vendor(container: ContainerDep, body: VendorIn, response: Response) -> VendorOut:
     """Register a vendor; its first full sync is requested at once."""
     vendor = body.to_vendor(container.settings.default_refresh_interval_s)
+    if container.store.get_vendor(vendor.id) is None:  # a duplicate is a 409 without asking the vendor
+        await check_generic(container, vendor)
     await container.store.add_vendor(vendor)
     if vendor.enabled:
         try:
@@ -90,7 +103,14 @@ async def patch_vendor(container: ContainerDep, vendor_id: str, body: VendorPatc
     if "base_url" in changes and changes["base_url"] is not None:
         changes["base_url"] = str(body.base_url).rstrip("/")
     changes = {k: v for k, v in changes.items() if v is not None}
+    if "mapping" in changes and vendor.kind is not VendorKind.GENERIC:
+        raise InvalidInput(
+            f"a {vendor.kind.value} vendor takes no mapping (only kind generic does)",
+            details={"path": "mapping", "reason": "not a generic vendor"},
+        )
     updated = dataclasses.replace(vendor, **changes)
+    if {"mapping", "base_url", "credentials"} & set(changes):
+        await check_generic(container, updated)
     await container.store.update_vendor(updated)
     return _vendor_out(container.catalog, updated)
 
