@@ -73,7 +73,7 @@ class Simulator(ABC):
 
     def webhook_headers(self, topic: str, body: bytes, secret: str, delivery_id: str) -> dict[str, str]:
         """The headers this platform sends with a webhook; only platforms with ``webhook_topics`` are asked."""
-        raise NotImplementedError
+        raise RuntimeError(f"{type(self).__name__} sends no webhooks")
 
     def webhook_body(self, topic: str, pos: int) -> bytes:
         """A delete names the product only (it is gone); the others carry the product as the API shows it."""

@@ -29,6 +29,13 @@ class MappingError(ValueError):
         self.vendor_product_id = vendor_product_id
 
 
+def unusable_product(platform: str, vendor_product_id: str, exc: MappingError) -> VendorBadResponse:
+    """A single product the vendor sent but we cannot map: the vendor's data is at fault, not our request."""
+    return VendorBadResponse(
+        f"{platform} product {vendor_product_id}: {exc.reason}", details={"vendor_product_id": vendor_product_id}
+    )
+
+
 def raw_id(value: object) -> str | None:
     """A vendor id as text, or ``None``; booleans are not ids even though Python thinks they are ints."""
     if value is None or isinstance(value, bool):

@@ -34,6 +34,7 @@ from app.adapters.sources.base import (
     require_id,
     require_price,
     require_title,
+    unusable_product,
     utc_since,
 )
 from app.adapters.sources.http import VendorHttp
@@ -329,10 +330,7 @@ class BigCommerceSource:
                 self.vendor, product, utcnow(), skipped, brands=brands, categories=categories
             )
         except MappingError as exc:
-            raise VendorBadResponse(
-                f"BigCommerce product {vendor_product_id}: {exc.reason}",
-                details={"vendor_product_id": vendor_product_id},
-            ) from exc
+            raise unusable_product("BigCommerce", vendor_product_id, exc) from exc
         for skip in skipped:
             logger.warning("vendor %s: skipped %s: %s", self.vendor.id, skip.vendor_product_id, skip.reason)
         return tuple(offers)

@@ -22,6 +22,7 @@ from app.adapters.sources.base import (
     require_id,
     require_price,
     require_title,
+    unusable_product,
 )
 from app.adapters.sources.http import VendorHttp
 from app.domain.models import Availability, Offer, Page, SkippedItem, Vendor, utcnow
@@ -117,10 +118,7 @@ class DummyJsonSource:
         try:
             return (map_dummyjson_item(self.vendor, item, utcnow()),)
         except MappingError as exc:
-            raise VendorBadResponse(
-                f"DummyJSON product {vendor_product_id}: {exc.reason}",
-                details={"vendor_product_id": vendor_product_id},
-            ) from exc
+            raise unusable_product("DummyJSON", vendor_product_id, exc) from exc
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -47,6 +47,7 @@ from app.adapters.sources.base import (
     raw_id,
     require_price,
     require_title,
+    unusable_product,
 )
 from app.adapters.sources.http import QueryParams, VendorHttp
 from app.domain.models import Availability, Offer, Page, SkippedItem, Vendor, utcnow
@@ -506,9 +507,7 @@ class GenericSource:
         try:
             return (map_generic_item(self.vendor, self.mapping, item),)
         except MappingError as exc:
-            raise VendorBadResponse(
-                f"generic product {vendor_product_id}: {exc.reason}", details={"vendor_product_id": vendor_product_id}
-            ) from exc
+            raise unusable_product("generic", vendor_product_id, exc) from exc
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -31,6 +31,7 @@ from app.adapters.sources.base import (
     require_id,
     require_price,
     require_title,
+    unusable_product,
     utc_since,
 )
 from app.adapters.sources.http import VendorHttp
@@ -43,7 +44,7 @@ from app.domain.normalize import (
     parse_datetime,
     parse_int,
 )
-from app.errors import VendorBadResponse, VendorNotFound
+from app.errors import VendorNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -269,10 +270,7 @@ class MagentoSource:
         try:
             return tuple(map_magento_product(self.vendor, product, utcnow(), brands=brands, categories=categories))
         except MappingError as exc:
-            raise VendorBadResponse(
-                f"Magento product {vendor_product_id}: {exc.reason}",
-                details={"vendor_product_id": vendor_product_id},
-            ) from exc
+            raise unusable_product("Magento", vendor_product_id, exc) from exc
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -29,6 +29,7 @@ from app.adapters.sources.base import (
     require_id,
     require_price,
     require_title,
+    unusable_product,
     utc_since,
 )
 from app.adapters.sources.http import VendorHttp
@@ -236,10 +237,7 @@ class ShopifySource:
         try:
             offers = map_shopify_product(self.vendor, product, utcnow(), skipped)
         except MappingError as exc:
-            raise VendorBadResponse(
-                f"Shopify product {vendor_product_id}: {exc.reason}",
-                details={"vendor_product_id": vendor_product_id},
-            ) from exc
+            raise unusable_product("Shopify", vendor_product_id, exc) from exc
         for skip in skipped:
             logger.warning("vendor %s: skipped %s: %s", self.vendor.id, skip.vendor_product_id, skip.reason)
         return tuple(offers)

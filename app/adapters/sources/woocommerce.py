@@ -29,6 +29,7 @@ from app.adapters.sources.base import (
     require_id,
     require_price,
     require_title,
+    unusable_product,
     utc_since,
 )
 from app.adapters.sources.http import VendorHttp
@@ -41,7 +42,7 @@ from app.domain.normalize import (
     parse_datetime,
     parse_int,
 )
-from app.errors import VendorBadResponse, VendorNotFound
+from app.errors import VendorNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +182,7 @@ class WooCommerceSource:
         try:
             return tuple(map_woocommerce_product(self.vendor, product, utcnow()))
         except MappingError as exc:
-            raise VendorBadResponse(
-                f"WooCommerce product {vendor_product_id}: {exc.reason}",
-                details={"vendor_product_id": vendor_product_id},
-            ) from exc
+            raise unusable_product("WooCommerce", vendor_product_id, exc) from exc
 
     async def aclose(self) -> None:
         await self.http.aclose()
