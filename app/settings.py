@@ -20,8 +20,13 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = Field(
         "development", description="`production` refuses the default admin key."
     )
-    runtime: Literal["embedded"] = Field(
-        "embedded", description="Ingest runtime. `embedded`: in-process queue and workers."
+    runtime: Literal["embedded", "kafka"] = Field(
+        "embedded",
+        description="Ingest runtime. `embedded`: in-process queue and workers. `kafka`: requests to Kafka, "
+        "fetched by the Flink job, applied from the `product_updates` changelog.",
+    )
+    node_id: str = Field(
+        "", description="This node's name (its Kafka consumer group, its replication source); default: host-port."
     )
     db_path: Path = Field(Path("var/catalog.db"), description="SQLite file of this node (created if missing).")
     admin_key: str = Field(DEV_ADMIN_KEY, description="Value the `X-API-Key` header must carry on admin calls.")
@@ -62,6 +67,31 @@ class Settings(BaseSettings):
         description="JSON exchange rates for `?currency=` and cross-currency price sorts "
         "(default: the packaged demo rates, `app/data/rates.json`).",
     )
+
+    # --- distributed runtime (Kafka + Flink) ---
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (`host:port,...`).")
+    kafka_topic_vendor_requests: str = Field("vendor_requests", description="Topic of vendor catalog requests.")
+    kafka_topic_product_requests: str = Field("product_requests", description="Topic of product requests.")
+    kafka_topic_updates: str = Field("product_updates", description="Changelog topic every node applies.")
+    kafka_topic_vendors: str = Field("catalog_vendors", description="Compacted topic of vendor definitions.")
+    kafka_topic_dead_letters: str = Field("catalog_dead_letters", description="Where unreadable messages go.")
+    kafka_partitions: int = Field(3, ge=1, description="Partitions of topics the service creates.")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of topics the service creates.")
+    kafka_session_timeout_ms: int = Field(
+        6000, ge=1000, description="Consumer session timeout (short: the first group join takes about half of it)."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka `security.protocol`."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="Kafka `sasl.mechanism` (PLAIN, SCRAM-SHA-512...).")
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user name.")
+    kafka_sasl_password: str | None = Field(None, description="Kafka SASL password.")
+    kafka_ssl_ca_location: Path | None = Field(None, description="CA certificate file for Kafka TLS.")
+    flink_parallelism: int = Field(1, ge=1, description="Parallelism of the Flink job.")
+    flink_checkpoint_ms: int = Field(1000, ge=100, description="Flink checkpoint interval (offsets commit on it).")
+    flink_buffer_timeout_ms: int = Field(1, ge=0, description="Flink network buffer timeout (low latency).")
+    flink_bundle_time_ms: int = Field(1, ge=1, description="PyFlink `python.fn-execution.bundle.time`.")
+    flink_jars_dir: Path = Field(Path("var/flink-jars"), description="Where `make install` puts the connector jars.")
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
