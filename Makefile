@@ -15,7 +15,22 @@ $(STAMP): pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Flink's Kafka connector jars (not on PyPI as such): fetched, only the needed ones extracted, SHA-256 checked
+# against app/flink/jars.sha256. Fast when they are already there.
+JARS := var/flink-jars/.verified
+$(JARS): app/flink/jars.sha256 $(STAMP)
+	$(BIN)/python -m app.flink.jars
+	@touch $(JARS)
+
+# Debian's kcat: a test publishes a hand-written request with a Kafka client nobody here wrote. Without root or a
+# reachable Debian mirror this only warns, and that test says why it was skipped.
+KCAT := $(VENV)/.kcat
+$(KCAT): | $(BIN)/python
+	@command -v kcat >/dev/null 2>&1 || apt-get install -y -q kcat >/dev/null 2>&1 \
+		|| echo "warning: could not install kcat (apt-get install kcat); its test will be skipped"
+	@touch $(KCAT)
+
+install: $(STAMP) $(JARS) $(KCAT)
 
 run: install
 	$(BIN)/catalog demo

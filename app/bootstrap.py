@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
+from app.adapters.kafka.changelog import KafkaChangelog
+from app.adapters.kafka.queue import KafkaRequestQueue
+from app.adapters.kafka.vendors import KafkaVendorFeed
 from app.adapters.queue.memory import InProcessRequestQueue
 from app.adapters.sources import build_source
 from app.adapters.sources.http import HttpPolicy, VendorHttp
@@ -22,6 +25,9 @@ from app.domain.ports import VendorSource
 from app.errors import Conflict
 from app.services.breaker import BreakerRegistry
 from app.services.catalog import CatalogService
+from app.services.changelog import ChangelogApplier
+from app.services.metrics import MetricProvider
+from app.services.replication import Replication
 from app.services.sources import SourceRegistry
 from app.services.tracker import RequestTracker
 from app.services.workers import EmbeddedWorkers, RefreshScheduler
@@ -69,24 +75,39 @@ class Container:
     tracker: RequestTracker
     sources: SourceRegistry
     workers: EmbeddedWorkers
-    queue: InProcessRequestQueue
+    queue: InProcessRequestQueue | KafkaRequestQueue
     catalog: CatalogService
     scheduler: RefreshScheduler
     breakers: BreakerRegistry
+    # runtime=kafka only: this node's changelog consumer and the feed of vendor definitions to the Flink job
+    changelog: KafkaChangelog | None = None
+    vendor_feed: KafkaVendorFeed | None = None
+    # DATABASE_URL set: the PostgreSQL long-term store (initial load, push task, analytics)
+    replication: Replication | None = None
+    # GET /metrics renders whatever these return; a component adds its gauges by appending a provider
+    metric_providers: list[MetricProvider] = field(default_factory=list)
 
     async def start(self) -> None:
         self.store.open()
         await self.store.mark_interrupted_syncs()
+        if self.replication is not None:
+            await self.replication.start(self.store)
         if self.settings.demo_vendors:
             await self.register_demo_vendors()
         await self.queue.start()
+        if self.changelog is not None:
+            await self.changelog.start()
         if self.settings.scheduler_enabled:
             await self.scheduler.start()
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        if self.changelog is not None:
+            await self.changelog.stop()
         await self.queue.stop()
         await self.sources.aclose()
+        if self.replication is not None:
+            await self.replication.stop()
         self.store.close()
 
     async def register_demo_vendors(self) -> None:
@@ -97,13 +118,40 @@ class Container:
             except Conflict:
                 pass
 
+    async def vendor_saved(self, vendor: Vendor) -> None:
+        """Vendor definitions reach the Flink job and the other nodes through Kafka (runtime=kafka)."""
+        if self.vendor_feed is not None:
+            await self.vendor_feed.saved(vendor)
+
+    async def vendor_deleted(self, vendor_id: str) -> None:
+        if self.vendor_feed is not None:
+            await self.vendor_feed.deleted(vendor_id)
+
     @property
     def ready(self) -> dict[str, bool]:
-        return {
-            "store": self.store.ping(),
-            "workers": self.queue.healthy,
-            "scheduler": self.scheduler.running or not self.settings.scheduler_enabled,
+        checks = {"store": self.store.ping()}
+        if self.changelog is None:
+            checks["workers"] = self.queue.healthy
+        else:
+            checks["broker"] = self.queue.healthy
+            checks["changelog"] = self.changelog.running
+        checks["scheduler"] = self.scheduler.running or not self.settings.scheduler_enabled
+        if self.replication is not None:
+            checks["replication"] = self.replication.monitor.ok()
+        return checks
+
+    def not_ready_reasons(self, checks: dict[str, bool]) -> list[str]:
+        """Why each failing check fails, in words an operator can act on."""
+        reasons = {
+            "store": f"the SQLite store {self.settings.db_path} does not answer",
+            "workers": "the request workers are not running",
+            "broker": (self.queue.reason if isinstance(self.queue, KafkaRequestQueue) else None)
+            or "the Kafka broker is unreachable",
+            "changelog": "the changelog consumer is not running",
+            "scheduler": "the refresh scheduler is not running",
+            "replication": self.replication.reason() if self.replication is not None else "",
         }
+        return [reasons.get(name, name) for name, ok in checks.items() if not ok]
 
 
 def build_container(settings: Settings) -> Container:
@@ -114,7 +162,22 @@ def build_container(settings: Settings) -> Container:
         failures=settings.breaker_failures, open_s=settings.breaker_open_s, max_open_s=settings.breaker_open_max_s
     )
     workers = EmbeddedWorkers(store, sources, tracker, page_attempts=settings.page_attempts, breakers=breakers)
-    queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
+    queue: InProcessRequestQueue | KafkaRequestQueue
+    changelog: KafkaChangelog | None = None
+    vendor_feed: KafkaVendorFeed | None = None
+    if settings.runtime == "kafka":
+        # No embedded workers: the Flink job calls the vendors; this node publishes and applies the changelog.
+        queue = KafkaRequestQueue(settings)
+
+        def vendor_removed(vendor_id: str) -> None:
+            sources.drop(vendor_id)
+            breakers.drop(vendor_id)
+
+        applier = ChangelogApplier(store, tracker, on_vendor_removed=vendor_removed, breakers=breakers)
+        changelog = KafkaChangelog(settings, applier)
+        vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
+    else:
+        queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
     catalog = CatalogService(
         store,
         queue,
@@ -131,4 +194,12 @@ def build_container(settings: Settings) -> Container:
         retry_after_failure_s=settings.retry_failed_sync_s,
         breakers=breakers,
     )
-    return Container(settings, store, tracker, sources, workers, queue, catalog, scheduler, breakers)
+    container = Container(
+        settings, store, tracker, sources, workers, queue, catalog, scheduler, breakers, changelog, vendor_feed
+    )
+    if changelog is not None:
+        container.metric_providers.append(changelog.metrics)
+    if settings.database_url:
+        container.replication = Replication(settings)
+        container.metric_providers.append(container.replication.monitor.metrics)
+    return container

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -31,6 +32,10 @@ from app.settings import Settings
 cli = typer.Typer(help="Unified Vendor Catalog.", no_args_is_help=True, add_completion=False)
 vendors_cli = typer.Typer(help="Manage vendors.", no_args_is_help=True)
 cli.add_typer(vendors_cli, name="vendors")
+sync_cli = typer.Typer(help="Sync vendors into SQLite, and SQLite into PostgreSQL.", no_args_is_help=True)
+cli.add_typer(sync_cli, name="sync")
+db_cli = typer.Typer(help="The PostgreSQL long-term store (DATABASE_URL).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
 console = Console()
 
 
@@ -176,8 +181,8 @@ def vendors_add(
     console.print(f"added vendor [bold]{vendor_id}[/bold]")
 
 
-@cli.command()
-def sync(
+@sync_cli.command("vendor")
+def sync_vendor_now(
     vendor_id: str,
     full: Annotated[bool, typer.Option(help="Read the whole catalog, not only changes.")] = False,
 ) -> None:
@@ -230,6 +235,126 @@ def sync(
         f"{progress.items_seen} offers in {progress.pages} pages, {progress.items_skipped} skipped"
         + (f" {progress.skip_reasons}" if progress.skip_reasons else "")
     )
+
+
+@cli.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 9092,
+    host: Annotated[str, typer.Option(help="Address to listen on and advertise.")] = "127.0.0.1",
+    topics: Annotated[bool, typer.Option(help="Create the service's topics (CATALOG_KAFKA_* names).")] = True,
+) -> None:
+    """Run a local Kafka-protocol broker (Tansu, memory storage) in the foreground until Ctrl-C, for development."""
+    import signal
+
+    from app.adapters.kafka.admin import ensure_topics
+    from app.adapters.kafka.broker import BrokerError, TansuBroker
+
+    tansu = TansuBroker(port, host=host)
+    try:
+        tansu.start()
+    except BrokerError as exc:
+        raise fail(str(exc)) from None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Only interrupt the wait here: stopping from inside the handler would re-enter Popen.wait.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        if topics:
+            settings = Settings().model_copy(update={"kafka_bootstrap": tansu.bootstrap})
+            created = ensure_topics(settings, timeout_s=5)
+            console.print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+        console.print(f"Kafka broker (Tansu, memory storage) on {tansu.bootstrap}; Ctrl-C stops it")
+        print(f"CATALOG_KAFKA_BOOTSTRAP={tansu.bootstrap}", flush=True)
+        code = tansu.wait()
+    except KeyboardInterrupt:
+        console.print("stopping the broker")
+    finally:
+        tansu.stop()
+    if code:
+        raise fail(f"the broker exited with {code}")
+
+
+flink_cli = typer.Typer(help="The Flink ingest job of the distributed runtime (runtime=kafka).", no_args_is_help=True)
+cli.add_typer(flink_cli, name="flink")
+
+
+@flink_cli.command("run")
+def flink_run(
+    group: Annotated[str, typer.Option(help="Consumer group of the requests source.")] = "catalog-ingest",
+) -> None:
+    """Run the job on a local MiniCluster in the foreground (Ctrl-C stops it; the next run resumes from its last
+    checkpoint, kept in var/flink-checkpoints/<group>)."""
+    from app.flink.job import JobError, default_checkpoints, run
+
+    try:
+        run(Settings(), group=group, checkpoints=default_checkpoints(group))
+    except JobError as exc:
+        raise fail(str(exc)) from None
+
+
+@flink_cli.command("submit")
+def flink_submit(
+    group: Annotated[str, typer.Option(help="Consumer group of the requests source.")] = "catalog-ingest",
+    flink_home: Annotated[
+        str | None, typer.Option(envvar="FLINK_HOME", help="Flink distribution (default: the pip-installed pyflink).")
+    ] = None,
+    checkpoints: Annotated[
+        str | None, typer.Option(help="Checkpoints, in a folder every node can reach (var/flink-checkpoints/<group>).")
+    ] = None,
+) -> None:
+    """Submit the job, detached, to the standalone cluster of FLINK_HOME (its conf names the job manager)."""
+    from app.flink.job import submit_command
+
+    settings = Settings()
+    command, env = submit_command(settings, group=group, flink_home=flink_home, checkpoints=checkpoints)
+    console.print(" ".join(command))
+    raise typer.Exit(code=subprocess.run(command, env=env, check=False).returncode)
+
+
+@sync_cli.command("run")
+def sync_run() -> None:
+    """Push this node's SQLite changes to PostgreSQL until stopped (SIGTERM/Ctrl-C): the replication loop as its
+    own process. Set CATALOG_REPLICATION_PUSH=false on the API that shares the file, so only this process pushes."""
+    import logging
+    import signal
+
+    from app.services.replication import build_pusher
+
+    settings = Settings()
+    if not settings.database_url:
+        raise fail("DATABASE_URL is not set: nothing to push to")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The SQLite file and its schema first (this process may start before the API ever opened the file).
+    store = SqliteCatalog(settings.db_path, rates=load_rates(settings))
+    store.open()
+    store.close()
+    pusher = build_pusher(settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        pusher.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    pusher.outbox.open()
+    try:
+        pusher.run()
+    finally:
+        pusher.outbox.close()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Alembic revision.")] = "head") -> None:
+    """Create or migrate the PostgreSQL tables (Alembic); the pusher also does this at start-up."""
+    from app.adapters.postgres.migrate import upgrade
+
+    settings = Settings()
+    if not settings.database_url:
+        raise fail("DATABASE_URL is not set")
+    upgrade(settings.database_url, settings.database_schema, revision)
+    console.print(f"PostgreSQL schema {settings.database_schema!r} is at {revision}")
 
 
 @cli.command("settings")

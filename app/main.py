@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
-from app.api.endpoints import bench, health, products, requests, vendors, webhooks
+from app.api.endpoints import analytics, bench, health, metrics, products, requests, vendors, webhooks
 from app.api.errors import install_error_handlers
 from app.bootstrap import build_container
 from app.settings import Settings
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Unified Vendor Catalog", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     install_error_handlers(app)
-    for module in (products, vendors, requests, health, webhooks):
+    for module in (products, vendors, requests, health, webhooks, metrics, analytics):
         app.include_router(module.router)
     if settings.bench_routes:
         app.include_router(bench.router)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_KEY = "dev-admin-key"
@@ -92,6 +92,24 @@ class Settings(BaseSettings):
     flink_buffer_timeout_ms: int = Field(1, ge=0, description="Flink network buffer timeout (low latency).")
     flink_bundle_time_ms: int = Field(1, ge=1, description="PyFlink `python.fn-execution.bundle.time`.")
     flink_jars_dir: Path = Field(Path("var/flink-jars"), description="Where `make install` puts the connector jars.")
+
+    # --- PostgreSQL replication ---
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "CATALOG_DATABASE_URL", "database_url"),
+        description="PostgreSQL (`postgresql://user@host/db`), also read from plain `DATABASE_URL`. Set: this "
+        "node's SQLite changes are pushed there (long-term store, analytics), and an empty node loads from it.",
+    )
+    database_schema: str = Field("public", description="PostgreSQL schema of the replicated tables.")
+    replication_push: bool = Field(
+        True,
+        description="This node pushes its changes to PostgreSQL. One designated node per SQLite file: set false on an "
+        "API whose file `catalog sync run` pushes, and on all but one node of the distributed runtime.",
+    )
+    replication_initial_load: bool = Field(True, description="An empty SQLite is filled from PostgreSQL at start-up.")
+    replication_poll_s: float = Field(0.2, gt=0, description="How often the pusher looks for new changes when idle.")
+    replication_batch_size: int = Field(5000, ge=1, description="Changes per PostgreSQL transaction at most.")
+    replication_backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between failed push attempts.")
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

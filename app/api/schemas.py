@@ -269,9 +269,68 @@ class Health(BaseModel):
     status: str
 
 
+class ReplicationStatus(BaseModel):
+    """The PostgreSQL push as this node's SQLite file records it (whichever process pushes)."""
+
+    pushing: bool = Field(description="This process runs the push loop (false when `catalog sync run` does).")
+    backlog: int = Field(description="Captured changes not yet acknowledged by PostgreSQL.")
+    lag_s: float = Field(description="Age of the oldest unsent change, in seconds (0: nothing pending).")
+    watermark: int = Field(description="Last outbox sequence PostgreSQL acknowledged.")
+    last_push_at: float | None = Field(None, description="Unix time of the last acknowledged batch.")
+    last_error: str | None = None
+    blocked: dict[str, Any] | None = Field(None, description="The row PostgreSQL rejected, while the push is stopped.")
+    connected: bool | None = None
+    schema_ok: bool | None = None
+
+
 class Ready(BaseModel):
     ready: bool
     checks: dict[str, bool]
     queue_depth: int
     pending_requests: int
     runtime: str
+    replication: ReplicationStatus | None = Field(None, description="Present when DATABASE_URL is set.")
+
+
+# -- analytics (served from PostgreSQL) ----------------------------------------------------------------------------
+
+
+class PricePoint(BaseModel):
+    at: datetime = Field(description="When the change was captured on the node that wrote it.")
+    price: str = Field(description="Exact decimal, in `currency`.")
+    currency: str
+    availability: str
+
+
+class OfferPriceHistory(BaseModel):
+    vendor_id: str
+    vendor_product_id: str
+    current: bool = Field(description="The offer still belongs to this product.")
+    points: list[PricePoint]
+
+
+class ProductPriceHistory(BaseModel):
+    product_id: str
+    offers: list[OfferPriceHistory]
+
+
+class VendorAnalytics(BaseModel):
+    vendor_id: str
+    name: str
+    kind: str
+    enabled: bool
+    products: int = Field(description="Distinct products the vendor has offers in.")
+    offers: int
+    in_stock_share: float | None = Field(description="Share of the vendor's offers in stock (null: no offers).")
+    state: str | None = Field(description="Last sync state.")
+    last_success_at: datetime | None
+    freshness_s: float | None = Field(description="Seconds since the last successful sync.")
+    last_change_at: datetime | None = Field(description="Last time one of its offers changed.")
+    syncs_ok: int
+    syncs_failed: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class VendorAnalyticsList(BaseModel):
+    items: list[VendorAnalytics]

@@ -31,6 +31,12 @@ async def apply_product_outcome(store: CatalogStore, tracker: RequestTracker, ou
     """Store a product request's offers and complete whoever is waiting for it."""
     if outcome.status is RequestStatus.DONE:
         await store.upsert_offers(outcome.offers)
+    complete_product_request(store, tracker, outcome)
+
+
+def complete_product_request(store: CatalogStore, tracker: RequestTracker, outcome: ProductOutcome) -> None:
+    """Complete the waiting request once the outcome's offers are stored (the changelog stores many at once)."""
+    if outcome.status is RequestStatus.DONE:
         wanted = outcome.offer_for_request()
         ref = store.find_offer(outcome.vendor_id, wanted.vendor_product_id) if wanted else None
         if ref is not None:

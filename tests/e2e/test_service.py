@@ -200,7 +200,7 @@ def test_cli_manages_vendors_on_the_same_database(
     assert added.returncode == 0, added.stdout + added.stderr
     assert "added vendor cli-woo" in added.stdout
 
-    synced = run_cli(env, "sync", "cli-woo", "--full")
+    synced = run_cli(env, "sync", "vendor", "cli-woo", "--full")
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert f"{woo.items()} offers in" in synced.stdout
 
@@ -221,7 +221,7 @@ def test_cli_manages_vendors_on_the_same_database(
         env, "vendors", "add", "cli-woo", "--kind", "dummyjson", "--base-url", "http://h", "--currency", "USD"
     )
     assert duplicate.returncode == 1 and "already exists" in duplicate.stdout
-    unknown = run_cli(env, "sync", "nobody")
+    unknown = run_cli(env, "sync", "vendor", "nobody")
     assert unknown.returncode == 1 and "does not exist" in unknown.stdout
 
 

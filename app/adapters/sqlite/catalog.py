@@ -602,6 +602,15 @@ class SqliteCatalog:
             products_changed=products_changed,
         )
 
+    async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one write transaction on the writer thread (the replication initial load uses it)."""
+        return await self._write(self._tx, fn)
+
+    def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
+        """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
+        batch = list({o.key: o for o in offers}.values())
+        return self._upsert(conn, batch) if batch else UpsertResult()
+
     async def mark_unlisted(self, vendor_id: str, before: datetime) -> int:
         """Mark the vendor's offers not fetched since ``before`` discontinued; returns how many changed.
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.api.deps import ContainerDep
 from app.api.errors import ERROR_RESPONSES
-from app.api.schemas import Health, Ready
+from app.api.schemas import Health, Ready, ReplicationStatus
 from app.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
@@ -22,14 +22,18 @@ async def health() -> Health:
 async def ready(container: ContainerDep) -> Ready:
     """The store answers and the workers run; 503 with the failing checks otherwise."""
     checks = container.ready
+    replication = container.replication
     body = Ready(
         ready=all(checks.values()),
         checks=checks,
         queue_depth=container.queue.depth,
         pending_requests=container.tracker.pending(),
         runtime=container.settings.runtime,
+        replication=ReplicationStatus(**replication.monitor.status()) if replication is not None else None,
     )
     if not body.ready:
-        failing = [name for name, ok in checks.items() if not ok]
-        raise ServiceUnavailable(f"not ready: {', '.join(failing)}", retry_after=5, details=body.model_dump())
+        reasons = container.not_ready_reasons(checks)
+        raise ServiceUnavailable(
+            f"not ready: {'; '.join(reasons)}", retry_after=5, details={**body.model_dump(), "reasons": reasons}
+        )
     return body

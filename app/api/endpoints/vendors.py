@@ -86,6 +86,7 @@ async def add_vendor(container: ContainerDep, body: VendorIn, response: Response
     if container.store.get_vendor(vendor.id) is None:  # a duplicate is a 409 without asking the vendor
         await check_generic(container, vendor)
     await container.store.add_vendor(vendor)
+    await container.vendor_saved(vendor)
     if vendor.enabled:
         try:
             await container.catalog.request_sync(vendor.id, full=True)
@@ -112,6 +113,7 @@ async def patch_vendor(container: ContainerDep, vendor_id: str, body: VendorPatc
     if {"mapping", "base_url", "credentials"} & set(changes):
         await check_generic(container, updated)
     await container.store.update_vendor(updated)
+    await container.vendor_saved(updated)
     return _vendor_out(container.catalog, updated)
 
 
@@ -119,6 +121,7 @@ async def patch_vendor(container: ContainerDep, vendor_id: str, body: VendorPatc
 async def delete_vendor(container: ContainerDep, vendor_id: str) -> Response:
     """Remove the vendor and its offers; products it shared with others keep their other offers."""
     await container.store.delete_vendor(vendor_id)
+    await container.vendor_deleted(vendor_id)
     container.sources.drop(vendor_id)
     container.breakers.drop(vendor_id)
     return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Kafka adapters of the distributed runtime (confluent-kafka): request queue, changelog consumer, topics, broker."""

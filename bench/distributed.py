@@ -1,0 +1,312 @@
+"""`python -m bench.distributed`: the distributed runtime's speed, through a real broker and a real Flink job.
+
+Everything runs as its own process over loopback: a Tansu broker, a DummyJSON simulator, the Flink job on a local
+MiniCluster (parallelism 1, the job's default settings). This process plays the API node: it publishes requests and
+reads ``product_updates``.
+
+1. Miss latency beyond the vendor's own: for each sample, the vendor's own answer time for a product
+   (``GET /products/{id}`` straight at the simulator) and the time from publishing a product request for it to its
+   update arriving, paired; reported as p50/p95 of the difference (the target is p50 <= 100 ms).
+2. Catalog sync throughput: offers per second from publishing one catalog request to its SYNC_FINISHED, against a
+   baseline measured in the same run: the same source walking the same pages in this process (fetch + map, no
+   Kafka, no Flink), as a ratio. The target is >= 5,000 offers/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from app.adapters.kafka.broker import TansuBroker
+from app.bootstrap import make_source_factory
+from app.domain.changelog import vendor_to_dict
+from app.domain.models import Vendor, VendorKind
+from app.domain.requests import FetchRequest, RequestKind
+from app.services.ingest import fetch_catalog_page
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPICS = {
+    "kafka_topic_vendor_requests": "vendor_requests",
+    "kafka_topic_product_requests": "product_requests",
+    "kafka_topic_updates": "product_updates",
+    "kafka_topic_vendors": "catalog_vendors",
+    "kafka_topic_dead_letters": "catalog_dead_letters",
+}
+
+
+@dataclass
+class Row:
+    name: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[int]:
+    """A child in its own process group (the Flink job's JVM and Python workers go with it)."""
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc.pid
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        if log and not isinstance(out, int):
+            out.close()
+
+
+def _simulator(size: int, port: int) -> list[str]:
+    code = (
+        "from app.simulators.config import SimConfig; from app.simulators.server import run_simulators; "
+        f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
+    )
+    return [sys.executable, "-c", code]
+
+
+def _wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout_s} s") from None
+            time.sleep(0.05)
+
+
+class Updates:
+    """Reads ``product_updates`` from the beginning of every partition (no group join, no reliance on "latest")."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}", "fetch.wait.max.ms": 5}
+        )
+        meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+
+    def until(self, request_id: str, kind: str, timeout_s: float = 120.0) -> tuple[float, list[dict[str, Any]]]:
+        """Waits for the update of ``request_id`` with type ``kind``; returns its arrival time and all updates of
+        that request read meanwhile."""
+        mine: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        needle = request_id.encode()
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.05)
+            if msg is None or msg.error() is not None:
+                continue
+            raw = msg.value()
+            if not raw or needle not in raw:
+                continue
+            value = orjson.loads(raw)
+            if value.get("request_id") != request_id:
+                continue
+            mine.append(value)
+            if value.get("type") == kind:
+                return time.perf_counter(), mine
+        raise RuntimeError(f"no {kind} update for {request_id} within {timeout_s} s")
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _baseline_offers_per_s(vendor: Vendor, settings: Settings) -> tuple[int, float]:
+    """The same source over the same pages, in this process: fetch + map and nothing else."""
+
+    async def walk() -> tuple[int, float]:
+        source = make_source_factory(settings)(vendor)
+        started = time.perf_counter()
+        cursor: str | None = None
+        items = 0
+        try:
+            while True:
+                outcome = await fetch_catalog_page(source, cursor)
+                items += len(outcome.page.offers)
+                cursor = outcome.page.next_cursor
+                if cursor is None:
+                    break
+        finally:
+            await source.aclose()
+        return items, time.perf_counter() - started
+
+    return asyncio.run(walk())
+
+
+def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | None = None) -> list[Row]:
+    """Starts broker, simulator and job, measures, stops them; returns the table rows."""
+    from app.flink.jars import install
+
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
+    settings = Settings(flink_jars_dir=ROOT / "var" / "flink-jars")
+    install(settings.flink_jars_dir)
+    broker = TansuBroker(_free_port())
+    broker.start()
+    sim_port = _free_port()
+    base_url = f"http://127.0.0.1:{sim_port}"
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
+        env.update(
+            {
+                "CATALOG_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "CATALOG_FLINK_JARS_DIR": str(settings.flink_jars_dir),
+                "CATALOG_KAFKA_PARTITIONS": "1",
+            }
+        )
+        with (
+            _process(_simulator(size, sim_port), log=log_dir / "simulator.log"),
+            _process(
+                [sys.executable, "-m", "app.flink.job", "--checkpoints", str(log_dir / "checkpoints")],
+                env={**env, "FLINK_LOG_DIR": str(log_dir / "flink")},
+                log=log_dir / "job.log",
+            ),
+        ):
+            _wait_http(f"{base_url}/products?limit=1")
+            vendor = Vendor(id="bench", name="bench", kind=VendorKind.DUMMYJSON, base_url=base_url, currency="USD")
+            producers = [Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})]
+
+            def publish(topic: str, key: str, value: dict[str, Any]) -> None:
+                producers[0].produce(topic, key=key, value=orjson.dumps(value))
+                producers[0].flush(10)
+
+            _wait_topic(broker.bootstrap, TOPICS["kafka_topic_updates"])
+            publish(TOPICS["kafka_topic_vendors"], vendor.id, vendor_to_dict(vendor))
+            updates = Updates(broker.bootstrap, TOPICS["kafka_topic_updates"])
+            try:
+                started = time.perf_counter()
+                warm = FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="1")
+                publish(TOPICS["kafka_topic_product_requests"], vendor.id, warm.to_dict())
+                updates.until(warm.id, "product", timeout_s=180)
+                ready_s = time.perf_counter() - started
+
+                overheads, totals, directs = [], [], []
+                with httpx.Client(base_url=base_url, timeout=10) as http:
+                    for i in range(samples):
+                        vpid = str(2 + i)
+                        t0 = time.perf_counter()
+                        http.get(f"/products/{vpid}").raise_for_status()
+                        direct = time.perf_counter() - t0
+                        request = FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id=vpid)
+                        t0 = time.perf_counter()
+                        publish(TOPICS["kafka_topic_product_requests"], vendor.id, request.to_dict())
+                        arrived, _ = updates.until(request.id, "product")
+                        total = arrived - t0
+                        directs.append(direct)
+                        totals.append(total)
+                        overheads.append(total - direct)
+
+                catalog = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
+                t0 = time.perf_counter()
+                publish(TOPICS["kafka_topic_vendor_requests"], vendor.id, catalog.to_dict())
+                arrived, mine = updates.until(catalog.id, "sync_finished", timeout_s=600)
+                sync_s = arrived - t0
+                finished = mine[-1]
+                offers = sum(len(m.get("offers", [])) for m in mine if m.get("type") == "page")
+            finally:
+                updates.close()
+                producers.pop().flush(10)  # gone before the broker stops, or librdkafka logs the lost connection
+            base_items, base_s = _baseline_offers_per_s(vendor, settings)
+    finally:
+        broker.stop()
+
+    if finished.get("error") is not None or offers != size:
+        raise RuntimeError(f"the sync did not read the whole catalog: {offers}/{size} offers, {finished}")
+    ms = 1000.0
+    flink_rate = offers / sync_s
+    base_rate = base_items / base_s
+    return [
+        Row("job start to first update", f"{ready_s:.1f} s"),
+        Row(
+            f"miss overhead p50 (n={samples})",
+            f"{statistics.median(overheads) * ms:.1f} ms",
+            f"vendor p50 {statistics.median(directs) * ms:.1f} ms",
+            f"total p50 {statistics.median(totals) * ms:.1f} ms",
+        ),
+        Row(
+            "miss overhead p95",
+            f"{_pct(overheads, 0.95) * ms:.1f} ms",
+            f"vendor p95 {_pct(directs, 0.95) * ms:.1f} ms",
+            f"total p95 {_pct(totals, 0.95) * ms:.1f} ms",
+        ),
+        Row(
+            f"catalog sync, {offers} offers",
+            f"{flink_rate:,.0f} offers/s ({sync_s:.2f} s)",
+            f"{base_rate:,.0f} offers/s in-process",
+            f"{flink_rate / base_rate:.2f}x",
+        ),
+    ]
+
+
+def _wait_topic(bootstrap: str, topic: str, timeout_s: float = 120.0) -> None:
+    """The job creates its topics when it starts; the reader needs them to exist."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-meta"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            meta = consumer.list_topics(timeout=5).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                return
+            time.sleep(0.2)
+    finally:
+        consumer.close()
+    raise RuntimeError(f"topic {topic} was not created within {timeout_s} s (is the job starting?)")
+
+
+def print_table(rows: list[Row]) -> None:
+    widths = [
+        max(len(getattr(r, f)) for r in [Row("measure", "value", "baseline", "ratio / total"), *rows])
+        for f in ("name", "value", "baseline", "ratio")
+    ]
+    header = Row("measure", "value", "baseline", "ratio / total")
+    for row in [header, *rows]:
+        cells = (row.name, row.value, row.baseline, row.ratio)
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size", type=int, default=30_000, help="Products of the simulated vendor.")
+    parser.add_argument("--samples", type=int, default=40, help="Product requests timed for the miss latency.")
+    args = parser.parse_args(argv)
+    print_table(run_distributed(args.size, args.samples))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

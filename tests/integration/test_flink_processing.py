@@ -1,0 +1,108 @@
+"""The Flink job's core without Flink: real sources against real simulators over HTTP, slice by slice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from app.domain.changelog import parse_update
+from app.domain.models import Vendor, VendorKind
+from app.domain.requests import FetchRequest, RequestKind
+from app.flink.processing import Output, ProcessingConfig, Processor, Sink, Work, parse_request
+from tests.support import CREDENTIALS, Sim, fast_settings, running_sims, sim_config
+
+
+@pytest.fixture(scope="module")
+def sims() -> Iterator[list[Sim]]:
+    with running_sims(sim_config(VendorKind.DUMMYJSON, size=600), sim_config(VendorKind.SHOPIFY, size=40)) as sims:
+        yield sims
+
+
+def _vendor(vendor_id: str, sim: Sim) -> Vendor:
+    return Vendor(vendor_id, vendor_id, sim.kind, sim.base_url, sim.server.config.currency, dict(CREDENTIALS[sim.kind]))
+
+
+def _processor(tmp_path: Path, pages_per_message: int = 1) -> Processor:
+    settings = fast_settings(tmp_path / "unused.db")
+    return Processor(
+        ProcessingConfig.from_settings(settings, pages_per_message=pages_per_message, page_retry_pause_s=0.01)
+    )
+
+
+def _drain(processor: Processor, vendor: Vendor, request: FetchRequest) -> tuple[list[dict[str, Any]], int]:
+    """Runs a catalog request and every continuation it writes, as the job would; returns updates and slices."""
+    updates: list[dict[str, Any]] = []
+    work: Work | None = parse_request(orjson.dumps(request.to_dict()).decode())
+    slices = 0
+    while work is not None:
+        outputs: list[Output] = processor.handle(work, vendor)
+        slices += 1
+        updates.extend(orjson.loads(o.value) for o in outputs if o.sink is Sink.UPDATES)
+        more = [o for o in outputs if o.sink is Sink.REQUESTS]
+        assert len(more) <= 1 and all(o.key == vendor.id for o in outputs)
+        work = parse_request(more[0].value) if more else None
+    return updates, slices
+
+
+@pytest.mark.parametrize("kind", [VendorKind.DUMMYJSON, VendorKind.SHOPIFY])
+def test_a_catalog_is_read_slice_by_slice_through_continuations(
+    sims: list[Sim], kind: VendorKind, tmp_path: Path
+) -> None:
+    sim = next(s for s in sims if s.kind is kind)
+    vendor = _vendor(f"v-{kind}", sim)
+    request = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
+    with _processor(tmp_path, pages_per_message=1) as processor:
+        updates, slices = _drain(processor, vendor, request)
+    parsed = [parse_update(u) for u in updates]  # every message is valid for the nodes
+    assert parsed[0].type.value == "sync_started" and parsed[-1].type.value == "sync_finished"
+    pages = [u for u in updates if u["type"] == "page"]
+    assert slices == len(pages)  # one page per slice here
+    ids = [o["vendor_product_id"] for p in pages for o in p["offers"]]
+    assert len(ids) == len(set(ids)) == updates[-1]["items"]
+    assert updates[-1]["error"] is None and updates[-1]["pages"] == len(pages)
+    assert len({u["sync_id"] for u in updates}) == 1
+    if kind is VendorKind.DUMMYJSON:
+        assert len(ids) == sim.items()
+
+
+def test_a_page_that_keeps_failing_ends_the_sync_with_an_error(sims: list[Sim], tmp_path: Path) -> None:
+    sim = next(s for s in sims if s.kind is VendorKind.DUMMYJSON)
+    vendor = _vendor("failing", sim)
+    request = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
+    with _processor(tmp_path, pages_per_message=1) as processor:
+        first = processor.handle(Work(request), vendor)
+        assert [o.sink for o in first] == [Sink.UPDATES, Sink.UPDATES, Sink.REQUESTS]
+        sim.configure(error_rate=1.0, failure_modes=["500"])
+        try:
+            rest = processor.handle(parse_request(first[-1].value), vendor)
+        finally:
+            sim.configure(error_rate=0.0)
+    assert [o.sink for o in rest] == [Sink.UPDATES]  # no continuation: the sync is over
+    finished = orjson.loads(rest[0].value)
+    assert finished["type"] == "sync_finished" and finished["error"]
+    assert finished["pages"] == 1 and finished["items"] == 250  # what was read before the failure
+
+
+def test_a_product_request_reports_done_not_found_and_vendor_failure(sims: list[Sim], tmp_path: Path) -> None:
+    sim = next(s for s in sims if s.kind is VendorKind.DUMMYJSON)
+    vendor = _vendor("dj", sim)
+
+    def status(vpid: str) -> dict[str, Any]:
+        [out] = processor.handle(Work(FetchRequest(RequestKind.PRODUCT, "dj", vendor_product_id=vpid)), vendor)
+        result: dict[str, Any] = orjson.loads(out.value)
+        return result
+
+    with _processor(tmp_path) as processor:
+        done = status("3")
+        assert done["status"] == "done" and [o["vendor_product_id"] for o in done["offers"]] == ["3"]
+        assert status("987654")["status"] == "not_found"
+        sim.configure(error_rate=1.0, failure_modes=["500"])
+        try:
+            failed = status("4")
+        finally:
+            sim.configure(error_rate=0.0)
+    assert failed["status"] == "failed" and failed["vendor_failure"] is True and failed["error"]

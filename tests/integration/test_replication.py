@@ -1,0 +1,403 @@
+"""SQLite -> PostgreSQL replication against a real PostgreSQL: crashes, outages, rejected rows, initial load.
+
+After each scenario both sides must hold identical replicated content (hash over canonically ordered rows) and the
+outbox must be empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.adapters.postgres.replica import PostgresReplica, SchemaMismatch
+from app.adapters.sqlite.capture import SqliteOutbox
+from app.adapters.sqlite.catalog import SqliteCatalog
+from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.services.replication import Pusher, initial_load
+from tests.integration.pg import (
+    ThrowawayPostgres,
+    assert_in_step,
+    fresh_schema,
+    outbox_backlog,
+    pg_digest,
+    pg_scalar,
+    server_url,
+    sqlite_digest,
+    start_writer,
+)
+from tests.support import ROOT, wait_until
+
+KILLS = 22
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> str:
+    return server_url()
+
+
+@pytest.fixture
+def schema(pg_url: str) -> Iterator[str]:
+    with fresh_schema(pg_url, "repl") as name:
+        yield name
+
+
+def vendor(vendor_id: str) -> Vendor:
+    return Vendor(id=vendor_id, name=vendor_id.upper(), kind=VendorKind.DUMMYJSON, base_url="http://x", currency="EUR")
+
+
+def offers(vendor_id: str, n: int, *, price: str = "10.00", start: int = 0) -> list[Offer]:
+    return [
+        Offer(
+            vendor_id=vendor_id,
+            vendor_product_id=str(i),
+            title=f"Widget {i % 50}",
+            brand="Acme",
+            price=Decimal(price) + Decimal(i) / 100,
+            currency="EUR",
+            availability=Availability.IN_STOCK if i % 3 else Availability.OUT_OF_STOCK,
+            stock=i % 7,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def seeded_store(path: Path, n: int = 0) -> None:
+    async def run() -> None:
+        store = SqliteCatalog(path)
+        store.open()
+        try:
+            for v in ("v1", "v2"):
+                await store.add_vendor(vendor(v))
+                if n:
+                    await store.upsert_offers(offers(v, n))
+        finally:
+            store.close()
+
+    asyncio.run(run())
+
+
+def pusher_for(db: Path, url: str, schema: str, *, node: str = "node-a", batch: int = 500) -> Pusher:
+    outbox = SqliteOutbox(db)
+    outbox.open()
+    return Pusher(
+        outbox,
+        PostgresReplica(url, schema=schema, node_id=node, connect_timeout_s=2),
+        batch_size=batch,
+        poll_s=0.02,
+        backoff_max_s=0.3,
+    )
+
+
+@contextlib.contextmanager
+def running(pusher: Pusher) -> Iterator[Pusher]:
+    thread = threading.Thread(target=pusher.run, name="test-pusher", daemon=True)
+    thread.start()
+    try:
+        yield pusher
+    finally:
+        pusher.stop()
+        thread.join(timeout=15)
+        pusher.outbox.close()
+        assert not thread.is_alive()
+
+
+def drained(pusher: Pusher, db: Path) -> bool:
+    return outbox_backlog(db) == 0 and pusher.counters.last_error is None
+
+
+def push_env(db: Path, url: str, schema: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_") and k != "DATABASE_URL"}
+    env.update(
+        {
+            "DATABASE_URL": url,
+            "CATALOG_DATABASE_SCHEMA": schema,
+            "CATALOG_DB_PATH": str(db),
+            "CATALOG_NODE_ID": "node-a",
+            "CATALOG_REPLICATION_BATCH_SIZE": "40",
+            "CATALOG_REPLICATION_POLL_S": "0.01",
+            "CATALOG_REPLICATION_BACKOFF_MAX_S": "0.2",
+            "CATALOG_LOG_LEVEL": "warning",
+        }
+    )
+    return env
+
+
+def start_push_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "sync", "run"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+
+
+def watermark_of(url: str, schema: str) -> int:
+    """0 until the first pusher got as far as creating the tables (an early kill can stop it before)."""
+    try:
+        return int(pg_scalar(url, schema, "SELECT watermark FROM repl_nodes") or 0)
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path, pg_url: str, schema: str) -> None:
+    db = tmp_path / "node.db"
+    seeded_store(db, 100)
+    env = push_env(db, pg_url, schema)
+    log = tmp_path / "push.log"
+    rng = random.Random(5)
+    writer = start_writer(db, 60, seed=11)
+    watermarks = []
+    try:
+        for _ in range(KILLS):
+            proc = start_push_process(env, log)
+            time.sleep(rng.uniform(0.5, 1.6))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert proc.returncode == -signal.SIGKILL, log.read_text()
+            watermarks.append(watermark_of(pg_url, schema))
+            assert writer.poll() is None, "the writer died"
+    finally:
+        writer.terminate()
+        writer.wait(timeout=10)
+    # The pushes made progress between kills (not 22 kills of a process that never got going)...
+    assert watermarks[-1] > 0 and len(set(watermarks)) > KILLS // 4, watermarks
+    # ...and the last run drains the outbox and leaves both sides identical.
+    proc = start_push_process(env, log)
+    try:
+        wait_until(lambda: outbox_backlog(db) == 0, timeout=30, what="the outbox to drain")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+    assert_in_step(db, pg_url, schema)
+    assert pg_scalar(pg_url, schema, "SELECT count(*) FROM offers") > 100
+    # Prices changed many times: the history has them, and no change was recorded twice for one image.
+    assert pg_scalar(pg_url, schema, "SELECT count(*) FROM price_history") > 400
+    assert pg_scalar(pg_url, schema, "SELECT count(*) - count(DISTINCT (src_node, src_seq)) FROM price_history") == 0
+
+
+def test_postgres_stopped_mid_push_and_restarted(tmp_path: Path) -> None:
+    server = ThrowawayPostgres()
+    try:
+        db = tmp_path / "node.db"
+        seeded_store(db, 3000)
+        pusher = pusher_for(db, server.url, "catalog", batch=200)
+        writer = start_writer(db, 6, seed=3)
+        try:
+            with running(pusher):
+                wait_until(lambda: pusher.watermark > 0, timeout=20, what="a first batch")
+                server.stop("immediate")
+                wait_until(lambda: pusher.counters.last_error, timeout=10, what="the pusher to notice")
+                assert "Operational" in (pusher.counters.last_error or "")
+                before = outbox_backlog(db)
+                time.sleep(1.0)
+                assert outbox_backlog(db) >= before  # nothing acknowledged while PostgreSQL is down
+                server.start()
+                writer.wait(timeout=20)
+                wait_until(lambda: drained(pusher, db), timeout=30, what="the push to resume and drain")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                writer.kill()
+        assert_in_step(db, server.url, "catalog")
+    finally:
+        server.destroy()
+
+
+def test_rejected_batch_stops_the_push_loudly_until_fixed(
+    tmp_path: Path, pg_url: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "node.db"
+    seeded_store(db, 50)
+    pusher = pusher_for(db, pg_url, schema)
+    with running(pusher):
+        wait_until(lambda: drained(pusher, db), timeout=20, what="the first push")
+        before = pusher.watermark
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            # A value PostgreSQL's CHECK refuses, written around good changes.
+            conn.execute("UPDATE offers SET title = 'before' WHERE vendor_id = 'v1' AND vendor_product_id = '1'")
+            conn.execute("UPDATE offers SET currency = 'EURO' WHERE vendor_id = 'v1' AND vendor_product_id = '7'")
+            conn.execute("UPDATE offers SET title = 'after' WHERE vendor_id = 'v1' AND vendor_product_id = '2'")
+            conn.commit()
+        blocked = wait_until(lambda: pusher.counters.blocked, timeout=10, what="the rejection")
+        assert blocked["pk"] == '["v1","7"]' and "EURO" in str(blocked["row"]), blocked
+        assert "CheckViolation" in str(blocked["error"])
+        time.sleep(0.5)  # it keeps retrying but never skips: the watermark stays, nothing of the batch landed
+        assert pusher.watermark == before
+        assert pusher.counters.rejected >= 2
+        assert (
+            pg_scalar(pg_url, schema, "SELECT title FROM offers WHERE vendor_product_id = '1' AND vendor_id = 'v1'")
+            != "before"
+        )
+        assert any('["v1","7"]' in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            status = conn.execute("SELECT blocked, last_error FROM repl_status").fetchone()
+            assert status[0] and "EURO" in status[0] and status[1]
+            conn.execute("UPDATE offers SET currency = 'EUR' WHERE vendor_id = 'v1' AND vendor_product_id = '7'")
+            conn.commit()
+        wait_until(lambda: drained(pusher, db), timeout=10, what="the push to resume")
+        assert pusher.counters.blocked is None and pusher.counters.superseded == 1
+    assert_in_step(db, pg_url, schema)
+    assert (
+        pg_scalar(pg_url, schema, "SELECT title FROM offers WHERE vendor_product_id = '2' AND vendor_id = 'v1'")
+        == "after"
+    )
+    assert pg_scalar(pg_url, schema, "SELECT count(*) FROM price_history WHERE currency = 'EURO'") == 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT blocked, last_error FROM repl_status").fetchone() == (None, None)
+
+
+def test_replayed_or_older_images_change_nothing(tmp_path: Path, pg_url: str, schema: str) -> None:
+    db = tmp_path / "node.db"
+    seeded_store(db, 20)
+    pusher = pusher_for(db, pg_url, schema)
+    pusher.prepare()
+    first = pusher.outbox.read(0, 10_000)
+    pusher.step()
+    asyncio.run(_reprice(db))
+    pusher.step()
+    digest = pg_digest(pg_url, schema, {"offers": ["vendor_id", "vendor_product_id", "price"]})
+    history = pg_scalar(pg_url, schema, "SELECT count(*) FROM price_history")
+    # Force the first batch in again, as if the watermark had been lost: the (node, seq) guard refuses it.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'UPDATE "{schema}".repl_nodes SET watermark = 0')
+    pusher.replica.apply(first, expected=0, upto=first[-1].seq)
+    assert pg_digest(pg_url, schema, {"offers": ["vendor_id", "vendor_product_id", "price"]}) == digest
+    assert pg_scalar(pg_url, schema, "SELECT count(*) FROM price_history") == history
+    pusher.close()
+    pusher.replica.close()
+    pusher.outbox.close()
+
+
+async def _reprice(db: Path) -> None:
+    store = SqliteCatalog(db)
+    store.open()
+    try:
+        await store.upsert_offers(offers("v1", 20, price="20.00"))
+    finally:
+        store.close()
+
+
+def test_pusher_refuses_different_columns(tmp_path: Path, pg_url: str, schema: str) -> None:
+    db = tmp_path / "node.db"
+    seeded_store(db, 5)
+    pusher = pusher_for(db, pg_url, schema)
+    pusher.prepare()
+    pusher.replica.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("ALTER TABLE offers ADD COLUMN colour TEXT")
+    with pytest.raises(SchemaMismatch, match=r"offers: only in SQLite: colour"):
+        pusher.prepare()
+    assert pusher.counters.schema_ok is False
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE "{schema}".offers ADD COLUMN colour text')
+    # Same columns again: the triggers are regenerated with the new column and the table reloaded.
+    pusher.prepare()
+    pusher.step()
+    assert_in_step(db, pg_url, schema)
+    pusher.close()
+    pusher.replica.close()
+    pusher.outbox.close()
+
+
+def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema: str) -> None:
+    source = tmp_path / "source.db"
+    seeded_store(source, 400)
+    asyncio.run(_reprice(source))
+    pusher = pusher_for(source, pg_url, schema)
+    pusher.prepare()
+    while pusher.step():
+        pass
+    pusher.close()
+    pusher.replica.close()
+    pusher.outbox.close()
+
+    fresh = tmp_path / "fresh.db"
+
+    async def load() -> int | None:
+        store = SqliteCatalog(fresh)
+        store.open()
+        try:
+            replica = PostgresReplica(pg_url, schema=schema, node_id="node-b")
+            loaded = await initial_load(store, replica, install_capture=True)
+            assert await initial_load(store, replica, install_capture=True) is None  # not empty any more
+            return loaded
+        finally:
+            store.close()
+
+    assert asyncio.run(load()) == 800
+    assert outbox_backlog(fresh) == 0  # the load itself was not captured
+    assert sqlite_digest(fresh) == sqlite_digest(source)
+    with contextlib.closing(sqlite3.connect(source)) as a, contextlib.closing(sqlite3.connect(fresh)) as b:
+        query = "SELECT id, etag, doc, summary FROM products ORDER BY id"
+        assert a.execute(query).fetchall() == b.execute(query).fetchall()
+    # Capture is on for the new node: its own changes go out.
+    asyncio.run(_reprice_to(fresh, "30.00"))
+    assert outbox_backlog(fresh) > 0
+
+
+async def _reprice_to(db: Path, price: str) -> None:
+    store = SqliteCatalog(db)
+    store.open()
+    try:
+        await store.upsert_offers(offers("v2", 5, price=price))
+    finally:
+        store.close()
+
+
+def test_every_price_change_between_two_pushes_is_recorded(tmp_path: Path, pg_url: str, schema: str) -> None:
+    db = tmp_path / "node.db"
+    seeded_store(db, 3)
+    pusher = pusher_for(db, pg_url, schema)
+    pusher.prepare()
+    pusher.step()
+
+    async def changes() -> None:
+        store = SqliteCatalog(db)
+        store.open()
+        try:
+            for price in ("11.00", "12.00", "12.00", "13.00"):  # the repeat is no change and leaves no row
+                await store.upsert_offers(offers("v1", 1, price=price))
+            await store.delete_offers_of("v1", "0")
+            await store.upsert_offers(offers("v1", 1, price="13.00"))  # back after a deletion: a new row
+        finally:
+            store.close()
+
+    asyncio.run(changes())
+    assert pusher.step() > 0
+    prices = pg_scalar(
+        pg_url,
+        schema,
+        "SELECT array_agg(price ORDER BY src_seq) FROM price_history "
+        "WHERE vendor_id = 'v1' AND vendor_product_id = '0'",
+    )
+    assert prices == ["10.00", "11.00", "12.00", "13.00", "13.00"]
+    assert_in_step(db, pg_url, schema)
+    pusher.close()
+    pusher.replica.close()
+    pusher.outbox.close()
+
+
+def test_two_pushers_for_one_node_never_double_apply(tmp_path: Path, pg_url: str, schema: str) -> None:
+    """A misconfiguration (the API and `catalog sync run` both pushing one file) costs retries, not data."""
+    db = tmp_path / "node.db"
+    seeded_store(db, 50)
+    first, second = pusher_for(db, pg_url, schema, batch=30), pusher_for(db, pg_url, schema, batch=30)
+    writer = start_writer(db, 3, seed=7)
+    with running(first), running(second):
+        writer.wait(timeout=20)
+        wait_until(lambda: drained(first, db) and drained(second, db), timeout=20, what="both to drain")
+    assert first.counters.batches > 0 and second.counters.batches > 0
+    assert first.counters.errors + second.counters.errors > 0  # they did collide, and recovered
+    assert_in_step(db, pg_url, schema)

@@ -1,0 +1,145 @@
+"""The changelog contract: every message survives JSON (as a Flink job or ``kcat`` would carry it) unchanged."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from app.domain.changelog import (
+    ChangelogError,
+    SyncRef,
+    UpdateType,
+    offer_from_dict,
+    offer_to_dict,
+    page_message,
+    parse_update,
+    product_message,
+    sync_finished_message,
+    sync_started_message,
+    vendor_from_dict,
+    vendor_to_dict,
+)
+from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.domain.requests import FetchRequest, RequestKind
+from app.services.changelog import check, product_outcome
+
+AT = datetime(2026, 11, 25, 12, 30, 15, 123000, tzinfo=UTC)
+
+
+def offer(vpid: str = "p1", **changes: Any) -> Offer:
+    values: dict[str, Any] = {
+        "vendor_id": "shop",
+        "vendor_product_id": vpid,
+        "title": "Kettle",
+        "price": Decimal("19.990"),
+        "currency": "EUR",
+        "description": "1.7 l",
+        "images": ("https://img/1.jpg",),
+        "sku": "K-1",
+        "gtin": "4006381333931",
+        "brand": "Acme",
+        "category": "kitchen",
+        "availability": Availability.IN_STOCK,
+        "stock": 3,
+        "url": "https://shop/p1",
+        "vendor_updated_at": AT,
+        "fetched_at": AT,
+        "parent_id": "parent-1",
+    }
+    values.update(changes)
+    return Offer(**values)
+
+
+def wire(message: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(message))
+
+
+REF = SyncRef("s1", "r_1", "shop", True, AT)
+
+
+def test_offer_round_trip_keeps_exact_decimals_and_timestamps() -> None:
+    original = offer()
+    back = offer_from_dict(wire(offer_to_dict(original)))
+    assert back == original
+    assert str(back.price) == "19.990"
+
+
+def test_vendor_round_trip_carries_credentials_and_mapping() -> None:
+    vendor = Vendor(
+        "gen", "Generic", VendorKind.GENERIC, "http://x", "USD", {"token": "t"}, 60, False, {"items": "data"}
+    )
+    assert vendor_from_dict(wire(vendor_to_dict(vendor))) == vendor
+
+
+def test_request_round_trip() -> None:
+    request = FetchRequest(RequestKind.PRODUCT, "shop", "p1")
+    assert FetchRequest.from_dict(wire(request.to_dict())) == request
+
+
+def test_product_update_parses_into_the_outcome_the_workers_apply() -> None:
+    message = product_message(
+        request_id="r_9", vendor_id="shop", vendor_product_id="p1", status="done", offers=[offer(), offer("p2")]
+    )
+    update = parse_update(wire(message))
+    check(update)
+    assert update.type is UpdateType.PRODUCT and update.request_id == "r_9"
+    outcome = product_outcome(update)
+    assert outcome.offers == (offer(), offer("p2"))
+    assert outcome.offer_for_request() == offer()
+    assert update.sync is None
+
+
+def test_sync_messages_parse_with_their_ref() -> None:
+    messages = [
+        sync_started_message(REF),
+        page_message(REF, page_no=0, offers=[offer()], skipped=2, skip_reasons={"price": 2}, total=10),
+        sync_finished_message(REF, pages=1, items=1),
+    ]
+    updates = [parse_update(wire(m)) for m in messages]
+    for update in updates:
+        check(update)
+        assert update.sync == REF
+    assert [u.type for u in updates] == [UpdateType.SYNC_STARTED, UpdateType.PAGE, UpdateType.SYNC_FINISHED]
+    assert updates[1].offers == (offer(),)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        [],
+        {"v": 2, "type": "product", "vendor_id": "shop"},
+        {"v": 1, "type": "teleport", "vendor_id": "shop"},
+        {"v": 1, "type": "product", "vendor_id": ""},
+        {**product_message(request_id="r", vendor_id="shop", vendor_product_id="p1", status="done"), "offers": {}},
+        product_message(request_id="r", vendor_id="shop", vendor_product_id="p1", status="done", offers=[offer()])
+        | {"vendor_id": "other"},
+        {**sync_started_message(REF), "started_at": None},
+        {**sync_started_message(REF), "started_at": "yesterday"},
+    ],
+)
+def test_malformed_updates_are_refused_by_the_parser(message: Any) -> None:
+    with pytest.raises(ChangelogError):
+        parse_update(wire(message))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        product_message(request_id="r", vendor_id="shop", vendor_product_id="p1", status="maybe"),
+        product_message(request_id="r", vendor_id="shop", vendor_product_id="p1", status="pending"),
+        product_message(request_id="r", vendor_id="shop", vendor_product_id="p1", status="done"),
+        product_message(request_id="", vendor_id="shop", vendor_product_id="p1", status="not_found"),
+        page_message(REF, page_no=-1, offers=[]),
+        page_message(REF, page_no=0, offers=[]) | {"skip_reasons": {"price": "two"}},
+        sync_finished_message(REF, pages=1, items=1) | {"error": 5},
+        sync_started_message(REF) | {"sync_id": ""},
+    ],
+)
+def test_messages_that_parse_but_cannot_be_applied_are_refused_before_applying(message: dict[str, Any]) -> None:
+    update = parse_update(wire(message))
+    with pytest.raises(ChangelogError):
+        check(update)

@@ -1,0 +1,112 @@
+"""The Flink job's message handling that needs no vendor: parsing, continuations, dead letters, failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from app.domain.changelog import ChangelogError, parse_update, vendor_to_dict
+from app.domain.models import Vendor, VendorKind
+from app.domain.requests import FetchRequest, RequestKind
+from app.flink.processing import (
+    Continuation,
+    Sink,
+    Work,
+    dead_letter,
+    failed,
+    parse_request,
+    parse_vendor,
+    unknown_vendor,
+)
+
+
+def _json(data: object) -> str:
+    return orjson.dumps(data).decode()
+
+
+def test_a_hand_written_catalog_request_parses_with_defaults() -> None:
+    work = parse_request('{"v": 1, "id": "r_kcat", "kind": "catalog", "vendor_id": "shop", "full": true}')
+    assert work.continuation is None
+    assert work.request.id == "r_kcat" and work.request.kind is RequestKind.CATALOG and work.request.full
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "tombstone"),
+        ("{not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"v": 2, "kind": "product", "vendor_id": "a", "vendor_product_id": "1"}', "version"),
+        ('{"v": 1, "kind": "teleport", "vendor_id": "a"}', "teleport"),
+        ('{"v": 1, "kind": "product", "vendor_id": "a"}', "vendor_product_id"),
+        ('{"v": 1, "kind": "catalog", "vendor_id": ""}', "vendor_id"),
+        ('{"v": 1, "kind": "catalog"}', "vendor_id"),
+        ('{"v": 1, "kind": "catalog", "vendor_id": "a", "requested_at": "yesterday"}', "bad request"),
+        ('{"v": 1, "kind": "product", "vendor_id": "a", "vendor_product_id": "1", "continuation": {}}', "continue"),
+        ('{"v": 1, "kind": "catalog", "vendor_id": "a", "continuation": {"v": 1, "cursor": "x"}}', "continuation"),
+    ],
+)
+def test_unreadable_requests_are_refused_with_a_reason(raw: str | None, reason: str) -> None:
+    with pytest.raises(ChangelogError, match=reason):
+        parse_request(raw)
+
+
+def test_a_continuation_survives_its_round_trip_through_json() -> None:
+    request = FetchRequest(RequestKind.CATALOG, "shop", full=True)
+    more = Continuation("s_1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "cursor-9", page_no=4, items=1000, skipped=3)
+    work = parse_request(_json(Work(request, more).to_dict()))
+    assert work.continuation == more
+    assert work.request == request
+
+
+def test_vendor_definitions_parse_and_refuse_garbage() -> None:
+    vendor = Vendor("shop", "Shop", VendorKind.SHOPIFY, "http://x", "EUR", credentials={"access_token": "t"})
+    assert parse_vendor(_json(vendor_to_dict(vendor))) == vendor
+    for raw in (None, "nope", '{"v": 1, "id": "x"}', '{"v": 3}'):
+        with pytest.raises(ChangelogError):
+            parse_vendor(raw)
+
+
+def test_a_dead_letter_keeps_the_message_and_says_why() -> None:
+    out = dead_letter("{not json", "not JSON: boom", source="requests")
+    assert out.sink is Sink.DEAD_LETTERS
+    body = orjson.loads(out.value)
+    assert body["raw"] == "{not json" and body["error"] == "not JSON: boom" and body["source"] == "requests"
+
+
+def test_a_product_request_for_an_unknown_vendor_fails_visibly() -> None:
+    request = FetchRequest(RequestKind.PRODUCT, "ghost", vendor_product_id="1")
+    [out] = unknown_vendor(Work(request), 30)
+    assert out.sink is Sink.UPDATES and out.key == "ghost"
+    update = parse_update(orjson.loads(out.value))
+    assert update.request_id == request.id
+    assert update.raw["status"] == "failed" and update.raw["error_code"] == "unknown_vendor"
+    assert "ghost" in update.raw["error"]
+
+
+def test_a_catalog_request_that_cannot_run_starts_and_ends_its_sync_with_the_error() -> None:
+    request = FetchRequest(RequestKind.CATALOG, "shop", full=True)
+    outs = failed(Work(request), "ingest_crashed", "boom")
+    updates = [parse_update(orjson.loads(o.value)) for o in outs]
+    assert [u.type.value for u in updates] == ["sync_started", "sync_finished"]
+    assert updates[1].raw["error"] == "ingest_crashed: boom"
+    assert updates[0].sync == updates[1].sync  # the same sync, so a node can close what it opened
+
+
+def test_a_failed_continuation_only_ends_the_sync_it_belongs_to() -> None:
+    request = FetchRequest(RequestKind.CATALOG, "shop")
+    more = Continuation("s_7", datetime(2026, 1, 1, tzinfo=UTC), "c", page_no=3, items=750)
+    [out] = failed(Work(request, more), "unknown_vendor", "gone")
+    finished = orjson.loads(out.value)
+    assert finished["type"] == "sync_finished" and finished["sync_id"] == "s_7"
+    assert finished["pages"] == 3 and finished["items"] == 750 and finished["error"] == "unknown_vendor: gone"
+
+
+def test_a_replayed_request_runs_the_same_sync_id() -> None:
+    """After a crash the same request may be read again: its updates then belong to the same sync."""
+    request = FetchRequest(RequestKind.CATALOG, "shop")
+    first = orjson.loads(failed(Work(request), "x", "y")[0].value)["sync_id"]
+    again = orjson.loads(failed(parse_request(_json(request.to_dict())), "x", "y")[0].value)["sync_id"]
+    assert first == again
