@@ -6,6 +6,7 @@ The API, the CLI and the tests all build their object graph here, so they run th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from app.demo import demo_vendors
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
 from app.domain.ports import VendorSource
+from app.domain.requests import FetchRequest
 from app.errors import Conflict
 from app.services.breaker import BreakerRegistry
 from app.services.catalog import CatalogService
@@ -29,6 +31,7 @@ from app.services.changelog import ChangelogApplier
 from app.services.metrics import MetricProvider
 from app.services.replication import Replication
 from app.services.sources import SourceRegistry
+from app.services.sync import plan_sync
 from app.services.tracker import RequestTracker
 from app.services.workers import EmbeddedWorkers, RefreshScheduler
 from app.settings import Settings
@@ -167,7 +170,17 @@ def build_container(settings: Settings) -> Container:
     vendor_feed: KafkaVendorFeed | None = None
     if settings.runtime == "kafka":
         # No embedded workers: the Flink job calls the vendors; this node publishes and applies the changelog.
-        queue = KafkaRequestQueue(settings)
+
+        def plan_catalog(request: FetchRequest) -> FetchRequest:
+            """The embedded workers' full-or-incremental rule, applied here: the job holds no sync status."""
+            vendor = store.get_vendor(request.vendor_id)
+            if vendor is None:
+                return request
+            status = store.vendor_status(vendor.id)
+            full, since = plan_sync(request.full, status, sources.get(vendor).supports_changes_since)
+            return dataclasses.replace(request, full=full, since=since)
+
+        queue = KafkaRequestQueue(settings, plan=plan_catalog)
 
         def vendor_removed(vendor_id: str) -> None:
             sources.drop(vendor_id)

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
         "fetched by the Flink job, applied from the `product_updates` changelog.",
     )
     node_id: str = Field(
-        "", description="This node's name (its Kafka consumer group, its replication source); default: host-port."
+        "",
+        description="This node's stable name: its Kafka consumer group is `catalog-node-<id>` (default id: host-port) "
+        "and it is the source PostgreSQL knows its changes by (default: host:SQLite path).",
     )
     db_path: Path = Field(Path("var/catalog.db"), description="SQLite file of this node (created if missing).")
     admin_key: str = Field(DEV_ADMIN_KEY, description="Value the `X-API-Key` header must carry on admin calls.")

@@ -118,12 +118,40 @@ async def read_ratio(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--products", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--suite",
+        choices=["all", "api", "distributed", "replication"],
+        default="all",
+        help="api: ingest, reads, memory; distributed: Kafka + Flink; replication: SQLite -> PostgreSQL",
+    )
+    parser.add_argument("--products", type=int, default=100_000, help="api: products ingested")
+    parser.add_argument("--rounds", type=int, default=5, help="api: alternating rounds per read ratio")
+    parser.add_argument("--seconds", type=float, default=2.0, help="api: seconds per round")
+    parser.add_argument("--connections", type=int, default=8, help="api: keep-alive connections")
+    parser.add_argument("--sync-size", type=int, default=30_000, help="distributed: products of the synced vendor")
+    parser.add_argument("--samples", type=int, default=40, help="distributed: timed misses")
+    parser.add_argument("--changes", type=int, default=100_000, help="replication: changes pushed")
     args = parser.parse_args()
+    status = 0
+    if args.suite in ("all", "api"):
+        print("\n## API: ingest, reads, memory (embedded runtime)")
+        status |= api_suite(args)
+    if args.suite in ("all", "distributed"):
+        from bench import distributed
 
+        print("\n## Distributed runtime: Kafka (Tansu) + Flink MiniCluster, parallelism 1\n")
+        distributed.print_table(distributed.run_distributed(args.sync_size, args.samples))
+    if args.suite in ("all", "replication"):
+        from bench import replication
+
+        print("\n## SQLite -> PostgreSQL replication")
+        rows = replication.run_replication(changes=args.changes)
+        replication.print_table(rows)
+        status |= 0 if all(r.ok is not False for r in rows) else 1
+    return status
+
+
+def api_suite(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     sim_port, api_port = free_port(), free_port()

@@ -50,6 +50,13 @@ class Broker:
     def running(self) -> bool:
         return self._tansu.running
 
+    @property
+    def pid(self) -> int:
+        """For SIGSTOP / SIGCONT: a frozen broker is unreachable but keeps its (memory) storage."""
+        pid = self._tansu.pid
+        assert pid is not None, "the broker is not running"
+        return pid
+
     def start(self) -> Broker:
         self._tansu.start()
         return self
@@ -136,6 +143,24 @@ def read_raw(
                 out.append(msg)
                 if until is not None and until(out):
                     break
+    finally:
+        consumer.close()
+    return out
+
+
+def read_all(bootstrap: str, topic: str, *, quiet_s: float = 1.5, timeout: float = 20.0) -> list[Message]:
+    """Every record of ``topic``, all partitions from the beginning, until none has come for ``quiet_s`` (the high
+    watermark would say when the end is reached, but Tansu gets it wrong)."""
+    consumer = _reader(bootstrap, topic, None)
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    quiet_until = time.monotonic() + quiet_s
+    try:
+        while time.monotonic() < min(quiet_until, deadline):
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                out.append(msg)
+                quiet_until = time.monotonic() + quiet_s
     finally:
         consumer.close()
     return out

@@ -33,7 +33,11 @@ def new_request_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class FetchRequest:
-    """``dedup_key`` makes identical concurrent requests share one vendor call."""
+    """``dedup_key`` makes identical concurrent requests share one vendor call.
+
+    ``since`` (catalog requests only) asks for the changes since then: set by a node of the distributed runtime for
+    an incremental sync, because the job that runs it does not hold the vendor's sync status. None reads it all.
+    """
 
     kind: RequestKind
     vendor_id: str
@@ -41,6 +45,7 @@ class FetchRequest:
     full: bool = False
     id: str = field(default_factory=new_request_id)
     requested_at: datetime = field(default_factory=utcnow)
+    since: datetime | None = None
 
     @property
     def dedup_key(self) -> tuple[str, str, str]:
@@ -57,6 +62,7 @@ class FetchRequest:
             "vendor_product_id": self.vendor_product_id,
             "full": self.full,
             "requested_at": self.requested_at.isoformat(),
+            "since": None if self.since is None else self.since.isoformat(),
         }
 
     @classmethod
@@ -68,6 +74,7 @@ class FetchRequest:
             full=bool(data.get("full", False)),
             id=str(data.get("id") or new_request_id()),
             requested_at=datetime.fromisoformat(data["requested_at"]) if data.get("requested_at") else utcnow(),
+            since=datetime.fromisoformat(str(data["since"])) if data.get("since") else None,
         )
 
 

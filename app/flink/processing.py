@@ -47,7 +47,7 @@ from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
 from app.services.ingest import PageOutcome, fetch_product
-from app.services.sync import _page_with_retries
+from app.services.sync import page_with_retries
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -331,11 +331,14 @@ class Processor:
         deadline = time.monotonic() + config.message_budget_s
         pages: asyncio.Queue[PageOutcome | None] = asyncio.Queue(maxsize=config.read_ahead)
         attempts = self._settings.page_attempts
+        # An incremental request carries the node's ``since``; fetch_catalog_page ignores it for a source that
+        # cannot filter by change time. The continuations carry the request, so every slice filters alike.
+        since = None if request.full else request.since
 
         async def fetch() -> None:
             cursor, fetched, seen = first_cursor, 0, set[str]()
             while True:
-                outcome = await _page_with_retries(source, cursor, None, attempts, config.page_retry_pause_s)
+                outcome = await page_with_retries(source, cursor, since, attempts, config.page_retry_pause_s)
                 await pages.put(outcome)
                 fetched += 1
                 cursor = outcome.page.next_cursor

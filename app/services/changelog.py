@@ -14,8 +14,8 @@ many pages is what makes a fast catalog sync land at thousands of offers per sec
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,14 @@ class ChangelogApplier:
         #: Updates of a vendor this node does not know (its definition not applied yet, or deleted): not stored.
         self.unknown_vendor = 0
 
+    async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]:
+        """Which of these vendors this node does not hold (a coroutine: it runs on the store's loop)."""
+        return {vid for vid in vendor_ids if self._store.get_vendor(vid) is None}
+
+    def _skipped(self, vendor_id: str, count: int) -> None:
+        self.unknown_vendor += count
+        log.warning("%d update(s) of vendor %r skipped: no definition on catalog_vendors (deleted?)", count, vendor_id)
+
     # -- product updates -----------------------------------------------------------------------------------
 
     async def apply(self, updates: Sequence[Update]) -> None:
@@ -141,7 +149,8 @@ class ChangelogApplier:
         if not run:
             return
         known = {vid for vid in {u.vendor_id for u in run} if self._store.get_vendor(vid) is not None}
-        self.unknown_vendor += sum(1 for u in run if u.vendor_id not in known)
+        for vendor_id, count in Counter(u.vendor_id for u in run if u.vendor_id not in known).items():
+            self._skipped(vendor_id, count)
         offers: list[Offer] = [
             offer
             for u in run
@@ -215,7 +224,7 @@ class ChangelogApplier:
             return
         known = self._store.get_vendor(ref.vendor_id) is not None
         if not known:
-            self.unknown_vendor += 1
+            self._skipped(ref.vendor_id, 1)
         current = self._syncs.get(ref.vendor_id)
         if update.type is UpdateType.SYNC_STARTED:
             if current is not None and current.ref.sync_id == ref.sync_id:

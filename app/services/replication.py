@@ -28,6 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 
 from app.adapters.postgres.migrate import upgrade
@@ -35,6 +36,7 @@ from app.adapters.postgres.replica import PostgresReplica, Rejected, SchemaMisma
 from app.adapters.sqlite import capture
 from app.adapters.sqlite.capture import Change, SqliteOutbox
 from app.adapters.sqlite.catalog import SqliteCatalog
+from app.domain import documents
 from app.domain.models import Availability, Offer
 from app.services.metrics import Metric
 from app.settings import Settings
@@ -468,6 +470,32 @@ def _insert_rows(conn: sqlite3.Connection, table: str, rows: Iterable[dict[str, 
     return n
 
 
+def _adopt_product_times(conn: sqlite3.Connection, pg: psycopg.Connection[tuple[Any, ...]]) -> int:
+    """Give the re-derived products the ``updated_at`` the source node computed; returns how many differed.
+
+    A product's ``updated_at`` is the newest of its offers' ``vendor_updated_at or fetched_at``. ``fetched_at`` is
+    carried, not watched: when an offer without a vendor timestamp is only re-fetched, its new fetch time stays in
+    the source's SQLite, and if another offer's change then rebuilds the product, the product row PostgreSQL gets
+    holds that newer time while PostgreSQL's offer still holds the older one. Re-deriving from the offers alone
+    then gives an older ``updated_at`` (and so another document and etag). Everything else in a product's
+    document is a function of its offers' replicated content, so taking ``updated_at`` from PostgreSQL's product
+    row makes the document byte for byte the source's. The offers' ``fetched_at`` stay as PostgreSQL has them
+    (never later than the truth: which offer was re-fetched is not known).
+    """
+    theirs: dict[str, str] = {pid: at for pid, at in pg.execute("SELECT id, updated_at FROM products")}
+    fixes: list[tuple[str, bytes, bytes, str, str]] = []
+    for pid, updated_at, summary, doc in conn.execute("SELECT id, updated_at, summary, doc FROM products"):
+        wanted = theirs.get(pid)
+        if wanted is None or wanted == updated_at:
+            continue
+        new_summary, new_doc = orjson.loads(summary), orjson.loads(doc)
+        new_summary["updated_at"] = new_doc["updated_at"] = wanted
+        body = orjson.dumps(new_doc)
+        fixes.append((wanted, orjson.dumps(new_summary), body, documents.etag_of(body), pid))
+    conn.executemany("UPDATE products SET updated_at = ?, summary = ?, doc = ?, etag = ? WHERE id = ?", fixes)
+    return len(fixes)
+
+
 async def initial_load(store: SqliteCatalog, replica: PostgresReplica, *, install_capture: bool) -> int | None:
     """Fill an empty SQLite from PostgreSQL, in one SQLite transaction with capture suppressed.
 
@@ -506,6 +534,7 @@ async def initial_load(store: SqliteCatalog, replica: PostgresReplica, *, instal
                     offers = [_offer_from_row(dict(zip(cols, r, strict=True))) for r in batch]
                     store.upsert_in(conn, offers)
                     loaded += len(offers)
+            _adopt_product_times(conn, pg)
             capture.set_suppressed(conn, False)
             if install_capture:
                 capture.install(conn, reload=False)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from app.domain.models import utcnow
 from app.domain.ports import CatalogStore, VendorSource
-from app.domain.queries import SyncProgress
+from app.domain.queries import SyncProgress, VendorSyncStatus
 from app.errors import CatalogError, VendorBadResponse, VendorError
 from app.services.breaker import CircuitBreaker
 from app.services.ingest import PageOutcome, fetch_catalog_page, merge_reasons
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 SINCE_MARGIN = timedelta(minutes=5)
 
 
-async def _page_with_retries(
+async def page_with_retries(
     source: VendorSource,
     cursor: str | None,
     since: datetime | None,
@@ -36,6 +36,7 @@ async def _page_with_retries(
     pause_s: float,
     breaker: CircuitBreaker | None = None,
 ) -> PageOutcome:
+    """One page, tried again after a pause on a vendor failure; shared by the embedded sync and the Flink job."""
     for attempt in range(1, attempts + 1):
         try:
             # Each page try counts for the breaker; once it opens, the refusal ends the sync (not retried).
@@ -90,7 +91,7 @@ async def sync_vendor(
         cursor: str | None = None
         seen: set[str] = set()
         while True:
-            outcome = await _page_with_retries(source, cursor, since, page_attempts, page_retry_pause_s, breaker)
+            outcome = await page_with_retries(source, cursor, since, page_attempts, page_retry_pause_s, breaker)
             await pages.put(outcome)
             cursor = outcome.page.next_cursor
             if cursor is None:
@@ -174,3 +175,16 @@ async def _next_page(pages: asyncio.Queue[PageOutcome | None], fetcher: asyncio.
 
 def incremental_since(last_success_at: datetime | None) -> datetime | None:
     return None if last_success_at is None else last_success_at - SINCE_MARGIN
+
+
+def plan_sync(
+    requested_full: bool, status: VendorSyncStatus, supports_changes_since: bool
+) -> tuple[bool, datetime | None]:
+    """Full or incremental, and since when: the one rule of both runtimes (the embedded workers apply it when they
+    run a sync, a node of the distributed runtime when it publishes the request for the Flink job).
+
+    A vendor never fully synced, or one that cannot filter by change time, is read whole (and then counts as full,
+    so unlisted offers are marked); otherwise the changes since the last success, minus ``SINCE_MARGIN``.
+    """
+    full = requested_full or status.last_full_sync_at is None or not supports_changes_since
+    return full, None if full else incremental_since(status.last_success_at)

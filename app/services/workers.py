@@ -21,7 +21,7 @@ from app.services.breaker import BreakerRegistry
 from app.services.catalog import CatalogService
 from app.services.ingest import ProductOutcome, fetch_product
 from app.services.sources import SourceRegistry
-from app.services.sync import incremental_since, sync_vendor
+from app.services.sync import plan_sync, sync_vendor
 from app.services.tracker import RequestTracker
 
 log = logging.getLogger(__name__)
@@ -117,12 +117,12 @@ class EmbeddedWorkers:
     async def _sync(self, request: FetchRequest, source: VendorSource) -> None:
         vendor = source.vendor
         status = self._store.vendor_status(vendor.id)
-        full = request.full or status.last_full_sync_at is None or not source.supports_changes_since
+        full, since = plan_sync(request.full, status, source.supports_changes_since)
         await sync_vendor(
             self._store,
             source,
             full=full,
-            since=None if full else incremental_since(status.last_success_at),
+            since=since,
             page_attempts=self._page_attempts,
             page_retry_pause_s=self._page_retry_pause_s,
             breaker=self._breakers.get(vendor.id),

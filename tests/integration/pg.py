@@ -1,9 +1,11 @@
 """PostgreSQL for the replication tests: the machine's server, or a throwaway one, and content hashes of both sides.
 
-The machine's server (127.0.0.1:5432, trust auth, db ``test``) is used when it answers; each test module works in
-its own schema, dropped afterwards, so parallel runs do not collide. When it does not answer, a throwaway server is
-initialised in a temp dir (as user postgres when we are root: initdb refuses root). A test that must stop
-PostgreSQL always gets its own throwaway server; the machine's server is never stopped.
+The machine's server (``CATALOG_TEST_PG_URL``, default 127.0.0.1:5432, trust auth, db ``test``) is used when it
+answers; each test module works in its own schema, dropped afterwards, so parallel runs do not collide. When it does
+not answer, one throwaway server is initialised in a temp dir for the whole session (as user postgres when we are
+root: initdb refuses root) and removed at exit. When that is impossible too (no binaries: ``CATALOG_TEST_PG_BIN``,
+default the newest /usr/lib/postgresql/*/bin or initdb on PATH), the tests skip and the reason names both failures.
+A test that must stop PostgreSQL always gets its own throwaway server; the machine's server is never stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import random
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -34,8 +37,30 @@ from psycopg import sql
 from app.adapters.sqlite.capture import REPLICATED, replicated_columns
 from tests.support import ROOT, free_port
 
-MACHINE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def machine_url() -> str:
+    return os.environ.get("CATALOG_TEST_PG_URL") or DEFAULT_URL
+
+
+def pg_bin() -> Path | None:
+    """Where initdb and pg_ctl are: ``CATALOG_TEST_PG_BIN``, else the newest Debian layout, else PATH."""
+    if configured := os.environ.get("CATALOG_TEST_PG_BIN"):
+        return Path(configured)
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: tuple(int(x) for x in p.parent.name.split(".") if x.isdigit()),
+        reverse=True,
+    )
+    found = next((p for p in versions if (p / "initdb").exists()), None)
+    if found is None and (initdb := shutil.which("initdb")):
+        found = Path(initdb).parent
+    return found
+
+
+class NoPostgres(Exception):
+    """Neither the configured server nor a throwaway one is available; the message says why, for the skip."""
 
 
 def answers(url: str) -> bool:
@@ -54,19 +79,44 @@ def _as_postgres(args: list[str]) -> list[str]:
 class ThrowawayPostgres:
     """A private PostgreSQL in a temp dir, on a free port; the test may stop and restart it."""
 
-    def __init__(self) -> None:
-        if not (PG_BIN / "initdb").exists():
-            pytest.skip(f"no PostgreSQL binaries at {PG_BIN} and no server on 127.0.0.1:5432")
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        """Raises RuntimeError (nothing left behind) when the server cannot be set up."""
+        bin_dir = bin_dir or pg_bin()
+        if bin_dir is None or not (bin_dir / "initdb").exists() or not (bin_dir / "pg_ctl").exists():
+            where = bin_dir or "/usr/lib/postgresql/*/bin or PATH"
+            raise RuntimeError(f"no PostgreSQL binaries (initdb, pg_ctl) in {where}; set CATALOG_TEST_PG_BIN")
+        self.bin = bin_dir
         self.dir = Path(tempfile.mkdtemp(prefix="catalog-pg-"))
         self.port = free_port()
-        os.chmod(self.dir, 0o755)
         self.data = self.dir / "data"
-        self.data.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres")
-            shutil.chown(self.data, "postgres")
-        self._run([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
-        self.start()
+        try:
+            os.chmod(self.dir, 0o755)
+            self.data.mkdir()
+            if os.geteuid() == 0:
+                shutil.chown(self.dir, "postgres")
+                shutil.chown(self.data, "postgres")
+            self._run([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+            self.start()
+            self._watchdog: subprocess.Popen[bytes] | None = self._watch()
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _watch(self) -> subprocess.Popen[bytes]:
+        """A shell that removes the server once this process is gone, should it die without running ``destroy``
+        (atexit does not run on SIGKILL)."""
+        stop = shlex.join(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]))
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 2; done; "
+            f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.dir))}"
+        )
+        return subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     @property
     def url(self) -> str:
@@ -80,33 +130,79 @@ class ThrowawayPostgres:
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
-            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"]
+            [str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"]
         )
 
     def stop(self, mode: str = "fast") -> None:
-        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def running(self) -> bool:
+        """A postmaster runs on our data dir (pg_ctl status: 0 running, 3 not running)."""
+        if not (self.data / "PG_VERSION").exists():
+            return False
+        try:
+            done = subprocess.run(
+                _as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]),
+                capture_output=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
 
     def destroy(self) -> None:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            self.stop("immediate")
+        """Stop the server if it runs and remove its directory; safe to call twice."""
+        if self.running():
+            with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+                self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait(timeout=10)
+            self._watchdog = None
+
+
+def pick_server(url: str, bin_dir: Path | None) -> tuple[str, ThrowawayPostgres | None]:
+    """``url`` when it answers, else a new throwaway server (the caller destroys it); NoPostgres if neither."""
+    if answers(url):
+        return url, None
+    try:
+        server = ThrowawayPostgres(bin_dir)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        raise NoPostgres(f"PostgreSQL at {url} does not answer and a throwaway server could not start: {exc}") from exc
+    return server.url, server
 
 
 _shared: ThrowawayPostgres | None = None
+_chosen: str | NoPostgres | None = None
 
 
 def server_url() -> str:
-    """The machine's server if it answers, else one throwaway server for the whole run (skip if impossible)."""
-    global _shared
-    if answers(MACHINE_URL):
-        return MACHINE_URL
-    if _shared is None:
+    """The configured server if it answers, else one throwaway server for the whole session, removed at exit.
+
+    Decided once per session (a failure too), so every module uses the same server and a missing one costs one
+    attempt, not one per module.
+    """
+    global _shared, _chosen
+    if _chosen is None:
         try:
-            _shared = ThrowawayPostgres()
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"PostgreSQL is not on 127.0.0.1:5432 and a throwaway server could not start: {exc}")
-        atexit.register(_shared.destroy)
-    return _shared.url
+            _chosen, _shared = pick_server(machine_url(), pg_bin())
+        except NoPostgres as exc:
+            _chosen = exc
+        if _shared is not None:
+            atexit.register(_shared.destroy)
+    if isinstance(_chosen, NoPostgres):
+        pytest.skip(str(_chosen))
+    return _chosen
+
+
+def throwaway_server() -> ThrowawayPostgres:
+    """A private server for a test that stops PostgreSQL; skips with the reason when none can start."""
+    try:
+        return ThrowawayPostgres()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"this test needs a throwaway PostgreSQL server and none could start: {exc}")
 
 
 @contextlib.contextmanager

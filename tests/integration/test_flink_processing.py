@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from app.domain.changelog import parse_update
-from app.domain.models import Vendor, VendorKind
+from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind
 from app.flink.processing import Output, ProcessingConfig, Processor, Sink, Work, parse_request
 from tests.support import CREDENTIALS, Sim, fast_settings, running_sims, sim_config
@@ -106,3 +107,31 @@ def test_a_product_request_reports_done_not_found_and_vendor_failure(sims: list[
         finally:
             sim.configure(error_rate=0.0)
     assert failed["status"] == "failed" and failed["vendor_failure"] is True and failed["error"]
+
+
+def test_an_incremental_request_reads_only_what_changed_since_its_since(tmp_path: Path) -> None:
+    """The node's ``since`` reaches the vendor (WooCommerce ``modified_after``) in every slice of the sync."""
+    with running_sims(sim_config(VendorKind.WOOCOMMERCE, size=2400)) as (sim,):
+        vendor = _vendor("woo", sim)
+        since = utcnow() - timedelta(seconds=2)  # the simulated catalog was last changed long before
+        # Each tick reprices ~5 % of what is carried; two make more than one page of 100.
+        changed = sorted({str(i) for _ in range(2) for i in sim.tick()})
+        assert len(changed) > 100
+        with _processor(tmp_path, pages_per_message=1) as processor:
+            incremental, slices = _drain(processor, vendor, FetchRequest(RequestKind.CATALOG, "woo", since=since))
+            whole, _ = _drain(processor, vendor, FetchRequest(RequestKind.CATALOG, "woo", full=True, since=since))
+        carried = sim.items()
+    assert slices >= 2  # the continuation carried ``since`` too
+    assert sorted(o["vendor_product_id"] for u in incremental for o in u.get("offers", [])) == changed
+    assert incremental[0]["full"] is False and incremental[-1]["error"] is None
+    # A full request ignores ``since``: the whole catalog.
+    assert whole[-1]["items"] == carried > len(changed)
+
+
+def test_since_is_ignored_by_a_source_that_cannot_filter_by_change_time(sims: list[Sim], tmp_path: Path) -> None:
+    sim = next(s for s in sims if s.kind is VendorKind.DUMMYJSON)
+    vendor = _vendor("dj-since", sim)
+    request = FetchRequest(RequestKind.CATALOG, vendor.id, since=utcnow() - timedelta(seconds=2))
+    with _processor(tmp_path, pages_per_message=10) as processor:
+        updates, _ = _drain(processor, vendor, request)
+    assert updates[-1]["error"] is None and updates[-1]["items"] == sim.items()

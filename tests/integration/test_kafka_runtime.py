@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ from app.domain.changelog import (
 from app.domain.models import Offer, Vendor, VendorKind, utcnow
 from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest, RequestKind
+from app.services.sync import SINCE_MARGIN
 from tests.kafka_support import Broker, consume, produce, product_update, read_raw, sync_messages, unique
 from tests.support import (
     ApiServer,
@@ -186,6 +188,44 @@ def test_a_catalog_sync_in_the_changelog_lands_on_both_nodes_and_a_replay_change
         assert renamed in json.dumps(client.get(f"/products/{differing[0]['id']}").json())
 
 
+def test_a_node_plans_catalog_requests_as_the_embedded_workers_do(cluster: Cluster) -> None:
+    """Incremental (with ``since``) once a full sync has landed, for a source that filters by change time; the job
+    holds no sync status, so the node decides and the request carries it."""
+    assert cluster.a.post("/vendors", json=cluster.shop.vendor_body("inc"), headers=admin()).status_code == 201
+    first = _catalog_request(cluster, "inc", None)
+    assert first["full"] is True and first["since"] is None  # never fully synced: full, whatever was asked
+    messages = cluster.with_source("inc", lambda s: sync_messages(s, request_id=first["id"]), page_size=10)
+    produce(cluster.bootstrap, cluster.topic("updates"), [("inc", m) for m in messages])
+    wait_until(lambda: vendor_state(cluster.a, "inc")["sync"]["state"] == "ok", timeout=20, what="the full sync")
+    last_success = datetime.fromisoformat(vendor_state(cluster.a, "inc")["sync"]["last_success_at"])
+
+    incremental = _catalog_request(cluster, "inc", cluster.a.post("/vendors/inc/sync", headers=admin()))
+    assert incremental["full"] is False
+    assert datetime.fromisoformat(incremental["since"]) == last_success - SINCE_MARGIN
+    full = _catalog_request(cluster, "inc", cluster.a.post("/vendors/inc/sync?full=true", headers=admin()))
+    assert full["full"] is True and full["since"] is None
+    # DummyJSON cannot filter by change time: its syncs are read whole, and count as full.
+    assert vendor_state(cluster.a, "dj")["sync"]["last_full_sync_at"] is not None
+    whole = _catalog_request(cluster, "dj", cluster.a.post("/vendors/dj/sync", headers=admin()))
+    assert whole["full"] is True and whole["since"] is None
+
+
+def _catalog_request(cluster: Cluster, vendor_id: str, response: httpx.Response | None) -> dict[str, Any]:
+    """The request on ``vendor_requests`` behind ``response`` (202 + Location), or the vendor's first one."""
+    wanted: str | None = None
+    if response is not None:
+        assert response.status_code == 202, response.text
+        wanted = response.headers["location"].rsplit("/", 1)[-1]
+
+    def match(got: list[tuple[str | None, Any]]) -> bool:
+        return any(key == vendor_id and (wanted is None or r["id"] == wanted) for key, r in got)
+
+    got = consume(cluster.bootstrap, cluster.topic("vendor_requests"), count=1000, timeout=15, until=match)
+    found = [r for key, r in got if key == vendor_id and (wanted is None or r["id"] == wanted)]
+    assert found, got
+    return dict(found[0])
+
+
 def _miss(client: httpx.Client, path: str, wait_ms: int) -> httpx.Response:
     return client.get(path, params={"wait_ms": wait_ms})
 
@@ -287,7 +327,10 @@ def test_a_deleted_vendor_is_deleted_on_the_other_node(cluster: Cluster) -> None
     assert cluster.a.delete("/vendors/shop", headers=admin()).status_code == 204
     wait_until(lambda: cluster.b.get("/vendors/shop").status_code == 404, timeout=20, what="node B to drop shop")
     assert_error(cluster.b.get("/vendors/shop"), 404)
-    tombstones = [k for k, v in consume(cluster.bootstrap, cluster.topic("vendors"), count=3) if v is None]
+    definitions = consume(
+        cluster.bootstrap, cluster.topic("vendors"), count=100, until=lambda got: any(v is None for _, v in got)
+    )
+    tombstones = [k for k, v in definitions if v is None]
     assert tombstones == ["shop"]
 
 

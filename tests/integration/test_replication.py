@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,20 +27,24 @@ import psycopg
 import pytest
 
 from app.adapters.postgres.replica import PostgresReplica, SchemaMismatch
-from app.adapters.sqlite.capture import SqliteOutbox
+from app.adapters.sqlite.capture import SqliteOutbox, outbox_stats
 from app.adapters.sqlite.catalog import SqliteCatalog
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.services.replication import Pusher, initial_load
 from tests.integration.pg import (
-    ThrowawayPostgres,
+    NoPostgres,
+    answers,
     assert_in_step,
     fresh_schema,
     outbox_backlog,
+    pg_bin,
     pg_digest,
     pg_scalar,
+    pick_server,
     server_url,
     sqlite_digest,
     start_writer,
+    throwaway_server,
 )
 from tests.support import ROOT, wait_until
 
@@ -174,6 +180,10 @@ def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path,
         writer.wait(timeout=10)
     # The pushes made progress between kills (not 22 kills of a process that never got going)...
     assert watermarks[-1] > 0 and len(set(watermarks)) > KILLS // 4, watermarks
+    # ...the backlog /ready and /metrics show (from the first and last sequence) is still exactly the row count...
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        stats = outbox_stats(conn)
+        assert stats is not None and stats.backlog == outbox_backlog(db)
     # ...and the last run drains the outbox and leaves both sides identical.
     proc = start_push_process(env, log)
     try:
@@ -189,7 +199,7 @@ def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path,
 
 
 def test_postgres_stopped_mid_push_and_restarted(tmp_path: Path) -> None:
-    server = ThrowawayPostgres()
+    server = throwaway_server()
     try:
         db = tmp_path / "node.db"
         seeded_store(db, 3000)
@@ -311,12 +321,52 @@ def test_pusher_refuses_different_columns(tmp_path: Path, pg_url: str, schema: s
     pusher.outbox.close()
 
 
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def _refresh_then_rebuild_by_another_offer(db: Path) -> None:
+    """The one case where a product's ``updated_at`` is not a function of PostgreSQL's offers: an offer without a
+    vendor timestamp is re-fetched unchanged (its new ``fetched_at`` is not captured), then another offer of the
+    same product changes and the product is rebuilt with the newer fetch time."""
+    store = SqliteCatalog(db)
+    store.open()
+    try:
+        plain = Offer(
+            vendor_id="v1",
+            vendor_product_id="shared",
+            title="Shared widget",
+            price=Decimal("5.00"),
+            currency="EUR",
+            availability=Availability.IN_STOCK,
+            gtin="4006381333931",
+            fetched_at=T0 + timedelta(hours=1),
+        )
+        stamped = replace(
+            plain, vendor_id="v2", vendor_updated_at=T0, fetched_at=T0 + timedelta(hours=1), price=Decimal("6.00")
+        )
+        await store.upsert_offers([plain, stamped])
+        await store.upsert_offers([replace(plain, fetched_at=T0 + timedelta(hours=2))])  # unchanged: a refresh
+        await store.upsert_offers([replace(stamped, price=Decimal("7.00"), fetched_at=T0 + timedelta(hours=3))])
+    finally:
+        store.close()
+
+
+def products_in_full(db: Path) -> list[tuple[object, ...]]:
+    """Every column of every product but the local change counter: documents, etags and times byte for byte."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(products)") if r[1] != "change_seq"]
+        return conn.execute(f"SELECT {', '.join(cols)} FROM products ORDER BY id").fetchall()
+
+
 def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema: str) -> None:
     source = tmp_path / "source.db"
     seeded_store(source, 400)
     asyncio.run(_reprice(source))
     pusher = pusher_for(source, pg_url, schema)
     pusher.prepare()
+    while pusher.step():
+        pass
+    asyncio.run(_refresh_then_rebuild_by_another_offer(source))  # captured from here on, as it happens
     while pusher.step():
         pass
     pusher.close()
@@ -336,12 +386,17 @@ def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema:
         finally:
             store.close()
 
-    assert asyncio.run(load()) == 800
+    # The scenario is real: PostgreSQL's offer has the older fetch time, its product the newer one.
+    shared = "WHERE vendor_id = 'v1' AND vendor_product_id = 'shared'"
+    assert pg_scalar(pg_url, schema, f"SELECT fetched_at FROM offers {shared}").startswith("2026-01-01T01:00")
+    assert pg_scalar(
+        pg_url, schema, f"SELECT p.updated_at FROM products p JOIN offers o ON o.product_id = p.id AND o.{shared[6:]}"
+    ).startswith("2026-01-01T02:00")
+
+    assert asyncio.run(load()) == 802
     assert outbox_backlog(fresh) == 0  # the load itself was not captured
     assert sqlite_digest(fresh) == sqlite_digest(source)
-    with contextlib.closing(sqlite3.connect(source)) as a, contextlib.closing(sqlite3.connect(fresh)) as b:
-        query = "SELECT id, etag, doc, summary FROM products ORDER BY id"
-        assert a.execute(query).fetchall() == b.execute(query).fetchall()
+    assert products_in_full(fresh) == products_in_full(source)
     # Capture is on for the new node: its own changes go out.
     asyncio.run(_reprice_to(fresh, "30.00"))
     assert outbox_backlog(fresh) > 0
@@ -401,3 +456,65 @@ def test_two_pushers_for_one_node_never_double_apply(tmp_path: Path, pg_url: str
     assert first.counters.batches > 0 and second.counters.batches > 0
     assert first.counters.errors + second.counters.errors > 0  # they did collide, and recovered
     assert_in_step(db, pg_url, schema)
+
+
+# -- where the tests get PostgreSQL from (tests/integration/pg.py) ----------------------------------------------
+
+DEAD_URL = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1: refused at once
+
+
+def test_no_server_and_no_binaries_gives_a_skip_reason_naming_both(tmp_path: Path) -> None:
+    with pytest.raises(NoPostgres) as caught:
+        pick_server(DEAD_URL, tmp_path)  # an empty dir: no initdb there
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message and "no PostgreSQL binaries" in message and str(tmp_path) in message, message
+
+
+def test_a_dead_server_falls_back_to_a_throwaway_one_removed_afterwards() -> None:
+    try:
+        url, server = pick_server(DEAD_URL, None)
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
+    assert server is not None and url != DEAD_URL
+    try:
+        assert answers(url)
+        pid = int((server.data / "postmaster.pid").read_text().split()[0])
+    finally:
+        server.destroy()
+    assert not answers(url)
+    assert not server.dir.exists()
+    assert not running_process(pid)
+
+
+def running_process(pid: int) -> bool:
+    """Exited processes may linger briefly as zombies until PID 1 reaps them: those count as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_a_test_process_killed_outright_leaves_no_server_behind() -> None:
+    """atexit does not run on SIGKILL: the server's watchdog removes it once the process that started it is gone."""
+    found = pg_bin()
+    if found is None or not (found / "initdb").exists():
+        pytest.skip(f"no PostgreSQL binaries for a throwaway server (looked in {found or 'the usual places'})")
+    code = (
+        "import time\nfrom tests.integration.pg import ThrowawayPostgres\n"
+        "s = ThrowawayPostgres()\nprint(s.dir, s.url, flush=True)\ntime.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        directory, url = proc.stdout.readline().decode().split()
+        pid = int((Path(directory) / "data" / "postmaster.pid").read_text().split()[0])
+        assert answers(url) and running_process(pid)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    wait_until(lambda: not running_process(pid), timeout=30, what="the watchdog to stop the server")
+    wait_until(lambda: not Path(directory).exists(), timeout=10, what="the watchdog to remove its directory")
+    assert not answers(url)

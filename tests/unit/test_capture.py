@@ -179,6 +179,59 @@ def test_a_new_file_under_an_old_node_name_continues_after_the_watermark(outbox:
     assert outbox.last_issued() == pending[-1].seq + 1000
 
 
+def test_backlog_and_lag_stay_exact_without_counting(db: Path, outbox: SqliteOutbox) -> None:
+    """``outbox_stats`` derives the backlog from the first and last sequence: compare it with count(*) and min(at)
+    after every kind of write, rollback and push, including those that could leave holes in the sequence."""
+    conn = outbox.conn
+
+    def check() -> int:
+        stats = capture.outbox_stats(conn)
+        assert stats is not None
+        count, oldest = conn.execute("SELECT count(*), min(at) FROM repl_outbox").fetchone()
+        assert (stats.backlog, stats.oldest_at) == (count, oldest)
+        return int(count)
+
+    assert check() == 0
+    outbox.install_capture()  # the reload of every existing row
+    queued = check()
+    assert queued > 0
+    write(db, lambda s: s.upsert_offers([offer(str(i), "5.00") for i in range(30)]))
+    assert check() > queued
+    # A rolled-back transaction, a failing statement that had already fired triggers, a rolled-back savepoint:
+    # their sequence numbers are taken back, so later rows leave no hole.
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE offers SET title = title || '!'")
+    conn.execute("ROLLBACK")
+    before = check()
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE offers SET title = CASE WHEN vendor_product_id = '29' THEN NULL ELSE 'x' END")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE offers SET title = 'kept' WHERE vendor_product_id = 'a'")
+    conn.execute("SAVEPOINT s")
+    conn.execute("UPDATE offers SET title = 'dropped'")
+    conn.execute("ROLLBACK TO s")
+    conn.execute("COMMIT")
+    write(db, lambda s: s.upsert_offers([offer("b", "6.00")]))
+    assert check() > before
+    # Pushes acknowledge prefixes; what is left is counted from its first row on.
+    pending = changes(outbox)
+    outbox.acknowledge(pending[len(pending) // 3].seq, pushed=len(pending) // 3 + 1)
+    check()
+    write(db, lambda s: s.delete_offers_of("v1", "3"))
+    outbox.adopt_watermark(pending[-1].seq + 500)  # renumbers the pending rows: they stay one run
+    check()
+    outbox.drop_acknowledged(changes(outbox)[-2].seq)
+    assert check() == 1
+    outbox.acknowledge(changes(outbox)[-1].seq, pushed=1)
+    assert check() == 0
+    stats = capture.outbox_stats(conn)
+    assert stats is not None and stats.lag_s() == 0.0
+    # Primary-key lookups only, whatever the backlog: the query plan never scans the outbox.
+    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + capture._STATS)]
+    assert not any(step.startswith("SCAN") and "repl_outbox" in step for step in plan), plan
+    assert sum(step.startswith("SEARCH") for step in plan) == 3, plan  # first row, min(seq), max(seq)
+
+
 def test_metrics_render_in_the_prometheus_text_format() -> None:
     text = render(
         [

@@ -53,6 +53,22 @@ def test_unreadable_requests_are_refused_with_a_reason(raw: str | None, reason: 
         parse_request(raw)
 
 
+def test_since_survives_the_round_trip_and_is_none_when_absent() -> None:
+    since = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    request = FetchRequest(RequestKind.CATALOG, "shop", since=since)
+    wire = orjson.loads(_json(request.to_dict()))
+    assert wire["v"] == 1 and wire["since"] == "2026-01-02T03:04:05.678000+00:00"
+    assert FetchRequest.from_dict(wire) == request
+    # Through a continuation too: every slice of an incremental sync asks for the same changes.
+    more = Continuation("s_1", since, "cursor-2", page_no=1, items=100)
+    assert parse_request(_json(Work(request, more).to_dict())).request.since == since
+    # Messages written before ``since`` existed (or by hand) read as "everything".
+    assert parse_request('{"v": 1, "kind": "catalog", "vendor_id": "shop"}').request.since is None
+    assert parse_request('{"v": 1, "kind": "catalog", "vendor_id": "shop", "since": null}').request.since is None
+    with pytest.raises(ChangelogError, match="bad request"):
+        parse_request('{"v": 1, "kind": "catalog", "vendor_id": "shop", "since": "last week"}')
+
+
 def test_a_continuation_survives_its_round_trip_through_json() -> None:
     request = FetchRequest(RequestKind.CATALOG, "shop", full=True)
     more = Continuation("s_1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "cursor-9", page_no=4, items=1000, skipped=3)

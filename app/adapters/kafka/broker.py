@@ -54,6 +54,10 @@ class TansuBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
         return [

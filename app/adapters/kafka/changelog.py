@@ -8,6 +8,14 @@ because a node must hold the whole catalog (the cost: a new node re-applies the 
 
 A message that cannot be understood, or whose applying fails, is logged, counted and copied to the dead-letter
 topic with the reason in its headers; the consumer goes on with the next one.
+
+A vendor's definition is on ``catalog_vendors`` before the job can produce any update of it, but one consumer reading
+both topics may still meet the update first (the two topics are fetched independently; a node joining with a long
+vendors topic behind it). So an update of a vendor this node does not know makes it catch up first: the updates
+partitions are paused and ``catalog_vendors`` is read until nothing more arrives for ``vendor_quiet_s`` (the high
+watermark cannot say "read to the end": Tansu gets it wrong), its definitions applied, then the batch. Only a vendor
+still unknown after that (deleted meanwhile) has its updates skipped and counted. A vendor not found that way is not
+looked for again for ``unknown_retry_s``, so the trailing pages of a deleted vendor's sync cost one catch-up only.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +56,20 @@ class KafkaChangelog:
         batch_size: int = 1000,
         poll_timeout_s: float = 0.1,
         group: str | None = None,
+        vendor_quiet_s: float = 0.5,
+        vendor_catch_up_max_s: float = 30.0,
+        unknown_retry_s: float = 10.0,
     ) -> None:
         self._settings = settings
         self._applier = applier
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
+        self._vendor_quiet_s = vendor_quiet_s
+        self._vendor_catch_up_max_s = vendor_catch_up_max_s
+        self._unknown_retry_s = unknown_retry_s
+        # vendor id -> monotonic time of the catch-up that did not find it
+        self._not_found: dict[str, float] = {}
+        self.vendor_catch_ups = 0
         self.group = group or group_id(settings)
         self._updates_topic = settings.kafka_topic_updates
         self._vendors_topic = settings.kafka_topic_vendors
@@ -89,6 +107,12 @@ class KafkaChangelog:
                 "Updates of vendors this node does not hold (not stored).",
                 "counter",
                 applier.unknown_vendor,
+            ),
+            Metric(
+                "catalog_changelog_vendor_catch_ups_total",
+                "Times catalog_vendors was read to its end because an update named an unknown vendor.",
+                "counter",
+                self.vendor_catch_ups,
             ),
             Metric(
                 "catalog_changelog_dead_letters_total",
@@ -149,6 +173,32 @@ class KafkaChangelog:
         return [first, *consumer.consume(self._batch_size - 1, 0)]
 
     def _handle(self, consumer: Consumer, dead: Producer, messages: Sequence[Message]) -> None:
+        vendors, updates = self._decode(dead, messages)
+        self._apply_vendors(dead, vendors)
+        if self._wants_catch_up({u.vendor_id for _, u in updates}):
+            more = self._catch_up(consumer)
+            more_vendors, more_updates = self._decode(dead, more)
+            self._apply_vendors(dead, more_vendors)
+            updates += more_updates  # read after the batch's own: partition order is kept
+            messages = [*messages, *more]
+            still = self._result(self._applier.unknown_vendors({u.vendor_id for _, u in updates})) or set()
+            now = time.monotonic()
+            for vendor_id in still:
+                self._not_found[vendor_id] = now
+        if updates and not self._call(self._applier.apply([u for _, u in updates])):
+            for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
+                if not self._call(self._applier.apply([update])):
+                    self._dead_letter(dead, msg, f"not applied: {self.last_error}")
+        for msg in messages:
+            if msg.error() is None:
+                try:
+                    consumer.store_offsets(message=msg)
+                except KafkaException as exc:  # the partition was revoked meanwhile: its new owner re-reads it
+                    log.info("offset of %s[%s] not stored: %s", msg.topic(), msg.partition(), exc)
+
+    def _decode(
+        self, dead: Producer, messages: Sequence[Message]
+    ) -> tuple[list[tuple[Message, _VendorDef]], list[tuple[Message, Update]]]:
         vendors: list[tuple[Message, _VendorDef]] = []
         updates: list[tuple[Message, Update]] = []
         for msg in messages:
@@ -167,20 +217,60 @@ class KafkaChangelog:
                     updates.append((msg, update))
             except (ChangelogError, orjson.JSONDecodeError) as exc:
                 self._dead_letter(dead, msg, f"unreadable: {exc}")
-        # Vendor definitions first: updates of a vendor read in the same batch then find it.
+        return vendors, updates
+
+    def _apply_vendors(self, dead: Producer, vendors: Sequence[tuple[Message, _VendorDef]]) -> None:
+        """Before the updates read with them: updates of a vendor defined in the same batch then find it."""
         for msg, definition in vendors:
+            self._not_found.pop(definition.vendor_id, None)
             if not self._call(self._applier.apply_vendor(definition.vendor_id, definition.vendor)):
                 self._dead_letter(dead, msg, f"not applied: {self.last_error}")
-        if updates and not self._call(self._applier.apply([u for _, u in updates])):
-            for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
-                if not self._call(self._applier.apply([update])):
-                    self._dead_letter(dead, msg, f"not applied: {self.last_error}")
-        for msg in messages:
-            if msg.error() is None:
+
+    def _wants_catch_up(self, vendor_ids: set[str]) -> bool:
+        if not vendor_ids:
+            return False
+        unknown = self._result(self._applier.unknown_vendors(vendor_ids)) or set()
+        now = time.monotonic()
+        return any(now - self._not_found.get(v, -1e18) >= self._unknown_retry_s for v in unknown)
+
+    def _catch_up(self, consumer: Consumer) -> list[Message]:
+        """Read ``catalog_vendors`` until it stays quiet, the updates partitions paused meanwhile; returns what was
+        read (updates already on their way when the pause began included, to be applied after the batch)."""
+        self.vendor_catch_ups += 1
+        started = time.monotonic()
+        paused = [tp for tp in consumer.assignment() if tp.topic == self._updates_topic]
+        if paused:
+            try:
+                consumer.pause(paused)
+            except KafkaException as exc:  # a rebalance in between: read on unpaused, updates are kept in order
+                log.info("updates not paused for the vendor catch-up: %s", exc)
+                paused = []
+        read: list[Message] = []
+        try:
+            quiet_until = started + self._vendor_quiet_s
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now >= quiet_until or now - started >= self._vendor_catch_up_max_s:
+                    break
+                msg = consumer.poll(min(0.05, quiet_until - now))
+                if msg is None or msg.error() is not None:
+                    continue
+                read.append(msg)
+                if msg.topic() == self._vendors_topic:
+                    quiet_until = time.monotonic() + self._vendor_quiet_s
+        finally:
+            if paused:
                 try:
-                    consumer.store_offsets(message=msg)
-                except KafkaException as exc:  # the partition was revoked meanwhile: its new owner re-reads it
-                    log.info("offset of %s[%s] not stored: %s", msg.topic(), msg.partition(), exc)
+                    consumer.resume(paused)
+                except KafkaException as exc:  # revoked meanwhile: their next owner (this node, again) reads them
+                    log.info("updates not resumed after the vendor catch-up: %s", exc)
+        log.info(
+            "caught up on %s for an unknown vendor: %d messages in %.2fs",
+            self._vendors_topic,
+            len(read),
+            time.monotonic() - started,
+        )
+        return read
 
     def _vendor_def(self, msg: Message) -> _VendorDef:
         key = msg.key()
@@ -194,6 +284,17 @@ class KafkaChangelog:
         if not isinstance(data, dict):
             raise ChangelogError("vendor definition must be a JSON object")
         return _VendorDef(vendor_id, vendor_from_dict(data))
+
+    def _result(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the loop and return its result (None, and ``last_error``, when it raised)."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("reading the store failed")
+            return None
 
     def _call(self, coro: Coroutine[Any, Any, Any]) -> bool:
         """Run a coroutine on the loop and wait; False (and ``last_error``) when it raised."""

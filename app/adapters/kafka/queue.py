@@ -4,7 +4,11 @@ A background check lists the broker's topics (with a timeout) every second, so `
 both directions without restarting anything: librdkafka reconnects by itself, the check only notices. While the
 broker is unreachable a publish fails at once with 503 and a retry hint, instead of every miss waiting for a
 delivery that cannot happen. When it comes back, topics are created again if missing (a broker that lost its
-storage) and the reconnect hooks run (vendor definitions not yet published go out then).
+storage) and the reconnect hooks run with the names of the topics this node had to create (vendor definitions not yet
+published go out then; all of them only when ``catalog_vendors`` itself was created).
+
+A node of the distributed runtime publishes catalog requests already planned (``plan``): full or incremental and
+since when, decided from its own sync status by the rule the embedded workers apply, because the job has no status.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -30,7 +34,8 @@ log = logging.getLogger(__name__)
 #: What a client is told to wait before retrying while the broker is away.
 RETRY_AFTER_S = 5.0
 
-ReconnectHook = Callable[[], Awaitable[None]]
+#: Called with the topics this node created on the way back (empty when they were all there).
+ReconnectHook = Callable[[Collection[str]], Awaitable[None]]
 
 
 class KafkaRequestQueue:
@@ -40,8 +45,10 @@ class KafkaRequestQueue:
         *,
         check_interval_s: float = 1.0,
         delivery_timeout_s: float = DELIVERY_TIMEOUT_S,
+        plan: Callable[[FetchRequest], FetchRequest] | None = None,
     ) -> None:
         self._settings = settings
+        self._plan = plan
         self._check_interval_s = check_interval_s
         self._delivery_timeout_s = delivery_timeout_s
         self._producer: Producer | None = None
@@ -79,7 +86,8 @@ class KafkaRequestQueue:
         return self._settings.kafka_bootstrap
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
-        """Run ``hook`` each time the broker becomes reachable (including the first time)."""
+        """Run ``hook`` each time the broker becomes reachable (including the first time), and whenever this node
+        had to create topics again (a broker that lost its storage and came back between two checks)."""
         self._hooks.append(hook)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -115,6 +123,8 @@ class KafkaRequestQueue:
     # -- publishing ----------------------------------------------------------------------------------------
 
     async def publish(self, request: FetchRequest) -> None:
+        if request.kind is RequestKind.CATALOG and self._plan is not None:
+            request = self._plan(request)
         await self.send(self._topics[request.kind], request.vendor_id, orjson.dumps(request.to_dict()))
 
     async def send(self, topic: str, key: str, value: bytes | None) -> None:
@@ -167,10 +177,11 @@ class KafkaRequestQueue:
         if admin is None:
             return False
         was_reachable = self._reachable
+        created: list[str] = []
         try:
             topics = await asyncio.to_thread(existing_topics, admin)
             if not set(topic_specs(self._settings)) <= topics:
-                await asyncio.to_thread(ensure_topics, self._settings, admin)
+                created = await asyncio.to_thread(ensure_topics, self._settings, admin)
         except Exception as exc:  # KafkaException mostly; anything else must not kill the check either
             if was_reachable or self._reason in (None, "not started"):
                 log.warning("Kafka broker %s unreachable: %s", self.bootstrap, exc)
@@ -181,9 +192,10 @@ class KafkaRequestQueue:
         self._reason = None
         if not was_reachable:
             log.info("Kafka broker %s reachable", self.bootstrap)
+        if not was_reachable or created:
             for hook in self._hooks:
                 try:
-                    await hook()
+                    await hook(frozenset(created))
                 except Exception:
                     log.exception("a Kafka reconnect hook failed")
         return True

@@ -2,17 +2,20 @@
 
 The Flink job needs them to call vendors, and every node applies them to its own SQLite so nodes agree. A change
 made while the broker is away is kept and published when it returns: the local write has already happened, and
-failing the admin call would leave the node and the topic disagreeing anyway. Each time the broker becomes
-reachable (start-up included) every vendor of this node is published again: vendors registered before this runtime
-was switched on reach the job, and a broker that lost its storage gets them back. Republishing an unchanged
-definition is harmless (compacted topic, nodes skip definitions they already hold); the price is that a node which
-missed a deletion while it was down publishes that vendor again.
+failing the admin call would leave the node and the topic disagreeing anyway.
+
+Every vendor of this node is published again only when this node had to create ``catalog_vendors`` (start-up on a
+new broker, or a broker that lost its storage, as the memory-only Tansu does on a restart): the topic is the
+definitions' only record for the job and the other nodes. It is not republished on a plain reconnect or a restart
+with the topic present: a node that missed a deletion while it was away would bring the deleted vendor back for
+everyone. The consequence: vendors registered on a node before the kafka runtime was switched on reach the topic only
+if that node creates it (or when saved again); other nodes receive them from the topic.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import orjson
 
@@ -31,7 +34,7 @@ class KafkaVendorFeed:
         self._vendors = vendors
         # vendor id -> definition still to publish (None: a tombstone)
         self._pending: dict[str, Vendor | None] = {}
-        queue.on_reconnect(self.republish)
+        queue.on_reconnect(self.reconnected)
 
     @property
     def pending(self) -> int:
@@ -45,8 +48,17 @@ class KafkaVendorFeed:
         self._pending[vendor_id] = None
         await self.flush()
 
+    async def reconnected(self, created: Collection[str]) -> None:
+        """Changes kept while the broker was away go out; all definitions only into a topic created just now."""
+        if self._topic in created:
+            await self.republish()
+        else:
+            await self.flush()
+
     async def republish(self) -> None:
-        for vendor in self._vendors():
+        vendors = self._vendors()
+        log.info("publishing this node's %d vendor definitions to %s", len(vendors), self._topic)
+        for vendor in vendors:
             self._pending.setdefault(vendor.id, vendor)
         await self.flush()
 

@@ -320,22 +320,38 @@ class SqliteOutbox:
         )
 
 
+# One statement, so one snapshot: the first row (by the primary key), the last sequence, the pusher's state.
+_STATS = f"""SELECT first.seq, first.at, (SELECT max(seq) FROM {OUTBOX}),
+                    s.watermark, s.pushed_total, s.last_push_at, s.last_error, s.last_error_at, s.blocked
+             FROM repl_status s LEFT JOIN {OUTBOX} first ON first.seq = (SELECT min(seq) FROM {OUTBOX})"""
+
+
 def outbox_stats(conn: sqlite3.Connection) -> OutboxStats | None:
-    """Backlog, lag and the pusher's last state as the file holds them; None before the migration ran."""
+    """Backlog, lag and the pusher's last state as the file holds them; None before the migration ran.
+
+    /ready and /metrics call this on every request, so it costs three primary-key lookups whatever the backlog,
+    no ``count(*)``. The backlog is ``max(seq) - min(seq) + 1``, exact because the outbox rows always form one
+    unbroken run of sequence numbers:
+    - AUTOINCREMENT hands out ``max + 1`` and its counter (``sqlite_sequence``) is an ordinary row written in the
+      inserting transaction: a rolled-back transaction, savepoint or failed statement takes its numbers back with
+      its rows, so committed rows leave no holes (tests/unit/test_capture.py checks all three against count(*));
+    - rows are only ever removed as a prefix (``seq <= watermark``) and renumbered by a constant shift
+      (``adopt_watermark``); the reload of a table at install is an ordinary INSERT ... SELECT.
+    The lag is the age of the first row: writers are serialised and stamp ``at`` while holding the write lock, so
+    sequence order is capture-time order (short of the wall clock being set back).
+    """
     try:
-        backlog, oldest = conn.execute(f"SELECT count(*), min(at) FROM {OUTBOX}").fetchone()
-        status = conn.execute(
-            "SELECT watermark, pushed_total, last_push_at, last_error, last_error_at, blocked FROM repl_status"
-        ).fetchone()
+        row = conn.execute(_STATS).fetchone()
     except sqlite3.OperationalError:
         return None
+    first, oldest, last = row[0], row[1], row[2]
     return OutboxStats(
-        backlog=int(backlog),
+        backlog=0 if first is None else int(last) - int(first) + 1,
         oldest_at=oldest,
-        watermark=int(status[0]),
-        pushed_total=int(status[1]),
-        last_push_at=status[2],
-        last_error=status[3],
-        last_error_at=status[4],
-        blocked=None if status[5] is None else orjson.loads(status[5]),
+        watermark=int(row[3]),
+        pushed_total=int(row[4]),
+        last_push_at=row[5],
+        last_error=row[6],
+        last_error_at=row[7],
+        blocked=None if row[8] is None else orjson.loads(row[8]),
     )

@@ -1,0 +1,188 @@
+"""Vendor definitions on ``catalog_vendors`` against a real broker (Tansu) and real SQLite files.
+
+- A node that meets an update before the definition of its vendor catches up on the vendors topic first and stores
+  the update. The order is forced by what a fresh node with a backlog meets: against Tansu, librdkafka hands out the
+  partition of the topic whose name sorts last first (measured; ``product_updates`` sorts after ``catalog_vendors``),
+  and the definition sits behind more other definitions than one consumer batch holds.
+- Definitions are published again only into a ``catalog_vendors`` the node had to create (a wiped broker), not on a
+  plain reconnect: a node that missed a deletion must not bring the vendor back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.adapters.kafka.admin import ensure_topics
+from app.adapters.kafka.changelog import KafkaChangelog
+from app.adapters.sqlite.catalog import SqliteCatalog
+from app.bootstrap import make_source_factory
+from app.domain.changelog import vendor_to_dict
+from app.domain.models import Vendor, VendorKind
+from app.services.changelog import ChangelogApplier
+from app.services.tracker import RequestTracker
+from app.settings import Settings
+from tests.kafka_support import Broker, decoded, produce, read_all, start_broker, sync_messages, unique
+from tests.support import ApiServer, Sim, admin, fast_settings, running_sims, sim_config, wait_until
+
+SIZE = 30
+#: Definitions ahead of the late one: more than one consumer batch (1000), so the batch with the updates lacks it.
+FILLER_RECORDS = 1500
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Sim]:
+    with running_sims(sim_config(VendorKind.DUMMYJSON, size=SIZE)) as (sim,):
+        yield sim
+
+
+def _topics() -> dict[str, str]:
+    """The default names (which sort as in production), made private to the test."""
+    defaults = Settings()
+    return {
+        f"kafka_topic_{name}": unique(getattr(defaults, f"kafka_topic_{name}"))
+        for name in ("vendor_requests", "product_requests", "updates", "vendors", "dead_letters")
+    }
+
+
+def _node_settings(tmp: Path, bootstrap: str, topics: dict[str, str], **more: Any) -> Settings:
+    return fast_settings(
+        tmp / "node.db", runtime="kafka", kafka_bootstrap=bootstrap, kafka_partitions=1, **topics, **more
+    )
+
+
+def _offers(store: SqliteCatalog, vendor_id: str) -> int:
+    with sqlite3.connect(store.path) as conn:
+        count: int = conn.execute("SELECT count(*) FROM offers WHERE vendor_id = ?", (vendor_id,)).fetchone()[0]
+    return count
+
+
+async def _eventually(check: Any, *, within: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def _consumer(settings: Settings, store: SqliteCatalog) -> AsyncIterator[tuple[KafkaChangelog, ChangelogApplier]]:
+    applier = ChangelogApplier(store, RequestTracker())
+    changelog = KafkaChangelog(settings, applier, group=unique("node"), unknown_retry_s=60)
+    await changelog.start()
+    try:
+        yield changelog, applier
+    finally:
+        await changelog.stop()
+
+
+async def _sync_of(sim: Sim, vendor: Vendor, tmp: Path) -> list[dict[str, Any]]:
+    source = make_source_factory(fast_settings(tmp / "unused.db"))(vendor)
+    source.page_size = 10  # type: ignore[attr-defined]
+    try:
+        return await sync_messages(source)
+    finally:
+        await source.aclose()
+
+
+async def test_an_update_met_before_its_vendor_definition_is_stored_after_catching_up(
+    kafka_broker: Broker, sim: Sim, store: SqliteCatalog, tmp_path: Path
+) -> None:
+    topics = _topics()
+    settings = _node_settings(tmp_path, kafka_broker.bootstrap, topics)
+    ensure_topics(settings)
+    vendors_topic, updates_topic = topics["kafka_topic_vendors"], topics["kafka_topic_updates"]
+    late = Vendor("late", "Late", VendorKind.DUMMYJSON, sim.base_url, "USD")
+    filler = Vendor("filler", "Filler", VendorKind.DUMMYJSON, sim.base_url, "USD", {"pad": "x" * 100})
+    # The causal order of the real system: the definition is on the topic before any update of the vendor.
+    produce(kafka_broker.bootstrap, vendors_topic, [("filler", vendor_to_dict(filler))] * FILLER_RECORDS)
+    produce(kafka_broker.bootstrap, vendors_topic, [("late", vendor_to_dict(late))])
+    messages = await _sync_of(sim, late, tmp_path)
+    produce(kafka_broker.bootstrap, updates_topic, [("late", m) for m in messages])
+
+    async with _consumer(settings, store) as (changelog, applier):
+        await _eventually(lambda: _offers(store, "late") == SIZE, within=30, what="the late vendor's offers")
+        await _eventually(lambda: store.vendor_status("late").state == "ok", within=10, what="the sync's end")
+        assert changelog.vendor_catch_ups >= 1  # the updates were met first: without the catch-up they were lost
+        assert applier.unknown_vendor == 0
+    assert store.get_vendor("late") == late
+    assert store.vendor_status("late").last_full_sync_at is not None
+
+
+async def test_updates_of_a_vendor_deleted_meanwhile_are_skipped_after_one_catch_up(
+    kafka_broker: Broker, sim: Sim, store: SqliteCatalog, tmp_path: Path
+) -> None:
+    topics = _topics()
+    settings = _node_settings(tmp_path, kafka_broker.bootstrap, topics)
+    ensure_topics(settings)
+    gone = Vendor("gone", "Gone", VendorKind.DUMMYJSON, sim.base_url, "USD")
+    kept = Vendor("kept", "Kept", VendorKind.DUMMYJSON, sim.base_url, "USD")
+    produce(kafka_broker.bootstrap, topics["kafka_topic_vendors"], [("gone", vendor_to_dict(gone)), ("gone", None)])
+    produce(kafka_broker.bootstrap, topics["kafka_topic_vendors"], [("kept", vendor_to_dict(kept))])
+    gone_messages = await _sync_of(sim, gone, tmp_path)
+    produce(kafka_broker.bootstrap, topics["kafka_topic_updates"], [("gone", m) for m in gone_messages])
+    kept_messages = await _sync_of(sim, kept, tmp_path)
+    produce(kafka_broker.bootstrap, topics["kafka_topic_updates"], [("kept", m) for m in kept_messages])
+
+    async with _consumer(settings, store) as (changelog, applier):
+        await _eventually(lambda: _offers(store, "kept") == SIZE, within=30, what="the kept vendor's offers")
+        await _eventually(
+            lambda: applier.unknown_vendor == len(gone_messages), within=10, what="the deleted vendor's updates"
+        )
+        assert store.get_vendor("gone") is None and _offers(store, "gone") == 0
+        # However the batches fell, the deleted vendor was looked for once, not once per batch.
+        assert changelog.vendor_catch_ups <= 1
+        metrics = {m.name: m.value for m in changelog.metrics()}
+        assert metrics["catalog_changelog_unknown_vendor_total"] == len(gone_messages)
+
+
+# -- republishing ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[Broker]:
+    """Restarted (wiped) and frozen by these tests: not the session's broker."""
+    broker = start_broker()
+    yield broker
+    broker.stop()
+
+
+def test_definitions_are_republished_into_a_recreated_topic_and_not_on_a_plain_reconnect(
+    own_broker: Broker, sim: Sim, tmp_path: Path
+) -> None:
+    topics = _topics()
+    vendors_topic = topics["kafka_topic_vendors"]
+    settings = _node_settings(tmp_path, own_broker.bootstrap, topics, node_id=unique("n"))
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(ApiServer(settings))
+        client = stack.enter_context(httpx.Client(base_url=api.base_url, timeout=15))
+        for vendor_id in ("v1", "v2"):
+            assert client.post("/vendors", json=sim.vendor_body(vendor_id), headers=admin()).status_code == 201
+        first = read_all(own_broker.bootstrap, vendors_topic)
+        assert sorted(decoded(m)[0] or "" for m in first) == ["v1", "v2"]  # each saved once, nothing republished
+
+        # A plain reconnect: the broker freezes (unreachable, storage kept), then thaws; the topic is still there.
+        pid = own_broker.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: client.get("/ready").status_code == 503, timeout=15, what="/ready to say 503")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: client.get("/ready").status_code == 200, timeout=20, what="/ready to recover")
+        assert len(read_all(own_broker.bootstrap, vendors_topic)) == 2
+
+        # A wiped broker: the node creates the topics again and publishes its definitions into them, once.
+        own_broker.restart()
+        wait_until(lambda: read_all(own_broker.bootstrap, vendors_topic), timeout=20, what="definitions republished")
+        again = read_all(own_broker.bootstrap, vendors_topic)
+        assert sorted(decoded(m)[0] or "" for m in again) == ["v1", "v2"]
+        assert {decoded(m)[1]["base_url"] for m in again} == {sim.base_url}
