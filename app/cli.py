@@ -25,7 +25,7 @@ from app.bootstrap import load_rates, make_source_factory
 from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
-from app.services.sync import incremental_since, sync_vendor
+from app.services.sync import plan_sync, sync_vendor
 from app.serving import serve_until_signal, server_config
 from app.settings import Settings
 
@@ -196,7 +196,7 @@ def sync_vendor_now(
                 raise fail(f"vendor {vendor_id!r} does not exist")
             source = make_source_factory(settings)(vendor)
             status = store.vendor_status(vendor_id)
-            incremental = not full and status.last_full_sync_at is not None and source.supports_changes_since
+            read_whole, since = plan_sync(full, status, source.supports_changes_since)
             columns = (
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -219,8 +219,8 @@ def sync_vendor_now(
                     return await sync_vendor(
                         store,
                         source,
-                        full=not incremental,
-                        since=incremental_since(status.last_success_at) if incremental else None,
+                        full=read_whole,
+                        since=since,
                         page_attempts=settings.page_attempts,
                         on_progress=show,
                     )

@@ -119,7 +119,7 @@ class ChangelogApplier:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self.applied = 0
         self.offers_applied = 0
-        #: Updates of a vendor this node does not know (its definition not applied yet, or deleted): not stored.
+        #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
         self.unknown_vendor = 0
 
     async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]:

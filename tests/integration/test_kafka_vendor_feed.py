@@ -156,33 +156,55 @@ def own_broker() -> Iterator[Broker]:
     broker.stop()
 
 
-def test_definitions_are_republished_into_a_recreated_topic_and_not_on_a_plain_reconnect(
+def test_definitions_are_published_when_the_topic_lacks_them_and_never_brought_back(
     own_broker: Broker, sim: Sim, tmp_path: Path
 ) -> None:
     topics = _topics()
     vendors_topic = topics["kafka_topic_vendors"]
     settings = _node_settings(tmp_path, own_broker.bootstrap, topics, node_id=unique("n"))
-    with contextlib.ExitStack() as stack:
-        api = stack.enter_context(ApiServer(settings))
-        client = stack.enter_context(httpx.Client(base_url=api.base_url, timeout=15))
-        for vendor_id in ("v1", "v2"):
-            assert client.post("/vendors", json=sim.vendor_body(vendor_id), headers=admin()).status_code == 201
-        first = read_all(own_broker.bootstrap, vendors_topic)
-        assert sorted(decoded(m)[0] or "" for m in first) == ["v1", "v2"]  # each saved once, nothing republished
+    ensure_topics(settings)  # as ``catalog broker`` or the Flink job do, before any node
+    # A vendor this node held before it was switched to the kafka runtime.
+    asyncio.run(_seed(settings.db_path, Vendor("v0", "V0", VendorKind.DUMMYJSON, sim.base_url, "USD")))
+
+    def keys() -> list[tuple[str, bool]]:
+        """(key, is a definition) of every record on the topic."""
+        return sorted(
+            (decoded(m)[0] or "", m.value() is not None) for m in read_all(own_broker.bootstrap, vendors_topic)
+        )
+
+    with ApiServer(settings) as api, httpx.Client(base_url=api.base_url, timeout=15) as client:
+        assert client.post("/vendors", json=sim.vendor_body("v1"), headers=admin()).status_code == 201
+        # v0 was on no record of the topic: published at start-up; v1 when saved; each once.
+        assert keys() == [("v0", True), ("v1", True)]
 
         # A plain reconnect: the broker freezes (unreachable, storage kept), then thaws; the topic is still there.
-        pid = own_broker.pid
-        os.kill(pid, signal.SIGSTOP)
+        os.kill(own_broker.pid, signal.SIGSTOP)
         try:
             wait_until(lambda: client.get("/ready").status_code == 503, timeout=15, what="/ready to say 503")
         finally:
-            os.kill(pid, signal.SIGCONT)
+            os.kill(own_broker.pid, signal.SIGCONT)
         wait_until(lambda: client.get("/ready").status_code == 200, timeout=20, what="/ready to recover")
-        assert len(read_all(own_broker.bootstrap, vendors_topic)) == 2
+        assert keys() == [("v0", True), ("v1", True)]  # nothing published again
 
-        # A wiped broker: the node creates the topics again and publishes its definitions into them, once.
+    # While the node is down, another node deletes v1; the node comes back and must not bring v1 back.
+    produce(own_broker.bootstrap, vendors_topic, [("v1", None)])
+    with ApiServer(settings) as api, httpx.Client(base_url=api.base_url, timeout=15) as client:
+        wait_until(lambda: client.get("/vendors/v1").status_code == 404, timeout=20, what="the deletion applied")
+        assert client.get("/vendors/v0").status_code == 200
+        assert keys() == [("v0", True), ("v1", False), ("v1", True)]
+
+        # A wiped broker: the topics come back empty and the node publishes what it holds into them, once.
         own_broker.restart()
-        wait_until(lambda: read_all(own_broker.bootstrap, vendors_topic), timeout=20, what="definitions republished")
+        wait_until(lambda: keys(), timeout=20, what="definitions published again")
         again = read_all(own_broker.bootstrap, vendors_topic)
-        assert sorted(decoded(m)[0] or "" for m in again) == ["v1", "v2"]
-        assert {decoded(m)[1]["base_url"] for m in again} == {sim.base_url}
+        assert [decoded(m)[0] for m in again] == ["v0"]
+        assert decoded(again[0])[1]["base_url"] == sim.base_url
+
+
+async def _seed(db_path: Path, vendor: Vendor) -> None:
+    store = SqliteCatalog(db_path)
+    store.open()
+    try:
+        await store.add_vendor(vendor)
+    finally:
+        store.close()

@@ -222,7 +222,8 @@ class KafkaChangelog:
     def _apply_vendors(self, dead: Producer, vendors: Sequence[tuple[Message, _VendorDef]]) -> None:
         """Before the updates read with them: updates of a vendor defined in the same batch then find it."""
         for msg, definition in vendors:
-            self._not_found.pop(definition.vendor_id, None)
+            if definition.vendor is not None:
+                self._not_found.pop(definition.vendor_id, None)
             if not self._call(self._applier.apply_vendor(definition.vendor_id, definition.vendor)):
                 self._dead_letter(dead, msg, f"not applied: {self.last_error}")
 

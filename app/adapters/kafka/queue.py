@@ -5,7 +5,7 @@ both directions without restarting anything: librdkafka reconnects by itself, th
 broker is unreachable a publish fails at once with 503 and a retry hint, instead of every miss waiting for a
 delivery that cannot happen. When it comes back, topics are created again if missing (a broker that lost its
 storage) and the reconnect hooks run with the names of the topics this node had to create (vendor definitions not yet
-published go out then; all of them only when ``catalog_vendors`` itself was created).
+published go out then, see ``KafkaVendorFeed``).
 
 A node of the distributed runtime publishes catalog requests already planned (``plan``): full or incremental and
 since when, decided from its own sync status by the rule the embedded workers apply, because the job has no status.
@@ -84,6 +84,10 @@ class KafkaRequestQueue:
     @property
     def bootstrap(self) -> str:
         return self._settings.kafka_bootstrap
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
         """Run ``hook`` each time the broker becomes reachable (including the first time), and whenever this node
