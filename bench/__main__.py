@@ -21,13 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import orjson
 
 from bench.loadgen import LoadResult, hammer
+from bench.table import Row, passed, print_table
 
 ADMIN = {"X-API-Key": "bench-admin-key"}
 
@@ -87,14 +87,6 @@ def page_paths(client: httpx.Client, pages: int) -> list[str]:
     return paths
 
 
-@dataclass
-class Row:
-    name: str
-    value: str
-    target: str
-    ok: bool | None
-
-
 async def read_ratio(
     port: int, path: str | list[str], rounds: int, seconds: float, connections: int
 ) -> tuple[float, float, float]:
@@ -146,8 +138,8 @@ def main() -> int:
 
         print("\n## SQLite -> PostgreSQL replication")
         rows = replication.run_replication(changes=args.changes)
-        replication.print_table(rows)
-        status |= 0 if all(r.ok is not False for r in rows) else 1
+        print_table(rows)
+        status |= 0 if passed(rows) else 1
     return status
 
 
@@ -255,14 +247,8 @@ def api_suite(args: argparse.Namespace) -> int:
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=30)
 
-    width = max(len(r.name) for r in rows)
-    vwidth = max(len(r.value) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':<{vwidth}}  {'target':<12}  result")
-    print(f"{'-' * width}  {'-' * vwidth}  {'-' * 12}  ------")
-    for r in rows:
-        result = "" if r.ok is None else ("PASS" if r.ok else "FAIL")
-        print(f"{r.name:<{width}}  {r.value:<{vwidth}}  {r.target:<12}  {result}")
-    return 0 if all(r.ok is not False for r in rows) else 1
+    print_table(rows)
+    return 0 if passed(rows) else 1
 
 
 if __name__ == "__main__":

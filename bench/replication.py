@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,17 +37,10 @@ from app.adapters.sqlite.capture import Change, SqliteOutbox
 from app.adapters.sqlite.catalog import SqliteCatalog
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.services.replication import Pusher
+from bench.table import Row, passed, print_table
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Row:
-    name: str
-    value: str
-    target: str
-    ok: bool | None
 
 
 def make_offers(n: int, *, price: str = "10.00", start: int = 0) -> list[Offer]:
@@ -281,16 +273,6 @@ def run_replication(
     return rows
 
 
-def print_table(rows: Sequence[Row]) -> None:
-    width = max(len(r.name) for r in rows)
-    vwidth = max(len(r.value) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':<{vwidth}}  {'target':<14}  result")
-    print(f"{'-' * width}  {'-' * vwidth}  {'-' * 14}  ------")
-    for r in rows:
-        result = "" if r.ok is None else ("PASS" if r.ok else "FAIL")
-        print(f"{r.name:<{width}}  {r.value:<{vwidth}}  {r.target:<14}  {result}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="PostgreSQL (default: DATABASE_URL, else 127.0.0.1:5432/test)")
@@ -303,7 +285,7 @@ def main() -> int:
         url=args.url, changes=args.changes, rate=args.rate, seconds=args.seconds, poll_s=args.poll_ms / 1000
     )
     print_table(rows)
-    return 0 if all(r.ok is not False for r in rows) else 1
+    return 0 if passed(rows) else 1
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ from app.adapters.kafka.broker import TansuBroker
 from app.domain.changelog import (
     SyncRef,
     page_message,
-    product_message,
     sync_finished_message,
     sync_started_message,
 )
 from app.domain.models import utcnow
 from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest
+from app.flink.processing import outcome_message
 from app.services.ingest import fetch_catalog_page, fetch_product
 from tests.support import free_port
 
@@ -225,14 +225,4 @@ async def sync_messages(
 
 async def product_update(source: VendorSource, request: FetchRequest) -> dict[str, Any]:
     """What the Flink job publishes for a product request, fetched from a real vendor with the shared function."""
-    outcome = await fetch_product(source, request)
-    return product_message(
-        request_id=outcome.request_id,
-        vendor_id=outcome.vendor_id,
-        vendor_product_id=outcome.vendor_product_id,
-        status=outcome.status.value,
-        offers=outcome.offers,
-        error=outcome.error,
-        error_code=outcome.error_code,
-        vendor_failure=outcome.vendor_failure,
-    )
+    return outcome_message(await fetch_product(source, request))

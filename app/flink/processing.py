@@ -46,8 +46,8 @@ from app.domain.models import Vendor, utcnow
 from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
-from app.services.ingest import PageOutcome, fetch_product
-from app.services.sync import page_with_retries
+from app.services.ingest import PageOutcome, ProductOutcome, fetch_product
+from app.services.sync import next_page, page_with_retries
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -302,17 +302,7 @@ class Processor:
         return await self._catalog_slice(source, work)
 
     async def _product(self, source: VendorSource, request: FetchRequest) -> list[Output]:
-        outcome = await fetch_product(source, request)
-        message = product_message(
-            request_id=outcome.request_id,
-            vendor_id=outcome.vendor_id,
-            vendor_product_id=outcome.vendor_product_id,
-            status=outcome.status.value,
-            offers=outcome.offers,
-            error=outcome.error,
-            error_code=outcome.error_code,
-            vendor_failure=outcome.vendor_failure,
-        )
+        message = outcome_message(await fetch_product(source, request))
         return [Output(Sink.UPDATES, request.vendor_id, dumps(message))]
 
     async def _catalog_slice(self, source: VendorSource, work: Work) -> list[Output]:
@@ -353,7 +343,7 @@ class Processor:
         next_cursor: str | None = first_cursor
         try:
             while True:
-                outcome = await _next(pages, fetcher)
+                outcome = await next_page(pages, fetcher)
                 if outcome is None:
                     break
                 page_no += 1
@@ -392,14 +382,15 @@ class Processor:
         return out
 
 
-async def _next(pages: asyncio.Queue[PageOutcome | None], fetcher: asyncio.Task[None]) -> PageOutcome | None:
-    """Pages already fetched come out before the fetcher's failure is raised (their offers are good)."""
-    if not pages.empty():
-        return pages.get_nowait()
-    getter = asyncio.ensure_future(pages.get())
-    await asyncio.wait({getter, fetcher}, return_when=asyncio.FIRST_COMPLETED)
-    if getter.done():
-        return getter.result()
-    getter.cancel()
-    fetcher.result()
-    raise CatalogError("the page fetcher ended without its end marker")
+def outcome_message(outcome: ProductOutcome) -> dict[str, Any]:
+    """The ``product`` update of a product request's outcome: what the job publishes and the nodes apply."""
+    return product_message(
+        request_id=outcome.request_id,
+        vendor_id=outcome.vendor_id,
+        vendor_product_id=outcome.vendor_product_id,
+        status=outcome.status.value,
+        offers=outcome.offers,
+        error=outcome.error,
+        error_code=outcome.error_code,
+        vendor_failure=outcome.vendor_failure,
+    )

@@ -106,7 +106,7 @@ async def sync_vendor(
     try:
         finished = False
         while not finished:
-            batch = [await _next_page(pages, fetcher)]
+            batch = [await next_page(pages, fetcher)]
             size = len(batch[0].page.offers) if batch[0] else 0
             while batch[-1] is not None and not pages.empty() and size < max_batch:
                 outcome = pages.get_nowait()
@@ -160,8 +160,9 @@ async def sync_vendor(
     return progress
 
 
-async def _next_page(pages: asyncio.Queue[PageOutcome | None], fetcher: asyncio.Task[None]) -> PageOutcome | None:
-    """The next fetched page; pages already fetched are handed out before the fetcher's failure is raised."""
+async def next_page(pages: asyncio.Queue[PageOutcome | None], fetcher: asyncio.Task[None]) -> PageOutcome | None:
+    """The next page of a read-ahead fetcher (the embedded sync and the Flink job's catalog slices); pages already
+    fetched are handed out before the fetcher's failure is raised, since their offers are good."""
     if not pages.empty():
         return pages.get_nowait()
     getter = asyncio.ensure_future(pages.get())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -233,12 +234,19 @@ class PostgresReplica:
             by_row.setdefault((c.tbl, c.pk), []).append(c)
         staged: dict[str, list[tuple[Any, ...]]] = {spec.name: [] for spec in REPLICATED}
         price_images: list[tuple[Any, ...]] = []
+        # A captured image holds every replicated column (the triggers write them all), so one C-level getter per
+        # table reads them; a row missing one (written by an older trigger) falls back to None for it.
+        getters = {tbl: operator.itemgetter(*cols) for tbl, cols in self._columns.items() if cols}
         for (tbl, pk), images in by_row.items():
             cols = self._columns[tbl]
             last = images[-1]
             if last.op == "U":
                 row = orjson.loads(last.row or "{}")
-                values = [row.get(c) for c in cols]
+                try:
+                    got = getters[tbl](row)
+                    values = list(got) if len(cols) > 1 else [got]
+                except KeyError:
+                    values = [row.get(c) for c in cols]
             else:
                 key = dict(zip(SPECS[tbl].pk, orjson.loads(pk), strict=True))
                 values = [key.get(c) for c in cols]
