@@ -32,7 +32,7 @@ import orjson
 import psycopg
 
 from app.adapters.postgres.migrate import upgrade
-from app.adapters.postgres.replica import PostgresReplica, Rejected, SchemaMismatch, WatermarkMoved
+from app.adapters.postgres.replica import PostgresReplica, Rejected, SchemaMismatch, Staged, WatermarkMoved
 from app.adapters.sqlite import capture
 from app.adapters.sqlite.capture import Change, SqliteOutbox
 from app.adapters.sqlite.catalog import SqliteCatalog
@@ -98,7 +98,7 @@ class Pusher:
         self._blocked_change: Change | None = None
         self._io: ThreadPoolExecutor | None = None
         self._io_box: SqliteOutbox | None = None
-        self._prefetch: tuple[int, Future[list[Change]]] | None = None
+        self._prefetch: _ReadAhead | None = None
         self._ack: Future[None] | None = None
         self._stop = threading.Event()
 
@@ -143,13 +143,18 @@ class Pusher:
     def step(self) -> int:
         """Push one batch; returns how many changes it held (0: nothing pending).
 
-        While a backlog drains, SQLite work overlaps PostgreSQL's: the next batch is read, and the previous one
-        deleted, on a second connection in a helper thread while PostgreSQL applies this one. A deletion can lag
-        behind PostgreSQL's commit safely: the watermark decides what was sent, and a restart drops the rest.
+        While a backlog drains, the pusher's own work overlaps PostgreSQL's: the next batch is read and staged
+        (parsed, coalesced, encoded for COPY), and the previous one deleted, on a second SQLite connection in a
+        helper thread while PostgreSQL applies this one. A deletion can lag behind PostgreSQL's commit safely: the
+        watermark decides what was sent, and a restart drops the rest. A staged batch is used only for exactly the
+        changes it was built from: if ``_without_superseded`` filters the batch, the replica stages it again.
         """
-        changes = self._prefetched()
-        if changes is None:
+        staged: Staged | None = None
+        prefetched = self._prefetched()
+        if prefetched is None:
             changes = self.outbox.read(self.watermark, self.batch_size)
+        else:
+            changes, staged = prefetched
         if not changes:
             if self.counters.last_error is not None:  # recovered, and nothing left to send
                 self.outbox.clear_error()
@@ -158,11 +163,20 @@ class Pusher:
             return 0
         upto = changes[-1].seq
         full = len(changes) == self.batch_size
+        ahead = None
         if full:
-            self._prefetch = (upto, self._io_pool().submit(self._io_outbox().read, upto, self.batch_size))
+            ahead = self._prefetch = _ReadAhead(
+                upto, self._io_pool().submit(self._io_outbox().read, upto, self.batch_size)
+            )
         changes = self._without_superseded(changes)
         try:
-            self.replica.apply(changes, expected=self.watermark, upto=upto)
+            self.replica.apply(
+                changes,
+                expected=self.watermark,
+                upto=upto,
+                staged=staged,
+                meanwhile=None if ahead is None else lambda: self._stage_ahead(ahead),
+            )
         except capture_rejections() as exc:
             rejected = self.replica.find_rejected(changes)
             self._blocked_change = rejected.change if rejected else None
@@ -196,13 +210,26 @@ class Pusher:
             self._io_box.open()
         return self._io_box
 
-    def _prefetched(self) -> list[Change] | None:
-        if self._prefetch is None:
+    def _stage_ahead(self, ahead: _ReadAhead) -> None:
+        """Stage the batch read ahead on the helper thread, from when PostgreSQL runs this batch's statements."""
+
+        def stage() -> Staged | None:
+            try:
+                changes = ahead.changes.result()
+                return self.replica.stage(changes) if changes else None
+            except Exception:
+                # Not this thread's to report: apply stages the batch again and the loop handles what that raises.
+                return None
+
+        ahead.staged = self._io_pool().submit(stage)
+
+    def _prefetched(self) -> tuple[list[Change], Staged | None] | None:
+        ahead, self._prefetch = self._prefetch, None
+        if ahead is None:
             return None
-        after, future = self._prefetch
-        self._prefetch = None
-        changes = future.result()
-        return changes if after == self.watermark else None
+        changes = ahead.changes.result()
+        staged = ahead.staged.result() if ahead.staged is not None else None
+        return (changes, staged) if ahead.after == self.watermark else None
 
     def _finish_ack(self) -> None:
         ack, self._ack = self._ack, None
@@ -230,16 +257,17 @@ class Pusher:
             return changes
         kept = [c for c in changes if not (c.tbl == bad.tbl and c.pk == bad.pk and c.seq < newer)]
         dropped = len(changes) - len(kept)
-        if dropped:
-            self.counters.superseded += dropped
-            log.warning(
-                "replication: dropping %d rejected image(s) of %s %s (seq %d): superseded by seq %d",
-                dropped,
-                bad.tbl,
-                bad.pk,
-                bad.seq,
-                newer,
-            )
+        if not dropped:
+            return changes  # the very list, so a batch staged ahead from it still applies
+        self.counters.superseded += dropped
+        log.warning(
+            "replication: dropping %d rejected image(s) of %s %s (seq %d): superseded by seq %d",
+            dropped,
+            bad.tbl,
+            bad.pk,
+            bad.seq,
+            newer,
+        )
         return kept
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -323,6 +351,15 @@ class Pusher:
                 c.last_batch_lag_s,
             ),
         ]
+
+
+@dataclass
+class _ReadAhead:
+    """The batch after ``after``, read (and later staged) on the helper thread while the current one is applied."""
+
+    after: int
+    changes: Future[list[Change]]
+    staged: Future[Staged | None] | None = None
 
 
 def capture_rejections() -> tuple[type[Exception], ...]:
