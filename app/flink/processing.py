@@ -13,7 +13,7 @@ Continuation message (version ``CONTINUATION_VERSION``; written only by the job,
 ``FetchRequest`` form): the request's own ``FetchRequest.to_dict()`` fields plus
 
     "continuation": {"v": 1, "sync_id": str, "started_at": ISO-8601, "cursor": str,
-                     "page_no": int (pages done), "items": int (offers so far), "skipped": int}
+                     "page_no": int (pages done), "items": int (offers so far)}
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
 from app.services.ingest import PageOutcome, ProductOutcome, fetch_product
+from app.services.sources import SourceRegistry
 from app.services.sync import next_page, page_with_retries
 from app.settings import Settings
 
@@ -87,7 +88,6 @@ class Continuation:
     cursor: str
     page_no: int
     items: int
-    skipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,7 +97,6 @@ class Continuation:
             "cursor": self.cursor,
             "page_no": self.page_no,
             "items": self.items,
-            "skipped": self.skipped,
         }
 
     @classmethod
@@ -111,7 +110,6 @@ class Continuation:
                 cursor=str(data["cursor"]),
                 page_no=int(data["page_no"]),
                 items=int(data["items"]),
-                skipped=int(data.get("skipped", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ChangelogError(f"bad continuation: {exc!r}") from None
@@ -244,9 +242,8 @@ class Processor:
     def __init__(self, config: ProcessingConfig) -> None:
         self.config = config
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sources: dict[str, tuple[Vendor, VendorSource]] = {}
         self._settings = config.build_settings()
-        self._make_source = make_source_factory(self._settings)
+        self._sources = SourceRegistry(make_source_factory(self._settings))
 
     def open(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -255,10 +252,7 @@ class Processor:
         loop, self._loop = self._loop, None
         if loop is None:
             return
-        for _, source in self._sources.values():
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(source.aclose())
-        self._sources.clear()
+        loop.run_until_complete(self._sources.aclose())
         loop.close()
 
     def __enter__(self) -> Processor:
@@ -268,22 +262,13 @@ class Processor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _source(self, vendor: Vendor) -> VendorSource:
-        cached = self._sources.get(vendor.id)
-        if cached is not None and cached[0] == vendor:
-            return cached[1]
-        if cached is not None:  # the definition changed (new URL, credentials): a fresh client
-            with contextlib.suppress(Exception):
-                self._run(cached[1].aclose())
-        source = self._make_source(vendor)
-        self._sources[vendor.id] = (vendor, source)
-        return source
-
     def forget(self, vendor_id: str) -> None:
-        cached = self._sources.pop(vendor_id, None)
-        if cached is not None:
-            with contextlib.suppress(Exception):
-                self._run(cached[1].aclose())
+        """The vendor was deleted: its client is closed (on this worker's loop, where the registry retires it)."""
+
+        async def drop() -> None:
+            self._sources.drop(vendor_id)
+
+        self._run(drop())
 
     def _run(self, coro: Any) -> Any:
         if self._loop is None:
@@ -296,7 +281,7 @@ class Processor:
         return result
 
     async def handle_async(self, work: Work, vendor: Vendor) -> list[Output]:
-        source = self._source(vendor)
+        source = self._sources.get(vendor)  # rebuilt (the old one closed) when the definition changes
         if work.request.kind is RequestKind.PRODUCT:
             return await self._product(source, work.request)
         return await self._catalog_slice(source, work)
@@ -315,7 +300,6 @@ class Processor:
             out.append(Output(Sink.UPDATES, vendor_id, dumps(sync_started_message(ref))))
         page_no = cont.page_no if cont else 0
         items = cont.items if cont else 0
-        skipped = cont.skipped if cont else 0
         first_cursor = cont.cursor if cont else None
         config = self.config
         deadline = time.monotonic() + config.message_budget_s
@@ -349,7 +333,6 @@ class Processor:
                 page_no += 1
                 page = outcome.page
                 items += len(page.offers)
-                skipped += len(page.skipped)
                 next_cursor = page.next_cursor
                 message = page_message(
                     ref,
@@ -377,7 +360,7 @@ class Processor:
             finished = sync_finished_message(ref, pages=page_no, items=items, error=None)
             out.append(Output(Sink.UPDATES, vendor_id, dumps(finished)))
         else:
-            more = Continuation(ref.sync_id, ref.started_at, next_cursor, page_no, items, skipped)
+            more = Continuation(ref.sync_id, ref.started_at, next_cursor, page_no, items)
             out.append(Output(Sink.REQUESTS, vendor_id, dumps(Work(request, more).to_dict())))
         return out
 

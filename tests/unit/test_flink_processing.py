@@ -71,7 +71,7 @@ def test_since_survives_the_round_trip_and_is_none_when_absent() -> None:
 
 def test_a_continuation_survives_its_round_trip_through_json() -> None:
     request = FetchRequest(RequestKind.CATALOG, "shop", full=True)
-    more = Continuation("s_1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "cursor-9", page_no=4, items=1000, skipped=3)
+    more = Continuation("s_1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "cursor-9", page_no=4, items=1000)
     work = parse_request(_json(Work(request, more).to_dict()))
     assert work.continuation == more
     assert work.request == request
