@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from app.adapters.kafka.changelog import KafkaChangelog
 from app.adapters.kafka.queue import KafkaRequestQueue
@@ -29,7 +30,7 @@ from app.services.breaker import BreakerRegistry
 from app.services.catalog import CatalogService
 from app.services.changelog import ChangelogApplier
 from app.services.metrics import MetricProvider
-from app.services.replication import Replication
+from app.services.replication import Replication, ReplicationMonitor
 from app.services.sources import SourceRegistry
 from app.services.sync import plan_sync
 from app.services.tracker import RequestTracker
@@ -130,8 +131,10 @@ class Container:
         if self.vendor_feed is not None:
             await self.vendor_feed.deleted(vendor_id)
 
-    @property
-    def ready(self) -> dict[str, bool]:
+    def readiness(self) -> Readiness:
+        """Every check, and why each failing one fails, from one read of each dependency (/ready shows the
+        replication status it decided on, not a second read that may disagree)."""
+        replication = self.replication.monitor.status() if self.replication is not None else None
         checks = {"store": self.store.ping()}
         if self.changelog is None:
             checks["workers"] = self.queue.healthy
@@ -139,12 +142,8 @@ class Container:
             checks["broker"] = self.queue.healthy
             checks["changelog"] = self.changelog.running
         checks["scheduler"] = self.scheduler.running or not self.settings.scheduler_enabled
-        if self.replication is not None:
-            checks["replication"] = self.replication.monitor.ok()
-        return checks
-
-    def not_ready_reasons(self, checks: dict[str, bool]) -> list[str]:
-        """Why each failing check fails, in words an operator can act on."""
+        if replication is not None:
+            checks["replication"] = ReplicationMonitor.ok(replication)
         reasons = {
             "store": f"the SQLite store {self.settings.db_path} does not answer",
             "workers": "the request workers are not running",
@@ -152,9 +151,23 @@ class Container:
             or "the Kafka broker is unreachable",
             "changelog": "the changelog consumer is not running",
             "scheduler": "the refresh scheduler is not running",
-            "replication": self.replication.reason() if self.replication is not None else "",
+            "replication": ReplicationMonitor.reason(replication) if replication is not None else "",
         }
-        return [reasons.get(name, name) for name, ok in checks.items() if not ok]
+        failing = [reasons.get(name, name) for name, ok in checks.items() if not ok]
+        return Readiness(checks, replication, failing)
+
+    @property
+    def ready(self) -> dict[str, bool]:
+        return self.readiness().checks
+
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: dict[str, bool]
+    #: ``ReplicationMonitor.status()`` when DATABASE_URL is set
+    replication: dict[str, Any] | None
+    #: why each failing check fails, in words an operator can act on
+    reasons: list[str]
 
 
 def build_container(settings: Settings) -> Container:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,35 +26,14 @@ import httpx
 import orjson
 
 from bench.loadgen import LoadResult, hammer
+from bench.processes import free_port, simulator_command, wait_http
 from bench.table import Row, passed, print_table
 
 ADMIN = {"X-API-Key": "bench-admin-key"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_simulator(size: int, port: int) -> subprocess.Popen[bytes]:
-    """In its own process, so the vendor's serving cost lands on the other core, as with a real vendor."""
-    code = (
-        "from app.simulators.config import SimConfig; from app.simulators.server import run_simulators; "
-        f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
-    )
-    return subprocess.Popen([sys.executable, "-c", code])
-
-
-def wait_http(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+    return subprocess.Popen(simulator_command(size, port))
 
 
 def rss_mb(pid: int) -> float:

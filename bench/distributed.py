@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
 from app.services.ingest import fetch_catalog_page
 from app.settings import Settings
+from bench.processes import free_port, simulator_command, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = {
@@ -59,12 +59,6 @@ class Row:
     value: str
     baseline: str = ""
     ratio: str = ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -90,26 +84,6 @@ def _process(args: list[str], env: dict[str, str] | None = None, log: Path | Non
             proc.wait(timeout=10)
         if log and not isinstance(out, int):
             out.close()
-
-
-def _simulator(size: int, port: int) -> list[str]:
-    code = (
-        "from app.simulators.config import SimConfig; from app.simulators.server import run_simulators; "
-        f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
-    )
-    return [sys.executable, "-c", code]
-
-
-def _wait_http(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {timeout_s} s") from None
-            time.sleep(0.05)
 
 
 class Updates:
@@ -196,9 +170,9 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     settings = Settings(flink_jars_dir=ROOT / "var" / "flink-jars")
     install(settings.flink_jars_dir)
-    broker = TansuBroker(_free_port())
+    broker = TansuBroker(free_port())
     broker.start()
-    sim_port = _free_port()
+    sim_port = free_port()
     base_url = f"http://127.0.0.1:{sim_port}"
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
@@ -209,7 +183,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 "CATALOG_KAFKA_PARTITIONS": "1",
             }
         )
-        api_port = _free_port()
+        api_port = free_port()
         node_env = {
             **env,
             "CATALOG_RUNTIME": "kafka",
@@ -221,7 +195,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
         }
         api_cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(api_port), "--log-level", "warning"]
         with (
-            _process(_simulator(size, sim_port), log=log_dir / "simulator.log"),
+            _process(simulator_command(size, sim_port), log=log_dir / "simulator.log"),
             _process(
                 [sys.executable, "-m", "app.flink.job", "--checkpoints", str(log_dir / "checkpoints")],
                 env={**env, "FLINK_LOG_DIR": str(log_dir / "flink")},
@@ -229,7 +203,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
             ),
             _process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / "node.log"),
         ):
-            _wait_http(f"{base_url}/products?limit=1")
+            wait_http(f"{base_url}/products?limit=1")
             vendor = Vendor(id="bench", name="bench", kind=VendorKind.DUMMYJSON, base_url=base_url, currency="USD")
             producers = [Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})]
 
@@ -266,7 +240,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 # The same misses through an API node (runtime=kafka): GET -> product_requests -> Flink ->
                 # product_updates -> the node's SQLite -> 200. The node learnt the vendor from catalog_vendors.
                 node = f"http://127.0.0.1:{api_port}"
-                _wait_http(f"{node}/health")
+                wait_http(f"{node}/health")
                 node_overheads, node_totals = [], []
                 with httpx.Client(base_url=node, timeout=30) as api, httpx.Client(base_url=base_url) as http:
                     _wait_vendor(api, vendor.id)

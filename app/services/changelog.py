@@ -26,7 +26,7 @@ from app.domain.queries import SyncProgress
 from app.domain.requests import RequestStatus
 from app.errors import Conflict, NotFound
 from app.services.breaker import BreakerRegistry
-from app.services.ingest import ProductOutcome
+from app.services.ingest import ProductOutcome, merge_reasons
 from app.services.tracker import RequestTracker
 from app.services.workers import complete_product_request
 
@@ -213,8 +213,7 @@ class ChangelogApplier:
         progress.items_skipped += int(update.raw.get("skipped") or 0)
         if update.raw.get("total") is not None:
             progress.items_total = int(update.raw["total"])
-        for reason, count in (update.raw.get("skip_reasons") or {}).items():
-            progress.skip_reasons[reason] = progress.skip_reasons.get(reason, 0) + int(count)
+        merge_reasons(progress.skip_reasons, update.raw.get("skip_reasons") or {})  # counts checked by ``check``
         return sync
 
     async def _apply_sync_edge(self, update: Update) -> None:

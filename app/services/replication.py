@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import sqlite3
@@ -23,21 +22,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import psycopg
 
 from app.adapters.postgres.migrate import upgrade
-from app.adapters.postgres.replica import PostgresReplica, Rejected, SchemaMismatch, Staged, WatermarkMoved
+from app.adapters.postgres.replica import (
+    REJECTED,
+    PostgresReplica,
+    Rejected,
+    SchemaMismatch,
+    Staged,
+    WatermarkMoved,
+)
 from app.adapters.sqlite import capture
 from app.adapters.sqlite.capture import Change, SqliteOutbox
-from app.adapters.sqlite.catalog import SqliteCatalog
+from app.adapters.sqlite.catalog import OFFER_READ, SqliteCatalog, row_to_offer
 from app.domain import documents
-from app.domain.models import Availability, Offer
 from app.services.metrics import Metric
 from app.settings import Settings
 
@@ -67,9 +70,7 @@ class PushCounters:
     blocked: dict[str, object] | None = None
     connected: bool = False
     schema_ok: bool | None = None
-    running: bool = False
     last_batch_lag_s: float = 0.0
-    started_at: float = field(default_factory=time.time)
 
 
 class Pusher:
@@ -177,7 +178,7 @@ class Pusher:
                 staged=staged,
                 meanwhile=None if ahead is None else lambda: self._stage_ahead(ahead),
             )
-        except capture_rejections() as exc:
+        except REJECTED as exc:
             rejected = self.replica.find_rejected(changes)
             self._blocked_change = rejected.change if rejected else None
             self.counters.rejected += 1
@@ -278,7 +279,6 @@ class Pusher:
     def run(self) -> None:
         """Push until ``stop``; every failure is logged, recorded and retried with back-off."""
         self._stop.clear()
-        self.counters.running = True
         failures = 0
         try:
             while not self._stop.is_set():
@@ -310,7 +310,6 @@ class Pusher:
                 failures += 1
                 self._stop.wait(min(self.backoff_max_s, 0.1 * 2 ** min(failures, 10)))
         finally:
-            self.counters.running = False
             self.close()
             self.replica.close()
             self.counters.connected = False
@@ -362,10 +361,6 @@ class _ReadAhead:
     staged: Future[Staged | None] | None = None
 
 
-def capture_rejections() -> tuple[type[Exception], ...]:
-    return (psycopg.errors.DataError, psycopg.errors.IntegrityError)
-
-
 # -- status for /ready and /metrics (any process on the file) ---------------------------------------------------
 
 
@@ -409,11 +404,18 @@ class ReplicationMonitor:
             body["schema_ok"] = self.pusher.counters.schema_ok
         return body
 
-    def ok(self) -> bool:
-        """Not ready only when a person must act (a rejected row, different columns); PostgreSQL being down is
-        not a reason to take the API out of service: the outbox keeps everything until it is back."""
-        status = self.status()
+    @staticmethod
+    def ok(status: dict[str, Any]) -> bool:
+        """Of a ``status()``: not ready only when a person must act (a rejected row, different columns);
+        PostgreSQL being down is not a reason to take the API out of service: the outbox keeps everything."""
         return status["blocked"] is None and status.get("schema_ok") is not False
+
+    @staticmethod
+    def reason(status: dict[str, Any]) -> str:
+        """Of a ``status()`` that is not ``ok``: what the operator has to act on."""
+        if status["blocked"]:
+            return f"replication to PostgreSQL is stopped on a rejected row: {status['blocked']}"
+        return f"replication to PostgreSQL cannot run: {status['last_error']}"
 
     def metrics(self) -> list[Metric]:
         stats = self.stats()
@@ -470,31 +472,6 @@ class BackgroundPusher:
 # -- initial load -----------------------------------------------------------------------------------------------
 
 _CHUNK = 2000
-
-
-def _offer_from_row(row: dict[str, Any]) -> Offer:
-    def dt(value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
-
-    return Offer(
-        vendor_id=row["vendor_id"],
-        vendor_product_id=row["vendor_product_id"],
-        parent_id=row["parent_id"],
-        title=row["title"],
-        description=row["description"],
-        price=Decimal(row["price"]),
-        currency=row["currency"],
-        images=tuple(json.loads(row["images"])),
-        sku=row["sku"],
-        gtin=row["gtin"],
-        brand=row["brand"],
-        category=row["category"],
-        availability=Availability(row["availability"]),
-        stock=row["stock"],
-        url=row["url"],
-        vendor_updated_at=dt(row["vendor_updated_at"]),
-        fetched_at=datetime.fromisoformat(row["fetched_at"]),
-    )
 
 
 def _insert_rows(conn: sqlite3.Connection, table: str, rows: Iterable[dict[str, Any]], extra: dict[str, Any]) -> int:
@@ -556,19 +533,17 @@ async def initial_load(store: SqliteCatalog, replica: PostgresReplica, *, instal
             if not vendors:
                 return None
             capture.set_suppressed(conn, True)
-            (seq,) = conn.execute(
-                "UPDATE meta SET value = value + ? WHERE key = 'change_seq' RETURNING value", (len(vendors),)
-            ).fetchone()
+            first = SqliteCatalog.next_seq(conn, len(vendors))
             for i, vendor in enumerate(vendors):
-                _insert_rows(conn, "vendors", [vendor], {"change_seq": seq - len(vendors) + 1 + i})
+                _insert_rows(conn, "vendors", [vendor], {"change_seq": first + i})
             _insert_rows(conn, "vendor_sync", rows("vendor_sync"), {})
-            cols = columns["offers"]
             loaded = 0
             with pg.cursor(name="initial_load_offers") as cur:
                 cur.itersize = _CHUNK
-                cur.execute(f"SELECT {', '.join(cols)} FROM offers ORDER BY vendor_id, vendor_product_id")
+                # PostgreSQL keeps the offers' columns as SQLite's text, so the store's own row reader applies.
+                cur.execute(f"SELECT {OFFER_READ} FROM offers ORDER BY vendor_id, vendor_product_id")
                 while batch := cur.fetchmany(_CHUNK):
-                    offers = [_offer_from_row(dict(zip(cols, r, strict=True))) for r in batch]
+                    offers = [row_to_offer(r) for r in batch]
                     store.upsert_in(conn, offers)
                     loaded += len(offers)
             _adopt_product_times(conn, pg)
@@ -624,12 +599,6 @@ class Replication:
             await self.background.stop()
         await self.analytics.close()
         self.monitor.close()
-
-    def reason(self) -> str:
-        status = self.monitor.status()
-        if status["blocked"]:
-            return f"replication to PostgreSQL is stopped on a rejected row: {status['blocked']}"
-        return f"replication to PostgreSQL cannot run: {status['last_error']}"
 
 
 def build_pusher(settings: Settings) -> Pusher:

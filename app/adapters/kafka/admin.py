@@ -35,10 +35,11 @@ def ensure_topics(
 ) -> list[str]:
     """Create the missing topics with ``kafka_partitions`` partitions; returns the names created."""
     admin = admin or AdminClient(admin_config(settings))
-    missing = [name for name in topic_specs(settings) if name not in existing_topics(admin, timeout_s)]
+    specs = topic_specs(settings)
+    existing = existing_topics(admin, timeout_s)  # one metadata request for all of them
+    missing = [name for name in specs if name not in existing]
     if not missing:
         return []
-    specs = topic_specs(settings)
     futures = admin.create_topics(
         [
             NewTopic(

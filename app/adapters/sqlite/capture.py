@@ -29,6 +29,8 @@ from pathlib import Path
 
 import orjson
 
+from app.adapters.sqlite.transaction import immediate
+
 OUTBOX = "repl_outbox"
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 _ACTIVE = "(SELECT suppress FROM repl_control WHERE id = 1) = 0"
@@ -165,11 +167,6 @@ def install(conn: sqlite3.Connection, *, reload: bool = True) -> list[str]:
     return reloaded
 
 
-def uninstall(conn: sqlite3.Connection) -> None:
-    for name in installed_triggers(conn):
-        conn.execute(f"DROP TRIGGER {name}")
-
-
 def set_suppressed(conn: sqlite3.Connection, on: bool) -> None:
     """Only inside the loader's own write transaction: set, write, reset, commit."""
     conn.execute("UPDATE repl_control SET suppress = ? WHERE id = 1", (int(on),))
@@ -232,25 +229,10 @@ class SqliteOutbox:
         return self._conn
 
     def write(self, sql: str, params: Sequence[object] = ()) -> None:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        immediate(self.conn, lambda conn: conn.execute(sql, params))
 
     def install_capture(self) -> list[str]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            reloaded = install(conn)
-            conn.execute("COMMIT")
-            return reloaded
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return immediate(self.conn, install)
 
     def columns(self) -> dict[str, list[Column]]:
         return {spec.name: replicated_columns(self.conn, spec) for spec in REPLICATED}
@@ -277,34 +259,28 @@ class SqliteOutbox:
 
         Pending changes are renumbered above it (keeping their order), since they were never sent.
         """
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+
+        def adopt(conn: sqlite3.Connection) -> None:
             issued = self.last_issued()
             if issued < watermark:
                 conn.execute(f"UPDATE {OUTBOX} SET seq = seq + ?", (watermark,))
                 conn.execute("INSERT OR IGNORE INTO sqlite_sequence (name, seq) VALUES (?, 0)", (OUTBOX,))
                 conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (issued + watermark, OUTBOX))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+        immediate(self.conn, adopt)
 
     def acknowledge(self, upto: int, *, pushed: int) -> None:
         """PostgreSQL committed everything up to ``upto``: forget it here and record the push."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+
+        def ack(conn: sqlite3.Connection) -> None:
             conn.execute(f"DELETE FROM {OUTBOX} WHERE seq <= ?", (upto,))
             conn.execute(
                 "UPDATE repl_status SET watermark = max(watermark, ?), pushed_total = pushed_total + ?, "
                 "last_push_at = ?, last_error = NULL, last_error_at = NULL, blocked = NULL WHERE id = 1",
                 (upto, pushed, time.time()),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+        immediate(self.conn, ack)
 
     def drop_acknowledged(self, watermark: int) -> None:
         self.write(f"DELETE FROM {OUTBOX} WHERE seq <= ?", (watermark,))

@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from app.adapters.sqlite.transaction import immediate
 from app.domain import documents
 from app.domain.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from app.domain.models import Availability, Offer, Vendor, VendorKind, utcnow
@@ -63,7 +64,7 @@ _OFFER_COLUMNS = (
     "gtin, brand, category, availability, stock, url, vendor_updated_at, fetched_at, match_key, content_hash, "
     "change_seq"
 )
-_OFFER_READ = (
+OFFER_READ = (
     "vendor_id, vendor_product_id, parent_id, title, description, price, currency, images, sku, gtin, brand, "
     "category, availability, stock, url, vendor_updated_at, fetched_at, product_id"
 )
@@ -87,7 +88,7 @@ def _content_hash(wire: dict[str, Any], offer: Offer) -> bytes:
     return hashlib.blake2b(orjson.dumps(wire) + offer.description.encode(), digest_size=16).digest()
 
 
-def _row_to_offer(row: sqlite3.Row | tuple[Any, ...]) -> Offer:
+def row_to_offer(row: sqlite3.Row | tuple[Any, ...]) -> Offer:
     return Offer(
         vendor_id=row[0],
         vendor_product_id=row[1],
@@ -294,17 +295,10 @@ class SqliteCatalog:
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._w
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return immediate(conn, fn)
 
     @staticmethod
-    def _next_seq(conn: sqlite3.Connection, n: int) -> int:
+    def next_seq(conn: sqlite3.Connection, n: int) -> int:
         """Reserve ``n`` sequence numbers; returns the first. Only call inside a write transaction."""
         (last,) = conn.execute(
             "UPDATE meta SET value = value + ? WHERE key = 'change_seq' RETURNING value - ?", (n, n)
@@ -337,7 +331,7 @@ class SqliteCatalog:
         if not create and not exists:
             raise NotFound(f"vendor {vendor.id!r} does not exist", details={"vendor_id": vendor.id})
         now = documents.iso(utcnow())
-        seq = self._next_seq(conn, 1)
+        seq = self.next_seq(conn, 1)
         conn.execute(
             """INSERT INTO vendors (id, name, kind, base_url, currency, credentials, refresh_interval_s, enabled,
                                     mapping, created_at, updated_at, change_seq)
@@ -540,7 +534,7 @@ class SqliteCatalog:
         if not changed:
             return UpsertResult(unchanged=len(touched))
 
-        first = self._next_seq(conn, len(changed))
+        first = self.next_seq(conn, len(changed))
         affected_products: set[str] = set()
         affected_matches: set[str] = set()
         rows = []
@@ -621,7 +615,7 @@ class SqliteCatalog:
 
         def run(conn: sqlite3.Connection) -> int:
             rows = conn.execute(
-                f"SELECT {_OFFER_READ} FROM offers WHERE vendor_id = ? AND fetched_at < ? AND availability != ?",
+                f"SELECT {OFFER_READ} FROM offers WHERE vendor_id = ? AND fetched_at < ? AND availability != ?",
                 (vendor_id, documents.iso(before), Availability.DISCONTINUED.value),
             ).fetchall()
             if not rows:
@@ -629,9 +623,9 @@ class SqliteCatalog:
             known: dict[tuple[str, str], Offer] = {}
             wires: dict[tuple[str, str], dict[str, Any]] = {}
             updates = []
-            first = self._next_seq(conn, len(rows))
+            first = self.next_seq(conn, len(rows))
             for i, row in enumerate(rows):
-                offer = dataclasses.replace(_row_to_offer(row), availability=Availability.DISCONTINUED)
+                offer = dataclasses.replace(row_to_offer(row), availability=Availability.DISCONTINUED)
                 wire = wires[offer.key] = documents.offer_dict(offer)
                 known[offer.key] = offer
                 h = _content_hash(wire, offer)
@@ -671,7 +665,7 @@ class SqliteCatalog:
                 "DELETE FROM offers WHERE vendor_id = ? AND vendor_product_id = ?", [(vendor_id, r[0]) for r in rows]
             )
             # A removal is a change even when it leaves no product to rebuild: it takes a sequence number.
-            self._next_seq(conn, 1)
+            self.next_seq(conn, 1)
             affected = {r[1] for r in rows} | self._resolve_matches(conn, {r[2] for r in rows if r[2]})
             self._rebuild_products(conn, affected)
             return len(rows)
@@ -701,7 +695,7 @@ class SqliteCatalog:
                     updates.append((want, vendor_id, vpid))
                     moved.update((want, pid))
             if updates:
-                seq = self._next_seq(conn, len(updates))
+                seq = self.next_seq(conn, len(updates))
                 conn.executemany(
                     "UPDATE offers SET product_id = ?, change_seq = ? WHERE vendor_id = ? AND vendor_product_id = ?",
                     [(want, seq + i, v, p) for i, (want, v, p) in enumerate(updates)],
@@ -738,8 +732,8 @@ class SqliteCatalog:
                 else:
                     groups[pid].append(offer)
             for part in _chunks(unknown):
-                for row in conn.execute(f"SELECT {_OFFER_READ} FROM offers WHERE rowid IN ({_marks(len(part))})", part):
-                    groups[row[17]].append(_row_to_offer(row))
+                for row in conn.execute(f"SELECT {OFFER_READ} FROM offers WHERE rowid IN ({_marks(len(part))})", part):
+                    groups[row[17]].append(row_to_offer(row))
             etags = dict(
                 conn.execute(f"SELECT id, etag FROM products WHERE id IN ({_marks(len(chunk))})", chunk).fetchall()
             )
@@ -784,7 +778,7 @@ class SqliteCatalog:
                 continue
             rebuilt = [r[0] for r in rows]
             self._fts_remove(conn, [pid for pid in rebuilt if pid in etags])
-            first = self._next_seq(conn, len(rows))
+            first = self.next_seq(conn, len(rows))
             conn.executemany(
                 f"""INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
                         currency, min_price, max_price, min_price_base, in_stock, offer_count, updated_at, summary,
@@ -858,9 +852,9 @@ class SqliteCatalog:
 
     def get_offers(self, vendor_id: str) -> list[Offer]:
         return [
-            _row_to_offer(r)
+            row_to_offer(r)
             for r in self._r.execute(
-                f"SELECT {_OFFER_READ} FROM offers WHERE vendor_id = ? ORDER BY vendor_product_id",
+                f"SELECT {OFFER_READ} FROM offers WHERE vendor_id = ? ORDER BY vendor_product_id",
                 (vendor_id,),
             )
         ]

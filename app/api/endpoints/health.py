@@ -21,19 +21,19 @@ async def health() -> Health:
 @router.get("/ready", responses={503: ERROR_RESPONSES[503]})
 async def ready(container: ContainerDep) -> Ready:
     """The store answers and the workers run; 503 with the failing checks otherwise."""
-    checks = container.ready
-    replication = container.replication
+    state = container.readiness()
     body = Ready(
-        ready=all(checks.values()),
-        checks=checks,
+        ready=all(state.checks.values()),
+        checks=state.checks,
         queue_depth=container.queue.depth,
         pending_requests=container.tracker.pending(),
         runtime=container.settings.runtime,
-        replication=ReplicationStatus(**replication.monitor.status()) if replication is not None else None,
+        replication=ReplicationStatus(**state.replication) if state.replication is not None else None,
     )
     if not body.ready:
-        reasons = container.not_ready_reasons(checks)
         raise ServiceUnavailable(
-            f"not ready: {'; '.join(reasons)}", retry_after=5, details={**body.model_dump(), "reasons": reasons}
+            f"not ready: {'; '.join(state.reasons)}",
+            retry_after=5,
+            details={**body.model_dump(), "reasons": state.reasons},
         )
     return body

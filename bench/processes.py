@@ -1,0 +1,36 @@
+"""What every benchmark starts with: free ports, a scaled DummyJSON simulator process, waiting for HTTP."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def simulator_command(size: int, port: int) -> list[str]:
+    """A DummyJSON simulator of ``size`` products in its own process, so the vendor's serving cost lands on the
+    other core, as with a real vendor."""
+    code = (
+        "from app.simulators.config import SimConfig; from app.simulators.server import run_simulators; "
+        f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
+    )
+    return [sys.executable, "-c", code]
+
+
+def wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
