@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml requirements.lock | $(BIN)/python
 	touch $(STAMP)
 
 # Flink's Kafka connector jars (not on PyPI as such): fetched, only the needed ones extracted, SHA-256 checked
-# against app/flink/jars.sha256. Fast when they are already there.
+# against app/distributed/flink/jars.sha256. Fast when they are already there.
 JARS := var/flink-jars/.verified
-$(JARS): app/flink/jars.sha256 $(STAMP)
-	$(BIN)/python -m app.flink.jars
+$(JARS): app/distributed/flink/jars.sha256 $(STAMP)
+	$(BIN)/python -m app.distributed.flink.jars
 	@touch $(JARS)
 
 # Debian's kcat: a test publishes a hand-written request with a Kafka client nobody here wrote. Without root or a
@@ -42,9 +42,9 @@ simulate: install
 	$(BIN)/catalog simulate
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
-	$(BIN)/mypy app
+	$(BIN)/ruff check app simulators tests bench
+	$(BIN)/ruff format --check app simulators tests bench
+	$(BIN)/mypy app simulators
 
 test: lint
 	$(BIN)/pytest -q

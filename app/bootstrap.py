@@ -13,29 +13,28 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from app.adapters.kafka.changelog import KafkaChangelog
-from app.adapters.kafka.queue import KafkaRequestQueue
-from app.adapters.kafka.vendors import KafkaVendorFeed
-from app.adapters.queue.memory import InProcessRequestQueue
-from app.adapters.sources import build_source
-from app.adapters.sources.http import HttpPolicy, VendorHttp
-from app.adapters.sqlite.catalog import SqliteCatalog
-from app.demo import demo_vendors
+from app.catalog.service import CatalogService
+from app.distributed.changelog_applier import ChangelogApplier
+from app.distributed.kafka.consumer import KafkaChangelog
+from app.distributed.kafka.queue import KafkaRequestQueue
+from app.distributed.kafka.vendor_feed import KafkaVendorFeed
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
-from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest
 from app.errors import Conflict
-from app.services.breaker import BreakerRegistry
-from app.services.catalog import CatalogService
-from app.services.changelog import ChangelogApplier
-from app.services.metrics import MetricProvider
-from app.services.replication import Replication, ReplicationMonitor
-from app.services.sources import SourceRegistry
-from app.services.sync import plan_sync
-from app.services.tracker import RequestTracker
-from app.services.workers import EmbeddedWorkers, RefreshScheduler
+from app.ingest.breaker import BreakerRegistry
+from app.ingest.inprocess_queue import InProcessRequestQueue
+from app.ingest.sync import plan_sync
+from app.ingest.tracker import RequestTracker
+from app.ingest.workers import EmbeddedWorkers, RefreshScheduler
+from app.observability import MetricProvider
+from app.replication.service import Replication, ReplicationMonitor
 from app.settings import Settings
+from app.sources import build_source
+from app.sources.http import HttpPolicy, VendorHttp
+from app.sources.port import VendorSource
+from app.sources.registry import SourceRegistry
+from app.store.sqlite.catalog import SqliteCatalog
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +114,8 @@ class Container:
         self.store.close()
 
     async def register_demo_vendors(self) -> None:
+        from simulators.demo import demo_vendors  # lazily: only the demo needs the simulators
+
         for vendor in demo_vendors(self.settings.demo_host):
             try:
                 await self.store.add_vendor(vendor)

@@ -19,15 +19,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.adapters.sqlite.catalog import SqliteCatalog
-from app.api.schemas import VendorIn
 from app.bootstrap import load_rates, make_source_factory
 from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
-from app.services.sync import plan_sync, sync_vendor
+from app.ingest.sync import plan_sync, sync_vendor
 from app.serving import serve_until_signal, server_config
 from app.settings import Settings
+from app.store.sqlite.catalog import SqliteCatalog
+from app.vendors.schemas import VendorIn
 
 cli = typer.Typer(help="Unified Vendor Catalog.", no_args_is_help=True, add_completion=False)
 vendors_cli = typer.Typer(help="Manage vendors.", no_args_is_help=True)
@@ -80,7 +80,7 @@ def api_config(settings: Settings, host: str | None = None, port: int | None = N
 @cli.command()
 def simulate() -> None:
     """Run the demo vendor simulators (DummyJSON :9101, Shopify :9102, WooCommerce :9103)."""
-    from app.simulators.server import DEMO_SIMULATORS, run_simulators
+    from simulators.server import DEMO_SIMULATORS, run_simulators
 
     run_simulators(DEMO_SIMULATORS)
 
@@ -90,8 +90,8 @@ def demo(
     port: Annotated[int | None, typer.Option(help="API port. Default: CATALOG_PORT.")] = None,
 ) -> None:
     """Run the simulators and the API with the demo vendors in one process (what `make run` does)."""
-    from app.simulators.server import DEMO_SIMULATORS
-    from app.simulators.server import create_app as create_simulator
+    from simulators.server import DEMO_SIMULATORS
+    from simulators.server import create_app as create_simulator
 
     settings = Settings().model_copy(update={"demo_vendors": True})
     simulators = [
@@ -246,8 +246,8 @@ def broker(
     """Run a local Kafka-protocol broker (Tansu, memory storage) in the foreground until Ctrl-C, for development."""
     import signal
 
-    from app.adapters.kafka.admin import ensure_topics
-    from app.adapters.kafka.broker import BrokerError, TansuBroker
+    from app.distributed.kafka.admin import ensure_topics
+    from app.distributed.kafka.broker import BrokerError, TansuBroker
 
     tansu = TansuBroker(port, host=host)
     try:
@@ -287,7 +287,7 @@ def flink_run(
 ) -> None:
     """Run the job on a local MiniCluster in the foreground (Ctrl-C stops it; the next run resumes from its last
     checkpoint, kept in var/flink-checkpoints/<group>)."""
-    from app.flink.job import JobError, default_checkpoints, run
+    from app.distributed.flink.job import JobError, default_checkpoints, run
 
     try:
         run(Settings(), group=group, checkpoints=default_checkpoints(group))
@@ -306,7 +306,7 @@ def flink_submit(
     ] = None,
 ) -> None:
     """Submit the job, detached, to the standalone cluster of FLINK_HOME (its conf names the job manager)."""
-    from app.flink.job import submit_command
+    from app.distributed.flink.job import submit_command
 
     settings = Settings()
     command, env = submit_command(settings, group=group, flink_home=flink_home, checkpoints=checkpoints)
@@ -321,7 +321,7 @@ def sync_run() -> None:
     import logging
     import signal
 
-    from app.services.replication import build_pusher
+    from app.replication.service import build_pusher
 
     settings = Settings()
     if not settings.database_url:
@@ -348,7 +348,7 @@ def sync_run() -> None:
 @db_cli.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Alembic revision.")] = "head") -> None:
     """Create or migrate the PostgreSQL tables (Alembic); the pusher also does this at start-up."""
-    from app.adapters.postgres.migrate import upgrade
+    from app.replication.postgres.migrate import upgrade
 
     settings = Settings()
     if not settings.database_url:

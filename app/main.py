@@ -13,10 +13,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
-from app.api.endpoints import analytics, bench, health, metrics, products, requests, vendors, webhooks
+from app.analytics import endpoints as analytics
+from app.api import bench
 from app.api.errors import install_error_handlers
 from app.bootstrap import build_container
+from app.catalog import endpoints as products
+from app.health import endpoints as health
+from app.health import metrics
+from app.ingest import endpoints as requests
 from app.settings import Settings
+from app.vendors import endpoints as vendors
+from app.vendors import webhooks
 
 DESCRIPTION = """One fast, always-fresh product catalog unified from many vendors' APIs.
 

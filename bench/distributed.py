@@ -34,12 +34,12 @@ import httpx
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from app.adapters.kafka.broker import TansuBroker
 from app.bootstrap import make_source_factory
-from app.domain.changelog import vendor_to_dict
+from app.distributed.kafka.broker import TansuBroker
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
-from app.services.ingest import fetch_catalog_page
+from app.domain.wire import vendor_to_dict
+from app.ingest.fetch import fetch_catalog_page
 from app.settings import Settings
 from bench.processes import free_port, simulator_command, wait_http
 
@@ -165,7 +165,7 @@ def _baseline_offers_per_s(vendor: Vendor, settings: Settings) -> tuple[int, flo
 
 def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | None = None) -> list[Row]:
     """Starts broker, simulator and job, measures, stops them; returns the table rows."""
-    from app.flink.jars import install
+    from app.distributed.flink.jars import install
 
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     settings = Settings(flink_jars_dir=ROOT / "var" / "flink-jars")
@@ -197,7 +197,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
         with (
             _process(simulator_command(size, sim_port), log=log_dir / "simulator.log"),
             _process(
-                [sys.executable, "-m", "app.flink.job", "--checkpoints", str(log_dir / "checkpoints")],
+                [sys.executable, "-m", "app.distributed.flink.job", "--checkpoints", str(log_dir / "checkpoints")],
                 env={**env, "FLINK_LOG_DIR": str(log_dir / "flink")},
                 log=log_dir / "job.log",
             ),

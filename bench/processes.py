@@ -19,7 +19,7 @@ def simulator_command(size: int, port: int) -> list[str]:
     """A DummyJSON simulator of ``size`` products in its own process, so the vendor's serving cost lands on the
     other core, as with a real vendor."""
     code = (
-        "from app.simulators.config import SimConfig; from app.simulators.server import run_simulators; "
+        "from simulators.config import SimConfig; from simulators.server import run_simulators; "
         f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
     )
     return [sys.executable, "-c", code]

@@ -32,11 +32,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from app.adapters.postgres.replica import PostgresReplica
-from app.adapters.sqlite.capture import Change, SqliteOutbox
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.domain.models import Availability, Offer, Vendor, VendorKind
-from app.services.replication import Pusher
+from app.replication.capture import Change, SqliteOutbox
+from app.replication.postgres.replica import PostgresReplica
+from app.replication.service import Pusher
+from app.store.sqlite.catalog import SqliteCatalog
 from bench.table import Row, passed, print_table
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -50,13 +50,13 @@ def job_env(bootstrap: str, topics: Mapping[str, str], **overrides: str) -> dict
 
 def ensure_jars() -> None:
     """The project's own install step (what `make install` runs); fast when the jars are there."""
-    from app.flink.jars import install
+    from app.distributed.flink.jars import install
 
     install(JARS_DIR)
 
 
 class FlinkJob:
-    """``python -m app.flink.job`` with the given environment; its output goes to ``log_path``."""
+    """``python -m app.distributed.flink.job`` with the given environment; its output goes to ``log_path``."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *args: str) -> None:
         self.env = dict(env)
@@ -76,7 +76,7 @@ class FlinkJob:
         # The MiniCluster's own log, one folder per start (it is rewritten when a job starts).
         flink_logs = self.log_path.parent / f"{self.log_path.stem}-flink-{self.starts + 1}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.flink.job", *self.args],
+            [sys.executable, "-m", "app.distributed.flink.job", *self.args],
             cwd=ROOT,
             env={**self.env, "FLINK_LOG_DIR": str(flink_logs)},
             stdout=self._log,
@@ -200,7 +200,7 @@ class KcatFriendlyBroker:
         import asyncio
         import threading
 
-        from app.adapters.kafka.broker import port_open, tansu_binary
+        from app.distributed.kafka.broker import port_open, tansu_binary
 
         listen, advertised = f"tcp://127.0.0.1:{self.tansu_port}", f"tcp://127.0.0.1:{self.port}"
         command = [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/", "--listener-url", listen]

@@ -16,18 +16,18 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from app.adapters.kafka.broker import TansuBroker
-from app.domain.changelog import (
+from app.distributed.flink.processing import outcome_message
+from app.distributed.kafka.broker import TansuBroker
+from app.domain.models import utcnow
+from app.domain.requests import FetchRequest
+from app.domain.wire import (
     SyncRef,
     page_message,
     sync_finished_message,
     sync_started_message,
 )
-from app.domain.models import utcnow
-from app.domain.ports import VendorSource
-from app.domain.requests import FetchRequest
-from app.flink.processing import outcome_message
-from app.services.ingest import fetch_catalog_page, fetch_product
+from app.ingest.fetch import fetch_catalog_page, fetch_product
+from app.sources.port import VendorSource
 from tests.support import free_port
 
 # The first group join takes about half of session.timeout.ms against Tansu; keep it short.

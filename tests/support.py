@@ -1,6 +1,6 @@
 """Shared helpers for the API tests: the app over real HTTP in a thread, simulators with their knobs, polling.
 
-``ApiServer`` mirrors ``app.simulators.server.SimulatorServer``: the socket is bound here (so the port is known
+``ApiServer`` mirrors ``simulators.server.SimulatorServer``: the socket is bound here (so the port is known
 before the server starts and nobody can take it in between), uvicorn runs in a daemon thread with its own loop
 and leaves signal handling to the main thread.
 """
@@ -24,8 +24,8 @@ from app.domain.models import VendorKind
 from app.main import create_app
 from app.serving import ThreadedServer
 from app.settings import Settings
-from app.simulators.config import SimConfig
-from app.simulators.server import SimulatorServer
+from simulators.config import SimConfig
+from simulators.server import SimulatorServer
 
 T = TypeVar("T")
 

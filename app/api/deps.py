@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from app.bootstrap import Container
+from app.catalog.service import CatalogService
 from app.errors import Forbidden, Unauthorized
-from app.services.catalog import CatalogService
 
 
 # Dependencies are ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, a hop that

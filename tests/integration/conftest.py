@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.sqlite.catalog import SqliteCatalog
+from app.store.sqlite.catalog import SqliteCatalog
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app.adapters.sqlite.capture import REPLICATED, replicated_columns
+from app.replication.capture import REPLICATED, replicated_columns
 from tests.support import ROOT, free_port
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -304,8 +304,8 @@ def start_writer(db_path: Path, seconds: float, seed: int) -> subprocess.Popen[b
 
 def write_for(db_path: str, seconds: float, seed: int) -> None:
     """Upsert offers with changing prices and availability, delete some, for ``seconds`` (through the real store)."""
-    from app.adapters.sqlite.catalog import SqliteCatalog
     from app.domain.models import Availability, Offer
+    from app.store.sqlite.catalog import SqliteCatalog
 
     rng = random.Random(seed)
     availabilities = [Availability.IN_STOCK, Availability.OUT_OF_STOCK, Availability.BACKORDER]

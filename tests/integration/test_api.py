@@ -26,8 +26,8 @@ import pytest
 from app.bootstrap import load_rates
 from app.domain.models import VendorKind
 from app.settings import Settings
-from app.simulators.catalog import load_base_items
-from app.simulators.server import SimulatorServer
+from simulators.catalog import load_base_items
+from simulators.server import SimulatorServer
 from tests.support import (
     ADMIN_KEY,
     SECRETS,

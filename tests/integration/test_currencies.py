@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.bootstrap import load_rates
 from app.domain.models import VendorKind
 from app.domain.money import Rates, convert, parse_rates
 from app.domain.queries import ProductQuery, Sort
+from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.test_sqlite_catalog import offer, with_vendors
 from tests.support import (
     ApiServer,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from app.bootstrap import make_source_factory
-from app.demo import demo_vendors
 from app.settings import Settings
-from app.simulators.server import DEMO_SIMULATORS, SimulatorServer
+from simulators.demo import demo_vendors
+from simulators.server import DEMO_SIMULATORS, SimulatorServer
 
 
 async def test_every_demo_vendor_reads_its_simulator() -> None:

@@ -1,10 +1,10 @@
 """The Flink ingest job on a real MiniCluster, against a real broker (Tansu), real simulators and real API nodes.
 
-One job serves the whole module (it takes 10-20 s to start and ~800 MB): it runs as ``python -m app.flink.job`` in
-its own process group, cutting catalog syncs into slices of 2 pages so that the continuation path is exercised. The
-module has its own broker, a Tansu behind a proxy that Debian's kcat can talk to (``KcatFriendlyBroker``). Node A
-(in this process) and node B (a ``uvicorn`` subprocess) run the kafka runtime with their own SQLite files; the last
-test restarts the job and checks it reprocesses nothing.
+One job serves the whole module (it takes 10-20 s to start and ~800 MB): it runs as
+``python -m app.distributed.flink.job`` in its own process group, cutting catalog syncs into slices of 2 pages so
+that the continuation path is exercised. The module has its own broker, a Tansu behind a proxy that Debian's kcat
+can talk to (``KcatFriendlyBroker``). Node A (in this process) and node B (a ``uvicorn`` subprocess) run the kafka
+runtime with their own SQLite files; the last test restarts the job and checks it reprocesses nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.domain.changelog import vendor_to_dict
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
+from app.domain.wire import vendor_to_dict
 from tests.flink_support import FlinkJob, KcatFriendlyBroker, ensure_jars, job_env, private_topics
 from tests.kafka_support import consume, produce, unique
 from tests.support import (

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from app.domain.changelog import parse_update
+from app.distributed.flink.processing import Output, ProcessingConfig, Processor, Sink, Work, parse_request
 from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind
-from app.flink.processing import Output, ProcessingConfig, Processor, Sink, Work, parse_request
+from app.domain.wire import parse_update
 from tests.support import CREDENTIALS, Sim, fast_settings, running_sims, sim_config
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from app.domain.normalize import normalize_gtin
 from app.serving import ThreadedServer
-from app.simulators import openfoodfacts, platzi
-from app.simulators.catalog import build_catalog
-from app.simulators.openfoodfacts import create_openfoodfacts_app
-from app.simulators.platzi import create_platzi_app
+from simulators import openfoodfacts, platzi
+from simulators.catalog import build_catalog
+from simulators.openfoodfacts import create_openfoodfacts_app
+from simulators.platzi import create_platzi_app
 from tests.support import ApiServer, admin, all_products, assert_error, fast_settings, vendor_state, wait_synced
 
 SIZE = 37  # not a multiple of either page size, so the last page is a short one

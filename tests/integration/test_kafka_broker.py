@@ -12,9 +12,9 @@ import certifi
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from app.adapters.kafka.admin import topic_specs
-from app.adapters.kafka.broker import port_open
-from app.adapters.kafka.config import client_config, consumer_config, group_id, producer_config
+from app.distributed.kafka.admin import topic_specs
+from app.distributed.kafka.broker import port_open
+from app.distributed.kafka.config import client_config, consumer_config, group_id, producer_config
 from app.settings import Settings
 from tests.kafka_support import consume, produce
 from tests.support import ROOT, free_port, service_env

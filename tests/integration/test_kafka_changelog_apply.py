@@ -12,15 +12,15 @@ from typing import Any
 import orjson
 import pytest
 
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.bootstrap import make_source_factory
-from app.domain.changelog import Update, parse_update, product_message
+from app.distributed.changelog_applier import ChangelogApplier, check
 from app.domain.models import Availability, Vendor, VendorKind, utcnow
-from app.domain.ports import VendorSource
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
-from app.services.breaker import BreakerRegistry
-from app.services.changelog import ChangelogApplier, check
-from app.services.tracker import RequestTracker
+from app.domain.wire import Update, parse_update, product_message
+from app.ingest.breaker import BreakerRegistry
+from app.ingest.tracker import RequestTracker
+from app.sources.port import VendorSource
+from app.store.sqlite.catalog import SqliteCatalog
 from tests.kafka_support import product_update, sync_messages
 from tests.support import Sim, fast_settings, running_sims, sim_config
 

@@ -1,7 +1,7 @@
 """The API nodes of the distributed runtime against a real broker (Tansu), real SQLite files and real simulators.
 
 The Flink job is played by the test: it reads the requests the API published, calls the simulator with the same
-shared fetch functions the job uses (``app.services.ingest``), and produces the updates with the contract's own
+shared fetch functions the job uses (``app.ingest.fetch``), and produces the updates with the contract's own
 builders. Node A runs in this process, node B as a separate ``uvicorn`` process with its own SQLite file and its own
 consumer group; both must end up with the same catalog. Topic names are private to this module (the broker is
 shared by the session).
@@ -25,7 +25,9 @@ import httpx
 import pytest
 
 from app.bootstrap import make_source_factory
-from app.domain.changelog import (
+from app.domain.models import Offer, Vendor, VendorKind, utcnow
+from app.domain.requests import FetchRequest, RequestKind
+from app.domain.wire import (
     SyncRef,
     product_message,
     sync_finished_message,
@@ -33,10 +35,8 @@ from app.domain.changelog import (
     vendor_from_dict,
     vendor_to_dict,
 )
-from app.domain.models import Offer, Vendor, VendorKind, utcnow
-from app.domain.ports import VendorSource
-from app.domain.requests import FetchRequest, RequestKind
-from app.services.sync import SINCE_MARGIN
+from app.ingest.sync import SINCE_MARGIN
+from app.sources.port import VendorSource
 from tests.kafka_support import Broker, consume, produce, product_update, read_raw, sync_messages, unique
 from tests.support import (
     ApiServer,

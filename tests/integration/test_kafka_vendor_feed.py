@@ -22,15 +22,15 @@ from typing import Any
 import httpx
 import pytest
 
-from app.adapters.kafka.admin import ensure_topics
-from app.adapters.kafka.changelog import KafkaChangelog
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.bootstrap import make_source_factory
-from app.domain.changelog import vendor_to_dict
+from app.distributed.changelog_applier import ChangelogApplier
+from app.distributed.kafka.admin import ensure_topics
+from app.distributed.kafka.consumer import KafkaChangelog
 from app.domain.models import Vendor, VendorKind
-from app.services.changelog import ChangelogApplier
-from app.services.tracker import RequestTracker
+from app.domain.wire import vendor_to_dict
+from app.ingest.tracker import RequestTracker
 from app.settings import Settings
+from app.store.sqlite.catalog import SqliteCatalog
 from tests.kafka_support import Broker, decoded, produce, read_all, start_broker, sync_messages, unique
 from tests.support import ApiServer, Sim, admin, fast_settings, running_sims, sim_config, wait_until
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.adapters.postgres.replica import PostgresReplica, SchemaMismatch
-from app.adapters.sqlite.capture import SqliteOutbox, outbox_stats
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.domain.models import Availability, Offer, Vendor, VendorKind
-from app.services.replication import Pusher, initial_load
+from app.replication.capture import SqliteOutbox, outbox_stats
+from app.replication.postgres.replica import PostgresReplica, SchemaMismatch
+from app.replication.service import Pusher, initial_load
+from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.pg import (
     NoPostgres,
     answers,

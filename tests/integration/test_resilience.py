@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.simulators.server import SimulatorServer
+from simulators.server import SimulatorServer
 from tests.support import (
     ApiServer,
     Sim,

@@ -15,8 +15,8 @@ import pytest
 from app.bootstrap import Container, build_container
 from app.domain.models import Vendor, VendorKind
 from app.domain.queries import VendorSyncStatus
-from app.simulators.config import SimConfig
-from app.simulators.server import SimulatorServer
+from simulators.config import SimConfig
+from simulators.server import SimulatorServer
 from tests.support import fast_settings
 
 

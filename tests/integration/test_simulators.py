@@ -17,9 +17,9 @@ import httpx
 import orjson
 import pytest
 
-from app.simulators.catalog import build_catalog
-from app.simulators.config import SimConfig
-from app.simulators.server import DEMO_SIMULATORS, SimulatorServer
+from simulators.catalog import build_catalog
+from simulators.config import SimConfig
+from simulators.server import DEMO_SIMULATORS, SimulatorServer
 
 SHOPIFY_TOKEN = {"X-Shopify-Access-Token": "shpat_demo"}
 WOO_KEYS = {"consumer_key": "ck_demo", "consumer_secret": "cs_demo"}

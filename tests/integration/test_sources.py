@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.adapters.sources import (
+from app.domain.models import Offer, Page, Vendor, VendorKind
+from app.errors import VendorAuthError, VendorNotFound, VendorTimeout
+from app.sources import (
     DummyJsonSource,
     HttpPolicy,
     ShopifySource,
@@ -21,11 +23,9 @@ from app.adapters.sources import (
     build_source,
     iter_catalog,
 )
-from app.domain.models import Offer, Page, Vendor, VendorKind
-from app.domain.ports import VendorSource
-from app.errors import VendorAuthError, VendorNotFound, VendorTimeout
-from app.simulators.config import SimConfig
-from app.simulators.server import SimulatorServer
+from app.sources.port import VendorSource
+from simulators.config import SimConfig
+from simulators.server import SimulatorServer
 
 # Fast but real: retries happen, their waits are milliseconds.
 FAST = HttpPolicy(timeout_s=5.0, max_attempts=6, backoff_base_s=0.001, backoff_max_s=0.01)

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.adapters.sources import BigCommerceSource, HttpPolicy, VendorHttp, build_source, iter_catalog
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.errors import VendorAuthError, VendorNotFound
-from app.simulators.bigcommerce import ERROR_TYPE, BigCommerceSimulator
-from app.simulators.config import SimConfig
-from app.simulators.server import SimulatorServer
+from app.sources import BigCommerceSource, HttpPolicy, VendorHttp, build_source, iter_catalog
+from simulators.bigcommerce import ERROR_TYPE, BigCommerceSimulator
+from simulators.config import SimConfig
+from simulators.server import SimulatorServer
 from tests.support import SECRETS, ApiServer, admin, fast_settings, running_sims, sim_config, wait_synced
 
 FAST = HttpPolicy(timeout_s=5.0, max_attempts=6, backoff_base_s=0.001, backoff_max_s=0.01)

@@ -11,12 +11,12 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.domain.cursor import InvalidCursor
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.domain.queries import ProductQuery, Sort
 from app.domain.unify import unify
 from app.errors import Conflict, NotFound
+from app.store.sqlite.catalog import SqliteCatalog
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GTINS = ["04006381333931", "00036000291452", "00000096385074"]

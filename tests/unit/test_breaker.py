@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.errors import ServiceUnavailable, VendorError, VendorNotFound, VendorTimeout
-from app.services.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpen
+from app.ingest.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpen
 
 
 class Clock:

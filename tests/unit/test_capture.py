@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.sqlite import capture
-from app.adapters.sqlite.capture import SPECS, CaptureError, SqliteOutbox
-from app.adapters.sqlite.catalog import SqliteCatalog
 from app.domain.models import Availability, Offer, Vendor, VendorKind
-from app.services.metrics import Metric, render
+from app.observability import Metric, render
+from app.replication import capture
+from app.replication.capture import SPECS, CaptureError, SqliteOutbox
+from app.store.sqlite.catalog import SqliteCatalog
 
 
 def offer(vpid: str, price: str = "9.99", **kw: object) -> Offer:

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from app.domain.changelog import (
+from app.distributed.changelog_applier import check, product_outcome
+from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.domain.requests import FetchRequest, RequestKind
+from app.domain.wire import (
     ChangelogError,
     SyncRef,
     UpdateType,
@@ -23,9 +26,6 @@ from app.domain.changelog import (
     vendor_from_dict,
     vendor_to_dict,
 )
-from app.domain.models import Availability, Offer, Vendor, VendorKind
-from app.domain.requests import FetchRequest, RequestKind
-from app.services.changelog import check, product_outcome
 
 AT = datetime(2026, 11, 25, 12, 30, 15, 123000, tzinfo=UTC)
 

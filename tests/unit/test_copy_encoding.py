@@ -13,7 +13,7 @@ import pytest
 from psycopg._copy_base import TextFormatter
 from psycopg.adapt import Transformer
 
-from app.adapters.postgres.replica import _copy_line
+from app.replication.postgres.replica import _copy_line
 
 ALPHABET = ["a", "\\", "\t", "\n", "\r", "é", "\x08", "\x0c", '"', "/", "N", "\x01", "€", "😀", " ", ",", "\\N"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.flink import jars
+from app.distributed.flink import jars
 
 
 def _wheel(cache: Path, files: dict[str, bytes]) -> Path:

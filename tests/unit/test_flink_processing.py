@@ -7,10 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from app.domain.changelog import ChangelogError, parse_update, vendor_to_dict
-from app.domain.models import Vendor, VendorKind
-from app.domain.requests import FetchRequest, RequestKind
-from app.flink.processing import (
+from app.distributed.flink.processing import (
     Continuation,
     Sink,
     Work,
@@ -20,6 +17,9 @@ from app.flink.processing import (
     parse_vendor,
     unknown_vendor,
 )
+from app.domain.models import Vendor, VendorKind
+from app.domain.requests import FetchRequest, RequestKind
+from app.domain.wire import ChangelogError, parse_update, vendor_to_dict
 
 
 def _json(data: object) -> str:

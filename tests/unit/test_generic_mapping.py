@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from app.adapters.sources.generic import (
+from app.domain.models import Availability, Vendor, VendorKind
+from app.sources.generic import (
     FieldError,
     MappingSpecError,
     apply_transform,
     map_generic_item,
     parse_mapping,
 )
-from app.domain.models import Availability, Vendor, VendorKind
 
 BASE: dict[str, Any] = {"items": "products", "fields": {"id": "code", "title": "name", "price": "price"}}
 

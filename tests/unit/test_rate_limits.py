@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from app.adapters.sources.http import HttpPolicy, Sleep, VendorHttp, rate_limit_pause
+from app.sources.http import HttpPolicy, Sleep, VendorHttp, rate_limit_pause
 
 
 class World:

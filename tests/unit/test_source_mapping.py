@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from app.adapters.sources import (
+from app.domain.models import Availability, Offer, SkippedItem, Vendor, VendorKind
+from app.sources import (
     MappingError,
     map_dummyjson_item,
     map_shopify_product,
     map_woocommerce_product,
 )
-from app.adapters.sources.base import map_items
-from app.domain.models import Availability, Offer, SkippedItem, Vendor, VendorKind
+from app.sources.base import map_items
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "vendor_samples"
 FETCHED = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)

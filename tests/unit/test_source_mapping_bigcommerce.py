@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from app.adapters.sources import MappingError, map_bigcommerce_product
 from app.domain.models import Availability, SkippedItem, Vendor, VendorKind
+from app.sources import MappingError, map_bigcommerce_product
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "vendor_samples" / "bigcommerce"
 FETCHED = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from app.adapters.sources import MappingError, map_magento_product
-from app.adapters.sources.magento import custom_attributes
 from app.domain.models import Availability, Vendor, VendorKind
+from app.sources import MappingError, map_magento_product
+from app.sources.magento import custom_attributes
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "vendor_samples" / "magento"
 FETCHED = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
-from app.services.tracker import RequestTracker
+from app.ingest.tracker import RequestTracker
 
 
 def product_request(vpid: str = "1") -> FetchRequest:

@@ -11,7 +11,6 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from app.adapters.sources.http import HttpPolicy, VendorHttp, parse_retry_after
 from app.errors import (
     VendorAuthError,
     VendorBadResponse,
@@ -20,6 +19,7 @@ from app.errors import (
     VendorRateLimited,
     VendorTimeout,
 )
+from app.sources.http import HttpPolicy, VendorHttp, parse_retry_after
 
 BASE = "https://vendor.example"
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]

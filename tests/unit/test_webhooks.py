@@ -9,7 +9,7 @@ import hmac
 import pytest
 
 from app.domain.webhooks import SeenDeliveries, sign, verify
-from app.simulators import webhooks as vendor_side
+from simulators import webhooks as vendor_side
 
 # The widely published example vector: HMAC-SHA256("key", "The quick brown fox ...").
 FOX = b"The quick brown fox jumps over the lazy dog"

@@ -1,0 +1,168 @@
+"""Reads with the miss path: answer from the local store, and ask the vendor only when that falls short.
+
+- Fresh local data: served at once.
+- Stale local data (older than the vendor's refresh interval): served at once with its age, and a refresh is
+  requested in the background.
+- Missing: a product request is published and the caller waits up to ``wait_ms``; if the vendor has not
+  answered by then the caller gets the request to poll instead of a hanging connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app.domain.models import Vendor, utcnow
+from app.domain.queries import StoredProduct
+from app.domain.requests import FetchRequest, RequestKind, RequestState, RequestStatus
+from app.errors import CatalogError, Conflict, NotFound, VendorError
+from app.ingest.breaker import BreakerRegistry, CircuitOpen
+from app.ingest.port import RequestQueue
+from app.ingest.tracker import RequestTracker
+from app.store.port import CatalogStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A product answered from the store; ``age_s`` is how old its oldest offer data is."""
+
+    product: StoredProduct
+    age_s: float
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The vendor has not answered within the wait: poll the request."""
+
+    state: RequestState
+
+
+class CatalogService:
+    def __init__(
+        self,
+        store: CatalogStore,
+        queue: RequestQueue,
+        tracker: RequestTracker,
+        *,
+        default_wait_ms: int = 1500,
+        max_wait_ms: int = 10_000,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.tracker = tracker
+        self.breakers = breakers or BreakerRegistry()
+        self.default_wait_ms = default_wait_ms
+        self.max_wait_ms = max_wait_ms
+        self._background: set[asyncio.Task[None]] = set()
+
+    def vendor(self, vendor_id: str) -> Vendor:
+        vendor = self.store.get_vendor(vendor_id)
+        if vendor is None:
+            raise NotFound(f"vendor {vendor_id!r} does not exist", details={"vendor_id": vendor_id})
+        return vendor
+
+    async def submit(self, request: FetchRequest) -> RequestState:
+        """Publish a request unless an identical one is already in flight (then share that one)."""
+        state, created = self.tracker.submit(request)
+        if created:
+            try:
+                await self.queue.publish(request)
+            except BaseException:
+                self.tracker.forget(request.id)
+                raise
+        return state
+
+    async def request_sync(self, vendor_id: str, *, full: bool = False) -> RequestState:
+        vendor = self.vendor(vendor_id)
+        if not vendor.enabled:
+            raise Conflict(f"vendor {vendor_id!r} is disabled", details={"vendor_id": vendor_id})
+        self._refuse_if_open(vendor_id)
+        return await self.submit(FetchRequest(RequestKind.CATALOG, vendor_id, full=full))
+
+    def product(self, pid: str) -> Served:
+        stored = self.store.get_product(pid)
+        if stored is None:
+            raise NotFound(f"product {pid!r} does not exist", details={"product_id": pid})
+        now = utcnow()
+        stale = False
+        for offer in stored.offers:
+            if now - offer.fetched_at > timedelta(seconds=offer.refresh_interval_s):
+                stale = True
+                if offer.vendor_enabled:
+                    self._refresh_in_background(offer.vendor_id, offer.vendor_product_id)
+        oldest = min((o.fetched_at for o in stored.offers), default=now)
+        return Served(stored, max(0.0, (now - oldest).total_seconds()), stale)
+
+    async def vendor_product(self, vendor_id: str, vendor_product_id: str, wait_ms: int | None) -> Served | Pending:
+        vendor = self.vendor(vendor_id)
+        ref = self.store.find_offer(vendor_id, vendor_product_id)
+        now = utcnow()
+        if ref is not None:
+            stored = self.store.get_product(ref.product_id)
+            if stored is not None:
+                stale = now - ref.fetched_at > timedelta(seconds=vendor.refresh_interval_s)
+                if stale and vendor.enabled:
+                    self._refresh_in_background(vendor_id, vendor_product_id)
+                return Served(stored, max(0.0, (now - ref.fetched_at).total_seconds()), stale)
+        if not vendor.enabled:
+            raise Conflict(f"vendor {vendor_id!r} is disabled", details={"vendor_id": vendor_id})
+        # A vendor known to be down: say so at once instead of making the client wait for nothing.
+        self._refuse_if_open(vendor_id)
+        state = await self.submit(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))
+        wait_s = min(self.default_wait_ms if wait_ms is None else wait_ms, self.max_wait_ms) / 1000
+        waited = await self.tracker.wait(state.request.id, wait_s) or state
+        return self.resolve(waited)
+
+    def resolve(self, state: RequestState) -> Served | Pending:
+        """Turn a request's state into the product, a pending answer, or the vendor's error."""
+        if state.status is RequestStatus.PENDING:
+            return Pending(state)
+        if state.status is RequestStatus.DONE and state.product_id:
+            stored = self.store.get_product(state.product_id)
+            if stored is not None:
+                return Served(stored, 0.0, False)
+        details = {
+            "vendor_id": state.request.vendor_id,
+            "vendor_product_id": state.request.vendor_product_id,
+            "request_id": state.request.id,
+        }
+        if state.status is RequestStatus.NOT_FOUND:
+            raise NotFound(state.error or "the vendor does not have this product", details=details)
+        if state.error_code == CircuitOpen.code:
+            breaker = self.breakers.get(state.request.vendor_id)
+            raise CircuitOpen(
+                state.error or "the vendor is unavailable",
+                retry_after=max(1.0, breaker.retry_after_s()),
+                details=details,
+            )
+        error = VendorError(
+            state.error or "the vendor request failed", details={**details, "vendor_error": state.error_code}
+        )
+        raise error
+
+    def _refuse_if_open(self, vendor_id: str) -> None:
+        breaker = self.breakers.get(vendor_id)
+        if breaker.blocked():
+            raise breaker.refusal()
+
+    def _refresh_in_background(self, vendor_id: str, vendor_product_id: str) -> None:
+        """Best effort: the reader never waits for the publish, and a full queue just skips this refresh."""
+        if self.breakers.get(vendor_id).blocked():
+            return  # the stored data is all there is until the vendor's breaker lets a call through again
+        task = asyncio.get_running_loop().create_task(
+            self._submit_quietly(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _submit_quietly(self, request: FetchRequest) -> None:
+        try:
+            await self.submit(request)
+        except CatalogError as exc:
+            log.info("refresh of %s/%s not queued: %s", request.vendor_id, request.vendor_product_id, exc.message)

@@ -1,0 +1,284 @@
+"""Applying the ``product_updates`` changelog (and vendor definitions) to a node's own store.
+
+Every node of the distributed runtime runs this on what its consumer reads, so every node's SQLite converges on the
+same catalog, and the node that published a product request completes its waiting client here, exactly as the
+embedded workers do (``complete_product_request`` is the one copy of that rule).
+
+Applying is idempotent: offers are upserts keyed by vendor and vendor product id, a finished request is never
+completed twice, and a sync's status messages seen again (a redelivery after a crash, before the offsets were
+committed) are recognised by their sync id and page number. Replaying the log in order from any point leaves the
+store as it was. Consecutive offer-carrying updates are written with one ``upsert_offers`` call: one transaction for
+many pages is what makes a fast catalog sync land at thousands of offers per second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain.models import Offer, Vendor
+from app.domain.queries import SyncProgress
+from app.domain.requests import RequestStatus
+from app.domain.wire import ChangelogError, SyncRef, Update, UpdateType
+from app.errors import Conflict, NotFound
+from app.ingest.breaker import BreakerRegistry
+from app.ingest.fetch import ProductOutcome, merge_reasons
+from app.ingest.tracker import RequestTracker
+from app.ingest.workers import complete_product_request
+from app.store.port import CatalogStore
+
+log = logging.getLogger(__name__)
+
+#: Sync ids remembered as finished, so a redelivered message of a finished sync changes no status.
+FINISHED_SYNCS_KEPT = 10_000
+SYNC_FAILED = "sync_failed"
+
+
+def _int(raw: Any, name: str, *, optional: bool = False) -> None:
+    value = raw.get(name)
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ChangelogError(f"{name} must be a non-negative integer, not {value!r}")
+
+
+def check(update: Update) -> None:
+    """What ``parse_update`` leaves to the applier; raises ``ChangelogError`` so the message is dead-lettered
+    before anything of it is applied."""
+    raw = update.raw
+    if update.type is UpdateType.PRODUCT:
+        if not isinstance(update.request_id, str) or not update.request_id:
+            raise ChangelogError("product update without request_id")
+        if not isinstance(raw.get("vendor_product_id"), str):
+            raise ChangelogError("product update without vendor_product_id")
+        try:
+            status = RequestStatus(str(raw.get("status")))
+        except ValueError:
+            raise ChangelogError(f"unknown request status {raw.get('status')!r}") from None
+        if status is RequestStatus.PENDING:
+            raise ChangelogError("a product update cannot leave its request pending")
+        if status is RequestStatus.DONE and not update.offers:
+            raise ChangelogError("a done product update carries no offers")
+        return
+    if not isinstance(raw.get("sync_id"), str) or not raw["sync_id"]:
+        raise ChangelogError("sync update without sync_id")
+    if update.type is UpdateType.PAGE:
+        _int(raw, "page_no")
+        _int(raw, "skipped", optional=True)
+        _int(raw, "total", optional=True)
+        reasons = raw.get("skip_reasons") or {}
+        if not isinstance(reasons, dict) or not all(isinstance(v, int) for v in reasons.values()):
+            raise ChangelogError("skip_reasons must map reasons to counts")
+    elif update.type is UpdateType.SYNC_FINISHED:
+        _int(raw, "pages")
+        _int(raw, "items")
+        if raw.get("error") is not None and not isinstance(raw["error"], str):
+            raise ChangelogError("error must be a string or null")
+
+
+def product_outcome(update: Update) -> ProductOutcome:
+    raw = update.raw
+    return ProductOutcome(
+        request_id=str(update.request_id),
+        vendor_id=update.vendor_id,
+        vendor_product_id=str(raw["vendor_product_id"]),
+        status=RequestStatus(raw["status"]),
+        offers=update.offers,
+        error=raw.get("error"),
+        error_code=raw.get("error_code"),
+        vendor_failure=bool(raw.get("vendor_failure")),
+    )
+
+
+@dataclass
+class _Sync:
+    ref: SyncRef
+    progress: SyncProgress = field(default_factory=SyncProgress)
+    pages_seen: set[int] = field(default_factory=set)
+
+
+class ChangelogApplier:
+    def __init__(
+        self,
+        store: CatalogStore,
+        tracker: RequestTracker,
+        *,
+        max_upsert: int = 5000,
+        on_vendor_removed: Callable[[str], None] | None = None,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
+        self._store = store
+        self._tracker = tracker
+        self._breakers = breakers
+        self._max_upsert = max_upsert
+        self._on_vendor_removed = on_vendor_removed
+        self._syncs: dict[str, _Sync] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self.applied = 0
+        self.offers_applied = 0
+        #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
+        self.unknown_vendor = 0
+
+    async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]:
+        """Which of these vendors this node does not hold (a coroutine: it runs on the store's loop)."""
+        return {vid for vid in vendor_ids if self._store.get_vendor(vid) is None}
+
+    def _skipped(self, vendor_id: str, count: int) -> None:
+        self.unknown_vendor += count
+        log.warning("%d update(s) of vendor %r skipped: no definition on catalog_vendors (deleted?)", count, vendor_id)
+
+    # -- product updates -----------------------------------------------------------------------------------
+
+    async def apply(self, updates: Sequence[Update]) -> None:
+        """Apply in order; runs of offer-carrying updates share one upsert. Call ``check`` on each first."""
+        run: list[Update] = []
+        for update in updates:
+            if update.type in (UpdateType.PRODUCT, UpdateType.PAGE):
+                run.append(update)
+                continue
+            await self._apply_run(run)
+            run = []
+            await self._apply_sync_edge(update)
+        await self._apply_run(run)
+        self.applied += len(updates)
+
+    async def _apply_run(self, run: list[Update]) -> None:
+        if not run:
+            return
+        known = {vid for vid in {u.vendor_id for u in run} if self._store.get_vendor(vid) is not None}
+        for vendor_id, count in Counter(u.vendor_id for u in run if u.vendor_id not in known).items():
+            self._skipped(vendor_id, count)
+        offers: list[Offer] = [
+            offer
+            for u in run
+            if u.vendor_id in known and (u.type is UpdateType.PAGE or u.raw.get("status") == RequestStatus.DONE.value)
+            for offer in u.offers
+        ]
+        for start in range(0, len(offers), self._max_upsert):
+            await self._store.upsert_offers(offers[start : start + self._max_upsert])
+        self.offers_applied += len(offers)
+        progressed: dict[str, _Sync] = {}
+        for u in run:
+            if u.type is UpdateType.PRODUCT:
+                outcome = product_outcome(u)
+                if u.vendor_id not in known:
+                    self._tracker.complete(
+                        outcome.request_id,
+                        RequestStatus.FAILED,
+                        error="vendor no longer exists",
+                        error_code="not_found",
+                    )
+                else:
+                    self._record_vendor_health(outcome)
+                    complete_product_request(self._store, self._tracker, outcome)
+            elif u.vendor_id in known:
+                sync = await self._page(u)
+                if sync is not None:
+                    progressed[u.vendor_id] = sync
+        for vendor_id, sync in progressed.items():
+            await self._store.sync_progress(vendor_id, sync.progress)
+
+    def _record_vendor_health(self, outcome: ProductOutcome) -> None:
+        """The job calls the vendors, so its outcomes drive this node's breakers: misses of a vendor that keeps
+        failing are refused at once (503 + Retry-After), as in the embedded runtime."""
+        if self._breakers is None:
+            return
+        breaker = self._breakers.get(outcome.vendor_id)
+        if outcome.vendor_failure:
+            breaker.try_acquire()  # after a cool-down this outcome is the probe's verdict
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+
+    async def _page(self, update: Update) -> _Sync | None:
+        ref = update.sync
+        assert ref is not None
+        if ref.sync_id in self._finished:
+            return None
+        sync = self._syncs.get(ref.vendor_id)
+        if sync is None or sync.ref.sync_id != ref.sync_id:
+            # This node missed the sync's start (it joined mid-sync): show it running all the same.
+            sync = self._syncs[ref.vendor_id] = _Sync(ref)
+            await self._store.sync_started(ref.vendor_id)
+        page_no = int(update.raw["page_no"])
+        if page_no in sync.pages_seen:
+            return None
+        sync.pages_seen.add(page_no)
+        progress = sync.progress
+        progress.pages += 1
+        progress.items_seen += len(update.offers)
+        progress.items_skipped += int(update.raw.get("skipped") or 0)
+        if update.raw.get("total") is not None:
+            progress.items_total = int(update.raw["total"])
+        merge_reasons(progress.skip_reasons, update.raw.get("skip_reasons") or {})  # counts checked by ``check``
+        return sync
+
+    async def _apply_sync_edge(self, update: Update) -> None:
+        ref = update.sync
+        assert ref is not None
+        if ref.sync_id in self._finished:
+            return
+        known = self._store.get_vendor(ref.vendor_id) is not None
+        if not known:
+            self._skipped(ref.vendor_id, 1)
+        current = self._syncs.get(ref.vendor_id)
+        if update.type is UpdateType.SYNC_STARTED:
+            if current is not None and current.ref.sync_id == ref.sync_id:
+                return
+            self._syncs[ref.vendor_id] = _Sync(ref)
+            if known:
+                await self._store.sync_started(ref.vendor_id)
+            return
+        # SYNC_FINISHED
+        error: str | None = update.raw.get("error")
+        sync = self._syncs.pop(ref.vendor_id) if current is not None and current.ref.sync_id == ref.sync_id else None
+        progress = sync.progress if sync is not None else SyncProgress()
+        progress.pages = max(progress.pages, int(update.raw["pages"]))
+        progress.items_seen = max(progress.items_seen, int(update.raw["items"]))
+        if known:
+            if ref.full and error is None:
+                unlisted = await self._store.mark_unlisted(ref.vendor_id, ref.started_at)
+                if unlisted:
+                    log.info("vendor %s: %d offers no longer listed, marked discontinued", ref.vendor_id, unlisted)
+            await self._store.sync_progress(ref.vendor_id, progress)
+            await self._store.sync_finished(ref.vendor_id, error=error, full=ref.full)
+        self._finished[ref.sync_id] = None
+        while len(self._finished) > FINISHED_SYNCS_KEPT:
+            self._finished.popitem(last=False)
+        if ref.request_id:
+            if error is None:
+                self._tracker.complete(ref.request_id, RequestStatus.DONE)
+            else:
+                self._tracker.complete(ref.request_id, RequestStatus.FAILED, error=error, error_code=SYNC_FAILED)
+
+    # -- vendor definitions --------------------------------------------------------------------------------
+
+    async def apply_vendor(self, vendor_id: str, vendor: Vendor | None) -> bool:
+        """Bring this node's vendor in line with the definition read (None: deleted); True when it changed."""
+        current = self._store.get_vendor(vendor_id)
+        if vendor is None:
+            if current is None:
+                return False
+            try:
+                await self._store.delete_vendor(vendor_id)
+            except NotFound:
+                return False
+            self._syncs.pop(vendor_id, None)
+            if self._on_vendor_removed is not None:
+                self._on_vendor_removed(vendor_id)
+            return True
+        if vendor.id != vendor_id:
+            raise ChangelogError(f"vendor definition keyed {vendor_id!r} describes {vendor.id!r}")
+        if current == vendor:
+            return False
+        if current is None:
+            try:
+                await self._store.add_vendor(vendor)
+                return True
+            except Conflict:  # added through this node's own API in between
+                pass
+        await self._store.update_vendor(vendor)
+        return True

@@ -1,0 +1,379 @@
+"""The Flink job's work, without Flink: a request and its vendor in, the Kafka records to write out.
+
+Everything vendor-specific is the embedded runtime's own code: ``build_source`` + ``VendorHttp`` (through
+``make_source_factory``), ``fetch_product`` and ``fetch_catalog_page`` with the sync's page retries. This module only
+turns their outcomes into ``app.domain.wire`` messages, so the job cannot drift from the embedded workers.
+
+A catalog sync is cut into slices: each request (or continuation) message fetches at most ``pages_per_message``
+pages or ``message_budget_s`` seconds, emits one PAGE update per page, then writes a continuation message back to
+``vendor_requests``. One large vendor therefore never holds the operator for long, other vendors' requests are
+interleaved between its slices, and a sync survives a job restart (the continuation is in Kafka, not in memory).
+
+Continuation message (version ``CONTINUATION_VERSION``; written only by the job, a ``kcat`` user writes the plain
+``FetchRequest`` form): the request's own ``FetchRequest.to_dict()`` fields plus
+
+    "continuation": {"v": 1, "sync_id": str, "started_at": ISO-8601, "cursor": str,
+                     "page_no": int (pages done), "items": int (offers so far)}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from app.bootstrap import make_source_factory
+from app.domain.documents import iso
+from app.domain.models import Vendor, utcnow
+from app.domain.requests import FetchRequest, RequestKind, RequestStatus
+from app.domain.wire import (
+    ChangelogError,
+    SyncRef,
+    page_message,
+    product_message,
+    sync_finished_message,
+    sync_started_message,
+    vendor_from_dict,
+)
+from app.errors import CatalogError
+from app.ingest.fetch import PageOutcome, ProductOutcome, fetch_product
+from app.ingest.sync import next_page, page_with_retries
+from app.settings import Settings
+from app.sources.port import VendorSource
+from app.sources.registry import SourceRegistry
+
+log = logging.getLogger(__name__)
+
+CONTINUATION_VERSION = 1
+
+
+class Sink(StrEnum):
+    """Where an output record goes; the job maps each to its topic."""
+
+    UPDATES = "updates"
+    REQUESTS = "requests"  # continuations, back to the vendor requests topic
+    DEAD_LETTERS = "dead_letters"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    sink: Sink
+    key: str | None
+    value: str
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    return orjson.dumps(data).decode()
+
+
+def dead_letter(raw: str | None, reason: str, *, source: str) -> Output:
+    """The unreadable message itself plus why, so someone can fix and replay it by hand."""
+    body = {"v": 1, "source": source, "error": reason, "raw": raw, "at": iso(utcnow())}
+    return Output(Sink.DEAD_LETTERS, None, dumps(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    sync_id: str
+    started_at: datetime
+    cursor: str
+    page_no: int
+    items: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": CONTINUATION_VERSION,
+            "sync_id": self.sync_id,
+            "started_at": iso(self.started_at),
+            "cursor": self.cursor,
+            "page_no": self.page_no,
+            "items": self.items,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Continuation:
+        if not isinstance(data, dict) or data.get("v") != CONTINUATION_VERSION:
+            raise ChangelogError(f"unsupported continuation {data!r:.100}")
+        try:
+            return cls(
+                sync_id=str(data["sync_id"]),
+                started_at=datetime.fromisoformat(str(data["started_at"])),
+                cursor=str(data["cursor"]),
+                page_no=int(data["page_no"]),
+                items=int(data["items"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChangelogError(f"bad continuation: {exc!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A parsed request message: a client's request, or the job's own continuation of a catalog sync."""
+
+    request: FetchRequest
+    continuation: Continuation | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.request.to_dict()
+        if self.continuation is not None:
+            data["continuation"] = self.continuation.to_dict()
+        return data
+
+
+def parse_request(raw: str | None) -> Work:
+    """Raises ``ChangelogError`` for anything the job cannot act on (it goes to the dead-letter topic)."""
+    if raw is None:
+        raise ChangelogError("empty message (tombstone)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ChangelogError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ChangelogError("a request must be a JSON object")
+    if data.get("v") != 1:
+        raise ChangelogError(f"unsupported request version {data.get('v')!r}")
+    try:
+        request = FetchRequest.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ChangelogError(f"bad request: {exc!r}") from None
+    if not request.vendor_id:
+        raise ChangelogError("request without vendor_id")
+    if request.kind is RequestKind.PRODUCT and not request.vendor_product_id:
+        raise ChangelogError("product request without vendor_product_id")
+    continuation = data.get("continuation")
+    if continuation is not None and request.kind is not RequestKind.CATALOG:
+        raise ChangelogError("only catalog requests continue")
+    return Work(request, None if continuation is None else Continuation.from_dict(continuation))
+
+
+def parse_vendor(raw: str | None) -> Vendor:
+    """A ``catalog_vendors`` value (``vendor_to_dict``)."""
+    if raw is None:
+        raise ChangelogError("empty vendor definition")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ChangelogError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise ChangelogError("a vendor definition must be a version 1 JSON object")
+    return vendor_from_dict(data)
+
+
+def unknown_vendor(work: Work, waited_s: float) -> list[Output]:
+    """A request whose vendor definition never arrived: fail it visibly instead of keeping it forever."""
+    reason = f"vendor {work.request.vendor_id!r} is unknown to the ingest job (no definition after {waited_s:g}s)"
+    return failed(work, "unknown_vendor", reason)
+
+
+def failed(work: Work, code: str, reason: str) -> list[Output]:
+    """The updates that end a request without result, so nodes waiting on it answer instead of timing out."""
+    request = work.request
+    if request.kind is RequestKind.PRODUCT:
+        message = product_message(
+            request_id=request.id,
+            vendor_id=request.vendor_id,
+            vendor_product_id=request.vendor_product_id or "",
+            status=RequestStatus.FAILED.value,
+            error=reason,
+            error_code=code,
+        )
+        return [Output(Sink.UPDATES, request.vendor_id, dumps(message))]
+    ref = _sync_ref(work)
+    items = work.continuation.items if work.continuation else 0
+    pages = work.continuation.page_no if work.continuation else 0
+    out = [] if work.continuation else [Output(Sink.UPDATES, request.vendor_id, dumps(sync_started_message(ref)))]
+    finished = sync_finished_message(ref, pages=pages, items=items, error=f"{code}: {reason}")
+    return [*out, Output(Sink.UPDATES, request.vendor_id, dumps(finished))]
+
+
+def _sync_ref(work: Work) -> SyncRef:
+    request, cont = work.request, work.continuation
+    if cont is None:
+        # Derived from the request id: a replayed request (after a crash) re-runs the same sync, not a second one.
+        sync_id = "s_" + uuid.uuid5(uuid.NAMESPACE_URL, request.id).hex
+        return SyncRef(sync_id, request.id, request.vendor_id, request.full, utcnow())
+    return SyncRef(cont.sync_id, request.id, request.vendor_id, request.full, cont.started_at)
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """What the workers need, as plain values: settings travel to cluster workers inside the pickled function."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    pages_per_message: int = 40
+    message_budget_s: float = 1.0
+    read_ahead: int = 4
+    page_retry_pause_s: float = 1.0
+    #: How long a request waits for its vendor's definition (which may trail it) before it is failed.
+    unknown_vendor_wait_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ProcessingConfig:
+        values = settings.model_dump(mode="json", include=_VENDOR_SETTINGS)
+        return cls(settings=values, **overrides)
+
+    def build_settings(self) -> Settings:
+        return Settings(**self.settings)
+
+
+_VENDOR_SETTINGS = {
+    "vendor_timeout_s",
+    "vendor_max_attempts",
+    "vendor_backoff_base_s",
+    "vendor_backoff_max_s",
+    "vendor_max_retry_after_s",
+    "vendor_concurrency",
+    "page_attempts",
+}
+
+
+class Processor:
+    """One per Python worker: its own event loop and one source (HTTP connection pool) per vendor."""
+
+    def __init__(self, config: ProcessingConfig) -> None:
+        self.config = config
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._settings = config.build_settings()
+        self._sources = SourceRegistry(make_source_factory(self._settings))
+
+    def open(self) -> None:
+        self._loop = asyncio.new_event_loop()
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        loop.run_until_complete(self._sources.aclose())
+        loop.close()
+
+    def __enter__(self) -> Processor:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def forget(self, vendor_id: str) -> None:
+        """The vendor was deleted: its client is closed (on this worker's loop, where the registry retires it)."""
+
+        async def drop() -> None:
+            self._sources.drop(vendor_id)
+
+        self._run(drop())
+
+    def _run(self, coro: Any) -> Any:
+        if self._loop is None:
+            raise RuntimeError("Processor.open() was not called")
+        return self._loop.run_until_complete(coro)
+
+    def handle(self, work: Work, vendor: Vendor) -> list[Output]:
+        """The records one request message produces; vendor failures are outcomes, never exceptions."""
+        result: list[Output] = self._run(self.handle_async(work, vendor))
+        return result
+
+    async def handle_async(self, work: Work, vendor: Vendor) -> list[Output]:
+        source = self._sources.get(vendor)  # rebuilt (the old one closed) when the definition changes
+        if work.request.kind is RequestKind.PRODUCT:
+            return await self._product(source, work.request)
+        return await self._catalog_slice(source, work)
+
+    async def _product(self, source: VendorSource, request: FetchRequest) -> list[Output]:
+        message = outcome_message(await fetch_product(source, request))
+        return [Output(Sink.UPDATES, request.vendor_id, dumps(message))]
+
+    async def _catalog_slice(self, source: VendorSource, work: Work) -> list[Output]:
+        """Up to ``pages_per_message`` pages, the next one fetched while the current one is serialised."""
+        request, cont = work.request, work.continuation
+        vendor_id = request.vendor_id
+        ref = _sync_ref(work)
+        out: list[Output] = []
+        if cont is None:
+            out.append(Output(Sink.UPDATES, vendor_id, dumps(sync_started_message(ref))))
+        page_no = cont.page_no if cont else 0
+        items = cont.items if cont else 0
+        first_cursor = cont.cursor if cont else None
+        config = self.config
+        deadline = time.monotonic() + config.message_budget_s
+        pages: asyncio.Queue[PageOutcome | None] = asyncio.Queue(maxsize=config.read_ahead)
+        attempts = self._settings.page_attempts
+        # An incremental request carries the node's ``since``; fetch_catalog_page ignores it for a source that
+        # cannot filter by change time. The continuations carry the request, so every slice filters alike.
+        since = None if request.full else request.since
+
+        async def fetch() -> None:
+            cursor, fetched, seen = first_cursor, 0, set[str]()
+            while True:
+                outcome = await page_with_retries(source, cursor, since, attempts, config.page_retry_pause_s)
+                await pages.put(outcome)
+                fetched += 1
+                cursor = outcome.page.next_cursor
+                if cursor is None or fetched >= config.pages_per_message or time.monotonic() >= deadline:
+                    break
+                if cursor in seen:
+                    raise CatalogError(f"vendor {vendor_id} repeated cursor {cursor!r}")
+                seen.add(cursor)
+            await pages.put(None)
+
+        fetcher = asyncio.create_task(fetch())
+        next_cursor: str | None = first_cursor
+        try:
+            while True:
+                outcome = await next_page(pages, fetcher)
+                if outcome is None:
+                    break
+                page_no += 1
+                page = outcome.page
+                items += len(page.offers)
+                next_cursor = page.next_cursor
+                message = page_message(
+                    ref,
+                    page_no=page_no,
+                    offers=page.offers,
+                    skipped=len(page.skipped),
+                    skip_reasons=outcome.skip_reasons,
+                    total=page.total,
+                )
+                out.append(Output(Sink.UPDATES, vendor_id, dumps(message)))
+        except CatalogError as exc:
+            log.warning("vendor %s: sync %s failed after %d pages: %s", vendor_id, ref.sync_id, page_no, exc.message)
+            error = f"{exc.code}: {exc.message}"
+            out.append(
+                Output(
+                    Sink.UPDATES, vendor_id, dumps(sync_finished_message(ref, pages=page_no, items=items, error=error))
+                )
+            )
+            return out
+        finally:
+            fetcher.cancel()
+            with contextlib.suppress(BaseException):
+                await fetcher
+        if next_cursor is None:
+            finished = sync_finished_message(ref, pages=page_no, items=items, error=None)
+            out.append(Output(Sink.UPDATES, vendor_id, dumps(finished)))
+        else:
+            more = Continuation(ref.sync_id, ref.started_at, next_cursor, page_no, items)
+            out.append(Output(Sink.REQUESTS, vendor_id, dumps(Work(request, more).to_dict())))
+        return out
+
+
+def outcome_message(outcome: ProductOutcome) -> dict[str, Any]:
+    """The ``product`` update of a product request's outcome: what the job publishes and the nodes apply."""
+    return product_message(
+        request_id=outcome.request_id,
+        vendor_id=outcome.vendor_id,
+        vendor_product_id=outcome.vendor_product_id,
+        status=outcome.status.value,
+        offers=outcome.offers,
+        error=outcome.error,
+        error_code=outcome.error_code,
+        vendor_failure=outcome.vendor_failure,
+    )

@@ -1,0 +1,325 @@
+"""The node's changelog consumer: ``product_updates`` and ``catalog_vendors`` into its own store.
+
+confluent-kafka is blocking, so a thread polls; it decodes and checks messages there and hands each batch to the
+event loop, which applies it (``ChangelogApplier``) while the thread waits. Only then are the batch's offsets
+stored for the background commit: at-least-once, made harmless by idempotent applying. Each node has its own group
+(``catalog-node-<node id>``) so every node receives every update; a new group starts from the earliest offset,
+because a node must hold the whole catalog (the cost: a new node re-applies the topic's whole retention once).
+
+A message that cannot be understood, or whose applying fails, is logged, counted and copied to the dead-letter
+topic with the reason in its headers; the consumer goes on with the next one.
+
+A vendor's definition is on ``catalog_vendors`` before the job can produce any update of it, but one consumer reading
+both topics may still meet the update first (the two topics are fetched independently; a node joining with a long
+vendors topic behind it). So an update of a vendor this node does not know makes it catch up first: the updates
+partitions are paused and ``catalog_vendors`` is read until nothing more arrives for ``vendor_quiet_s`` (the high
+watermark cannot say "read to the end": Tansu gets it wrong), its definitions applied, then the batch. Only a vendor
+still unknown after that (deleted meanwhile) has its updates skipped and counted. A vendor not found that way is not
+looked for again for ``unknown_retry_s``, so the trailing pages of a deleted vendor's sync cost one catch-up only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from app.distributed.changelog_applier import ChangelogApplier, check
+from app.distributed.kafka.config import consumer_config, group_id, producer_config
+from app.domain.models import Vendor
+from app.domain.wire import ChangelogError, Update, parse_update, vendor_from_dict
+from app.observability import Metric
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _VendorDef:
+    vendor_id: str
+    vendor: Vendor | None
+
+
+class KafkaChangelog:
+    def __init__(
+        self,
+        settings: Settings,
+        applier: ChangelogApplier,
+        *,
+        batch_size: int = 1000,
+        poll_timeout_s: float = 0.1,
+        group: str | None = None,
+        vendor_quiet_s: float = 0.5,
+        vendor_catch_up_max_s: float = 30.0,
+        unknown_retry_s: float = 10.0,
+    ) -> None:
+        self._settings = settings
+        self._applier = applier
+        self._batch_size = batch_size
+        self._poll_timeout_s = poll_timeout_s
+        self._vendor_quiet_s = vendor_quiet_s
+        self._vendor_catch_up_max_s = vendor_catch_up_max_s
+        self._unknown_retry_s = unknown_retry_s
+        # vendor id -> monotonic time of the catch-up that did not find it
+        self._not_found: dict[str, float] = {}
+        self.vendor_catch_ups = 0
+        self.group = group or group_id(settings)
+        self._updates_topic = settings.kafka_topic_updates
+        self._vendors_topic = settings.kafka_topic_vendors
+        self._dead_topic = settings.kafka_topic_dead_letters
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.messages = 0
+        self.dead_letters = 0
+        self.last_error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def metrics(self) -> list[Metric]:
+        applier = self._applier
+        return [
+            Metric("catalog_changelog_running", "1 while the changelog consumer runs.", "gauge", int(self.running)),
+            Metric("catalog_changelog_messages_total", "Changelog and vendor messages read.", "counter", self.messages),
+            Metric(
+                "catalog_changelog_updates_total",
+                "Updates applied (redeliveries included).",
+                "counter",
+                applier.applied,
+            ),
+            Metric(
+                "catalog_changelog_offers_total",
+                "Offers upserted from the changelog.",
+                "counter",
+                applier.offers_applied,
+            ),
+            Metric(
+                "catalog_changelog_unknown_vendor_total",
+                "Updates of vendors this node does not hold (not stored).",
+                "counter",
+                applier.unknown_vendor,
+            ),
+            Metric(
+                "catalog_changelog_vendor_catch_ups_total",
+                "Times catalog_vendors was read to its end because an update named an unknown vendor.",
+                "counter",
+                self.vendor_catch_ups,
+            ),
+            Metric(
+                "catalog_changelog_dead_letters_total",
+                "Messages sent to the dead-letter topic.",
+                "counter",
+                self.dead_letters,
+            ),
+        ]
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping.clear()
+        consumer = Consumer(consumer_config(self._settings, self.group))
+        consumer.subscribe([self._vendors_topic, self._updates_topic])
+        dead = Producer(producer_config(self._settings))
+        self._thread = threading.Thread(target=self._run, args=(consumer, dead), name="kafka-changelog", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            # The loop keeps running while we wait, so a batch being applied can finish.
+            await asyncio.to_thread(self._thread.join, 15)
+            self._thread = None
+
+    # -- the consumer thread -------------------------------------------------------------------------------
+
+    def _run(self, consumer: Consumer, dead: Producer) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = self._next_batch(consumer)
+                except KafkaException as exc:  # librdkafka retries by itself; this only reports
+                    log.warning("changelog consumer: %s", exc)
+                    self._stopping.wait(1.0)
+                    continue
+                dead.poll(0)
+                if messages:
+                    self._handle(consumer, dead, messages)
+        except Exception:
+            log.exception("the changelog consumer stopped unexpectedly")
+            raise
+        finally:
+            consumer.close()
+            dead.flush(2)
+
+    def _next_batch(self, consumer: Consumer) -> list[Message]:
+        """What has arrived, without waiting for a full batch (``consume(n, timeout)`` waits for n or the timeout,
+        which would add the timeout to every miss); waits up to the poll timeout only when nothing is there."""
+        messages = consumer.consume(self._batch_size, 0)
+        if messages:
+            return messages
+        first = consumer.poll(self._poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self._batch_size - 1, 0)]
+
+    def _handle(self, consumer: Consumer, dead: Producer, messages: Sequence[Message]) -> None:
+        vendors, updates = self._decode(dead, messages)
+        self._apply_vendors(dead, vendors)
+        if self._wants_catch_up({u.vendor_id for _, u in updates}):
+            more = self._catch_up(consumer)
+            more_vendors, more_updates = self._decode(dead, more)
+            self._apply_vendors(dead, more_vendors)
+            updates += more_updates  # read after the batch's own: partition order is kept
+            messages = [*messages, *more]
+            still = self._result(self._applier.unknown_vendors({u.vendor_id for _, u in updates})) or set()
+            now = time.monotonic()
+            for vendor_id in still:
+                self._not_found[vendor_id] = now
+        if updates and not self._call(self._applier.apply([u for _, u in updates])):
+            for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
+                if not self._call(self._applier.apply([update])):
+                    self._dead_letter(dead, msg, f"not applied: {self.last_error}")
+        for msg in messages:
+            if msg.error() is None:
+                try:
+                    consumer.store_offsets(message=msg)
+                except KafkaException as exc:  # the partition was revoked meanwhile: its new owner re-reads it
+                    log.info("offset of %s[%s] not stored: %s", msg.topic(), msg.partition(), exc)
+
+    def _decode(
+        self, dead: Producer, messages: Sequence[Message]
+    ) -> tuple[list[tuple[Message, _VendorDef]], list[tuple[Message, Update]]]:
+        vendors: list[tuple[Message, _VendorDef]] = []
+        updates: list[tuple[Message, Update]] = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.debug("consumer: %s", err)
+                continue
+            self.messages += 1
+            try:
+                if msg.topic() == self._vendors_topic:
+                    vendors.append((msg, self._vendor_def(msg)))
+                else:
+                    update = parse_update(orjson.loads(msg.value() or b"null"))
+                    check(update)
+                    updates.append((msg, update))
+            except (ChangelogError, orjson.JSONDecodeError) as exc:
+                self._dead_letter(dead, msg, f"unreadable: {exc}")
+        return vendors, updates
+
+    def _apply_vendors(self, dead: Producer, vendors: Sequence[tuple[Message, _VendorDef]]) -> None:
+        """Before the updates read with them: updates of a vendor defined in the same batch then find it."""
+        for msg, definition in vendors:
+            if definition.vendor is not None:
+                self._not_found.pop(definition.vendor_id, None)
+            if not self._call(self._applier.apply_vendor(definition.vendor_id, definition.vendor)):
+                self._dead_letter(dead, msg, f"not applied: {self.last_error}")
+
+    def _wants_catch_up(self, vendor_ids: set[str]) -> bool:
+        if not vendor_ids:
+            return False
+        unknown = self._result(self._applier.unknown_vendors(vendor_ids)) or set()
+        now = time.monotonic()
+        return any(now - self._not_found.get(v, -1e18) >= self._unknown_retry_s for v in unknown)
+
+    def _catch_up(self, consumer: Consumer) -> list[Message]:
+        """Read ``catalog_vendors`` until it stays quiet, the updates partitions paused meanwhile; returns what was
+        read (updates already on their way when the pause began included, to be applied after the batch)."""
+        self.vendor_catch_ups += 1
+        started = time.monotonic()
+        paused = [tp for tp in consumer.assignment() if tp.topic == self._updates_topic]
+        if paused:
+            try:
+                consumer.pause(paused)
+            except KafkaException as exc:  # a rebalance in between: read on unpaused, updates are kept in order
+                log.info("updates not paused for the vendor catch-up: %s", exc)
+                paused = []
+        read: list[Message] = []
+        try:
+            quiet_until = started + self._vendor_quiet_s
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now >= quiet_until or now - started >= self._vendor_catch_up_max_s:
+                    break
+                msg = consumer.poll(min(0.05, quiet_until - now))
+                if msg is None or msg.error() is not None:
+                    continue
+                read.append(msg)
+                if msg.topic() == self._vendors_topic:
+                    quiet_until = time.monotonic() + self._vendor_quiet_s
+        finally:
+            if paused:
+                try:
+                    consumer.resume(paused)
+                except KafkaException as exc:  # revoked meanwhile: their next owner (this node, again) reads them
+                    log.info("updates not resumed after the vendor catch-up: %s", exc)
+        log.info(
+            "caught up on %s for an unknown vendor: %d messages in %.2fs",
+            self._vendors_topic,
+            len(read),
+            time.monotonic() - started,
+        )
+        return read
+
+    def _vendor_def(self, msg: Message) -> _VendorDef:
+        key = msg.key()
+        if not key:
+            raise ChangelogError("vendor definition without a key")
+        vendor_id = key.decode(errors="replace")
+        value = msg.value()
+        if value is None:
+            return _VendorDef(vendor_id, None)
+        data = orjson.loads(value)
+        if not isinstance(data, dict):
+            raise ChangelogError("vendor definition must be a JSON object")
+        return _VendorDef(vendor_id, vendor_from_dict(data))
+
+    def _result(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the loop and return its result (None, and ``last_error``, when it raised)."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("reading the store failed")
+            return None
+
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> bool:
+        """Run a coroutine on the loop and wait; False (and ``last_error``) when it raised."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            future.result()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("applying a changelog batch failed")
+            return False
+        return True
+
+    def _dead_letter(self, dead: Producer, msg: Message, reason: str) -> None:
+        self.dead_letters += 1
+        log.warning("dead letter from %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason[:500])
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("error", reason[:2000].encode()),
+            ("source_topic", (msg.topic() or "").encode()),
+            ("source_partition", str(msg.partition()).encode()),
+            ("source_offset", str(msg.offset()).encode()),
+            ("node_group", self.group.encode()),
+        ]
+        try:
+            dead.produce(self._dead_topic, key=msg.key(), value=msg.value(), headers=headers)
+        except BufferError:
+            log.error("dead-letter queue full: message %s[%s]@%s dropped", msg.topic(), msg.partition(), msg.offset())

@@ -1,0 +1,209 @@
+"""The embedded runtime's ingest side: request handling and the refresh scheduler.
+
+``handle`` is what the in-process queue's workers run for each request. It calls the shared fetch functions
+(``app.ingest.fetch``), writes to the store and completes the waiting request; the distributed runtime is to do
+the same through Flink and the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from app.catalog.service import CatalogService
+from app.domain.models import utcnow
+from app.domain.requests import FetchRequest, RequestKind, RequestStatus
+from app.errors import CatalogError
+from app.ingest.breaker import BreakerRegistry
+from app.ingest.fetch import ProductOutcome, fetch_product
+from app.ingest.sync import plan_sync, sync_vendor
+from app.ingest.tracker import RequestTracker
+from app.sources.port import VendorSource
+from app.sources.registry import SourceRegistry
+from app.store.port import CatalogStore
+
+log = logging.getLogger(__name__)
+
+
+async def apply_product_outcome(store: CatalogStore, tracker: RequestTracker, outcome: ProductOutcome) -> None:
+    """Store a product request's offers and complete whoever is waiting for it."""
+    if outcome.status is RequestStatus.DONE:
+        await store.upsert_offers(outcome.offers)
+    complete_product_request(store, tracker, outcome)
+
+
+def complete_product_request(store: CatalogStore, tracker: RequestTracker, outcome: ProductOutcome) -> None:
+    """Complete the waiting request once the outcome's offers are stored (the changelog stores many at once)."""
+    if outcome.status is RequestStatus.DONE:
+        wanted = outcome.offer_for_request()
+        ref = store.find_offer(outcome.vendor_id, wanted.vendor_product_id) if wanted else None
+        if ref is not None:
+            tracker.complete(outcome.request_id, RequestStatus.DONE, product_id=ref.product_id)
+            return
+        tracker.complete(
+            outcome.request_id,
+            RequestStatus.FAILED,
+            error="offer vanished after storing",
+            error_code="internal_error",
+        )
+        return
+    tracker.complete(outcome.request_id, outcome.status, error=outcome.error, error_code=outcome.error_code)
+
+
+class EmbeddedWorkers:
+    def __init__(
+        self,
+        store: CatalogStore,
+        sources: SourceRegistry,
+        tracker: RequestTracker,
+        *,
+        page_attempts: int = 3,
+        page_retry_pause_s: float = 1.0,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
+        self._store = store
+        self._sources = sources
+        self._tracker = tracker
+        self._breakers = breakers or BreakerRegistry()
+        self._page_attempts = page_attempts
+        self._page_retry_pause_s = page_retry_pause_s
+        # One sync per vendor at a time: a full one requested during an incremental one runs after it.
+        self._sync_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def handle(self, request: FetchRequest) -> None:
+        try:
+            await self._handle(request)
+        except CatalogError as exc:
+            self._tracker.complete(request.id, RequestStatus.FAILED, error=exc.message, error_code=exc.code)
+        except Exception as exc:
+            log.exception("request %s failed unexpectedly", request.id)
+            self._tracker.complete(
+                request.id,
+                RequestStatus.FAILED,
+                error=str(exc) or type(exc).__name__,
+                error_code="internal_error",
+            )
+            raise
+
+    async def _handle(self, request: FetchRequest) -> None:
+        vendor = self._store.get_vendor(request.vendor_id)
+        if vendor is None:
+            self._tracker.complete(
+                request.id, RequestStatus.FAILED, error="vendor no longer exists", error_code="not_found"
+            )
+            return
+        source = self._sources.get(vendor)
+        if request.kind is RequestKind.PRODUCT:
+            breaker = self._breakers.get(vendor.id)
+            if not breaker.try_acquire():
+                raise breaker.refusal()
+            try:
+                outcome = await fetch_product(source, request)
+            except BaseException:
+                breaker.release()
+                raise
+            if outcome.vendor_failure:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
+            await apply_product_outcome(self._store, self._tracker, outcome)
+            return
+        async with self._sync_locks[vendor.id]:
+            await self._sync(request, source)
+        self._tracker.complete(request.id, RequestStatus.DONE)
+
+    async def _sync(self, request: FetchRequest, source: VendorSource) -> None:
+        vendor = source.vendor
+        status = self._store.vendor_status(vendor.id)
+        full, since = plan_sync(request.full, status, source.supports_changes_since)
+        await sync_vendor(
+            self._store,
+            source,
+            full=full,
+            since=since,
+            page_attempts=self._page_attempts,
+            page_retry_pause_s=self._page_retry_pause_s,
+            breaker=self._breakers.get(vendor.id),
+        )
+
+
+class RefreshScheduler:
+    """Re-syncs every enabled vendor on its own interval; a full sync at least every ``full_sync_every_s``.
+
+    A vendor whose last sync failed is retried after ``retry_after_failure_s`` (or its interval, if shorter),
+    not on every tick, so a dead vendor is not hammered; one whose circuit breaker is open is not synced until
+    its cool-down is over (that sync is then the probe).
+    """
+
+    def __init__(
+        self,
+        store: CatalogStore,
+        catalog: CatalogService,
+        *,
+        tick_s: float = 5.0,
+        full_sync_every_s: float = 86_400.0,
+        retry_after_failure_s: float = 60.0,
+        breakers: BreakerRegistry | None = None,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._breakers = breakers or catalog.breakers
+        self._tick_s = tick_s
+        self._full_every = timedelta(seconds=full_sync_every_s)
+        self._retry_after_failure = timedelta(seconds=retry_after_failure_s)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="refresh-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("refresh scheduler tick failed")
+            await asyncio.sleep(self._tick_s)
+
+    async def tick(self) -> int:
+        """Request a sync of every vendor that is due; returns how many were requested."""
+        now = utcnow()
+        requested = 0
+        for vendor in self._store.list_vendors():
+            if not vendor.enabled:
+                continue
+            status = self._store.vendor_status(vendor.id)
+            if status.state == "running" or self._breakers.get(vendor.id).blocked():
+                continue
+            interval = timedelta(seconds=vendor.refresh_interval_s)
+            if status.state == "interrupted":
+                due = True
+            elif status.state == "failed" and status.last_error_at is not None:
+                due = now - status.last_error_at >= min(interval, self._retry_after_failure)
+            else:
+                due = status.last_success_at is None or now - status.last_success_at >= interval
+            if not due:
+                continue
+            full = status.last_full_sync_at is None or now - status.last_full_sync_at >= self._full_every
+            try:
+                await self._catalog.request_sync(vendor.id, full=full)
+                requested += 1
+            except CatalogError as exc:
+                log.warning("could not schedule a sync of %s: %s", vendor.id, exc.message)
+        return requested

@@ -1,0 +1,66 @@
+"""Vendor sources: one adapter per platform behind the ``VendorSource`` port, sharing one HTTP wrapper.
+
+``build_source`` is the only place that knows which class serves which ``VendorKind``; everything else holds
+a ``VendorSource`` and walks it with ``iter_catalog``.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from app.domain.models import Vendor, VendorKind
+from app.sources.base import MappingError, iter_catalog
+from app.sources.bigcommerce import BigCommerceSource, map_bigcommerce_product
+from app.sources.dummyjson import DummyJsonSource, map_dummyjson_item
+from app.sources.generic import GenericSource, parse_mapping, validate_generic
+from app.sources.http import HttpPolicy, HttpStats, VendorHttp, parse_retry_after
+from app.sources.magento import MagentoSource, map_magento_product
+from app.sources.port import VendorSource
+from app.sources.shopify import ShopifySource, map_shopify_product
+from app.sources.woocommerce import WooCommerceSource, map_woocommerce_product
+
+__all__ = [
+    "BigCommerceSource",
+    "DummyJsonSource",
+    "GenericSource",
+    "HttpPolicy",
+    "HttpStats",
+    "MagentoSource",
+    "MappingError",
+    "ShopifySource",
+    "VendorHttp",
+    "WooCommerceSource",
+    "build_source",
+    "iter_catalog",
+    "make_http",
+    "map_bigcommerce_product",
+    "map_dummyjson_item",
+    "map_magento_product",
+    "map_shopify_product",
+    "map_woocommerce_product",
+    "parse_mapping",
+    "parse_retry_after",
+    "validate_generic",
+]
+
+
+def make_http(vendor: Vendor, policy: HttpPolicy | None = None, client: httpx.AsyncClient | None = None) -> VendorHttp:
+    """The ``VendorHttp`` for one vendor: its base URL, its own concurrency limit and stats."""
+    return VendorHttp(vendor.base_url, policy=policy, client=client, vendor_id=vendor.id)
+
+
+def build_source(vendor: Vendor, http: VendorHttp) -> VendorSource:
+    kind = VendorKind(vendor.kind)
+    if kind is VendorKind.DUMMYJSON:
+        return DummyJsonSource(vendor, http)
+    if kind is VendorKind.SHOPIFY:
+        return ShopifySource(vendor, http)
+    if kind is VendorKind.WOOCOMMERCE:
+        return WooCommerceSource(vendor, http)
+    if kind is VendorKind.BIGCOMMERCE:
+        return BigCommerceSource(vendor, http)
+    if kind is VendorKind.MAGENTO:
+        return MagentoSource(vendor, http)
+    if kind is VendorKind.GENERIC:
+        return GenericSource(vendor, http)
+    raise ValueError(f"no source for vendor kind {vendor.kind!r}")  # pragma: no cover - enum is exhaustive

@@ -1,0 +1,185 @@
+"""Vendor request and response models: they document the API and validate admin input."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, field_validator, model_validator
+
+from app.domain.models import Vendor, VendorKind
+from app.domain.normalize import parse_currency
+from app.domain.queries import VendorSyncStatus
+from app.ingest.breaker import BreakerSnapshot
+from app.sources.generic import MappingSpecError, parse_mapping
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+Slug = Annotated[str, Field(pattern=SLUG.pattern, description="Lower-case letters, digits, '-' and '_'.")]
+
+
+class GenericMapping(RootModel[dict[str, Any]]):
+    """A ``kind: generic`` vendor's mapping, checked for shape here; whether it fits the vendor's data is
+    checked against a live page by the endpoint. See the README's "Declarative vendors" section."""
+
+    @model_validator(mode="after")
+    def _shape(self) -> GenericMapping:
+        try:
+            parse_mapping(self.root)
+        except MappingSpecError as exc:
+            raise ValueError(f"mapping.{exc.path}: {exc.reason}") from exc
+        return self
+
+
+class VendorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: VendorKind
+    base_url: HttpUrl
+    credentials: dict[str, str] = Field(default_factory=dict)
+    currency: str
+    refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
+    enabled: bool = True
+    mapping: GenericMapping | None = Field(None, description="Required for kind `generic`, refused otherwise.")
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return parse_currency(value)
+
+    @model_validator(mode="after")
+    def _mapping_for_generic(self) -> VendorIn:
+        if self.kind is VendorKind.GENERIC and self.mapping is None:
+            raise ValueError("a generic vendor needs a mapping")
+        if self.kind is not VendorKind.GENERIC and self.mapping is not None:
+            raise ValueError(f"a {self.kind.value} vendor takes no mapping (only kind generic does)")
+        return self
+
+    def to_vendor(self, default_refresh_interval_s: int) -> Vendor:
+        return Vendor(
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            base_url=str(self.base_url).rstrip("/"),
+            currency=self.currency,
+            credentials=self.credentials,
+            refresh_interval_s=self.refresh_interval_s or default_refresh_interval_s,
+            enabled=self.enabled,
+            mapping=None if self.mapping is None else self.mapping.root,
+        )
+
+
+class VendorPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    base_url: HttpUrl | None = None
+    credentials: dict[str, str] | None = None
+    currency: str | None = None
+    refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
+    enabled: bool | None = None
+    mapping: GenericMapping | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return None if value is None else parse_currency(value)
+
+
+class SyncOut(BaseModel):
+    state: str = Field(description="never | running | ok | failed | interrupted")
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_success_at: datetime | None
+    last_full_sync_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    pages: int
+    items_seen: int
+    items_skipped: int
+    items_total: int | None
+    skip_reasons: dict[str, int]
+    syncs_ok: int
+    syncs_failed: int
+
+
+class BreakerOut(BaseModel):
+    """The vendor's circuit breaker, so "why does this vendor answer 503" is visible."""
+
+    state: str = Field(description="closed | open | half_open")
+    consecutive_failures: int
+    opened_at: datetime | None
+    retry_at: datetime | None = Field(description="When an open breaker lets the next probe through.")
+
+    @classmethod
+    def of(cls, snapshot: BreakerSnapshot) -> BreakerOut:
+        return cls(
+            state=snapshot.state.value,
+            consecutive_failures=snapshot.consecutive_failures,
+            opened_at=snapshot.opened_at,
+            retry_at=snapshot.retry_at,
+        )
+
+
+class VendorOut(BaseModel):
+    """A vendor as the API shows it: credentials are never returned, only whether they are set."""
+
+    id: str
+    name: str
+    kind: VendorKind
+    base_url: str
+    currency: str
+    refresh_interval_s: int
+    enabled: bool
+    has_credentials: bool
+    mapping: dict[str, Any] | None = Field(None, description="Kind `generic` only: where things are in its JSON.")
+    offers: int | None = None
+    products: int | None = None
+    sync: SyncOut | None = None
+    breaker: BreakerOut | None = None
+
+    @classmethod
+    def of(
+        cls, vendor: Vendor, status: VendorSyncStatus | None = None, breaker: BreakerSnapshot | None = None
+    ) -> VendorOut:
+        out = cls(
+            id=vendor.id,
+            name=vendor.name,
+            kind=vendor.kind,
+            base_url=vendor.base_url,
+            currency=vendor.currency,
+            refresh_interval_s=vendor.refresh_interval_s,
+            enabled=vendor.enabled,
+            has_credentials=bool(vendor.credentials),
+            mapping=None if vendor.mapping is None else dict(vendor.mapping),
+        )
+        if status is not None:
+            out.offers = status.offers
+            out.products = status.products
+            out.sync = SyncOut(
+                state=status.state,
+                started_at=status.started_at,
+                finished_at=status.finished_at,
+                last_success_at=status.last_success_at,
+                last_full_sync_at=status.last_full_sync_at,
+                last_error=status.last_error,
+                last_error_at=status.last_error_at,
+                pages=status.progress.pages,
+                items_seen=status.progress.items_seen,
+                items_skipped=status.progress.items_skipped,
+                items_total=status.progress.items_total,
+                skip_reasons=status.progress.skip_reasons,
+                syncs_ok=status.syncs_ok,
+                syncs_failed=status.syncs_failed,
+            )
+        if breaker is not None:
+            out.breaker = BreakerOut.of(breaker)
+        return out
+
+
+class VendorList(BaseModel):
+    items: list[VendorOut]
