@@ -53,11 +53,20 @@ def key_for(offer: Offer, mk: str | None, linked_gtins: Iterable[str] = ()) -> s
     if offer.gtin:
         return f"gtin:{offer.gtin}"
     if mk is not None:
-        gtins = set(linked_gtins)
-        if len(gtins) == 1:
-            return f"gtin:{gtins.pop()}"
-        return f"bs:{mk}"
+        return matched_key(mk, linked_gtins)
     return f"offer:{offer.vendor_id}:{offer.vendor_product_id}"
+
+
+def matched_key(mk: str, linked_gtins: Iterable[str]) -> str:
+    """Rule 2 alone: the key of a GTIN-less offer with match key ``mk``.
+
+    The store re-resolves GTIN-less offers by match key when a barcode arrives or leaves, holding only the
+    key and its linked GTINs, not the offers; it must land them where ``key_for`` would.
+    """
+    gtins = set(linked_gtins)
+    if len(gtins) == 1:
+        return f"gtin:{gtins.pop()}"
+    return f"bs:{mk}"
 
 
 def product_id(key: str) -> str:

@@ -42,7 +42,8 @@ from app.replication.postgres.replica import (
     WatermarkMoved,
 )
 from app.settings import Settings
-from app.store.sqlite.catalog import OFFER_READ, SqliteCatalog, row_to_offer
+from app.store.sqlite.catalog import SqliteCatalog
+from app.store.sqlite.offers import OFFER_READ, row_to_offer
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from app.domain.models import Availability, Offer
-from app.domain.unify import assign_products, build_product, product_id, unify
+from app.domain.unify import assign_products, build_product, match_key, matched_key, product_id, unify
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GTIN_A = "04006381333931"
@@ -163,3 +163,11 @@ def test_single_offer_fast_path_matches_the_general_rule() -> None:
         assert getattr(fast, field) == getattr(general, field), field
     assert fast.images == ("https://i/1", "https://i/2")
     assert [(p.currency, p.min, p.max) for p in fast.prices] == [("USD", Decimal("3.50"), Decimal("3.50"))]
+
+
+def test_matched_key_gives_the_single_linked_gtin_else_the_match_key() -> None:
+    mk = match_key(offer("a", "1", brand="Acme", sku="X-1"))
+    assert mk is not None
+    assert matched_key(mk, []) == f"bs:{mk}"
+    assert matched_key(mk, [GTIN_A, GTIN_A]) == f"gtin:{GTIN_A}"
+    assert matched_key(mk, [GTIN_A, GTIN_B]) == f"bs:{mk}"

@@ -1,0 +1,192 @@
+"""Vendor records and their sync-status records (``vendors``, ``vendor_sync``).
+
+Every function takes the connection it runs on: writes are called inside a write transaction the facade
+(``SqliteCatalog``) opens, reads on the calling thread's reader, so one transaction can combine them with the
+offer writer's work (deleting a vendor re-unifies its products in the same commit).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from app.domain import documents
+from app.domain.models import Vendor, VendorKind, utcnow
+from app.domain.queries import SyncProgress, VendorSyncStatus
+from app.errors import Conflict, NotFound
+from app.store.sqlite.connection import dt, next_seq
+from app.store.sqlite.offers import OfferWriter
+
+_COLUMNS = "id, name, kind, base_url, currency, credentials, refresh_interval_s, enabled, mapping"
+
+
+def _missing(vendor_id: str) -> NotFound:
+    return NotFound(f"vendor {vendor_id!r} does not exist", details={"vendor_id": vendor_id})
+
+
+def put(conn: sqlite3.Connection, vendor: Vendor, *, create: bool) -> None:
+    """Insert (``create``) or replace a vendor; refuses to create one twice or to update one that is not there."""
+    exists = conn.execute("SELECT 1 FROM vendors WHERE id = ?", (vendor.id,)).fetchone() is not None
+    if create and exists:
+        raise Conflict(f"vendor {vendor.id!r} already exists", details={"vendor_id": vendor.id})
+    if not create and not exists:
+        raise _missing(vendor.id)
+    now = documents.iso(utcnow())
+    seq = next_seq(conn, 1)
+    conn.execute(
+        """INSERT INTO vendors (id, name, kind, base_url, currency, credentials, refresh_interval_s, enabled,
+                                mapping, created_at, updated_at, change_seq)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+               base_url = excluded.base_url, currency = excluded.currency,
+               credentials = excluded.credentials, refresh_interval_s = excluded.refresh_interval_s,
+               enabled = excluded.enabled, mapping = excluded.mapping, updated_at = excluded.updated_at,
+               change_seq = excluded.change_seq""",
+        (
+            vendor.id,
+            vendor.name,
+            vendor.kind.value,
+            vendor.base_url,
+            vendor.currency,
+            orjson.dumps(dict(vendor.credentials)).decode(),
+            vendor.refresh_interval_s,
+            int(vendor.enabled),
+            None if vendor.mapping is None else orjson.dumps(vendor.mapping).decode(),
+            now,
+            now,
+            seq,
+        ),
+    )
+    conn.execute("INSERT OR IGNORE INTO vendor_sync (vendor_id) VALUES (?)", (vendor.id,))
+
+
+def delete(conn: sqlite3.Connection, vendor_id: str, offers: OfferWriter) -> None:
+    """Remove a vendor and its offers; products it shared with other vendors are rebuilt from the rest.
+
+    The statements keep their order (offers, then the vendor, then the rebuilt products): the change capture
+    of the replica records them in that order.
+    """
+    if conn.execute("SELECT 1 FROM vendors WHERE id = ?", (vendor_id,)).fetchone() is None:
+        raise _missing(vendor_id)
+    removed = offers.remove_vendor_offers(conn, vendor_id)
+    conn.execute("DELETE FROM vendors WHERE id = ?", (vendor_id,))
+    offers.settle(conn, removed)
+
+
+def _from_row(row: tuple[Any, ...]) -> Vendor:
+    return Vendor(
+        id=row[0],
+        name=row[1],
+        kind=VendorKind(row[2]),
+        base_url=row[3],
+        currency=row[4],
+        credentials=orjson.loads(row[5]),
+        refresh_interval_s=row[6],
+        enabled=bool(row[7]),
+        mapping=None if row[8] is None else orjson.loads(row[8]),
+    )
+
+
+def get(conn: sqlite3.Connection, vendor_id: str) -> Vendor | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM vendors WHERE id = ?", (vendor_id,)).fetchone()
+    return _from_row(row) if row else None
+
+
+def list_all(conn: sqlite3.Connection) -> list[Vendor]:
+    return [_from_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM vendors ORDER BY id").fetchall()]
+
+
+def status(conn: sqlite3.Connection, vendor_id: str) -> VendorSyncStatus:
+    row = conn.execute(
+        """SELECT state, started_at, finished_at, last_success_at, last_full_sync_at, last_error,
+                  last_error_at, pages, items_seen, items_skipped, items_total, skip_reasons, syncs_ok,
+                  syncs_failed
+           FROM vendor_sync WHERE vendor_id = ?""",
+        (vendor_id,),
+    ).fetchone()
+    if row is None:
+        raise _missing(vendor_id)
+    (offers,) = conn.execute("SELECT count(*) FROM offers WHERE vendor_id = ?", (vendor_id,)).fetchone()
+    (products,) = conn.execute("SELECT count(*) FROM product_vendors WHERE vendor_id = ?", (vendor_id,)).fetchone()
+    return VendorSyncStatus(
+        state=row[0],
+        started_at=dt(row[1]),
+        finished_at=dt(row[2]),
+        last_success_at=dt(row[3]),
+        last_full_sync_at=dt(row[4]),
+        last_error=row[5],
+        last_error_at=dt(row[6]),
+        progress=SyncProgress(
+            pages=row[7],
+            items_seen=row[8],
+            items_skipped=row[9],
+            items_total=row[10],
+            skip_reasons=orjson.loads(row[11]),
+        ),
+        syncs_ok=row[12],
+        syncs_failed=row[13],
+        offers=offers,
+        products=products,
+    )
+
+
+def mark_interrupted_syncs(conn: sqlite3.Connection) -> None:
+    """A sync still 'running' at start-up died with the previous process; say so, so it is rescheduled."""
+    conn.execute(
+        "UPDATE vendor_sync SET state = 'interrupted', finished_at = ? WHERE state = 'running'",
+        (documents.iso(utcnow()),),
+    )
+
+
+def sync_interrupted(conn: sqlite3.Connection, vendor_id: str) -> None:
+    conn.execute(
+        "UPDATE vendor_sync SET state = 'interrupted', finished_at = ? WHERE vendor_id = ?",
+        (documents.iso(utcnow()), vendor_id),
+    )
+
+
+def sync_started(conn: sqlite3.Connection, vendor_id: str) -> None:
+    conn.execute(
+        """UPDATE vendor_sync SET state = 'running', started_at = ?, pages = 0, items_seen = 0,
+           items_skipped = 0, items_total = NULL, skip_reasons = '{}' WHERE vendor_id = ?""",
+        (documents.iso(utcnow()), vendor_id),
+    )
+
+
+def sync_progress(conn: sqlite3.Connection, vendor_id: str, progress: SyncProgress) -> None:
+    conn.execute(
+        """UPDATE vendor_sync SET pages = ?, items_seen = ?, items_skipped = ?, items_total = ?,
+           skip_reasons = ? WHERE vendor_id = ?""",
+        (
+            progress.pages,
+            progress.items_seen,
+            progress.items_skipped,
+            progress.items_total,
+            orjson.dumps(progress.skip_reasons).decode(),
+            vendor_id,
+        ),
+    )
+
+
+def sync_finished(conn: sqlite3.Connection, vendor_id: str, *, error: str | None, full: bool, at: datetime) -> None:
+    """Close a sync: a success counts and moves the success times, a failure keeps its (truncated) error.
+
+    ``at`` is when the caller finished, taken before the write waited its turn on the writer thread.
+    """
+    now = documents.iso(at)
+    if error is None:
+        conn.execute(
+            """UPDATE vendor_sync SET state = 'ok', finished_at = ?1, last_success_at = ?1,
+                   last_full_sync_at = CASE WHEN ?2 THEN ?1 ELSE last_full_sync_at END,
+                   syncs_ok = syncs_ok + 1 WHERE vendor_id = ?3""",
+            (now, full, vendor_id),
+        )
+    else:
+        conn.execute(
+            """UPDATE vendor_sync SET state = 'failed', finished_at = ?1, last_error = ?2,
+                   last_error_at = ?1, syncs_failed = syncs_failed + 1 WHERE vendor_id = ?3""",
+            (now, error[:2000], vendor_id),
+        )
