@@ -88,9 +88,10 @@ async def test_due_vendors_are_synced_full_first_then_incrementally(container: C
 
 
 async def test_a_failed_vendor_waits_before_it_is_retried(container: Container) -> None:
-    await container.store.add_vendor(shop("http://127.0.0.1:9", id="dead"))
+    # The retry waits min(refresh interval, retry_failed_sync_s=30): a long interval leaves the 30 s in force.
+    await container.store.add_vendor(shop("http://127.0.0.1:9", id="dead", refresh_interval_s=3600))
     await until(lambda: container.store.vendor_status("dead").syncs_failed == 1, "the first failure")
-    await asyncio.sleep(1.0)  # ten scheduler ticks: with retry_failed_sync_s=30 none may retry
+    await asyncio.sleep(1.0)  # ten scheduler ticks: none may retry
     status = container.store.vendor_status("dead")
     assert (status.state, status.syncs_failed, status.syncs_ok) == ("failed", 1, 0)
     assert status.last_error
