@@ -25,6 +25,8 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.postgres
+
 SIZE = 60
 
 

@@ -43,6 +43,14 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.flink,
+    pytest.mark.slow,
+    # The module's MiniCluster and job start in whichever test runs first (~16 s here, unloaded).
+    pytest.mark.timeout(300),
+]
+
 DUMMY_SIZE = 700  # 3 pages of 250: two slices of PAGES_PER_MESSAGE pages
 SHOP_SIZE = 30
 PAGES_PER_MESSAGE = 2

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import certifi
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
@@ -20,6 +21,7 @@ from tests.kafka_support import consume, produce
 from tests.support import ROOT, free_port, service_env
 
 
+@pytest.mark.kafka
 def test_catalog_broker_serves_kafka_clients_until_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = service_env(tmp_path / "unused.db")

@@ -19,6 +19,8 @@ from app.domain.requests import FetchRequest
 from tests.kafka_support import Broker, consume, produce, product_update, start_broker
 from tests.support import ApiServer, Sim, admin, assert_error, fast_settings, running_sims, sim_config, wait_until
 
+pytestmark = pytest.mark.kafka
+
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:

@@ -54,6 +54,8 @@ from tests.support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.kafka
+
 SIZE = 45
 T = TypeVar("T")
 

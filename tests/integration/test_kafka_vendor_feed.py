@@ -34,6 +34,8 @@ from app.store.sqlite.catalog import SqliteCatalog
 from tests.kafka_support import Broker, decoded, produce, read_all, start_broker, sync_messages, unique
 from tests.support import ApiServer, Sim, admin, fast_settings, running_sims, sim_config, wait_until
 
+pytestmark = pytest.mark.kafka
+
 SIZE = 30
 #: Definitions ahead of the late one: more than one consumer batch (1000), so the batch with the updates lacks it.
 FILLER_RECORDS = 1500
@@ -156,6 +158,8 @@ def own_broker() -> Iterator[Broker]:
     broker.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_definitions_are_published_when_the_topic_lacks_them_and_never_brought_back(
     own_broker: Broker, sim: Sim, tmp_path: Path
 ) -> None:

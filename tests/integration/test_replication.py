@@ -48,6 +48,8 @@ from tests.integration.pg import (
 )
 from tests.support import ROOT, wait_until
 
+pytestmark = pytest.mark.postgres
+
 KILLS = 22
 
 
@@ -158,6 +160,8 @@ def watermark_of(url: str, schema: str) -> int:
         return 0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path, pg_url: str, schema: str) -> None:
     db = tmp_path / "node.db"
     seeded_store(db, 100)
@@ -198,6 +202,7 @@ def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path,
     assert pg_scalar(pg_url, schema, "SELECT count(*) - count(DISTINCT (src_node, src_seq)) FROM price_history") == 0
 
 
+@pytest.mark.slow
 def test_postgres_stopped_mid_push_and_restarted(tmp_path: Path) -> None:
     server = throwaway_server()
     try:
