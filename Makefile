@@ -44,7 +44,7 @@ simulate: install
 lint: install
 	$(BIN)/ruff check app simulators tests bench
 	$(BIN)/ruff format --check app simulators tests bench
-	$(BIN)/mypy app simulators
+	$(BIN)/mypy app simulators tests
 
 test: lint
 	$(BIN)/pytest -q

@@ -68,7 +68,9 @@ class FlinkJob:
 
     @property
     def settings(self) -> Settings:
-        values = {k[len("CATALOG_") :].lower(): v for k, v in self.env.items() if k.startswith("CATALOG_")}
+        values: dict[str, Any] = {
+            k[len("CATALOG_") :].lower(): v for k, v in self.env.items() if k.startswith("CATALOG_")
+        }
         return Settings(**values)
 
     def start(self) -> FlinkJob:

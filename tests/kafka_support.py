@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from app.distributed.flink.processing import outcome_message
 from app.distributed.kafka.broker import TansuBroker
@@ -84,9 +84,14 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, Any
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "enable.idempotence": True})
     errors: list[Any] = []
     count = 0
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            errors.append(err)
+
     for key, value in messages:
         payload = value if value is None or isinstance(value, bytes) else json.dumps(value).encode()
-        producer.produce(topic, key=key, value=payload, on_delivery=lambda err, _msg: err and errors.append(err))
+        producer.produce(topic, key=key, value=payload, on_delivery=delivered)
         count += 1
         producer.poll(0)
     left = producer.flush(15)

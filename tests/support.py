@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -165,8 +165,12 @@ def running_sims(*configs: SimConfig) -> Iterator[list[Sim]]:
         yield [Sim(stack.enter_context(SimulatorServer(config))) for config in configs]
 
 
-def wait_until(check: Callable[[], T | None], *, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll ``check`` until it returns something truthy; fail the test with ``what`` after ``timeout``."""
+def wait_until(
+    check: Callable[[], T | Literal[False] | None], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail the test with ``what`` after ``timeout``.
+
+    ``check`` may answer ``cond and value`` (False until ready, then the value returned here)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()

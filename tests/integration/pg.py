@@ -252,7 +252,7 @@ def pg_digest(url: str, schema: str, columns: dict[str, list[str]], tables: list
     with psycopg.connect(url) as conn:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         return {
-            t: _digest(conn.execute(f"SELECT {', '.join(cols)} FROM {t}").fetchall())  # type: ignore[arg-type]
+            t: _digest(conn.execute(f"SELECT {', '.join(cols)} FROM {t}").fetchall())
             for t, cols in columns.items()
             if tables is None or t in tables
         }

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,6 +127,19 @@ def records(cluster: Cluster, name: str, count: int) -> list[tuple[str | None, A
     return got
 
 
+def synced(client: httpx.Client, vendor_id: str) -> bool:
+    return bool(vendor_state(client, vendor_id)["sync"]["state"] == "ok")
+
+
+def lists_a_product_named(client: httpx.Client, name: str) -> bool:
+    return any(p["name"] == name for p in all_products(client))
+
+
+def serves(client: httpx.Client, path: str) -> bool:
+    """Whether ``path`` is answered 200 from local data (no wait for a vendor)."""
+    return client.get(path, params={"wait_ms": 0}).status_code == 200
+
+
 def test_both_nodes_are_ready_on_the_kafka_runtime(cluster: Cluster) -> None:
     for client in (cluster.a, cluster.b):
         body = client.get("/ready").json()
@@ -159,7 +173,7 @@ def test_a_catalog_sync_in_the_changelog_lands_on_both_nodes_and_a_replay_change
     produce(cluster.bootstrap, cluster.topic("updates"), [("dj", m) for m in messages])
 
     for client in (cluster.a, cluster.b):
-        wait_until(lambda c=client: vendor_state(c, "dj")["sync"]["state"] == "ok", timeout=20, what="the sync to land")
+        wait_until(partial(synced, client, "dj"), timeout=20, what="the sync to land")
     print(f"sync of {SIZE} offers applied on both nodes {time.monotonic() - started:.2f}s after producing")
     for client in (cluster.a, cluster.b):
         state = vendor_state(client, "dj")
@@ -176,7 +190,7 @@ def test_a_catalog_sync_in_the_changelog_lands_on_both_nodes_and_a_replay_change
     produce(cluster.bootstrap, cluster.topic("updates"), [*[("dj", m) for m in messages], ("dj", changed)])
     for client in (cluster.a, cluster.b):
         wait_until(
-            lambda c=client: any(p["name"] == "Renamed after the replay" for p in all_products(c)),
+            partial(lists_a_product_named, client, "Renamed after the replay"),
             timeout=20,
             what="the change behind the replay",
         )
@@ -237,7 +251,7 @@ def _product_request(cluster: Cluster, vpid: str) -> dict[str, Any]:
         return any(r["vendor_product_id"] == vpid for _, r in records)
 
     read = consume(cluster.bootstrap, cluster.topic("product_requests"), count=1000, timeout=4, until=wanted)
-    found = [r for _, r in read if r["vendor_product_id"] == vpid]
+    found: list[dict[str, Any]] = [r for _, r in read if r["vendor_product_id"] == vpid]
     assert found, f"no product request for {vpid}"
     return found[-1]
 
@@ -303,18 +317,19 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(cl
     produce(cluster.bootstrap, cluster.topic("updates"), [*poison, ("dj", good)])
     for client in (cluster.a, cluster.b):
         wait_until(
-            lambda c=client: c.get("/vendors/dj/products/late", params={"wait_ms": 0}).status_code == 200,
+            partial(serves, client, "/vendors/dj/products/late"),
             timeout=20,
             what="the good update behind the poison",
         )
     dead = read_raw(cluster.bootstrap, cluster.topic("dead_letters"), count=6)
     assert len(dead) == 6  # three per node
-    values = sorted(m.value() for m in dead)
+    values = sorted(m.value() or b"" for m in dead)
     assert values.count(b"{not json") == 2
     for message in dead:
         headers = dict(message.headers() or [])
         assert headers["error"] and headers["source_topic"] == cluster.topic("updates").encode()
-        assert headers["node_group"].startswith(b"catalog-node-")
+        node_group = headers["node_group"]
+        assert isinstance(node_group, bytes) and node_group.startswith(b"catalog-node-")
     assert cluster.a.get("/ready").status_code == 200
     metrics = cluster.a.get("/metrics").text.splitlines()
     assert "catalog_changelog_dead_letters_total 3" in metrics

@@ -87,11 +87,12 @@ async def sources() -> AsyncIterator[Callable[..., Source]]:
     def make(sim: Sim, *, policy: HttpPolicy = FAST, page_size: int | None = None, **vendor_kw: Any) -> Source:
         vendor = sim.vendor(**vendor_kw)
         http = VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id)
-        cls = {
+        classes: dict[VendorKind, type[Source]] = {
             VendorKind.DUMMYJSON: DummyJsonSource,
             VendorKind.SHOPIFY: ShopifySource,
             VendorKind.WOOCOMMERCE: WooCommerceSource,
-        }[vendor.kind]
+        }
+        cls = classes[vendor.kind]
         source: Source = cls(vendor, http) if page_size is None else cls(vendor, http, page_size=page_size)
         made.append(source)
         return source

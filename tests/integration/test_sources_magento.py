@@ -146,7 +146,7 @@ async def test_since_after_a_tick_returns_only_changed_products(
     assert changed
     source = sources(fresh)
     pages = [page async for page in iter_catalog(source, since=before)]
-    seen = {o.vendor_product_id for page in pages for o in page.offers}
+    seen: set[str | None] = {o.vendor_product_id for page in pages for o in page.offers}
     seen |= {s.vendor_product_id for page in pages for s in page.skipped}
     assert seen == changed
     assert await walk(sources(fresh), since=datetime.now(UTC) + timedelta(seconds=5)) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -22,7 +22,7 @@ from app.errors import (
 from app.sources.http import HttpPolicy, VendorHttp, parse_retry_after
 
 BASE = "https://vendor.example"
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 class Sleeps:
