@@ -63,6 +63,7 @@ def serve_request(broker: Broker, sim: Sim, tmp: Path, vpid: str) -> str:
     return str(request["id"])
 
 
+@pytest.mark.slow
 def test_a_broker_outage_degrades_the_node_and_it_recovers_without_a_restart(
     broker: Broker, sim: Sim, tmp_path: Path
 ) -> None:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import pytest
@@ -30,8 +29,6 @@ from app.store.port import CatalogStore
 from tests.fakes import FakeCatalogStore, FakeRequestQueue, FakeSource, offer, vendor
 
 GUARD_S = 10  # only reached when a rule is broken and a request never finishes
-
-LONG_AGO = utcnow() - timedelta(days=2)
 
 
 class Clock:
@@ -68,7 +65,8 @@ async def world() -> AsyncIterator[World]:
     store = FakeCatalogStore()
     tracker = RequestTracker()
     breakers = BreakerRegistry(failures=2, open_s=60, clock=clock)
-    catalog = [offer("v", str(i), vendor_updated_at=LONG_AGO) for i in range(1, 6)]
+    long_ago = utcnow() - timedelta(days=2)
+    catalog = [offer("v", str(i), vendor_updated_at=long_ago) for i in range(1, 6)]
     catalog += [offer("v", "10a", parent_id="10"), offer("v", "10b", parent_id="10", price=Decimal("12.50"))]
     sources = {
         "v": FakeSource(vendor("v"), catalog, products={"empty": ()}),
@@ -255,32 +253,42 @@ async def test_one_sync_per_vendor_at_a_time(world: World) -> None:
 # -- the scheduler's due rules (the runs themselves: tests/integration/test_scheduler.py) ------------------------
 
 
-def ago(**delta: float) -> datetime:
-    return utcnow() - timedelta(**delta)
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 @pytest.mark.parametrize(
-    ("sync", "interval_s", "expected"),
+    ("state", "succeeded_ago", "failed_ago", "interval_s", "expected"),
     [
-        pytest.param({"state": "ok", "last_success_at": ago(minutes=1)}, 3600, None, id="synced-recently"),
-        pytest.param({"state": "ok", "last_success_at": ago(hours=2)}, 3600, False, id="interval-elapsed"),
-        pytest.param({"state": "ok", "last_success_at": ago(days=2)}, 3600, True, id="full-sync-due"),
-        pytest.param({"state": "running", "last_success_at": ago(hours=2)}, 3600, None, id="running"),
-        pytest.param({"state": "interrupted", "last_success_at": ago(minutes=1)}, 3600, False, id="interrupted"),
-        pytest.param({"state": "failed", "last_error_at": ago(minutes=2)}, 3600, False, id="failed-retry-elapsed"),
-        pytest.param({"state": "failed", "last_error_at": ago(seconds=40)}, 30, False, id="failed-interval-shorter"),
-        pytest.param({"state": "failed", "last_error_at": ago(seconds=20)}, 30, None, id="failed-within-both"),
+        pytest.param("ok", 1 * MINUTE, None, 3600, None, id="synced-recently"),
+        pytest.param("ok", 2 * HOUR, None, 3600, False, id="interval-elapsed"),
+        pytest.param("ok", 48 * HOUR, None, 3600, True, id="full-sync-due"),
+        pytest.param("running", 2 * HOUR, None, 3600, None, id="running"),
+        pytest.param("interrupted", 1 * MINUTE, None, 3600, False, id="interrupted"),
+        # A failed vendor waits min(its interval, retry_after_failure_s = 30 min) after the failure.
+        pytest.param("failed", None, 45 * MINUTE, 4 * 3600, False, id="failed-retry-elapsed"),
+        pytest.param("failed", None, 15 * MINUTE, 600, False, id="failed-interval-shorter"),
+        pytest.param("failed", None, 5 * MINUTE, 600, None, id="failed-within-both"),
     ],
 )
-async def test_scheduler_due_rules(sync: dict[str, Any], interval_s: int, expected: bool | None) -> None:
+async def test_scheduler_due_rules(
+    state: str, succeeded_ago: timedelta | None, failed_ago: timedelta | None, interval_s: int, expected: bool | None
+) -> None:
     """``expected``: None when not due, else whether the requested sync is full (once a day here)."""
     store = FakeCatalogStore()
     queue = FakeRequestQueue()
     await store.add_vendor(vendor("v", refresh_interval_s=interval_s))
-    last_full = sync.get("last_success_at") or ago(hours=1)
-    store.set_sync("v", last_full_sync_at=last_full, **sync)
+    now = utcnow()  # ages from now, not from collection time: the margins are minutes, the run may take many
+    succeeded = None if succeeded_ago is None else now - succeeded_ago
+    store.set_sync(
+        "v",
+        state=state,
+        last_success_at=succeeded,
+        last_full_sync_at=succeeded or now - HOUR,
+        last_error_at=None if failed_ago is None else now - failed_ago,
+    )
     service = CatalogService(store, queue, RequestTracker())
-    scheduler = RefreshScheduler(store, service, full_sync_every_s=86_400, retry_after_failure_s=60)
+    scheduler = RefreshScheduler(store, service, full_sync_every_s=86_400, retry_after_failure_s=1800)
     assert await scheduler.tick() == (0 if expected is None else 1)
     assert [r.full for r in queue.published] == ([] if expected is None else [expected])
 
