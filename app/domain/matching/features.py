@@ -39,6 +39,21 @@ class Vocabulary:
 
 
 @dataclass(frozen=True, slots=True)
+class WordEvidence:
+    """Learnt from labelled pairs: how a word present in only one title (or in both) moves the odds of a match.
+
+    "upgrade", "extended" or "spanish" in one title only is strong evidence of two products; a rare series name
+    in both is evidence of one. Log-odds relative to the base rate, smoothed, for words seen in >= 3 pairs.
+    """
+
+    one_side: Mapping[str, float]
+    both: Mapping[str, float]
+
+
+NO_EVIDENCE = WordEvidence({}, {})
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """One record, read: everything pair features need, computed once per record."""
 
@@ -57,7 +72,7 @@ class Profile:
     core: str  # the title without its brand and company words, for word-order similarity
     core_words: frozenset[str]
     brand: str | None
-    brand_given: bool
+    brand_head: str | None  # first word of the brand: "webroot" of "Webroot Software Inc"
     attrs: text.Attributes
     price: float | None
     currency: str | None
@@ -70,7 +85,9 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     title = text.fold(record.title)
     given = brand_key(record.brand) if record.brand else None
     brand = given or text.infer_brand(title, vocab.brands)
-    brand_words = frozenset(text.words(text.fold(record.brand))) if record.brand else frozenset()
+    brand_list = text.words(text.fold(record.brand)) if record.brand else []
+    brand_words = frozenset(brand_list)
+    head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
     title_words = text.words(title)
     words = frozenset(title_words)
     weights = {w: vocab.weight(w) for w in words}
@@ -108,7 +125,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         core=" ".join(core_list),
         core_words=frozenset(core_list),
         brand=brand,
-        brand_given=given is not None,
+        brand_head=head,
         attrs=text.attributes(title, brand_words, title_codes),
         price=float(record.price) if record.price is not None and record.price > 0 else None,
         currency=record.currency,
@@ -162,12 +179,20 @@ FEATURES = (
     "words_max",
     "category_equal",
     "sku_equal",
+    "one_side_min",
+    "one_side_sum",
+    "both_max",
+    "both_sum",
 )
 
 
 def _conflict(a: frozenset[str], b: frozenset[str]) -> float:
     """1 when both state the attribute and share no value, else 0 (one side silent is no evidence)."""
     return 1.0 if a and b and a.isdisjoint(b) else 0.0
+
+
+# Vendors round these ("13.5 megapixel" vs "13 megapixels"): values within 10% agree.
+_ROUNDED = frozenset({"resolution"})
 
 
 def measure_conflicts(a: text.Attributes, b: text.Attributes) -> list[str]:
@@ -180,7 +205,20 @@ def measure_conflicts(a: text.Attributes, b: text.Attributes) -> list[str]:
     dims_b: dict[str, set[str]] = {}
     for dim, value in b.measures:
         dims_b.setdefault(dim, set()).add(value)
-    return sorted(d for d in dims_a.keys() & dims_b.keys() if dims_a[d].isdisjoint(dims_b[d]))
+    out = []
+    for dim in sorted(dims_a.keys() & dims_b.keys()):
+        va, vb = dims_a[dim], dims_b[dim]
+        if not va.isdisjoint(vb):
+            continue
+        if dim in _ROUNDED and any(_close(x, y) for x in va for y in vb):
+            continue
+        out.append(dim)
+    return out
+
+
+def _close(x: str, y: str) -> bool:
+    nx, ny = float(text.leading_number(x)), float(text.leading_number(y))
+    return abs(nx - ny) <= 0.1 * max(nx, ny)
 
 
 def _covered(p: Profile, other: Profile) -> float:
@@ -191,13 +229,20 @@ def _covered(p: Profile, other: Profile) -> float:
     return sum(w for word, w in p.word_weights.items() if word in other.context) / total
 
 
+def _mentions(p: Profile, other: Profile) -> bool:
+    """The other listing names p's brand (its key or first word) in its title or brand."""
+    if not p.brand:
+        return False
+    return p.brand in other.title_alnum or bool(p.brand_head and p.brand_head in other.context)
+
+
 def _code_contained(a: Profile, b: Profile) -> bool:
     return any(len(c) >= 4 and c in b.code_text for c in a.title_codes) or any(
         len(c) >= 4 and c in a.code_text for c in b.title_codes
     )
 
 
-def pair_features(a: Profile, b: Profile) -> list[float]:
+def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) -> list[float]:
     """The feature vector of a pair, in ``FEATURES`` order; symmetric in a and b."""
     shared_codes = a.codes & b.codes
     title_shared = a.title_codes & b.title_codes
@@ -227,16 +272,13 @@ def pair_features(a: Profile, b: Profile) -> list[float]:
     only_a, only_b = len(na - nb), len(nb - na)
     measure_shared = len(a.attrs.measures & b.attrs.measures)
 
+    mentioned = _mentions(a, b) or _mentions(b, a)
     if a.brand and b.brand:
-        brand_equal = 1.0 if a.brand == b.brand else 0.0
-        brand_conflict = 1.0 if not brand_equal and a.brand not in b.code_text and b.brand not in a.code_text else 0.0
+        brand_equal = 1.0 if a.brand == b.brand or a.brand_head == b.brand_head else 0.0
+        brand_conflict = 0.0 if brand_equal or mentioned else 1.0
     else:
         brand_equal, brand_conflict = _MISSING, 0.0
-    brand_mentioned = (
-        1.0
-        if (a.brand and a.brand in b.title_alnum) or (b.brand and b.brand in a.title_alnum)
-        else (0.0 if a.brand or b.brand else _MISSING)
-    )
+    brand_mentioned = 1.0 if mentioned else (0.0 if a.brand or b.brand else _MISSING)
     if a.price and b.price and (a.currency == b.currency or not a.currency or not b.currency):
         price_log_ratio = abs(math.log(a.price / b.price))
     else:
@@ -248,6 +290,8 @@ def pair_features(a: Profile, b: Profile) -> list[float]:
     sku_equal = (1.0 if a.sku == b.sku else 0.0) if a.sku and b.sku else _MISSING
 
     core_union = len(a.core_words | b.core_words)
+    one_side = [evidence.one_side.get(w, 0.0) for w in a.core_words ^ b.core_words]
+    both = [evidence.both.get(w, 0.0) for w in a.core_words & b.core_words]
     return [
         float(min(len(shared_codes), 3)),
         float(min(len(title_shared), 3)),
@@ -292,6 +336,10 @@ def pair_features(a: Profile, b: Profile) -> list[float]:
         float(max(len(a.words), len(b.words))),
         category_equal,
         sku_equal,
+        min(one_side, default=0.0),
+        sum(one_side),
+        max(both, default=0.0),
+        sum(both),
     ]
 
 

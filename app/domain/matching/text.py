@@ -427,3 +427,9 @@ def code_stem(code: str) -> str:
 def core_words(title_words: list[str], brand: str | None, brands: frozenset[str]) -> list[str]:
     """Title words without the brand and company words, in order: "encore software 10653 hoyle" -> "10653 hoyle"."""
     return [w for w in title_words if w != brand and w not in COMPANY_WORDS and w not in brands] or title_words
+
+
+def leading_number(value: str) -> str:
+    """ "13.5mp" -> "13.5": the number of a canonical measure value."""
+    m = _NUMBER.match(value)
+    return m.group() if m else "0"
