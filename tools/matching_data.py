@@ -1,13 +1,16 @@
 """The public product-matching benchmarks, read from their Ditto text form (see ``shared/matching/SOURCES.md``).
 
 ``python -m tools.matching_data convert`` writes each split as the JSON Lines ``catalog match --pairs`` reads,
-with the label kept beside the pair, so evaluation runs the real command on the real files.
+with the label kept beside the pair; ``python -m tools.matching_data evaluate`` converts, runs the real
+``catalog match --pairs`` command on each split and prints precision, recall and F1 against the labels.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +73,31 @@ def write_jsonl(pairs: list[LabelledPair], path: Path) -> None:
             out.write(orjson.dumps({"left": p.left, "right": p.right, "label": int(p.label)}) + b"\n")
 
 
+def evaluate(jsonl: Path, threshold: str) -> tuple[float, float, float, int]:
+    """Precision, recall, F1 and pair count of ``catalog match --pairs`` (a subprocess) on a labelled file."""
+    catalog = Path(sys.executable).with_name("catalog")
+    command = [str(catalog), "match", "--pairs", str(jsonl), "--threshold", threshold]
+    output = subprocess.run(command, check=True, capture_output=True).stdout.splitlines()
+    labels = [bool(orjson.loads(line)["label"]) for line in jsonl.read_bytes().splitlines() if line.strip()]
+    if len(output) != len(labels):
+        raise RuntimeError(f"{jsonl}: {len(labels)} pairs in, {len(output)} answers out")
+    predicted = [bool(orjson.loads(line)["match"]) for line in output]
+    tp = sum(p and y for p, y in zip(predicted, labels, strict=True))
+    fp = sum(p and not y for p, y in zip(predicted, labels, strict=True))
+    fn = sum(y and not p for p, y in zip(predicted, labels, strict=True))
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, len(labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["convert"])
+    parser.add_argument("command", choices=["convert", "evaluate"])
     parser.add_argument("--data", type=Path, default=None, help="folder of the benchmark .txt files")
     parser.add_argument("--out", type=Path, default=Path("var/matching"), help="where the .jsonl files go")
+    parser.add_argument("--splits", nargs="+", default=["valid"], choices=SPLITS, help="evaluate: which splits")
+    parser.add_argument("--threshold", default="match", choices=["match", "merge"], help="evaluate: which one")
     args = parser.parse_args()
     args.data = args.data or default_dir()
     for dataset in DATASETS:
@@ -82,7 +105,15 @@ def main() -> None:
             pairs = list(read_split(split_path(args.data, dataset, split)))
             target = args.out / f"{dataset}-{split}.jsonl"
             write_jsonl(pairs, target)
-            print(f"{target}: {len(pairs)} pairs, {sum(p.label for p in pairs)} matches")
+            if args.command == "convert":
+                print(f"{target}: {len(pairs)} pairs, {sum(p.label for p in pairs)} matches")
+    if args.command == "evaluate":
+        print(f"| split | pairs | precision | recall | F1 |  (catalog match --pairs FILE --threshold {args.threshold})")
+        print("|---|---|---|---|---|")
+        for dataset in DATASETS:
+            for split in args.splits:
+                p, r, f, n = evaluate(args.out / f"{dataset}-{split}.jsonl", args.threshold)
+                print(f"| {dataset} {split} | {n} | {p:.3f} | {r:.3f} | {f:.3f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,139 @@
+"""Are two records the same product? Identifiers first, then variant attributes, then the model.
+
+Order of the rules, each final when it applies:
+
+1. Both carry a valid GTIN: equal is a match (``gtin``), different is not (``gtin_conflict``), whatever the text.
+2. Same brand and same normalised SKU (today's unification key): a match (``brand_sku``).
+3. A variant attribute both titles state with no common value (capacity, size, colour, pack count, year,
+   platform, edition, tier, ...): not a match (``variant_conflict:<what>``). "64GB" and "128GB" are two products
+   however alike the rest reads.
+4. Otherwise the model's probability, compared with a threshold: ``match`` (best F1, for ``catalog match``) by
+   default, or ``merge`` (chosen for precision) when unification asks.
+
+Reasons are short machine-readable strings a product page can show: ``gtin``, ``model:dscw120p``, ``brand``,
+``title:0.91``, ``price:1.08``, ``variant_conflict:capacity``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from app.domain.matching.features import FEATURES, Profile, measure_conflicts, pair_features, profile
+from app.domain.matching.model import Model, load_model
+from app.domain.matching.records import MatchRecord
+
+ThresholdName = Literal["match", "merge"]
+# Profiles kept per process: a page of candidates re-reads the same stored offers again and again.
+_PROFILE_CACHE = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class MatchDecision:
+    score: float
+    match: bool
+    reasons: tuple[str, ...]
+
+
+def variant_conflicts(a: Profile, b: Profile) -> list[str]:
+    """What both titles state differently, by name; empty when nothing conflicts."""
+    x, y = a.attrs, b.attrs
+    found = measure_conflicts(x, y)
+    for name, left, right in (
+        ("colour", x.colours, y.colours),
+        ("size", x.sizes, y.sizes),
+        ("pack", x.packs, y.packs),
+        ("year", x.years, y.years),
+        ("platform", x.platforms, y.platforms),
+        ("edition", x.editions, y.editions),
+        ("tier", x.tiers, y.tiers),
+    ):
+        if left and right and left.isdisjoint(right):
+            found.append(name)
+    return found
+
+
+def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
+    return a.gtin is not None and b.gtin is not None and a.gtin != b.gtin
+
+
+class Matcher:
+    """Scores pairs with one model. Profiles of records are cached, so scoring a new offer against stored
+    candidates reads each stored record once per process, not once per pair."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.profile = functools.lru_cache(maxsize=_PROFILE_CACHE)(self._profile)
+
+    def _profile(self, record: MatchRecord) -> Profile:
+        return profile(record, self.model.vocabulary)
+
+    def threshold(self, name: ThresholdName) -> float:
+        return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
+
+    def score(self, a: MatchRecord, b: MatchRecord, threshold: ThresholdName = "match") -> MatchDecision:
+        return self._decide(self.profile(a), self.profile(b), self.threshold(threshold))
+
+    def score_many(
+        self, a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
+    ) -> list[MatchDecision]:
+        """One new record against its candidates (ingest): its profile is read once."""
+        pa, t = self.profile(a), self.threshold(threshold)
+        return [self._decide(pa, self.profile(c), t) for c in candidates]
+
+    def _decide(self, a: Profile, b: Profile, threshold: float) -> MatchDecision:
+        ra, rb = a.record, b.record
+        if ra.gtin is not None and rb.gtin is not None:
+            if ra.gtin == rb.gtin:
+                return MatchDecision(1.0, True, ("gtin",))
+            return MatchDecision(0.0, False, ("gtin_conflict",))
+        if a.sku and a.sku == b.sku and a.brand and a.brand == b.brand:
+            return MatchDecision(1.0, True, ("brand_sku",))
+        conflicts = variant_conflicts(a, b)
+        if conflicts:
+            return MatchDecision(0.0, False, tuple(f"variant_conflict:{c}" for c in conflicts))
+        features = pair_features(a, b, self.model.evidence)
+        score = round(self.model.probability(features), 4)
+        return MatchDecision(score, score >= threshold, _reasons(a, b, features))
+
+
+def _reasons(a: Profile, b: Profile, features: Sequence[float]) -> tuple[str, ...]:
+    """The evidence a person would check, strongest first; not an explanation of every tree."""
+    reasons = [f"model:{c}" for c in sorted(a.codes & b.codes, key=lambda c: (-len(c), c))[:2]]
+    if not reasons:
+        stems = sorted(a.stems & b.stems)
+        reasons += [f"model_stem:{s}" for s in stems[:1]]
+    if a.sku and a.sku == b.sku:
+        reasons.append("sku")
+    if a.brand and b.brand and (a.brand == b.brand or a.brand_head == b.brand_head):
+        reasons.append("brand")
+    reasons.append(f"title:{features[_COSINE]:.2f}")
+    if a.category and a.category == b.category:
+        reasons.append("category")
+    if a.price and b.price and a.currency == b.currency:
+        high, low = max(a.price, b.price), min(a.price, b.price)
+        reasons.append(f"price:{high / low:.2f}")
+    return tuple(reasons)
+
+
+_COSINE = FEATURES.index("cosine")
+
+
+@functools.cache
+def default_matcher() -> Matcher:
+    """The matcher of the shipped model, built on first use (nothing is loaded at import)."""
+    return Matcher(load_model())
+
+
+def score(a: MatchRecord, b: MatchRecord, threshold: ThresholdName = "match") -> MatchDecision:
+    return default_matcher().score(a, b, threshold)
+
+
+def score_many(
+    a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
+) -> list[MatchDecision]:
+    return default_matcher().score_many(a, candidates, threshold)
+
+
