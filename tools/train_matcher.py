@@ -27,7 +27,15 @@ import numpy as np
 import orjson
 
 from app.domain.matching import text
-from app.domain.matching.features import FEATURES, Profile, Vocabulary, WordEvidence, pair_features, profile
+from app.domain.matching.features import (
+    FEATURES,
+    Profile,
+    Vocabulary,
+    WordEvidence,
+    pair_features,
+    profile,
+    swap_keys,
+)
 from app.domain.matching.model import FORMAT, MODEL_FILE
 from app.domain.matching.records import from_mapping
 from app.domain.normalize import brand_key
@@ -38,11 +46,12 @@ OUT = Path(__file__).resolve().parents[1] / "app" / "domain" / "matching" / MODE
 # Smoothing of the word evidence (pseudo-counts) and the fewest pairs a word must be seen in to count.
 _PRIOR_WEIGHT = 1.0
 _MIN_PAIRS = 3
+# Small ensembles only: every tree costs ~0.15 µs per scored pair inside ingest.
 GRID: tuple[dict[str, Any], ...] = (
-    {"num_leaves": 15, "learning_rate": 0.05, "num_boost_round": 300, "min_data_in_leaf": 10},
-    {"num_leaves": 31, "learning_rate": 0.05, "num_boost_round": 200, "min_data_in_leaf": 10},
-    {"num_leaves": 15, "learning_rate": 0.1, "num_boost_round": 150, "min_data_in_leaf": 20},
-    {"num_leaves": 7, "learning_rate": 0.1, "num_boost_round": 300, "min_data_in_leaf": 10},
+    {"num_leaves": 15, "learning_rate": 0.1, "num_boost_round": 120, "min_data_in_leaf": 10},
+    {"num_leaves": 31, "learning_rate": 0.1, "num_boost_round": 100, "min_data_in_leaf": 10},
+    {"num_leaves": 15, "learning_rate": 0.05, "num_boost_round": 200, "min_data_in_leaf": 20},
+    {"num_leaves": 31, "learning_rate": 0.05, "num_boost_round": 150, "min_data_in_leaf": 10},
 )
 
 
@@ -72,10 +81,14 @@ def word_evidence(pairs: Sequence[LabelledPair], profiles: dict[bytes, Profile])
     one_neg: collections.Counter[str] = collections.Counter()
     both_pos: collections.Counter[str] = collections.Counter()
     both_neg: collections.Counter[str] = collections.Counter()
+    swap_pos: collections.Counter[str] = collections.Counter()
+    swap_neg: collections.Counter[str] = collections.Counter()
     for p in pairs:
         a, b = profiles[record_key(p.left)], profiles[record_key(p.right)]
         (one_pos if p.label else one_neg).update(a.core_words ^ b.core_words)
         (both_pos if p.label else both_neg).update(a.core_words & b.core_words)
+        swaps = swap_keys(a.core_words - b.core_words, b.core_words - a.core_words)
+        (swap_pos if p.label else swap_neg).update(swaps)
     positives = sum(p.label for p in pairs)
     prior = math.log((positives + 1) / (len(pairs) - positives + 1))
 
@@ -87,7 +100,7 @@ def word_evidence(pairs: Sequence[LabelledPair], profiles: dict[bytes, Profile])
                 out[w] = round(value, 3)
         return out
 
-    return WordEvidence(log_odds(one_pos, one_neg), log_odds(both_pos, both_neg))
+    return WordEvidence(log_odds(one_pos, one_neg), log_odds(both_pos, both_neg), log_odds(swap_pos, swap_neg))
 
 
 def features(
@@ -224,7 +237,11 @@ def main() -> None:
             "default_idf": vocab.default_idf,
             "brands": sorted(vocab.brands),
         },
-        "evidence": {"one_side": dict(sorted(evidence.one_side.items())), "both": dict(sorted(evidence.both.items()))},
+        "evidence": {
+            "one_side": dict(sorted(evidence.one_side.items())),
+            "both": dict(sorted(evidence.both.items())),
+            "swaps": dict(sorted(evidence.swaps.items())),
+        },
         "thresholds": {"match": match_t, "merge": merge_t},
         "metadata": {
             "trained_by": "python -m tools.train_matcher",

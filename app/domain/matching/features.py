@@ -48,9 +48,17 @@ class WordEvidence:
 
     one_side: Mapping[str, float]
     both: Mapping[str, float]
+    swaps: Mapping[str, float]  # "2007|2008", "pro|professional": a word of one title against one of the other
 
 
-NO_EVIDENCE = WordEvidence({}, {})
+NO_EVIDENCE = WordEvidence({}, {}, {})
+
+
+def swap_keys(only_a: frozenset[str], only_b: frozenset[str]) -> list[str]:
+    """Word pairs (one from each title's own words), order-free: what one title says instead of the other."""
+    if len(only_a) * len(only_b) > 64:
+        return []
+    return [f"{x}|{y}" if x < y else f"{y}|{x}" for x in only_a for y in only_b]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,7 @@ class Profile:
     stems: frozenset[str]  # title codes without a colour or region suffix: "yht390bk" -> "yht390"
     core: str  # the title without its brand and company words, for word-order similarity
     core_words: frozenset[str]
+    grams: frozenset[str]  # letter trigrams of the core, spaces removed: "printshop" meets "print shop"
     brand: str | None
     brand_head: str | None  # first word of the brand: "webroot" of "Webroot Software Inc"
     attrs: text.Attributes
@@ -124,6 +133,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         stems=frozenset(text.code_stem(c) for c in title_codes),
         core=" ".join(core_list),
         core_words=frozenset(core_list),
+        grams=_trigrams("".join(core_list)),
         brand=brand,
         brand_head=head,
         attrs=text.attributes(title, brand_words, title_codes),
@@ -133,6 +143,10 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         sku=sku,
         gtin=record.gtin,
     )
+
+
+def _trigrams(joined: str) -> frozenset[str]:
+    return frozenset(joined[i : i + 3] for i in range(len(joined) - 2)) if len(joined) >= 3 else frozenset({joined})
 
 
 FEATURES = (
@@ -156,6 +170,8 @@ FEATURES = (
     "core_token_sort",
     "core_token_set",
     "core_jaccard",
+    "trigram_jaccard",
+    "trigram_containment",
     "partial",
     "alnum_ratio",
     "numbers_shared",
@@ -177,12 +193,15 @@ FEATURES = (
     "price_log_ratio",
     "words_min",
     "words_max",
+    "descriptions",
     "category_equal",
     "sku_equal",
     "one_side_min",
     "one_side_sum",
     "both_max",
     "both_sum",
+    "swap_min",
+    "swap_max",
 )
 
 
@@ -290,7 +309,9 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     sku_equal = (1.0 if a.sku == b.sku else 0.0) if a.sku and b.sku else _MISSING
 
     core_union = len(a.core_words | b.core_words)
+    shared_grams = len(a.grams & b.grams)
     one_side = [evidence.one_side.get(w, 0.0) for w in a.core_words ^ b.core_words]
+    swaps = [evidence.swaps.get(k, 0.0) for k in swap_keys(a.core_words - b.core_words, b.core_words - a.core_words)]
     both = [evidence.both.get(w, 0.0) for w in a.core_words & b.core_words]
     return [
         float(min(len(shared_codes), 3)),
@@ -313,6 +334,8 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         fuzz.token_sort_ratio(a.core, b.core) / 100.0,
         fuzz.token_set_ratio(a.core, b.core) / 100.0,
         len(a.core_words & b.core_words) / core_union if core_union else 0.0,
+        shared_grams / (len(a.grams) + len(b.grams) - shared_grams),
+        shared_grams / min(len(a.grams), len(b.grams)),
         fuzz.partial_ratio(a.title, b.title) / 100.0 if a.title and b.title else 0.0,
         Indel.normalized_similarity(a.title_alnum, b.title_alnum),
         float(len(na & nb)),
@@ -334,12 +357,15 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         price_log_ratio,
         float(min(len(a.words), len(b.words))),
         float(max(len(a.words), len(b.words))),
+        float(bool(a.record.description)) + float(bool(b.record.description)),
         category_equal,
         sku_equal,
         min(one_side, default=0.0),
         sum(one_side),
         max(both, default=0.0),
         sum(both),
+        min(swaps, default=0.0),
+        max(swaps, default=0.0),
     ]
 
 

@@ -99,6 +99,7 @@ def from_dict(data: dict[str, Any]) -> Model:
         evidence=WordEvidence(
             one_side={str(k): float(v) for k, v in data["evidence"]["one_side"].items()},
             both={str(k): float(v) for k, v in data["evidence"]["both"].items()},
+            swaps={str(k): float(v) for k, v in data["evidence"]["swaps"].items()},
         ),
         thresholds=Thresholds(match=float(data["thresholds"]["match"]), merge=float(data["thresholds"]["merge"])),
         predict_raw=compile_trees(data["trees"], len(FEATURES)),

@@ -49,6 +49,7 @@ def variant_conflicts(a: Profile, b: Profile) -> list[str]:
         ("platform", x.platforms, y.platforms),
         ("edition", x.editions, y.editions),
         ("tier", x.tiers, y.tiers),
+        ("generation", x.generations, y.generations),
     ):
         if left and right and left.isdisjoint(right):
             found.append(name)

@@ -82,6 +82,9 @@ _GLUED_ONLY = frozenset({"in", "x", "p", "k", "v", "m", "l", "g", "w", "u"})
 # Operating systems listed after a platform ("win 98 me 2000 xp"): requirements, not versions or years.
 _OS_WORDS = frozenset({"95", "98", "me", "nt", "2000", "2003", "xp", "vista", "x", "os", "osx", "10", "7", "8"})
 _VERSION = re.compile(r"v[0-9]+(?:\.[0-9]+)*")
+_HAS_DIGIT = re.compile(r"[0-9]")
+_ATTRIBUTE_TOKEN = re.compile(r"[0-9]+(?:\.[0-9]+)?[a-z]*|[a-z]+|#")
+_GENERATION_WORDS = frozenset({"edition", "ed", "generation", "gen", "series"})
 _ORDINAL = re.compile(r"[0-9]+(?:st|nd|rd|th)")
 _NUMBER_UNIT = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]+)")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -229,19 +232,16 @@ def codes(folded: str, brand_words: Iterable[str] = ()) -> frozenset[str]:
     skip = set(brand_words)
     found: set[str] = set()
     for chunk in _CHUNK.findall(folded):
-        if chunk in skip or _VERSION.fullmatch(chunk):
+        if not _HAS_DIGIT.search(chunk) or chunk in skip or _VERSION.fullmatch(chunk):
             continue
         key = _NON_ALNUM.sub("", chunk)
         if len(key) < 3 or _is_measure(key):
-            continue
-        has_digit = any(c.isdigit() for c in key)
-        if not has_digit:
             continue
         if key.isdigit():
             if len(key) >= 5 and not ("." in chunk and len(chunk.split(".")[-1]) <= 2):
                 found.add(key)
             continue
-        if any(c.isalpha() for c in key) and not _only_unit_parts(chunk):
+        if not _only_unit_parts(chunk):
             found.add(key)
     return frozenset(found)
 
@@ -264,6 +264,7 @@ class Attributes(NamedTuple):
     editions: frozenset[str]
     tiers: frozenset[str]
     numbers: frozenset[str]  # bare numbers not part of a measure or code: versions, generations, "#5"
+    generations: frozenset[str]  # "4th generation", "7th edition"
 
 
 _CANONICAL_UNIT = {
@@ -304,7 +305,7 @@ def attributes(folded: str, brand_words: Iterable[str] = (), title_codes: frozen
     skip = set(brand_words)
     if title_codes:
         folded = _CHUNK.sub(lambda m: " " if _NON_ALNUM.sub("", m.group()) in title_codes else m.group(), folded)
-    tokens = [t for t in re.findall(r"[0-9]+(?:\.[0-9]+)?[a-z]*|[a-z]+|#", folded) if t not in skip]
+    tokens = [t for t in _ATTRIBUTE_TOKEN.findall(folded) if t not in skip]
     measures: set[tuple[str, str]] = set()
     colours: set[str] = set()
     sizes: set[str] = set()
@@ -314,13 +315,20 @@ def attributes(folded: str, brand_words: Iterable[str] = (), title_codes: frozen
     editions: set[str] = set()
     tiers: set[str] = set()
     numbers: set[str] = set()
+    generations: set[str] = set()
     after_platform = False
     for i, tok in enumerate(tokens):
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        prev = tokens[i - 1] if i else ""
         if after_platform and tok in _OS_WORDS:
             continue
-        after_platform = tok in PLATFORMS
+        after_platform = False
+        if tok[0].isalpha() and tok not in _ATTRIBUTE_WORDS:
+            continue
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        prev = tokens[i - 1] if i else ""
+        if _ORDINAL.fullmatch(tok):
+            if nxt in _GENERATION_WORDS:
+                generations.add(tok[:-2])
+            continue
         glued = _NUMBER_UNIT.fullmatch(tok)
         if glued and glued.group(2) in _UNITS:
             dim, value = _unit_value(glued.group(1), glued.group(2))
@@ -370,7 +378,14 @@ def attributes(folded: str, brand_words: Iterable[str] = (), title_codes: frozen
         frozenset(editions),
         frozenset(tiers),
         frozenset(numbers),
+        frozenset(generations),
     )
+
+
+# Words the attribute reader looks at; any other word is skipped at the cost of one set lookup.
+_ATTRIBUTE_WORDS = frozenset(
+    {*COLOURS, *_COLOUR_ALIASES, *SIZES, "size", *PLATFORMS, *EDITIONS, *TIERS, *_SMALL_NUMBERS}
+)
 
 
 def infer_brand(folded_title: str, known: frozenset[str]) -> str | None:
