@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app.domain.matching.blocking import blocking_keys as _blocking_keys
 from app.domain.matching.features import FEATURES, Profile, measure_conflicts, pair_features, profile
 from app.domain.matching.model import Model, load_model
 from app.domain.matching.records import MatchRecord
@@ -70,6 +71,13 @@ class Matcher:
 
     def _profile(self, record: MatchRecord) -> Profile:
         return profile(record, self.model.vocabulary)
+
+    def blocking_keys(self, record: MatchRecord) -> frozenset[str]:
+        return _blocking_keys(self.profile(record), self.model.vocabulary)
+
+    def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
+        """Two records that must never share a product, whatever links them: different GTINs or variants."""
+        return gtin_conflict(a, b) or bool(variant_conflicts(self.profile(a), self.profile(b)))
 
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
@@ -136,5 +144,9 @@ def score_many(
     a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
 ) -> list[MatchDecision]:
     return default_matcher().score_many(a, candidates, threshold)
+
+
+def blocking_keys(record: MatchRecord) -> frozenset[str]:
+    return default_matcher().blocking_keys(record)
 
 
