@@ -5,8 +5,9 @@ Order of the rules, each final when it applies:
 1. Both carry a valid GTIN: equal is a match (``gtin``), different is not (``gtin_conflict``), whatever the text.
 2. Same brand and same normalised SKU (today's unification key): a match (``brand_sku``).
 3. A variant attribute both titles state with no common value (capacity, size, colour, pack count, year,
-   platform, edition, tier, ...): not a match (``variant_conflict:<what>``). "64GB" and "128GB" are two products
-   however alike the rest reads.
+   platform, edition, tier, generation; or whole numbers each title has and the other lacks, when no model
+   number ties them): not a match (``variant_conflict:<what>``). "64GB" and "128GB" are two products however
+   alike the rest reads.
 4. Otherwise the model's probability, compared with a threshold: ``match`` (best F1, for ``catalog match``) by
    default, or ``merge`` (chosen for precision) when unification asks.
 
@@ -54,7 +55,24 @@ def variant_conflicts(a: Profile, b: Profile) -> list[str]:
     ):
         if left and right and left.isdisjoint(right):
             found.append(name)
+    if _number_conflict(a, b):
+        found.append("number")
     return found
+
+
+def _number_conflict(a: Profile, b: Profile) -> bool:
+    """Each title has a whole number the other lacks ("XPS 13 9300" / "XPS 13 9310", "iPhone 12" / "13", "#2" /
+    "#3") and no model number ties them: a shared code outweighs the spec numbers long titles carry."""
+    only_a = [n for n in a.attrs.numbers - b.attrs.numbers if n.isdigit()]
+    if not only_a or not any(n.isdigit() for n in b.attrs.numbers - a.attrs.numbers):
+        return False
+    return not (a.codes & b.codes or a.stems & b.stems or _contained(a, b))
+
+
+def _contained(a: Profile, b: Profile) -> bool:
+    return any(len(c) >= 4 and c in b.code_text for c in a.title_codes) or any(
+        len(c) >= 4 and c in a.code_text for c in b.title_codes
+    )
 
 
 def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
