@@ -38,7 +38,7 @@ from app.domain.matching.features import (
 )
 from app.domain.matching.model import FORMAT, MODEL_FILE
 from app.domain.matching.records import from_mapping
-from app.domain.matching.scoring import variant_conflicts
+from app.domain.matching.scoring import one_sided, variant_conflicts
 from app.domain.normalize import brand_key
 from tools.matching_data import DATASETS, LabelledPair, default_dir, read_split, split_path
 
@@ -200,6 +200,10 @@ def main() -> None:
     }
     # Pairs the rules already decide (a variant conflict) never reach the model: leave them out of its training.
     vetoed = {ds: np.array([vetoed_pair(p, profiles) for p in valid[ds]]) for ds in DATASETS}
+    one_side = {
+        ds: np.array([bool(one_sided(profiles[record_key(p.left)], profiles[record_key(p.right)])) for p in valid[ds]])
+        for ds in DATASETS
+    }
     kept = [not vetoed_pair(p, profiles) for p in all_train]
     all_train = [p for p, k in zip(all_train, kept, strict=True) if k]
     origin = origin[np.array(kept)]
@@ -233,14 +237,16 @@ def main() -> None:
         valid_scores[ds] = (np.array([int(p.label) for p in valid[ds]]), s)
     candidates = np.round(np.linspace(0.05, 0.95, 181), 3)
     match_t = float(max(candidates, key=lambda t: sum(prf(*valid_scores[ds], t)[2] for ds in DATASETS)))
-    pooled_y = np.concatenate([valid_scores[ds][0] for ds in DATASETS])
-    pooled_s = np.concatenate([valid_scores[ds][1] for ds in DATASETS])
+    # Unification also refuses one-sided tiers and editions (scoring.one_sided): its threshold is chosen so.
+    merge_scores = {ds: (valid_scores[ds][0], np.where(one_side[ds], 0.0, valid_scores[ds][1])) for ds in DATASETS}
+    pooled_y = np.concatenate([merge_scores[ds][0] for ds in DATASETS])
+    pooled_s = np.concatenate([merge_scores[ds][1] for ds in DATASETS])
     merge_t = float(max(candidates, key=lambda t: f_beta(*prf(pooled_y, pooled_s, t)[:2], args.beta)))
     merge_t = max(merge_t, match_t)
     metrics = {}
     for ds in DATASETS:
-        for name, t in (("match", match_t), ("merge", merge_t)):
-            p, r, f = prf(*valid_scores[ds], t)
+        for name, t, scored in (("match", match_t, valid_scores), ("merge", merge_t, merge_scores)):
+            p, r, f = prf(*scored[ds], t)
             metrics[f"{ds}/{name}"] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
             print(f"valid {ds} at {name} threshold {t:.3f}: P {p:.3f} R {r:.3f} F1 {f:.3f}")
 

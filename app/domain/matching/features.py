@@ -91,7 +91,7 @@ class Profile:
 
 
 def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
-    title = text.fold(record.title)
+    title = text.plus_words(text.fold(record.title))
     given = brand_key(record.brand) if record.brand else None
     brand = given or text.infer_brand(title, vocab.brands)
     brand_list = text.words(text.fold(record.brand)) if record.brand else []
@@ -99,7 +99,10 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
     title_words = text.words(title)
     words = frozenset(title_words)
-    weights = {w: vocab.weight(w) for w in words}
+    core_list = text.core_words(title_words, brand, vocab.brands)
+    # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
+    # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
+    weights = {w: vocab.weight(w) for w in core_list}
     desc = text.fold(record.description)
     desc_words = text.words(desc)[:_DESCRIPTION_WORDS]
     desc_text = " ".join(desc_words)
@@ -117,7 +120,6 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     if brand:
         context.add(brand)
     title_alnum = text.alnum(title)
-    core_list = text.core_words(title_words, brand, vocab.brands)
     return Profile(
         record=record,
         title=title,
@@ -279,12 +281,12 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     code_conflict = 1.0 if a.title_codes and b.title_codes and not contained else 0.0
 
     shared = a.words & b.words
-    dot = sum(a.word_weights[w] * b.word_weights[w] for w in shared)
+    dot = sum(a.word_weights[w] * b.word_weights[w] for w in a.core_words & b.core_words)
     cosine = dot / (a.norm * b.norm)
     union = len(a.words | b.words)
     jaccard = len(shared) / union if union else 0.0
-    missing_a = sum(w for word, w in a.word_weights.items() if word not in b.words) / a.norm
-    missing_b = sum(w for word, w in b.word_weights.items() if word not in a.words) / b.norm
+    missing_a = sum(w for word, w in a.word_weights.items() if word not in b.core_words) / a.norm
+    missing_b = sum(w for word, w in b.word_weights.items() if word not in a.core_words) / b.norm
     cover_a, cover_b = _covered(a, b), _covered(b, a)
 
     na, nb = a.attrs.numbers, b.attrs.numbers

@@ -9,7 +9,8 @@ Order of the rules, each final when it applies:
    number ties them): not a match (``variant_conflict:<what>``). "64GB" and "128GB" are two products however
    alike the rest reads.
 4. Otherwise the model's probability, compared with a threshold: ``match`` (best F1, for ``catalog match``) by
-   default, or ``merge`` (chosen for precision) when unification asks.
+   default, or ``merge`` (chosen for precision) when unification asks. ``merge`` also refuses pairs where only
+   one title names a tier or edition (``variant_differs:tier``), see ``one_sided``.
 
 Reasons are short machine-readable strings a product page can show: ``gtin``, ``model:dscw120p``, ``brand``,
 ``title:0.91``, ``price:1.08``, ``variant_conflict:capacity``.
@@ -75,6 +76,14 @@ def _contained(a: Profile, b: Profile) -> bool:
     )
 
 
+def one_sided(a: Profile, b: Profile) -> list[str]:
+    """Tier or edition words only one title has ("iPhone 13 Pro" / "iPhone 13 Pro Max", "Photoshop" / "Photoshop
+    Upgrade"). Often a vendor just leaves the word out, so ``catalog match`` lets the model weigh it; merging
+    offers into one product does not, since a missed merge costs less than a wrong price."""
+    x, y = a.attrs, b.attrs
+    return [name for name, left, right in (("tier", x.tiers, y.tiers), ("edition", x.editions, y.editions)) if left != right]
+
+
 def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
     return a.gtin is not None and b.gtin is not None and a.gtin != b.gtin
 
@@ -101,16 +110,16 @@ class Matcher:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
 
     def score(self, a: MatchRecord, b: MatchRecord, threshold: ThresholdName = "match") -> MatchDecision:
-        return self._decide(self.profile(a), self.profile(b), self.threshold(threshold))
+        return self._decide(self.profile(a), self.profile(b), threshold)
 
     def score_many(
         self, a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
     ) -> list[MatchDecision]:
         """One new record against its candidates (ingest): its profile is read once."""
-        pa, t = self.profile(a), self.threshold(threshold)
-        return [self._decide(pa, self.profile(c), t) for c in candidates]
+        pa = self.profile(a)
+        return [self._decide(pa, self.profile(c), threshold) for c in candidates]
 
-    def _decide(self, a: Profile, b: Profile, threshold: float) -> MatchDecision:
+    def _decide(self, a: Profile, b: Profile, threshold: ThresholdName) -> MatchDecision:
         ra, rb = a.record, b.record
         if ra.gtin is not None and rb.gtin is not None:
             if ra.gtin == rb.gtin:
@@ -123,7 +132,12 @@ class Matcher:
             return MatchDecision(0.0, False, tuple(f"variant_conflict:{c}" for c in conflicts))
         features = pair_features(a, b, self.model.evidence)
         score = round(self.model.probability(features), 4)
-        return MatchDecision(score, score >= threshold, _reasons(a, b, features))
+        reasons = _reasons(a, b, features)
+        if threshold == "merge":
+            differs = one_sided(a, b)
+            if differs:
+                return MatchDecision(score, False, (*reasons, *(f"variant_differs:{d}" for d in differs)))
+        return MatchDecision(score, score >= self.threshold(threshold), reasons)
 
 
 def _reasons(a: Profile, b: Profile, features: Sequence[float]) -> tuple[str, ...]:

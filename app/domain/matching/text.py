@@ -202,6 +202,14 @@ def fold(text: str | None) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
 
 
+_PLUS = re.compile(r"(?<=[0-9a-z])\+")
+
+
+def plus_words(folded: str) -> str:
+    """ "S8+" and "Pro+" are "S8 Plus" and "Pro Plus"."""
+    return _PLUS.sub(" plus", folded) if "+" in folded else folded
+
+
 def alnum(text: str) -> str:
     """The letters and digits only: how model numbers and brands are compared (``DSC-W120/P`` = ``dscw120p``)."""
     return _NON_ALNUM.sub("", fold(text))
