@@ -99,7 +99,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
     title_words = text.words(title)
     words = frozenset(title_words)
-    core_list = text.core_words(title_words, brand, vocab.brands)
+    core_list = text.core_words(title_words, brand_words | {brand} if brand else brand_words, vocab.brands)
     # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
     # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
     weights = {w: vocab.weight(w) for w in core_list}

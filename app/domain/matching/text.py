@@ -447,9 +447,10 @@ def code_stem(code: str) -> str:
     return m.group(1) if m and len(m.group(1)) >= 3 else code
 
 
-def core_words(title_words: list[str], brand: str | None, brands: frozenset[str]) -> list[str]:
-    """Title words without the brand and company words, in order: "encore software 10653 hoyle" -> "10653 hoyle"."""
-    return [w for w in title_words if w != brand and w not in COMPANY_WORDS and w not in brands] or title_words
+def core_words(title_words: list[str], brand: frozenset[str], brands: frozenset[str]) -> list[str]:
+    """Title words without the brand's words, known brands and company words, in order: "encore software 10653
+    hoyle" -> "10653 hoyle". A title that is nothing but those keeps all its words."""
+    return [w for w in title_words if w not in brand and w not in COMPANY_WORDS and w not in brands] or title_words
 
 
 def leading_number(value: str) -> str:
