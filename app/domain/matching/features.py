@@ -95,7 +95,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     given = brand_key(record.brand) if record.brand else None
     brand = given or text.infer_brand(title, vocab.brands)
     brand_list = text.words(text.fold(record.brand)) if record.brand else []
-    brand_words = frozenset(brand_list)
+    brand_words = frozenset(brand_list) | ({given} if given else frozenset())
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
     title_words = text.words(title)
     words = frozenset(title_words)

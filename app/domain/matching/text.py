@@ -234,8 +234,8 @@ def _is_measure(token: str) -> bool:
 def codes(folded: str, brand_words: Iterable[str] = ()) -> frozenset[str]:
     """Model and part numbers: chunks mixing letters and digits, or long digit runs (``966193-0403``).
 
-    Measures ("64gb", "1080p", "4th") are attributes, not codes. Brand words are removed first so "3m" or
-    "7-eleven" never count as model numbers.
+    Measures ("64gb", "1080p", "4th") are attributes, not codes. Brand words and keys (``brand_words``) are
+    skipped, so the brand "7-Eleven" is no model number.
     """
     skip = set(brand_words)
     found: set[str] = set()
@@ -243,7 +243,7 @@ def codes(folded: str, brand_words: Iterable[str] = ()) -> frozenset[str]:
         if not _HAS_DIGIT.search(chunk) or chunk in skip or _VERSION.fullmatch(chunk):
             continue
         key = _NON_ALNUM.sub("", chunk)
-        if len(key) < 3 or _is_measure(key):
+        if len(key) < 3 or key in skip or _is_measure(key):
             continue
         if key.isdigit():
             if len(key) >= 5 and not ("." in chunk and len(chunk.split(".")[-1]) <= 2):
