@@ -42,9 +42,9 @@ simulate: install
 	$(BIN)/catalog simulate
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
-	$(BIN)/mypy app
+	$(BIN)/ruff check app tests bench tools
+	$(BIN)/ruff format --check app tests bench tools
+	$(BIN)/mypy app tools
 
 test: lint
 	$(BIN)/pytest -q

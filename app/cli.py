@@ -370,7 +370,9 @@ def settings_table() -> None:
 
 @cli.command("match")
 def match_pairs(
-    pairs: Annotated[typer.FileBinaryRead, typer.Option("--pairs", help='JSON Lines {"left": {...}, "right": {...}}; - is stdin.')],
+    pairs: Annotated[
+        typer.FileBinaryRead, typer.Option("--pairs", help='JSON Lines {"left": {...}, "right": {...}}; - is stdin.')
+    ],
     threshold: Annotated[
         str, typer.Option(help="match: best F1 on the benchmarks; merge: the stricter one unification uses.")
     ] = "match",

@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 
 
-
 def default_dir() -> Path:
     """``../shared/matching`` beside the checkout (a worktree nested deeper finds the nearest one above it)."""
     root = Path(__file__).resolve().parents[1]
@@ -28,6 +27,7 @@ def default_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return root.parent / "shared" / "matching"
+
 
 DATASETS = ("Abt-Buy", "Amazon-Google")
 SPLITS = ("train", "valid")

@@ -252,7 +252,7 @@ def main() -> None:
             print(f"valid {ds} at {name} threshold {t:.3f}: P {p:.3f} R {r:.3f} F1 {f:.3f}")
 
     dump = booster.dump_model()
-    model = {
+    exported: dict[str, object] = {
         "format": FORMAT,
         "features": list(FEATURES),
         "trees": [export_tree(t["tree_structure"]) for t in dump["tree_info"]],
@@ -279,7 +279,7 @@ def main() -> None:
             "training_seconds": round(time.perf_counter() - started, 1),
         },
     }
-    args.out.write_bytes(orjson.dumps(model) + b"\n")
+    args.out.write_bytes(orjson.dumps(exported) + b"\n")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f}s")
 
 

@@ -87,8 +87,14 @@ def test_variant_conflicts_are_never_a_match(left: str, right: str, reason: str)
     ("left", "right"),
     [
         # brand prefix added or moved, word order, separators, abbreviations, no barcode
-        (rec("iPhone 9", "Apple", "549", category="smartphones"), rec("Apple iPhone 9", None, "559", category="smartphones")),
-        (rec("Essence Mascara Lash Princess", "Essence", "9.99"), rec("Mascara Lash Princess by Essence", None, "10.49")),
+        (
+            rec("iPhone 9", "Apple", "549", category="smartphones"),
+            rec("Apple iPhone 9", None, "559", category="smartphones"),
+        ),
+        (
+            rec("Essence Mascara Lash Princess", "Essence", "9.99"),
+            rec("Mascara Lash Princess by Essence", None, "10.49"),
+        ),
         (rec("Lenovo Yoga 920", "Lenovo", "1099.99"), rec("Yoga 920 by Lenovo", None, "1079.99")),
         (rec("New DELL XPS 13 9300 Laptop", "Dell", "1499.99"), rec("Dell XPS13 9300 laptop", None, "1479.00")),
         (rec("Samsung Galaxy Tab S8 Plus Grey", "Samsung", "599.99"), rec("Galaxy Tab S8+ Grey", "Samsung", "589.99")),

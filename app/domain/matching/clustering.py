@@ -69,7 +69,8 @@ def cluster(
 ) -> list[Group]:
     """Groups of ``base_keys``' offers (see the module docstring), sorted by key; members sorted.
 
-    ``base_keys`` is today's product key of each offer; edges whose ends are not in it are ignored.
+    ``base_keys`` is today's product key of each offer; edges whose ends are not in it are ignored, and of
+    several edges for one pair the highest scored counts.
     ``conflict(x, y)`` says two offers may never share a product.
     """
     parent: dict[OfferKey, OfferKey] = {}
@@ -89,7 +90,12 @@ def cluster(
             x = parent[x]
         return x
 
-    chosen = {(e.a, e.b): e for e in edges if e.score >= threshold and e.a in parent and e.b in parent}
+    chosen: dict[tuple[OfferKey, OfferKey], Edge] = {}
+    for e in edges:  # one edge per pair, the best one whatever order they came in
+        if e.score >= threshold and e.a in parent and e.b in parent:
+            seen = chosen.get((e.a, e.b))
+            if seen is None or (e.score, e.reasons) > (seen.score, seen.reasons):
+                chosen[(e.a, e.b)] = e
     for edge in sorted(chosen.values(), key=lambda e: (-e.score, e.a, e.b)):
         ra, rb = find(edge.a), find(edge.b)
         if ra == rb:
@@ -99,9 +105,7 @@ def cluster(
         root, other = (ra, rb) if ra < rb else (rb, ra)
         parent[other] = root
         members[root] = sorted(members[root] + members.pop(other))
-    groups = [
-        Group(min((base_keys[m] for m in group), key=key_rank), tuple(group)) for group in members.values()
-    ]
+    groups = [Group(min((base_keys[m] for m in group), key=key_rank), tuple(group)) for group in members.values()]
     return sorted(groups, key=lambda g: g.key)
 
 

@@ -268,7 +268,7 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     shared_codes = a.codes & b.codes
     title_shared = a.title_codes & b.title_codes
     contained = bool(shared_codes) or _code_contained(a, b)
-    if a.title_codes and b.codes or b.title_codes and a.codes:
+    if (a.title_codes and b.codes) or (b.title_codes and a.codes):
         best = 0.0
         for ca in a.title_codes or a.codes:
             for cb in b.title_codes or b.codes:
@@ -304,10 +304,7 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         price_log_ratio = abs(math.log(a.price / b.price))
     else:
         price_log_ratio = _MISSING
-    if a.category and b.category:
-        category_equal = 1.0 if a.category == b.category else 0.0
-    else:
-        category_equal = _MISSING
+    category_equal = (1.0 if a.category == b.category else 0.0) if a.category and b.category else _MISSING
     sku_equal = (1.0 if a.sku == b.sku else 0.0) if a.sku and b.sku else _MISSING
 
     core_union = len(a.core_words | b.core_words)

@@ -30,7 +30,11 @@ def score_pair_lines(
             pair = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise PairsFormatError(f"line {number}: not JSON ({exc})") from None
-        if not isinstance(pair, dict) or not isinstance(pair.get("left"), dict) or not isinstance(pair.get("right"), dict):
+        if (
+            not isinstance(pair, dict)
+            or not isinstance(pair.get("left"), dict)
+            or not isinstance(pair.get("right"), dict)
+        ):
             raise PairsFormatError(f'line {number}: expected {{"left": {{...}}, "right": {{...}}}}')
         decision = matcher.score(from_mapping(pair["left"]), from_mapping(pair["right"]), threshold)
         out: dict[str, object] = {"match": decision.match, "score": decision.score}

@@ -6,8 +6,9 @@ Order of the rules, each final when it applies:
 2. Same brand and same normalised SKU (today's unification key): a match (``brand_sku``).
 3. A variant attribute both titles state with no common value (capacity, size, colour, pack count, year,
    platform, edition, tier, generation; whole numbers each title has and the other lacks, or model numbers of
-   one shape with other digits, when no model number ties them): not a match (``variant_conflict:<what>``). "64GB" and "128GB" are two products however
-   alike the rest reads.
+   one shape with other digits, when no model number ties them): not a match (``variant_conflict:<what>``).
+   "64GB" and "128GB" are two products however alike the rest reads. Titles sharing no word but the brand's, no
+   code and few letter trigrams are not a match either (``no_common_words``).
 4. Otherwise the model's probability, compared with a threshold: ``match`` (best F1, for ``catalog match``) by
    default, or ``merge`` (chosen for precision) when unification asks. ``merge`` also refuses pairs where only
    one title names a tier or edition (``variant_differs:tier``), see ``one_sided``.
@@ -121,7 +122,9 @@ def one_sided(a: Profile, b: Profile) -> list[str]:
     Upgrade"). Often a vendor just leaves the word out, so ``catalog match`` lets the model weigh it; merging
     offers into one product does not, since a missed merge costs less than a wrong price."""
     x, y = a.attrs, b.attrs
-    return [name for name, left, right in (("tier", x.tiers, y.tiers), ("edition", x.editions, y.editions)) if left != right]
+    return [
+        name for name, left, right in (("tier", x.tiers, y.tiers), ("edition", x.editions, y.editions)) if left != right
+    ]
 
 
 def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
@@ -213,5 +216,3 @@ def score_many(
 
 def blocking_keys(record: MatchRecord) -> frozenset[str]:
     return default_matcher().blocking_keys(record)
-
-

@@ -148,7 +148,15 @@ _COLOUR_ALIASES = {"blk": "black", "wht": "white", "slv": "silver", "gry": "grey
 SIZES = frozenset({"xxs", "xs", "s", "m", "l", "xl", "xxl", "xxxl", "2xl", "3xl", "4xl", "small", "medium", "large"})
 _SIZE_ALIASES = {"small": "s", "medium": "m", "large": "l", "2xl": "xxl", "3xl": "xxxl"}
 
-PLATFORMS = {"mac": "mac", "macintosh": "mac", "osx": "mac", "win": "win", "windows": "win", "pc": "win", "linux": "linux"}
+PLATFORMS = {
+    "mac": "mac",
+    "macintosh": "mac",
+    "osx": "mac",
+    "win": "win",
+    "windows": "win",
+    "pc": "win",
+    "linux": "linux",
+}
 # Words that name an edition or licence of the same title: a different one is a different thing to buy.
 EDITIONS = {
     "upgrade": "upgrade",
@@ -402,7 +410,7 @@ def infer_brand(folded_title: str, known: frozenset[str]) -> str | None:
     Tries the first one to three words joined ("dolce gabbana", "calvin klein"); only brands the model has seen
     (its vocabulary) or the caller passes in count, so "Red Lipstick" does not infer the brand "red".
     """
-    ws = _WORD.findall(folded_title)
+    ws: list[str] = _WORD.findall(folded_title)
     for n in (3, 2, 1):
         if len(ws) >= n:
             head = "".join(ws[:n])
