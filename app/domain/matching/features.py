@@ -179,25 +179,15 @@ FEATURES = (
     "numbers_shared",
     "numbers_only_min",
     "numbers_only_max",
-    "measure_conflicts",
     "measure_shared",
-    "colour_conflict",
-    "size_conflict",
-    "pack_conflict",
-    "year_conflict",
-    "platform_conflict",
     "edition_differs",
-    "tier_conflict",
     "tier_differs",
     "brand_equal",
     "brand_mentioned",
-    "brand_conflict",
     "price_log_ratio",
     "words_min",
     "words_max",
     "descriptions",
-    "category_equal",
-    "sku_equal",
     "one_side_min",
     "one_side_sum",
     "both_max",
@@ -205,11 +195,6 @@ FEATURES = (
     "swap_min",
     "swap_max",
 )
-
-
-def _conflict(a: frozenset[str], b: frozenset[str]) -> float:
-    """1 when both state the attribute and share no value, else 0 (one side silent is no evidence)."""
-    return 1.0 if a and b and a.isdisjoint(b) else 0.0
 
 
 # Vendors round these ("13.5 megapixel" vs "13 megapixels"): values within 10% agree.
@@ -296,16 +281,13 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     mentioned = _mentions(a, b) or _mentions(b, a)
     if a.brand and b.brand:
         brand_equal = 1.0 if a.brand == b.brand or a.brand_head == b.brand_head else 0.0
-        brand_conflict = 0.0 if brand_equal or mentioned else 1.0
     else:
-        brand_equal, brand_conflict = _MISSING, 0.0
+        brand_equal = _MISSING
     brand_mentioned = 1.0 if mentioned else (0.0 if a.brand or b.brand else _MISSING)
     if a.price and b.price and (a.currency == b.currency or not a.currency or not b.currency):
         price_log_ratio = abs(math.log(a.price / b.price))
     else:
         price_log_ratio = _MISSING
-    category_equal = (1.0 if a.category == b.category else 0.0) if a.category and b.category else _MISSING
-    sku_equal = (1.0 if a.sku == b.sku else 0.0) if a.sku and b.sku else _MISSING
 
     core_union = len(a.core_words | b.core_words)
     shared_grams = len(a.grams & b.grams)
@@ -340,25 +322,15 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         float(len(na & nb)),
         float(min(only_a, only_b)),
         float(max(only_a, only_b)),
-        float(len(measure_conflicts(a.attrs, b.attrs))),
         float(measure_shared),
-        _conflict(a.attrs.colours, b.attrs.colours),
-        _conflict(a.attrs.sizes, b.attrs.sizes),
-        _conflict(a.attrs.packs, b.attrs.packs),
-        _conflict(a.attrs.years, b.attrs.years),
-        _conflict(a.attrs.platforms, b.attrs.platforms),
         1.0 if a.attrs.editions != b.attrs.editions else 0.0,
-        _conflict(a.attrs.tiers, b.attrs.tiers),
         1.0 if a.attrs.tiers != b.attrs.tiers else 0.0,
         brand_equal,
         brand_mentioned,
-        brand_conflict,
         price_log_ratio,
         float(min(len(a.words), len(b.words))),
         float(max(len(a.words), len(b.words))),
         float(bool(a.record.description)) + float(bool(b.record.description)),
-        category_equal,
-        sku_equal,
         min(one_side, default=0.0),
         sum(one_side),
         max(both, default=0.0),
