@@ -248,7 +248,7 @@ def main() -> None:
     exit_logits: dict[str, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
     for ds in DATASETS:
         xv = features(valid[ds], profiles, evidence)
-        exit_logits[ds] = (boosters[0].predict(xv, raw_score=True), np.where(vetoed[ds], True, False))
+        exit_logits[ds] = (np.asarray(boosters[0].predict(xv, raw_score=True)), vetoed[ds])
         s = np.where(vetoed[ds], 0.0, bagged_logit(boosters, xv))
         valid_scores[ds] = (np.array([int(p.label) for p in valid[ds]]), s)
     candidates = np.round(np.linspace(0.05, 0.95, 181), 3)
