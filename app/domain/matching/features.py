@@ -5,6 +5,10 @@ features are then cheap set and string comparisons of two profiles, which is wha
 against its candidates inside the ingest budget. String similarity is rapidfuzz (C++); word weights are inverse
 document frequencies from the training corpus, shipped with the model, so a word's weight never depends on what
 the catalog happens to hold (scores stay a function of the two records alone).
+
+Sums over sets use ``math.fsum``: it is exact, so the result does not depend on the set's iteration order, which
+changes from one process to the next with string hashing. Without it a score could differ in its last bit
+between two nodes, and a tree split could flip.
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         title_alnum=title_alnum,
         words=words,
         word_weights=weights,
-        norm=math.sqrt(sum(v * v for v in weights.values())) or 1.0,
+        norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
         context=frozenset(context),
         title_codes=title_codes,
         codes=frozenset(codes),
@@ -229,10 +233,10 @@ def _close(x: str, y: str) -> bool:
 
 def _covered(p: Profile, other: Profile) -> float:
     """Share of p's title weight the other record mentions anywhere (title, description, brand, SKU)."""
-    total = sum(p.word_weights.values())
+    total = math.fsum(p.word_weights.values())
     if not total:
         return _MISSING
-    return sum(w for word, w in p.word_weights.items() if word in other.context) / total
+    return math.fsum(w for word, w in p.word_weights.items() if word in other.context) / total
 
 
 def _mentions(p: Profile, other: Profile) -> bool:
@@ -266,12 +270,12 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     code_conflict = 1.0 if a.title_codes and b.title_codes and not contained else 0.0
 
     shared = a.words & b.words
-    dot = sum(a.word_weights[w] * b.word_weights[w] for w in a.core_words & b.core_words)
+    dot = math.fsum(a.word_weights[w] * b.word_weights[w] for w in a.core_words & b.core_words)
     cosine = dot / (a.norm * b.norm)
     union = len(a.words | b.words)
     jaccard = len(shared) / union if union else 0.0
-    missing_a = sum(w for word, w in a.word_weights.items() if word not in b.core_words) / a.norm
-    missing_b = sum(w for word, w in b.word_weights.items() if word not in a.core_words) / b.norm
+    missing_a = math.fsum(w for word, w in a.word_weights.items() if word not in b.core_words) / a.norm
+    missing_b = math.fsum(w for word, w in b.word_weights.items() if word not in a.core_words) / b.norm
     cover_a, cover_b = _covered(a, b), _covered(b, a)
 
     na, nb = a.attrs.numbers, b.attrs.numbers
@@ -332,9 +336,9 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         float(max(len(a.words), len(b.words))),
         float(bool(a.record.description)) + float(bool(b.record.description)),
         min(one_side, default=0.0),
-        sum(one_side),
+        math.fsum(one_side),
         max(both, default=0.0),
-        sum(both),
+        math.fsum(both),
         min(swaps, default=0.0),
         max(swaps, default=0.0),
     ]
