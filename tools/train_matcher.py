@@ -43,8 +43,8 @@ from app.domain.normalize import brand_key
 from tools.matching_data import DATASETS, LabelledPair, default_dir, read_split, split_path
 
 SEED = 20260101
-# The first model's logit under which the bag is not asked (probability ~0.05).
-EARLY_EXIT_LOGIT = -3.0
+# The first model's logits outside which the bag is not asked (probability ~0.05 and ~0.95).
+EARLY_EXIT = (-3.0, 3.0)
 OUT = Path(__file__).resolve().parents[1] / "app" / "domain" / "matching" / MODEL_FILE
 # Smoothing of the word evidence (pseudo-counts) and the fewest pairs a word must be seen in to count.
 _PRIOR_WEIGHT = 1.0
@@ -259,17 +259,17 @@ def main() -> None:
     pooled_s = np.concatenate([merge_scores[ds][1] for ds in DATASETS])
     merge_t = float(max(candidates, key=lambda t: f_beta(*prf(pooled_y, pooled_s, t)[:2], args.beta)))
     merge_t = max(merge_t, match_t)
-    # Early exit (model.Model.probability): where the first model alone says "no" this surely, the bag is not
-    # asked. Checked here: on the validation pairs, no decision at either threshold may change.
+    # Early exit (model.Model.probability): where the first model alone is this sure, the bag is not asked.
+    # Checked here: on the validation pairs, no decision at either threshold may change.
     for ds in DATASETS:
         first, ruled = exit_logits[ds]
-        exits = (first < EARLY_EXIT_LOGIT) & ~ruled
+        low, high = (first < EARLY_EXIT[0]) & ~ruled, (first > EARLY_EXIT[1]) & ~ruled
         early["pairs"] += int((~ruled).sum())
-        early["exits"] += int(exits.sum())
-        lowest = min(match_t, merge_t)
-        changed = int((exits & (valid_scores[ds][1] >= lowest)).sum())
-        if changed:
-            raise SystemExit(f"early exit at logit {EARLY_EXIT_LOGIT} changes {changed} decisions on {ds} valid")
+        early["exits"] += int((low | high).sum())
+        bag = valid_scores[ds][1]
+        changed = int((low & (bag >= min(match_t, merge_t))).sum() + (high & (bag < max(match_t, merge_t))).sum())
+        if changed or 1 / (1 + np.exp(-EARLY_EXIT[1])) < max(match_t, merge_t):
+            raise SystemExit(f"early exit at logits {EARLY_EXIT} changes {changed} decisions on {ds} valid")
     print(f"early exit: {early['exits']} of {early['pairs']} model-scored validation pairs, no decision changed")
     metrics = {}
     for ds in DATASETS:
@@ -296,7 +296,7 @@ def main() -> None:
         },
         "thresholds": {"match": match_t, "merge": merge_t},
         "bags": len(boosters),
-        "early_exit_logit": EARLY_EXIT_LOGIT,
+        "early_exit": list(EARLY_EXIT),
         "metadata": {
             "trained_by": "python -m tools.train_matcher",
             "seed": SEED,

@@ -25,6 +25,7 @@ import orjson
 from app.domain.matching.features import FEATURES, Vocabulary, WordEvidence
 
 MODEL_FILE = "matcher.json"
+_NO_EXIT = (-math.inf, math.inf)
 FORMAT = 1
 
 
@@ -47,17 +48,18 @@ class Model:
     metadata: dict[str, Any]
     first_bag: Callable[[Sequence[float]], float] | None = None
     bags: int = 1
-    early_exit_logit: float = -math.inf
+    early_exit: tuple[float, float] = (-math.inf, math.inf)
 
     def probability(self, features: Sequence[float]) -> float:
-        """The bag's mean; when the bag's first model alone is sure of a non-match, that model's answer.
+        """The bag's mean; when the bag's first model alone is that sure (its logit outside ``early_exit``),
+        that model's answer.
 
-        Most candidates a blocking index returns are clear non-matches, so this skips four fifths of the trees
-        for most pairs. The training command checks that no decision at either threshold changes on the
-        benchmark pairs (``metadata.early_exit``)."""
+        Most candidates a blocking index returns are clear non-matches, and most true pairs are clear matches,
+        so this skips four fifths of the trees for most pairs. The training command checks that no decision at
+        either threshold changes on the validation pairs (``metadata.early_exit``)."""
         if self.first_bag is not None:
             first = self.first_bag(features) * self.bags
-            if first < self.early_exit_logit:
+            if not self.early_exit[0] <= first <= self.early_exit[1]:
                 return 1.0 / (1.0 + math.exp(-first))
         raw = self.predict_raw(features)
         return 1.0 / (1.0 + math.exp(-raw))
@@ -122,7 +124,7 @@ def from_dict(data: dict[str, Any]) -> Model:
         metadata=dict(data.get("metadata", {})),
         first_bag=compile_trees(data["trees"][:per_bag], len(FEATURES)) if bags > 1 else None,
         bags=bags,
-        early_exit_logit=float(data.get("early_exit_logit", -math.inf)),
+        early_exit=(float(data["early_exit"][0]), float(data["early_exit"][1])) if "early_exit" in data else _NO_EXIT,
     )
 
 
