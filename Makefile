@@ -42,9 +42,9 @@ simulate: install
 	$(BIN)/catalog simulate
 
 lint: install
-	$(BIN)/ruff check app simulators tests bench
-	$(BIN)/ruff format --check app simulators tests bench
-	$(BIN)/mypy app simulators tests
+	$(BIN)/ruff check app simulators tests bench tools
+	$(BIN)/ruff format --check app simulators tests bench tools
+	$(BIN)/mypy app simulators tests tools
 
 test: lint
 	$(BIN)/pytest -q

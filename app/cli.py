@@ -368,6 +368,31 @@ def settings_table() -> None:
         print(f"| `CATALOG_{name.upper()}` | `{shown}` | {field.description or ''} |")
 
 
+@cli.command("match")
+def match_pairs(
+    pairs: Annotated[
+        typer.FileBinaryRead, typer.Option("--pairs", help='JSON Lines {"left": {...}, "right": {...}}; - is stdin.')
+    ],
+    threshold: Annotated[
+        str, typer.Option(help="match: best F1 on the benchmarks; merge: the stricter one unification uses.")
+    ] = "match",
+    reasons: Annotated[bool, typer.Option(help="Add each decision's reasons.")] = False,
+) -> None:
+    """Decide, for each pair of listings, whether they are the same product: one JSON line out per line in."""
+    from app.domain.matching.pairs import PairsFormatError, score_pair_lines
+    from app.domain.matching.scoring import default_matcher
+
+    if threshold not in ("match", "merge"):
+        raise fail("--threshold is match or merge")
+    out = typer.get_binary_stream("stdout")
+    try:
+        for line in score_pair_lines(pairs, default_matcher(), "merge" if threshold == "merge" else "match", reasons):
+            out.write(line)
+    except PairsFormatError as exc:
+        raise fail(str(exc)) from None
+    out.flush()
+
+
 def main() -> None:
     cli()
 

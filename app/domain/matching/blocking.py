@@ -1,0 +1,62 @@
+"""Blocking: the few stored offers worth scoring against a new one, found by key lookups instead of a scan.
+
+A store indexes every offer under its keys and, for a new offer, scores only the offers that share at least one
+key, so the cost of matching an offer depends on how many offers share its keys, not on the catalog's size.
+Keys are a pure function of the record and of the shipped vocabulary (never of what the catalog holds), so the
+same offer always has the same keys and candidate sets do not depend on arrival order.
+
+Kinds of key (the prefix says which):
+
+- ``g:`` the GTIN; ``c:`` each model/part number (title, MPN, description); ``m:`` its stem without a colour or
+  region suffix ("yht390bk" and "yht-390bl" meet); ``s:`` brand + normalised SKU;
+- ``n:`` each number of three or more digits in the title ("p6000" and "coolpixp6000bk" both say 6000);
+- ``w:`` each pair among the title's six rarest words (by the training corpus' IDF): two listings of one
+  product almost always share two uncommon words, while common words ("black", "case") would make huge blocks;
+  and each of the two rarest alone when it is very rare (IDF >= 5);
+- ``b:`` brand + each of its two rarest title words, for short titles where the brand carries the weight.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from app.domain.matching.features import Profile, Vocabulary
+from app.domain.matching.text import COMPANY_WORDS
+
+_RARE_WORDS = 6
+# A word this rare (IDF; in fewer than ~1 record in 150 of the training corpus) is a key on its own.
+_SINGLE_IDF = 5.0
+# Words this common (IDF below this, i.e. in more than ~1 record in 12 of the training corpus) make no key.
+_MIN_IDF = 2.0
+_MIN_CODE = 4
+
+
+def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:
+    keys: set[str] = set()
+    if p.gtin:
+        keys.add(f"g:{p.gtin}")
+    for code in p.codes:
+        if len(code) >= _MIN_CODE:
+            keys.add(f"c:{code}")
+    for stem in p.stems:
+        if len(stem) >= _MIN_CODE:
+            keys.add(f"m:{stem}")
+    numbers = sorted(w for w in p.words if w.isdigit() and len(w) >= 3 and w not in p.attrs.years)
+    for number in numbers[:3]:
+        keys.add(f"n:{number}")
+    if p.sku and p.brand:
+        keys.add(f"s:{p.brand}|{p.sku}")
+    words = [w for w in p.core_words if len(w) >= 2 and w not in COMPANY_WORDS and vocab.weight(w) >= _MIN_IDF]
+    rare = sorted(words, key=lambda w: (-vocab.weight(w), w))[:_RARE_WORDS]
+    for x, y in combinations(sorted(rare), 2):
+        keys.add(f"w:{x}|{y}")
+    for w in rare[:2]:
+        if vocab.weight(w) >= _SINGLE_IDF:
+            keys.add(f"w:{w}")
+    if p.brand:
+        for w in rare[:2]:
+            if w != p.brand:
+                keys.add(f"b:{p.brand}|{w}")
+    if len(rare) == 1:
+        keys.add(f"w:{rare[0]}")
+    return frozenset(keys)

@@ -1,0 +1,151 @@
+"""From scored pairs to products: which offers end up together, and under which stable key.
+
+The rule, written once for the whole catalog and for any part of it:
+
+1. Start from today's identifier groups (``unify.assign_products``: same GTIN, or same brand + SKU), so every
+   product today's rules form is formed again, under the same key and so the same ``product_id``.
+2. Take the matcher's edges at or above the merge threshold in one total order: score descending, then the
+   two offer keys. Merge the two groups of an edge unless that would put two conflicting offers in one product
+   (two different valid GTINs, or a variant conflict such as 128 GB against 256 GB). This is Kruskal's
+   algorithm with cannot-link constraints: evidence links like single linkage, conflicts veto like complete
+   linkage, so a chain of plausible edges can never carry a 128 GB phone into the 256 GB one's product.
+3. A group's key is its smallest GTIN key, else its smallest brand+SKU key, else its smallest offer key: the
+   key of the strongest identifier, which keeps ids stable when offers join or leave.
+
+Why the result depends only on the set of offers (and edges), never on the order they arrived in: the initial
+groups are a partition computed from the set; edges are processed in an order defined by their own values;
+every decision (merge or refuse) depends only on the two groups the edge touches at that moment. Those groups
+only ever grow by edges of the same connected component of the graph whose links are the above-threshold
+edges and the identifier groups, so running the algorithm on one component alone makes exactly the decisions
+it makes there when run on the whole catalog. A store can therefore recompute only the component around a
+changed offer and get the same products as a full recomputation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from app.domain.matching.records import MatchRecord, from_offer
+from app.domain.matching.scoring import Matcher, ThresholdName
+from app.domain.models import Offer
+from app.domain.unify import assign_products
+
+OfferKey = tuple[str, str]
+_KIND_ORDER = {"gtin": 0, "bs": 1, "offer": 2}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Edge:
+    """A scored pair; ``a < b`` always, so an edge has one spelling."""
+
+    a: OfferKey
+    b: OfferKey
+    score: float
+    reasons: tuple[str, ...] = ()
+
+    @staticmethod
+    def of(x: OfferKey, y: OfferKey, score: float, reasons: tuple[str, ...] = ()) -> Edge:
+        return Edge(x, y, score, reasons) if x < y else Edge(y, x, score, reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    key: str
+    members: tuple[OfferKey, ...]
+
+
+def key_rank(key: str) -> tuple[int, str]:
+    """GTIN keys first, then brand+SKU keys, then offer keys; within a kind, the smallest."""
+    return (_KIND_ORDER.get(key.split(":", 1)[0], 3), key)
+
+
+def cluster(
+    base_keys: Mapping[OfferKey, str],
+    edges: Iterable[Edge],
+    conflict: Callable[[OfferKey, OfferKey], bool],
+    threshold: float,
+) -> list[Group]:
+    """Groups of ``base_keys``' offers (see the module docstring), sorted by key; members sorted.
+
+    ``base_keys`` is today's product key of each offer; edges whose ends are not in it are ignored, and of
+    several edges for one pair the highest scored counts.
+    ``conflict(x, y)`` says two offers may never share a product.
+    """
+    parent: dict[OfferKey, OfferKey] = {}
+    members: dict[OfferKey, list[OfferKey]] = {}
+    by_base: dict[str, list[OfferKey]] = defaultdict(list)
+    for offer, key in base_keys.items():
+        by_base[key].append(offer)
+    for group in by_base.values():
+        root = min(group)
+        members[root] = sorted(group)
+        for offer in group:
+            parent[offer] = root
+
+    def find(x: OfferKey) -> OfferKey:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    chosen: dict[tuple[OfferKey, OfferKey], Edge] = {}
+    for e in edges:  # one edge per pair, the best one whatever order they came in
+        if e.score >= threshold and e.a in parent and e.b in parent:
+            seen = chosen.get((e.a, e.b))
+            if seen is None or (e.score, e.reasons) > (seen.score, seen.reasons):
+                chosen[(e.a, e.b)] = e
+    for edge in sorted(chosen.values(), key=lambda e: (-e.score, e.a, e.b)):
+        ra, rb = find(edge.a), find(edge.b)
+        if ra == rb:
+            continue
+        if any(conflict(x, y) for x in members[ra] for y in members[rb]):
+            continue
+        root, other = (ra, rb) if ra < rb else (rb, ra)
+        parent[other] = root
+        members[root] = sorted(members[root] + members.pop(other))
+    groups = [Group(min((base_keys[m] for m in group), key=key_rank), tuple(group)) for group in members.values()]
+    return sorted(groups, key=lambda g: g.key)
+
+
+def candidate_edges(
+    records: Mapping[OfferKey, MatchRecord],
+    matcher: Matcher,
+    threshold: ThresholdName = "merge",
+    same_vendor: bool = False,
+) -> list[Edge]:
+    """Every pair sharing a blocking key, scored; above the threshold only. Offers of one vendor are not
+    compared unless ``same_vendor``: a shop listing two near-identical items means two items."""
+    index: dict[str, list[OfferKey]] = defaultdict(list)
+    for key in sorted(records):
+        for block in matcher.blocking_keys(records[key]):
+            index[block].append(key)
+    pairs: set[tuple[OfferKey, OfferKey]] = set()
+    for block_members in index.values():
+        for i, x in enumerate(block_members):
+            for y in block_members[i + 1 :]:
+                if same_vendor or x[0] != y[0]:
+                    pairs.add((x, y) if x < y else (y, x))
+    cut = matcher.threshold(threshold)
+    edges = []
+    for x, y in sorted(pairs):
+        decision = matcher.score(records[x], records[y], threshold)
+        if decision.score >= cut and decision.match:
+            edges.append(Edge.of(x, y, decision.score, decision.reasons))
+    return edges
+
+
+def unify_offers(
+    offers: Sequence[Offer], matcher: Matcher, threshold: ThresholdName = "merge", same_vendor: bool = False
+) -> dict[OfferKey, str]:
+    """Product key of every offer of a complete set: the reference an incremental store must agree with."""
+    base = assign_products(offers)
+    records = {o.key: from_offer(o) for o in offers}
+    edges = candidate_edges(records, matcher, threshold, same_vendor)
+
+    def conflict(x: OfferKey, y: OfferKey) -> bool:
+        return matcher.conflict(records[x], records[y])
+
+    groups = cluster(base, edges, conflict, matcher.threshold(threshold))
+    return {member: group.key for group in groups for member in group.members}

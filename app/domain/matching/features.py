@@ -1,0 +1,360 @@
+"""From two records to the numbers the model weighs.
+
+Each record is read once into a ``Profile`` (words, model numbers, brand, variant attributes, price); a pair's
+features are then cheap set and string comparisons of two profiles, which is what keeps scoring a new offer
+against its candidates inside the ingest budget. String similarity is rapidfuzz (C++); word weights are inverse
+document frequencies from the training corpus, shipped with the model, so a word's weight never depends on what
+the catalog happens to hold (scores stay a function of the two records alone).
+
+Sums over sets use ``math.fsum``: it is exact, so the result does not depend on the set's iteration order, which
+changes from one process to the next with string hashing. Without it a score could differ in its last bit
+between two nodes, and a tree split could flip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Indel
+
+from app.domain.matching import text
+from app.domain.matching.records import MatchRecord
+from app.domain.normalize import brand_key, sku_key
+
+# Description words read per record: enough for the model numbers and key terms Abt-style descriptions repeat,
+# bounded so a 5,000-word description costs no more than a short one.
+_DESCRIPTION_WORDS = 80
+_MISSING = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """What the model learnt about words: their IDF (rarer weighs more) and which words are brands."""
+
+    idf: Mapping[str, float]
+    default_idf: float
+    brands: frozenset[str]
+
+    def weight(self, word: str) -> float:
+        return self.idf.get(word, self.default_idf)
+
+
+@dataclass(frozen=True, slots=True)
+class WordEvidence:
+    """Learnt from labelled pairs: how a word present in only one title (or in both) moves the odds of a match.
+
+    "upgrade", "extended" or "spanish" in one title only is strong evidence of two products; a rare series name
+    in both is evidence of one. Log-odds relative to the base rate, smoothed, for words seen in >= 3 pairs.
+    """
+
+    one_side: Mapping[str, float]
+    both: Mapping[str, float]
+    swaps: Mapping[str, float]  # "2007|2008", "pro|professional": a word of one title against one of the other
+
+
+NO_EVIDENCE = WordEvidence({}, {}, {})
+
+
+def swap_keys(only_a: frozenset[str], only_b: frozenset[str]) -> list[str]:
+    """Word pairs (one from each title's own words), order-free: what one title says instead of the other."""
+    if len(only_a) * len(only_b) > 64:
+        return []
+    return [f"{x}|{y}" if x < y else f"{y}|{x}" for x in only_a for y in only_b]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One record, read: everything pair features need, computed once per record."""
+
+    record: MatchRecord
+    title: str  # folded
+    title_alnum: str
+    words: frozenset[str]
+    word_weights: Mapping[str, float]
+    norm: float
+    context: frozenset[str]  # title, description (truncated), brand, sku words
+    title_codes: frozenset[str]
+    codes: frozenset[str]  # title codes, mpn, sku and description codes
+    code_text: str  # everything a code of the other record may be found in, letters and digits only
+    code_weights: Mapping[str, float]  # a code's rarity: "cs3" names a product line, "dscw120p" one product
+    stems: frozenset[str]  # title codes without a colour or region suffix: "yht390bk" -> "yht390"
+    core: str  # the title without its brand and company words, for word-order similarity
+    core_words: frozenset[str]
+    grams: frozenset[str]  # letter trigrams of the core, spaces removed: "printshop" meets "print shop"
+    brand: str | None
+    brand_head: str | None  # first word of the brand: "webroot" of "Webroot Software Inc"
+    attrs: text.Attributes
+    price: float | None
+    currency: str | None
+    category: str | None
+    sku: str | None
+    gtin: str | None
+
+
+def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
+    title = text.plus_words(text.fold(record.title))
+    given = brand_key(record.brand) if record.brand else None
+    brand = given or text.infer_brand(title, vocab.brands)
+    brand_list = text.words(text.fold(record.brand)) if record.brand else []
+    brand_words = frozenset(brand_list) | ({given} if given else frozenset())
+    head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
+    title_words = text.words(title)
+    words = frozenset(title_words)
+    core_list = text.core_words(title_words, brand_words | {brand} if brand else brand_words, vocab.brands)
+    # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
+    # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
+    weights = {w: vocab.weight(w) for w in core_list}
+    desc = text.fold(record.description)
+    desc_words = text.words(desc)[:_DESCRIPTION_WORDS]
+    desc_text = " ".join(desc_words)
+    title_codes = text.codes(title, brand_words)
+    codes = set(title_codes)
+    codes.update(text.codes(desc_text, brand_words))
+    sku = sku_key(record.sku)
+    mpn = text.alnum(record.mpn) if record.mpn else None
+    for extra in (mpn, sku.lower() if sku else None):
+        if extra and len(extra) >= 3 and any(c.isdigit() for c in extra):
+            codes.add(extra)
+    context = set(words)
+    context.update(desc_words)
+    context.update(brand_words)
+    if brand:
+        context.add(brand)
+    title_alnum = text.alnum(title)
+    return Profile(
+        record=record,
+        title=title,
+        title_alnum=title_alnum,
+        words=words,
+        word_weights=weights,
+        norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
+        context=frozenset(context),
+        title_codes=title_codes,
+        codes=frozenset(codes),
+        code_text=title_alnum + " " + text.alnum(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
+        code_weights={c: vocab.weight(c) / vocab.default_idf for c in codes},
+        stems=frozenset(text.code_stem(c) for c in title_codes),
+        core=" ".join(core_list),
+        core_words=frozenset(core_list),
+        grams=_trigrams("".join(core_list)),
+        brand=brand,
+        brand_head=head,
+        attrs=text.attributes(title, brand_words, title_codes),
+        price=float(record.price) if record.price is not None and record.price > 0 else None,
+        currency=record.currency,
+        category=brand_key(record.category) if record.category else None,
+        sku=sku,
+        gtin=record.gtin,
+    )
+
+
+def _trigrams(joined: str) -> frozenset[str]:
+    return frozenset(joined[i : i + 3] for i in range(len(joined) - 2)) if len(joined) >= 3 else frozenset({joined})
+
+
+FEATURES = (
+    "code_shared",
+    "code_title_shared",
+    "code_shared_weight",
+    "stem_shared",
+    "code_contained",
+    "code_similarity",
+    "code_conflict",
+    "codes_min",
+    "codes_max",
+    "cosine",
+    "jaccard",
+    "missing_min",
+    "missing_max",
+    "context_cover_min",
+    "context_cover_max",
+    "token_set",
+    "token_sort",
+    "core_token_sort",
+    "core_token_set",
+    "core_jaccard",
+    "trigram_jaccard",
+    "trigram_containment",
+    "partial",
+    "alnum_ratio",
+    "numbers_shared",
+    "numbers_only_min",
+    "numbers_only_max",
+    "measure_shared",
+    "edition_differs",
+    "tier_differs",
+    "brand_equal",
+    "brand_mentioned",
+    "price_log_ratio",
+    "words_min",
+    "words_max",
+    "descriptions",
+    "one_side_min",
+    "one_side_sum",
+    "both_max",
+    "both_sum",
+    "swap_min",
+    "swap_max",
+)
+
+
+# Vendors round these ("13.5 megapixel" vs "13 megapixels"): values within 10% agree.
+_ROUNDED = frozenset({"resolution"})
+
+
+def measure_conflicts(a: text.Attributes, b: text.Attributes) -> list[str]:
+    """Dimensions (capacity, length, ...) both titles state with no common value: "64gb" vs "128gb"."""
+    if not a.measures or not b.measures:
+        return []
+    dims_a: dict[str, set[str]] = {}
+    for dim, value in a.measures:
+        dims_a.setdefault(dim, set()).add(value)
+    dims_b: dict[str, set[str]] = {}
+    for dim, value in b.measures:
+        dims_b.setdefault(dim, set()).add(value)
+    out = []
+    for dim in sorted(dims_a.keys() & dims_b.keys()):
+        va, vb = dims_a[dim], dims_b[dim]
+        if not va.isdisjoint(vb):
+            continue
+        if dim in _ROUNDED and any(_close(x, y) for x in va for y in vb):
+            continue
+        out.append(dim)
+    return out
+
+
+def _close(x: str, y: str) -> bool:
+    nx, ny = float(text.leading_number(x)), float(text.leading_number(y))
+    return abs(nx - ny) <= 0.1 * max(nx, ny)
+
+
+def _covered(p: Profile, other: Profile) -> float:
+    """Share of p's title weight the other record mentions anywhere (title, description, brand, SKU)."""
+    total = math.fsum(p.word_weights.values())
+    if not total:
+        return _MISSING
+    return math.fsum(w for word, w in p.word_weights.items() if word in other.context) / total
+
+
+def _mentions(p: Profile, other: Profile) -> bool:
+    """The other listing names p's brand (its key or first word) in its title or brand."""
+    if not p.brand:
+        return False
+    return p.brand in other.title_alnum or bool(p.brand_head and p.brand_head in other.context)
+
+
+def _code_contained(a: Profile, b: Profile) -> bool:
+    return any(len(c) >= 4 and c in b.code_text for c in a.title_codes) or any(
+        len(c) >= 4 and c in a.code_text for c in b.title_codes
+    )
+
+
+def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) -> list[float]:
+    """The feature vector of a pair, in ``FEATURES`` order; symmetric in a and b."""
+    shared_codes = a.codes & b.codes
+    title_shared = a.title_codes & b.title_codes
+    contained = bool(shared_codes) or _code_contained(a, b)
+    if (a.title_codes and b.codes) or (b.title_codes and a.codes):
+        best = 0.0
+        for ca in a.title_codes or a.codes:
+            for cb in b.title_codes or b.codes:
+                r = Indel.normalized_similarity(ca, cb)
+                if r > best:
+                    best = r
+        code_similarity = best
+    else:
+        code_similarity = _MISSING
+    code_conflict = 1.0 if a.title_codes and b.title_codes and not contained else 0.0
+
+    shared = a.words & b.words
+    dot = math.fsum(a.word_weights[w] * b.word_weights[w] for w in a.core_words & b.core_words)
+    cosine = dot / (a.norm * b.norm)
+    union = len(a.words | b.words)
+    jaccard = len(shared) / union if union else 0.0
+    missing_a = math.fsum(w for word, w in a.word_weights.items() if word not in b.core_words) / a.norm
+    missing_b = math.fsum(w for word, w in b.word_weights.items() if word not in a.core_words) / b.norm
+    cover_a, cover_b = _covered(a, b), _covered(b, a)
+
+    na, nb = a.attrs.numbers, b.attrs.numbers
+    only_a, only_b = len(na - nb), len(nb - na)
+    measure_shared = len(a.attrs.measures & b.attrs.measures)
+
+    mentioned = _mentions(a, b) or _mentions(b, a)
+    if a.brand and b.brand:
+        brand_equal = 1.0 if a.brand == b.brand or a.brand_head == b.brand_head else 0.0
+    else:
+        brand_equal = _MISSING
+    brand_mentioned = 1.0 if mentioned else (0.0 if a.brand or b.brand else _MISSING)
+    if a.price and b.price and (a.currency == b.currency or not a.currency or not b.currency):
+        price_log_ratio = abs(math.log(a.price / b.price))
+    else:
+        price_log_ratio = _MISSING
+
+    core_union = len(a.core_words | b.core_words)
+    shared_grams = len(a.grams & b.grams)
+    one_side = [evidence.one_side.get(w, 0.0) for w in a.core_words ^ b.core_words]
+    swaps = [evidence.swaps.get(k, 0.0) for k in swap_keys(a.core_words - b.core_words, b.core_words - a.core_words)]
+    both = [evidence.both.get(w, 0.0) for w in a.core_words & b.core_words]
+    return [
+        float(min(len(shared_codes), 3)),
+        float(min(len(title_shared), 3)),
+        max((a.code_weights[c] for c in shared_codes), default=0.0),
+        1.0 if a.stems & b.stems else 0.0,
+        1.0 if contained else 0.0,
+        code_similarity,
+        code_conflict,
+        float(min(len(a.title_codes), len(b.title_codes))),
+        float(max(len(a.title_codes), len(b.title_codes))),
+        cosine,
+        jaccard,
+        min(missing_a, missing_b),
+        max(missing_a, missing_b),
+        _nanmin(cover_a, cover_b),
+        _nanmax(cover_a, cover_b),
+        fuzz.token_set_ratio(a.title, b.title) / 100.0,
+        fuzz.token_sort_ratio(a.title, b.title) / 100.0,
+        fuzz.token_sort_ratio(a.core, b.core) / 100.0,
+        fuzz.token_set_ratio(a.core, b.core) / 100.0,
+        len(a.core_words & b.core_words) / core_union if core_union else 0.0,
+        shared_grams / (len(a.grams) + len(b.grams) - shared_grams),
+        shared_grams / min(len(a.grams), len(b.grams)),
+        fuzz.partial_ratio(a.title, b.title) / 100.0 if a.title and b.title else 0.0,
+        Indel.normalized_similarity(a.title_alnum, b.title_alnum),
+        float(len(na & nb)),
+        float(min(only_a, only_b)),
+        float(max(only_a, only_b)),
+        float(measure_shared),
+        1.0 if a.attrs.editions != b.attrs.editions else 0.0,
+        1.0 if a.attrs.tiers != b.attrs.tiers else 0.0,
+        brand_equal,
+        brand_mentioned,
+        price_log_ratio,
+        float(min(len(a.words), len(b.words))),
+        float(max(len(a.words), len(b.words))),
+        float(bool(a.record.description)) + float(bool(b.record.description)),
+        min(one_side, default=0.0),
+        math.fsum(one_side),
+        max(both, default=0.0),
+        math.fsum(both),
+        min(swaps, default=0.0),
+        max(swaps, default=0.0),
+    ]
+
+
+def _nanmin(x: float, y: float) -> float:
+    if math.isnan(x):
+        return y
+    if math.isnan(y):
+        return x
+    return min(x, y)
+
+
+def _nanmax(x: float, y: float) -> float:
+    if math.isnan(x):
+        return y
+    if math.isnan(y):
+        return x
+    return max(x, y)
