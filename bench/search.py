@@ -201,10 +201,7 @@ def work_writes(workdir: Path) -> dict[str, Any]:
 def _worker(args: argparse.Namespace) -> None:
     workdir = Path(args.dir)
     queries: list[str] = json.loads((workdir / "queries.json").read_text())
-    if args.baseline_queries:
-        queries_fts = queries[: args.baseline_queries]
-    else:
-        queries_fts = queries
+    queries_fts = queries[: args.baseline_queries] if args.baseline_queries else queries
     result: dict[str, Any]
     if args.worker == "build":
         result = work_build(workdir)
@@ -237,7 +234,9 @@ def _lat(times: list[float]) -> str:
 
 
 def report(n: int, nq: int, built: dict[str, Any], res: dict[str, dict[str, Any]]) -> list[Row]:
-    today, topk, tan, writes = res["today"], res["topk"], res["tantivy"], res["writes"]
+    missing = {"times": [float("nan")], "found": 0, "memory": {"VmRSS": 0.0, "RssAnon": 0.0, "RssFile": 0.0}}
+    today, topk = res.get("today", missing), res.get("topk", missing)
+    tan, writes = res["tantivy"], res["writes"]
     search_times = tan["search"][0] + tan["search_page"][0]
     tan_found = tan["search"][1] + tan["search_page"][1]
     base_p50 = percentile(today["times"], 0.5)
@@ -246,22 +245,42 @@ def report(n: int, nq: int, built: dict[str, Any], res: dict[str, dict[str, Any]
     rows = [
         Row("catalog", f"{n} products, {nq} distinct queries", "", None),
         Row("build: SQLite rows", f"{built['sqlite']['rows']:.1f} s", "", None),
-        Row("build: FTS5 today / top-k (prefix index)",
-            f"{built['sqlite']['products_fts']:.1f} s / {built['sqlite']['products_fts_topk']:.1f} s", "", None),
-        Row("build: Tantivy from the SQLite file",
+        Row(
+            "build: FTS5 today / top-k (prefix index)",
+            f"{built['sqlite']['products_fts']:.1f} s / {built['sqlite']['products_fts_topk']:.1f} s",
+            "",
+            None,
+        ),
+        Row(
+            "build: Tantivy from the SQLite file",
             f"{built['tantivy']['seconds']:.1f} s ({n / built['tantivy']['seconds']:.0f} docs/s, "
-            f"peak RSS {built['tantivy']['peak_mb']:.0f} MB)", "", None),
+            f"peak RSS {built['tantivy']['peak_mb']:.0f} MB)",
+            "",
+            None,
+        ),
         Row("size: SQLite file (rows + both FTS5)", f"{built['db_mb']:.0f} MB", "", None),
         Row("size: Tantivy index", f"{built['tantivy']['size_mb']:.0f} MB", "", None),
-        Row(f"FTS5 today (baseline), {len(today['times'])} queries",
-            _lat(today["times"]) + f", {today['found']} found", "", None),
-        Row(f"FTS5 top-k + typo expansion, {len(topk['times'])} queries",
-            _lat(topk["times"]) + f", {topk['found']} found; ratio p50 {base_p50 / percentile(topk['times'], 0.5):.1f}x",
-            "", None),
+        Row(
+            f"FTS5 today (baseline), {len(today['times'])} queries",
+            _lat(today["times"]) + f", {today['found']} found",
+            "",
+            None,
+        ),
+        Row(
+            f"FTS5 top-k + typo expansion, {len(topk['times'])} queries",
+            _lat(topk["times"])
+            + f", {topk['found']} found; ratio p50 {base_p50 / percentile(topk['times'], 0.5):.1f}x",
+            "",
+            None,
+        ),
         Row("Tantivy, index only", _lat(tan["search"][0]), "", None),
         Row("Tantivy + page summaries from SQLite", _lat(tan["search_page"][0]), "", None),
-        Row("Tantivy, all distinct queries", _lat(search_times) + f", {tan_found} found", "p50<=10, p99<=50",
-            p50 <= 10 and p99 <= 50),
+        Row(
+            "Tantivy, all distinct queries",
+            _lat(search_times) + f", {tan_found} found",
+            "p50<=10, p99<=50",
+            p50 <= 10 and p99 <= 50,
+        ),
         Row("ratio to baseline (p50 / p99)", f"{base_p50 / p50:.0f}x / {base_p99 / p99:.0f}x", "", None),
         Row("Tantivy, filtered (stock, price, brand, vendor)", _lat(tan["filtered"]), "", None),
         Row("Tantivy, sorted by price / -price / updated", _lat(tan["sorted"]), "", None),
@@ -269,22 +288,33 @@ def report(n: int, nq: int, built: dict[str, Any], res: dict[str, dict[str, Any]
         Row("Tantivy, page 5 (offset 80)", _lat(tan["deep_page"]), "", None),
         Row("Tantivy, facets of a search", _lat(tan["facets"]), "", None),
         Row("Tantivy, facets of the whole catalog", f"{tan['facets_all_ms']:.1f} ms", "", None),
-        Row("Tantivy, 2 threads at once",
+        Row(
+            "Tantivy, 2 threads at once",
             f"{tan['threads']['qps']:.0f} q/s, p50 {tan['threads']['p50']:.2f} ms, p99 {tan['threads']['p99']:.2f} ms",
-            "", None),
+            "",
+            None,
+        ),
         Row("Tantivy, open the index", f"{tan['open_ms']:.1f} ms", "", None),
-        Row("write: upsert 5000 + commit + reload",
-            f"p50 {statistics.median(writes['batch_ms']):.0f} ms (max {max(writes['batch_ms']):.0f})", "", None),
+        Row(
+            "write: upsert 5000 + commit + reload",
+            f"p50 {statistics.median(writes['batch_ms']):.0f} ms (max {max(writes['batch_ms']):.0f})",
+            "",
+            None,
+        ),
         Row("write: upsert 1 + commit + reload", f"p50 {statistics.median(writes['one_ms']):.1f} ms", "", None),
         Row("write: delete 1 + commit + reload", f"{writes['delete_ms']:.1f} ms", "", None),
         Row("write: visible to the next search", "yes" if writes["visible"] else "NO", "yes", writes["visible"]),
     ]
     for name, r in (("FTS5 today", today), ("FTS5 top-k", topk), ("Tantivy", tan)):
         m = r["memory"]
-        rows.append(Row(f"RSS: {name} query process",
-                        f"{m['VmRSS']:.0f} MB (anon {m['RssAnon']:.0f}, mapped files {m['RssFile']:.0f})",
-                        "<=300 MB" if name == "Tantivy" else "",
-                        m["VmRSS"] <= 300 if name == "Tantivy" else None))
+        rows.append(
+            Row(
+                f"RSS: {name} query process",
+                f"{m['VmRSS']:.0f} MB (anon {m['RssAnon']:.0f}, mapped files {m['RssFile']:.0f})",
+                "<=300 MB" if name == "Tantivy" else "",
+                m["VmRSS"] <= 300 if name == "Tantivy" else None,
+            )
+        )
     return rows
 
 
@@ -295,6 +325,10 @@ def main() -> None:
     parser.add_argument("--baseline-queries", type=int, default=0, help="cap the FTS5 runs (0: all queries)")
     parser.add_argument("--dir", help="work directory (default: a new one under /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--reuse", action="store_true", help="reuse the SQLite file a --keep run left in --dir")
+    parser.add_argument(
+        "--only", help="with --reuse: run only these workers (comma-separated), read the others' last results"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -304,15 +338,33 @@ def main() -> None:
 
     args.dir = args.dir or tempfile.mkdtemp(prefix="bench-search-", dir="/tmp")
     workdir = Path(args.dir)
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         generator = CatalogGenerator()
         queries = generator.queries(args.queries)
         (workdir / "queries.json").write_text(json.dumps(queries))
-        print(f"building {args.products} products in {workdir} ...", file=sys.stderr, flush=True)
-        built: dict[str, Any] = {"sqlite": search_fts5.build(workdir / "catalog.db", generator.products(args.products))}
-        built["db_mb"] = os.path.getsize(workdir / "catalog.db") / 1e6
-        built["tantivy"] = run_worker("build", args)
-        results = {name: run_worker(name, args) for name in ("today", "topk", "tantivy", "writes")}
+        db = workdir / "catalog.db"
+        if args.reuse and db.exists():
+            built: dict[str, Any] = {"sqlite": json.loads((workdir / "sqlite.json").read_text())}
+        else:
+            db.unlink(missing_ok=True)
+            print(f"building {args.products} products in {workdir} ...", file=sys.stderr, flush=True)
+            built = {"sqlite": search_fts5.build(db, generator.products(args.products))}
+            (workdir / "sqlite.json").write_text(json.dumps(built["sqlite"]))
+        built["db_mb"] = os.path.getsize(db) / 1e6
+        only = set(args.only.split(",")) if args.reuse and args.only else None
+        results: dict[str, dict[str, Any]] = {}
+        for name in ("build", "today", "topk", "tantivy", "writes"):
+            saved = workdir / f"result-{name}.json"
+            if only is not None and name not in only:
+                if saved.exists():
+                    results[name] = json.loads(saved.read_text())
+                continue
+            if name == "build":
+                shutil.rmtree(workdir / "index", ignore_errors=True)
+            results[name] = run_worker(name, args)
+            saved.write_text(json.dumps(results[name]))
+        built["tantivy"] = results.pop("build")
         rows = report(args.products, len(queries), built, results)
         print_table(rows)
         if not passed(rows):

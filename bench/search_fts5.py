@@ -141,8 +141,7 @@ def read_docs(path: Path) -> Iterator[SearchDoc]:
     conn = sqlite3.connect(path)
     try:
         for row in conn.execute(
-            "SELECT id, name, description, brand, category, vendors, min_price_base, in_stock, updated_at "
-            "FROM products"
+            "SELECT id, name, description, brand, category, vendors, min_price_base, in_stock, updated_at FROM products"
         ):
             yield SearchDoc(
                 id=row[0],
@@ -204,7 +203,9 @@ class Fts5Search:
         if not rowids:
             return []
         marks = ",".join("?" * len(rowids))
-        rows = dict(self.conn.execute(f"SELECT rowid, summary FROM products WHERE rowid IN ({marks})", rowids).fetchall())
+        rows = dict(
+            self.conn.execute(f"SELECT rowid, summary FROM products WHERE rowid IN ({marks})", rowids).fetchall()
+        )
         return [rows[r] for r in rowids]
 
     def summaries(self, ids: list[str]) -> list[bytes]:

@@ -3,14 +3,12 @@
 Every word must match (as the FTS5 search did), each in any of name, brand or description. A word matches
 exactly (scored by BM25, name weighted most), or, at 5 letters or more, with one typo in the name or brand
 (a constant, lower score, so an exact match always ranks first). The last word is also taken as a prefix,
-since people search as they type; at 5 letters or more that prefix may carry one typo too.
+since people search as they type (in name and brand); at 5 letters or more that prefix may carry one typo too.
 """
 
 from __future__ import annotations
 
-import struct
-
-from tantivy import Filter, FieldType, Occur, Query, Schema, TextAnalyzer, TextAnalyzerBuilder, Tokenizer
+from tantivy import FieldType, Filter, Occur, Query, Schema, TextAnalyzer, TextAnalyzerBuilder, Tokenizer
 
 from app.domain.normalize import brand_key
 from app.search.model import SearchFilters
@@ -23,6 +21,9 @@ PREFIX_MIN_LENGTH = 2
 
 # Field weights as the FTS5 search had them (bm25 weights 10, 1, 5 for name, description, brand).
 TEXT_FIELDS: tuple[tuple[str, float], ...] = (("name", 10.0), ("brand", 5.0), ("description", 1.0))
+# Inexact matches only where they help: a prefix or a typo inside a long description finds little worth
+# showing and costs the most (descriptions hold most of the index's words).
+PREFIX_FIELDS: tuple[str, ...] = ("name", "brand")
 TYPO_FIELDS: tuple[str, ...] = ("name", "brand")
 # Constant scores of the inexact matches, relative to an exact BM25 score of a few units times the weights above.
 PREFIX_SCORE = 2.0
@@ -50,8 +51,10 @@ def text_query(schema: Schema, words: list[str]) -> Query:
         ]
         if i == last and len(word) >= PREFIX_MIN_LENGTH:
             options += [
-                Query.const_score_query(Query.fuzzy_term_query(schema, name, word, distance=0, prefix=True), PREFIX_SCORE)
-                for name, _ in TEXT_FIELDS
+                Query.const_score_query(
+                    Query.fuzzy_term_query(schema, name, word, distance=0, prefix=True), PREFIX_SCORE
+                )
+                for name in PREFIX_FIELDS
             ]
         if len(word) >= TYPO_MIN_LENGTH:
             options += [
@@ -76,7 +79,9 @@ def filter_queries(schema: Schema, filters: SearchFilters) -> list[Query]:
             out.append(Query.term_query(schema, name, key) if key else Query.empty_query())
     if filters.min_price is not None or filters.max_price is not None:
         out.append(
-            Query.range_query(schema, "price", FieldType.Float, lower_bound=filters.min_price, upper_bound=filters.max_price)
+            Query.range_query(
+                schema, "price", FieldType.Float, lower_bound=filters.min_price, upper_bound=filters.max_price
+            )
         )
     if filters.in_stock is not None:
         out.append(Query.term_query(schema, "in_stock", filters.in_stock))
@@ -90,10 +95,3 @@ def combine(main: Query | None, extra: list[Query]) -> Query:
         return main
     clauses = [(Occur.Must, q) for q in ([main] if main is not None else []) + extra]
     return Query.boolean_query(clauses)
-
-
-def float_key(value: float) -> str:
-    """16 hex digits that sort as the float does (IEEE 754 bits with the sign flipped, negatives inverted)."""
-    (bits,) = struct.unpack(">Q", struct.pack(">d", value))
-    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
-    return f"{bits:016x}"

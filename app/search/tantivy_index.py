@@ -19,19 +19,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tantivy import Document, Index, IndexWriter, Order, Query, Schema, SchemaBuilder, Searcher
+from tantivy import Document, FieldType, Index, IndexWriter, Order, Query, Schema, SchemaBuilder, Searcher
 
 from app.domain.normalize import brand_key, clean_text
 from app.domain.queries import Sort
-from app.search.model import PRICE_BANDS, FacetValue, Facets, SearchDoc, SearchFilters, SearchPage
-from app.search.query import TOKENIZER, analyzer, combine, filter_queries, float_key, text_query
+from app.search.model import PRICE_BANDS, Facets, FacetValue, SearchDoc, SearchFilters, SearchPage
+from app.search.query import TOKENIZER, analyzer, combine, filter_queries, text_query
 
 # Writer memory: Tantivy flushes a segment when its buffer is full. The API process keeps one small writer (its
 # writes come in store transactions of at most a few thousand products); a rebuild may pass more.
 WRITER_HEAP = 48_000_000
-# Enough for any brand, category or vendor list a catalog has: each segment then reports all its values, so the
-# merged counts are exact (Tantivy's terms aggregation is approximate when a segment's list is cut).
-FACET_SEGMENT_SIZE = 1_000_000
+# Facets ask for every brand, category and vendor (Tantivy's terms aggregation is approximate once a segment's
+# list is cut), then keep the most frequent ones.
+FACET_VALUES = 65_536
+# A relevance page whose last score is shared by more products than this (typo-only and prefix-only matches all
+# score alike, and so do brand-only matches) orders that group by id among the first TIE_FETCH that Tantivy
+# returns: the same on every call for one state of the index, but a merge may change which ones those are.
+# Raising it costs about a millisecond per thousand products (python -m bench.search).
+TIE_FETCH = 1024
 
 
 def _schema() -> Schema:
@@ -40,13 +45,15 @@ def _schema() -> Schema:
     for name in ("name", "brand", "description"):
         b.add_text_field(name, tokenizer_name=TOKENIZER, index_option="freq")
     # Exact filters and facets: keys as the store computes them, labels as shown.
-    for name in ("brand_key", "category_key", "vendor", "brand_label", "category_label"):
+    for name in ("brand_key", "category_key"):
+        b.add_text_field(name, tokenizer_name="raw", index_option="basic")
+    for name in ("vendor", "brand_label", "category_label"):
         b.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
     b.add_float_field("price", indexed=True, fast=True)
     b.add_boolean_field("in_stock", indexed=True, fast=True)
-    # Sort keys with the id appended, so ordering by one field is total and a cursor is one string.
-    b.add_text_field("price_key", fast=True, tokenizer_name="raw", index_option="basic")
-    b.add_text_field("updated_key", fast=True, tokenizer_name="raw", index_option="basic")
+    # Sort keys: price in cents or update time in seconds, then 30 bits of the id (see sort_key).
+    b.add_unsigned_field("price_key", indexed=True, fast=True)
+    b.add_unsigned_field("updated_key", indexed=True, fast=True)
     # The id's first 16 bytes as two numbers: breaks relevance ties by id without reading stored documents.
     b.add_unsigned_field("id_hi", fast=True)
     b.add_unsigned_field("id_lo", fast=True)
@@ -58,9 +65,30 @@ def _id_words(pid: str) -> tuple[int, int]:
     return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")
 
 
-def _updated_key(moment: datetime) -> str:
-    micros = int(moment.astimezone(UTC).timestamp() * 1_000_000) if moment.tzinfo else int(moment.timestamp() * 1e6)
-    return f"{micros + (1 << 62):016x}"
+_ID_BITS = 30
+_HEX = frozenset("0123456789abcdef")
+
+
+def id_bits(pid: str) -> int:
+    """30 bits that sort as the id does: the leading hex digits of the store's ids (``p_`` + hex, see
+    ``app.domain.unify.product_id``), otherwise the id's first bytes. Equal bits are ordered by the whole id."""
+    digits = pid[2:10]
+    if pid.startswith("p_") and len(digits) == 8 and _HEX.issuperset(digits):
+        return int(digits, 16) >> (32 - _ID_BITS)
+    return int.from_bytes(pid.encode()[:4].ljust(4, b"\0"), "big") >> (32 - _ID_BITS)
+
+
+def sort_key(value: int, pid: str) -> int:
+    """One unsigned number per product that orders by ``value`` then id, for Tantivy's single-field sort.
+
+    ``value`` is the price in cents or the update time in seconds (34 bits: $171M, the year 2514), so products
+    whose prices differ by less than a cent sort by id, as if they cost the same.
+    """
+    return (min(max(value, 0), (1 << 34) - 1) << _ID_BITS) | id_bits(pid)
+
+
+def _seconds(moment: datetime) -> int:
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def to_document(schema: Schema, doc: SearchDoc) -> Document:
@@ -70,8 +98,8 @@ def to_document(schema: Schema, doc: SearchDoc) -> Document:
         "description": doc.description,
         "price": float(doc.min_price_base),
         "in_stock": bool(doc.in_stock),
-        "price_key": float_key(doc.min_price_base) + doc.id,
-        "updated_key": _updated_key(doc.updated_at) + doc.id,
+        "price_key": sort_key(round(doc.min_price_base * 100), doc.id),
+        "updated_key": sort_key(_seconds(doc.updated_at), doc.id),
     }
     fields["id_hi"], fields["id_lo"] = _id_words(doc.id)
     if doc.vendors:
@@ -183,7 +211,8 @@ class TantivyIndex:
         query = self._query(text, filters or SearchFilters())
         if query is None:
             return 0
-        return int(self._index.searcher().search(query, limit=1, count=True).count)
+        result = self._index.searcher().aggregate(query, {"n": {"value_count": {"field": "price"}}})
+        return int(result["n"]["value"])
 
     def search(
         self,
@@ -209,55 +238,64 @@ class TantivyIndex:
         if sort is Sort.RELEVANCE:
             offset = int(after[0]) if after else 0
             return self._by_relevance(searcher, query, offset, limit)
-        return self._by_key(searcher, query, sort, limit, str(after[0]) if after else None)
+        return self._by_key(searcher, query, sort, limit, (int(after[0]), str(after[1])) if after else None)
 
-    def _by_key(self, searcher: Searcher, query: Query, sort: Sort, limit: int, after: str | None) -> SearchPage:
+    def _by_key(
+        self, searcher: Searcher, query: Query, sort: Sort, limit: int, after: tuple[int, str] | None
+    ) -> SearchPage:
         field = "updated_key" if sort is Sort.UPDATED else "price_key"
         ascending = sort is Sort.PRICE
         if after is not None:
-            bound = Query.range_query(
-                self._schema,
-                field,
-                _TEXT,
-                lower_bound=after if ascending else None,
-                upper_bound=None if ascending else after,
-                include_lower=False,
-                include_upper=False,
-            )
+            # Inclusive: products sharing the cursor's key (a sub-cent price difference, a rare id collision) are
+            # told apart by id below.
+            low, high = (after[0], None) if ascending else (None, after[0])
+            bound = Query.range_query(self._schema, field, FieldType.Unsigned, lower_bound=low, upper_bound=high)
             query = combine(query, [Query.const_score_query(bound, 0.0)])
-        hits = searcher.search(
-            query, limit=limit + 1, count=False, order_by_field=field, order=Order.Asc if ascending else Order.Desc
-        ).hits
-        keys = [str(key) for key, _ in hits]
-        more = len(keys) > limit
-        keys = keys[:limit]
-        # The key is 16 hex digits of price or time, then the id: no stored document to read.
-        return SearchPage(ids=[k[16:] for k in keys], next_after=(keys[-1],) if more else None)
+        order = Order.Asc if ascending else Order.Desc
+        fetch = limit + 2
+        while True:
+            hits = searcher.search(query, limit=fetch, count=False, order_by_field=field, order=order).hits
+            complete = len(hits) < fetch
+            if not complete:
+                # The last key's group may continue past what was fetched: leave it for a larger fetch.
+                last = hits[-1][0]
+                hits = [h for h in hits if h[0] != last]
+            rows = [(int(key), str(searcher.doc(addr).get_first("id"))) for key, addr in hits]
+            if after is not None:
+                rows = [r for r in rows if (r > after if ascending else r < after)]
+            if complete or len(rows) > limit:
+                break
+            fetch *= 4
+        rows.sort(reverse=not ascending)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return SearchPage(ids=[pid for _, pid in rows], next_after=rows[-1] if more else None)
 
     def _by_relevance(self, searcher: Searcher, query: Query, offset: int, limit: int) -> SearchPage:
         wanted = offset + limit + 1
-        fetch = wanted
-        hits = searcher.search(query, limit=fetch, count=False).hits
-        # Tantivy orders equal scores by segment and document number, which merges change. Fetch until the
-        # score at the page's end is passed, then order that tied group by id.
-        if len(hits) == wanted:
+        hits = searcher.search(query, limit=wanted + 1, count=False).hits
+        if len(hits) > wanted and hits[wanted][0] == hits[wanted - 1][0]:
+            # Tantivy orders equal scores by segment and document number, which merges change. The group tied at
+            # the page's end is fetched whole (up to TIE_FETCH) and ordered by id with the rest.
             boundary = hits[wanted - 1][0]
-            while len(hits) == fetch and hits[-1][0] == boundary:
-                fetch *= 4
-                hits = searcher.search(query, limit=fetch, count=False).hits
-            hits = [h for h in hits if h[0] >= boundary]
-        ties = [addr for score, addr in hits if score == hits[-1][0]] if hits else []
-        order: dict[int, tuple[int, int]] = {}
-        if len(ties) > 1:
-            his = searcher.fast_field_values("id_hi", ties)
-            los = searcher.fast_field_values("id_lo", ties)
-            for addr, hi, lo in zip(ties, his, los, strict=True):
-                order[id(addr)] = (int(hi or 0), int(lo or 0))
-        ranked = sorted(hits, key=lambda h: (-h[0], order.get(id(h[1]), (0, 0))))
-        # Ids equal in their first 16 bytes still need the stored id to be ordered; rare, so done per page.
+            hits = [
+                h
+                for h in searcher.search(query, limit=max(TIE_FETCH, 2 * wanted), count=False).hits
+                if h[0] >= boundary
+            ]
+        else:
+            hits = hits[:wanted]
+        addrs = [addr for _, addr in hits]
+        his = searcher.fast_field_values("id_hi", addrs)
+        los = searcher.fast_field_values("id_lo", addrs)
+        ranked = sorted(
+            zip((-float(score) for score, _ in hits), his, los, range(len(hits)), strict=True),
+            key=lambda r: r[:3],
+        )
         page = ranked[offset : offset + limit]
-        ids = [str(searcher.doc(addr).get_first("id")) for _, addr in page]
-        ids = _settle_long_ties(page, order, ids)
+        ids = [str(searcher.doc(addrs[r[3]]).get_first("id")) for r in page]
+        # Ids alike in their first 16 bytes are ordered by the whole id (the store's ids differ well before).
+        ids = [pid for *_, pid in sorted((r[0], r[1], r[2], pid) for r, pid in zip(page, ids, strict=True))]
         more = len(ranked) > offset + limit
         return SearchPage(ids=ids, next_after=(offset + limit,) if more else None)
 
@@ -267,54 +305,49 @@ class TantivyIndex:
         if query is None:
             return Facets(total=0)
 
-        def terms(field: str, label: str | None) -> dict[str, Any]:
-            agg: dict[str, Any] = {"terms": {"field": field, "size": size, "segment_size": FACET_SEGMENT_SIZE}}
-            if label:
-                agg["aggs"] = {"label": {"terms": {"field": label, "size": 1}}}
-            return agg
+        def terms(field: str) -> dict[str, Any]:
+            # Every value, so the counts merged per key below are exact; a catalog has thousands of brands at most.
+            return {"terms": {"field": field, "size": FACET_VALUES, "segment_size": FACET_VALUES}}
 
         ranges = [{"key": b.key, "from": b.low} | ({"to": b.high} if b.high is not None else {}) for b in PRICE_BANDS]
         spec = {
-            "brand": terms("brand_key", "brand_label"),
-            "category": terms("category_key", "category_label"),
-            "vendor": terms("vendor", None),
+            "brand": terms("brand_label"),
+            "category": terms("category_label"),
+            "vendor": terms("vendor"),
             "price": {"range": {"field": "price", "ranges": ranges}},
             "in_stock": {"terms": {"field": "in_stock", "size": 2}},
             "total": {"value_count": {"field": "price"}},
         }
         result = self._index.searcher().aggregate(query, spec)
-        return _facets_from(result)
+        return _facets_from(result, size)
 
 
-_TEXT = __import__("tantivy").FieldType.Text
+def _buckets(result: dict[str, Any], name: str, size: int, keyed: bool) -> tuple[list[FacetValue], int]:
+    """Buckets by label, merged by key (spellings of one brand share it), most frequent first, then by key."""
+    merged: dict[str, list[Any]] = {}
+    for b in result[name]["buckets"]:
+        label, count = str(b["key"]), int(b["doc_count"])
+        key = (brand_key(label) or label) if keyed else label
+        entry = merged.setdefault(key, [0, label, 0])
+        entry[0] += count
+        if count > entry[2]:
+            entry[1], entry[2] = label, count
+    ranked = sorted(merged.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    values = [FacetValue(key=k, label=v[1], count=v[0]) for k, v in ranked[:size]]
+    return values, sum(v[0] for _, v in ranked[size:])
 
 
-def _settle_long_ties(page: list[tuple[Any, Any]], order: dict[int, tuple[int, int]], ids: list[str]) -> list[str]:
-    """Reorder neighbours whose score and first 16 id bytes are equal by their full id."""
-    keyed = [(-score, order.get(id(addr), (0, 0)), pid) for (score, addr), pid in zip(page, ids, strict=True)]
-    return [pid for *_, pid in sorted(keyed)]
-
-
-def _buckets(result: dict[str, Any], name: str) -> tuple[list[FacetValue], int]:
-    agg = result.get(name) or {}
-    values = []
-    for b in agg.get("buckets", []):
-        labels = (b.get("label") or {}).get("buckets") or []
-        key = str(b["key"])
-        values.append(FacetValue(key=key, label=str(labels[0]["key"]) if labels else key, count=int(b["doc_count"])))
-    return values, int(agg.get("sum_other_doc_count", 0))
-
-
-def _facets_from(result: dict[str, Any]) -> Facets:
-    brand, brand_other = _buckets(result, "brand")
-    category, category_other = _buckets(result, "category")
-    vendor, vendor_other = _buckets(result, "vendor")
+def _facets_from(result: dict[str, Any], size: int) -> Facets:
+    brand, brand_other = _buckets(result, "brand", size, keyed=True)
+    category, category_other = _buckets(result, "category", size, keyed=True)
+    vendor, vendor_other = _buckets(result, "vendor", size, keyed=False)
+    bands = {b.key for b in PRICE_BANDS}
     price = [
         FacetValue(key=str(b["key"]), label=str(b["key"]), count=int(b["doc_count"]))
         for b in result["price"]["buckets"]
+        if b["key"] in bands
     ]
-    in_stock = {bool(b["key"]) if not isinstance(b["key"], str) else b["key"] == "true": int(b["doc_count"])
-                for b in result["in_stock"]["buckets"]}
+    in_stock = {_as_bool(b["key"]): int(b["doc_count"]) for b in result["in_stock"]["buckets"]}
     return Facets(
         total=int(result["total"]["value"]),
         brand=brand,
@@ -326,3 +359,7 @@ def _facets_from(result: dict[str, Any]) -> Facets:
         category_other=category_other,
         vendor_other=vendor_other,
     )
+
+
+def _as_bool(key: Any) -> bool:
+    return key in (True, 1, "true")
