@@ -13,6 +13,10 @@ Tantivy's own reload on commit, which watches the index's meta file.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -26,17 +30,24 @@ from app.domain.queries import Sort
 from app.search.model import PRICE_BANDS, Facets, FacetValue, SearchDoc, SearchFilters, SearchPage
 from app.search.query import TOKENIZER, analyzer, combine, filter_queries, text_query
 
+log = logging.getLogger(__name__)
+
+WATERMARK_FILE = "catalog-watermark.json"
 # Writer memory: Tantivy flushes a segment when its buffer is full. The API process keeps one small writer (its
 # writes come in store transactions of at most a few thousand products); a rebuild may pass more.
 WRITER_HEAP = 48_000_000
 # Facets ask for every brand, category and vendor (Tantivy's terms aggregation is approximate once a segment's
 # list is cut), then keep the most frequent ones.
 FACET_VALUES = 65_536
-# A relevance page whose last score is shared by more products than this (typo-only and prefix-only matches all
-# score alike, and so do brand-only matches) orders that group by id among the first TIE_FETCH that Tantivy
-# returns: the same on every call for one state of the index, but a merge may change which ones those are.
-# Raising it costs about a millisecond per thousand products (python -m bench.search).
-TIE_FETCH = 1024
+# Relevance ties. BM25 gives many products the very same score (all of one brand for the brand's name, all typo or
+# prefix matches of a word), and Tantivy orders equal scores by segment and document number, which merges change.
+# Each product's score is multiplied by log2(2 + nudge), nudge falling with its id from NUDGE to 0: at most 0.1%
+# more for the smallest ids. Equal scores thereby split into ~5,800 groups in id order (f32 resolution), and the
+# few products left equal at a page's end are fetched whole and ordered by id. The price: products whose scores
+# differ by less than 0.1% may come in id order rather than score order.
+NUDGE = 2**1.001 - 2
+# A safety bound on fetching a group tied at a page's end (a few products in practice, see NUDGE).
+TIE_FETCH = 65_536
 
 
 def _schema() -> Schema:
@@ -57,6 +68,7 @@ def _schema() -> Schema:
     # The id's first 16 bytes as two numbers: breaks relevance ties by id without reading stored documents.
     b.add_unsigned_field("id_hi", fast=True)
     b.add_unsigned_field("id_lo", fast=True)
+    b.add_float_field("nudge", fast=True)
     return b.build()
 
 
@@ -102,6 +114,7 @@ def to_document(schema: Schema, doc: SearchDoc) -> Document:
         "updated_key": sort_key(_seconds(doc.updated_at), doc.id),
     }
     fields["id_hi"], fields["id_lo"] = _id_words(doc.id)
+    fields["nudge"] = NUDGE * (1.0 - id_bits(doc.id) / (1 << _ID_BITS))
     if doc.vendors:
         fields["vendor"] = list(doc.vendors)
     for name, value in (("brand", doc.brand), ("category", doc.category)):
@@ -118,10 +131,12 @@ class TantivyIndex:
     """Create or open the index in ``path`` (``None``: in memory, for tests that need no files)."""
 
     def __init__(self, path: Path | None, *, writer_heap: int = WRITER_HEAP, writer_threads: int = 1) -> None:
-        if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._index = Index(_schema(), path=str(path) if path is not None else None, reuse=True)
+        self.recreated = False
+        if path is None:
+            self._index = Index(_schema())
+        else:
+            self._index = self._open_or_recreate(path)
         self._index.register_tokenizer(TOKENIZER, analyzer())
         self._analyzer = analyzer()
         self._schema = self._index.schema
@@ -129,6 +144,24 @@ class TantivyIndex:
         self._writer_threads = writer_threads
         self._writer: IndexWriter | None = None
         self._write_lock = threading.Lock()
+        self._memory_watermark: int | None = None
+
+    def _open_or_recreate(self, path: Path) -> Index:
+        """The index in ``path``; one of another schema or an older Tantivy format is replaced by an empty one.
+
+        The index is derived data: ``recreated`` (and a ``watermark`` of None) tells the store to rebuild it.
+        """
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            if Index.exists(str(path)) and not Index.is_compatible(str(path)):
+                raise ValueError("index format of another Tantivy version")
+            return Index(_schema(), path=str(path), reuse=True)
+        except ValueError as exc:
+            log.warning("search index in %s cannot be used (%s); starting an empty one to rebuild", path, exc)
+        shutil.rmtree(path)
+        path.mkdir(parents=True)
+        self.recreated = True
+        return Index(_schema(), path=str(path), reuse=True)
 
     # -- writes: one thread at a time ------------------------------------------------------------------------
 
@@ -155,13 +188,35 @@ class TantivyIndex:
             for pid in ids:
                 writer.delete_documents_by_term("id", pid)
 
-    def commit(self) -> None:
-        """Make every write since the last commit visible, atomically; call once per store transaction."""
+    def commit(self, watermark: int | None = None) -> None:
+        """Make every write since the last commit visible, atomically, then record ``watermark``.
+
+        ``watermark`` is the store's position these writes bring the index up to (its ``change_seq``): a
+        process that stopped between the store's commit and this one finds the index behind and catches up from
+        there. Recorded after the index's own commit, so it can lag the index (a catch-up rewrites a few
+        products) but never run ahead of it.
+        """
         with self._write_lock:
-            if self._writer is None:
-                return
-            self._writer.commit()
-        self._index.reload()
+            if self._writer is not None:
+                self._writer.commit()
+            self._index.reload()
+            if watermark is not None:
+                self._save_watermark(watermark)
+
+    @property
+    def watermark(self) -> int | None:
+        """The last ``watermark`` committed, ``None`` for a new index (or one in memory)."""
+        if self.path is None or not (self.path / WATERMARK_FILE).exists():
+            return self._memory_watermark
+        return int(json.loads((self.path / WATERMARK_FILE).read_text())["watermark"])
+
+    def _save_watermark(self, watermark: int) -> None:
+        if self.path is None:
+            self._memory_watermark = watermark
+            return
+        tmp = self.path / (WATERMARK_FILE + ".tmp")
+        tmp.write_text(json.dumps({"watermark": watermark}))
+        os.replace(tmp, self.path / WATERMARK_FILE)
 
     def rollback(self) -> None:
         """Drop the writes since the last commit (the store's transaction they belonged to rolled back)."""
@@ -169,8 +224,11 @@ class TantivyIndex:
             if self._writer is not None:
                 self._writer.rollback()
 
-    def rebuild(self, docs: Iterable[SearchDoc]) -> int:
-        """Replace the whole index with ``docs`` in one commit: searches see the old index until it is done."""
+    def rebuild(self, docs: Iterable[SearchDoc], watermark: int | None = None) -> int:
+        """Replace the whole index with ``docs`` in one commit: searches see the old index until it is done.
+
+        ``watermark`` as for ``commit``: where the store stood when ``docs`` were read from it.
+        """
         with self._write_lock:
             writer = self._w()
             writer.delete_all_documents()
@@ -181,7 +239,9 @@ class TantivyIndex:
             writer.commit()
             writer.wait_merging_threads()
             self._writer = None
-        self._index.reload()
+            self._index.reload()
+            if watermark is not None:
+                self._save_watermark(watermark)
         return n
 
     def close(self) -> None:
@@ -273,16 +333,15 @@ class TantivyIndex:
 
     def _by_relevance(self, searcher: Searcher, query: Query, offset: int, limit: int) -> SearchPage:
         wanted = offset + limit + 1
-        hits = searcher.search(query, limit=wanted + 1, count=False).hits
-        if len(hits) > wanted and hits[wanted][0] == hits[wanted - 1][0]:
-            # Tantivy orders equal scores by segment and document number, which merges change. The group tied at
-            # the page's end is fetched whole (up to TIE_FETCH) and ordered by id with the rest.
+        fetch = wanted + 1
+        hits = searcher.search(query, limit=fetch, count=False, weight_by_field="nudge").hits
+        if len(hits) == fetch and hits[-1][0] == hits[wanted - 1][0]:
+            # The group tied at the page's end goes on: fetch until it ends, so it can be ordered by id whole.
             boundary = hits[wanted - 1][0]
-            hits = [
-                h
-                for h in searcher.search(query, limit=max(TIE_FETCH, 2 * wanted), count=False).hits
-                if h[0] >= boundary
-            ]
+            while len(hits) == fetch and hits[-1][0] == boundary and fetch < TIE_FETCH:
+                fetch *= 4
+                hits = searcher.search(query, limit=fetch, count=False, weight_by_field="nudge").hits
+            hits = [h for h in hits if h[0] >= boundary]
         else:
             hits = hits[:wanted]
         addrs = [addr for _, addr in hits]

@@ -365,3 +365,35 @@ def test_searches_from_threads_while_the_writer_commits(index: TantivyIndex) -> 
         t.join()
     assert not errors
     assert index.count("gadget") == 5
+
+
+def test_the_watermark_survives_a_reopen_and_follows_commits(tmp_path: Path) -> None:
+    idx = TantivyIndex(tmp_path / "index")
+    assert idx.watermark is None
+    idx.rebuild(catalog(20), watermark=40)
+    idx.upsert([doc(9001, "Late Arrival")])
+    assert idx.watermark == 40  # not before the commit
+    idx.commit(watermark=41)
+    idx.close()
+    reopened = TantivyIndex(tmp_path / "index")
+    assert reopened.watermark == 41
+    assert reopened.search("late arrival").ids == [product_id("test:9001")]
+    reopened.close()
+
+
+def test_an_index_of_another_schema_is_replaced_by_an_empty_one(tmp_path: Path) -> None:
+    from tantivy import Document, Index, SchemaBuilder
+
+    (tmp_path / "index").mkdir()
+    old = Index(SchemaBuilder().add_text_field("title", stored=True).build(), path=str(tmp_path / "index"))
+    writer = old.writer(heap_size=15_000_000)
+    writer.add_document(Document(title="from another version"))
+    writer.commit()
+    writer.wait_merging_threads()
+    idx = TantivyIndex(tmp_path / "index")
+    assert idx.recreated
+    assert idx.watermark is None
+    assert idx.count(None) == 0
+    idx.rebuild(catalog(10))
+    assert idx.count(None) == 14
+    idx.close()
