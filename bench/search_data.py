@@ -302,8 +302,9 @@ class CatalogGenerator:
                 updated_at=epoch + timedelta(seconds=rng.randrange(365 * 86400)),
             )
 
-    def queries(self, count: int, sample: int = 20_000) -> list[str]:
-        """Distinct queries of the kinds people type: words, two words, prefixes as typed, typos, brand + type.
+    def queries(self, count: int, sample: int = 20_000) -> list[tuple[str, str]]:
+        """Distinct queries of the kinds people type, as (kind, text): a word, two words, a prefix as typed (the
+        last word cut short), a typo (one edit in a word of 5+ letters), brand + type.
 
         Words are drawn by their frequency in a sample of the catalog, so popular words are asked more often,
         as in a real search log.
@@ -321,14 +322,14 @@ class CatalogGenerator:
                 brand_types.append(f"{doc.brand.lower()} {tokens[-1]}")
         vocab = list(words)
         weights = [float(words[w]) ** 0.7 for w in vocab]
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
         seen: set[str] = set()
 
         def add(q: str) -> None:
             q = " ".join(q.split())
             if q and q not in seen:
                 seen.add(q)
-                out.append(q)
+                out.append((kind, q))
 
         kinds = ("word", "word", "two", "two", "prefix", "prefix", "typo", "typo", "brand")
         attempts = 0
