@@ -302,11 +302,41 @@ def test_writes_are_seen_after_commit_and_not_before(index: TantivyIndex) -> Non
     assert index.count(None) == len(catalog()) - 1
 
 
-def test_rollback_drops_uncommitted_writes(index: TantivyIndex) -> None:
-    index.delete([LAPTOP.id])
-    index.rollback()
-    index.commit()
-    assert index.search("macbook").ids == [LAPTOP.id]
+def test_writes_waiting_for_a_shared_commit_are_seen_once_it_happens(index: TantivyIndex) -> None:
+    index.upsert([doc(7001, "Teapot Alpha")])
+    index.commit_soon(watermark=7, within=3600)
+    index.upsert([doc(7002, "Teapot Beta")])
+    index.commit_soon(watermark=8, within=3600)
+    assert index.search("teapot").ids == []
+    index.commit()  # what the window's timer does when it fires; here at once
+    assert sorted(index.search("teapot").ids) == sorted([product_id("test:7001"), product_id("test:7002")])
+    assert index.watermark == 8
+
+
+def test_a_shared_commit_happens_by_itself(index: TantivyIndex) -> None:
+    index.upsert([doc(7003, "Kettle Gamma")])
+    committed = threading.Event()
+    real = index.commit
+
+    def commit(watermark: int | None = None) -> None:
+        real(watermark)
+        committed.set()
+
+    index.commit = commit  # type: ignore[method-assign]
+    index.commit_soon(within=0.01)
+    assert committed.wait(30)
+    assert index.search("kettle").ids == [product_id("test:7003")]
+
+
+def test_close_commits_what_was_written(tmp_path: Path) -> None:
+    idx = TantivyIndex(tmp_path / "index")
+    idx.upsert([doc(7004, "Ladle Delta")])
+    idx.commit_soon(watermark=3, within=3600)
+    idx.close()
+    reopened = TantivyIndex(tmp_path / "index")
+    assert reopened.search("ladle").ids == [product_id("test:7004")]
+    assert reopened.watermark == 3
+    reopened.close()
 
 
 def test_the_index_is_on_disk(tmp_path: Path) -> None:
