@@ -1,14 +1,16 @@
 """The catalog's search index on Tantivy (through tantivy-py): an on-disk, memory-mapped index beside the store.
 
-Why Tantivy: at a million products it answers a distinct search in about a millisecond where SQLite FTS5, even
-with its top-k form, ranks every matching row (``python -m bench.search`` has the table). Its segments are files
-the OS maps and pages in, so the index costs the API process page cache, not Python heap.
+Why Tantivy: at a million products a distinct search takes a few milliseconds (p99 tens) where SQLite FTS5, even in
+its top-k form, ranks every matching row and takes up to half a second, and FTS5 has no typo tolerance of its own
+(``python -m bench.search`` has the table). Its segments are files the OS maps, so the index costs the API process
+page cache, not Python heap.
 
-Writes come from one thread (the store's writer), reads from any number of threads: Tantivy releases the GIL
-while it searches, and each read takes its own searcher (a consistent snapshot of the segments, cheap to get).
-Nothing written is visible until ``commit``, which is atomic; the writer reloads the reader right after, so a
-search that starts after ``commit`` returns sees the write. Another process (the CLI's rebuild) is seen on
-Tantivy's own reload on commit, which watches the index's meta file.
+Writes come from one thread (the store's writer), after the store's own commit, so the index never holds what
+the store rolled back; reads from any number of threads: Tantivy releases the GIL while it searches, and each
+read takes its own searcher (a consistent snapshot of the segments; getting one costs 0.2 us). Nothing written is
+visible until ``commit``, which is atomic and reloads the reader, so a search that starts after ``commit`` returns
+sees the write. Another process's commits (the CLI's rebuild) are seen on Tantivy's own reload, which watches
+the index's meta file.
 """
 
 from __future__ import annotations
