@@ -153,16 +153,19 @@ class TantivyIndex:
         self._timer: threading.Timer | None = None
 
     def _open_or_recreate(self, path: Path) -> Index:
-        """The index in ``path``; one of another schema or an older Tantivy format is replaced by an empty one.
-
-        The index is derived data: ``recreated`` (and a ``watermark`` of None) tells the store to rebuild it.
+        """The index in ``path`` (a directory of its own); one of another schema or an older Tantivy format is
+        replaced by an empty one. The index is derived data: ``recreated`` (and a ``watermark`` of None) tells the
+        store to rebuild it.
         """
         path.mkdir(parents=True, exist_ok=True)
+        exists = Index.exists(str(path))
         try:
-            if Index.exists(str(path)) and not Index.is_compatible(str(path)):
+            if exists and not Index.is_compatible(str(path)):
                 raise ValueError("index format of another Tantivy version")
             return Index(_schema(), path=str(path), reuse=True)
         except ValueError as exc:
+            if not exists:  # not an index we may replace: whatever is there is someone else's
+                raise
             log.warning("search index in %s cannot be used (%s); starting an empty one to rebuild", path, exc)
         shutil.rmtree(path)
         path.mkdir(parents=True)
