@@ -56,7 +56,7 @@ TIE_FETCH = 65_536
 
 def _schema() -> Schema:
     b = SchemaBuilder()
-    b.add_text_field("id", stored=True, fast=True, tokenizer_name="raw", index_option="basic")
+    b.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
     for name in ("name", "brand", "description"):
         b.add_text_field(name, tokenizer_name=TOKENIZER, index_option="freq")
     # Exact filters and facets: keys as the store computes them, labels as shown.
@@ -66,19 +66,35 @@ def _schema() -> Schema:
         b.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
     b.add_float_field("price", indexed=True, fast=True)
     b.add_boolean_field("in_stock", indexed=True, fast=True)
-    # Sort keys: price in cents or update time in seconds, then 30 bits of the id (see sort_key).
-    b.add_unsigned_field("price_key", indexed=True, fast=True)
-    b.add_unsigned_field("updated_key", indexed=True, fast=True)
-    # The id's first 16 bytes as two numbers: breaks relevance ties by id without reading stored documents.
-    b.add_unsigned_field("id_hi", fast=True)
-    b.add_unsigned_field("id_lo", fast=True)
+    # Sort keys: price in cents or update time in seconds, then 30 bits of the id (see sort_key). Not indexed:
+    # a cursor's range is read from the column, and a term per product would double the term dictionary.
+    b.add_unsigned_field("price_key", fast=True)
+    b.add_unsigned_field("updated_key", fast=True)
+    # The id's first 24 bytes as three numbers: ids of a page without reading stored documents (the store's ids
+    # have 22; longer ones are read from the stored field).
+    for name in ID_WORDS:
+        b.add_unsigned_field(name, fast=True)
     b.add_float_field("nudge", fast=True)
     return b.build()
 
 
-def _id_words(pid: str) -> tuple[int, int]:
-    raw = pid.encode()[:16].ljust(16, b"\0")
-    return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")
+ID_WORDS = ("id_0", "id_1", "id_2")
+_ID_BYTES = 8 * len(ID_WORDS)
+
+
+def _id_words(pid: str) -> list[int]:
+    raw = pid.encode()[:_ID_BYTES].ljust(_ID_BYTES, b"\0")
+    return [int.from_bytes(raw[i : i + 8], "big") for i in range(0, _ID_BYTES, 8)]
+
+
+def _ids(searcher: Searcher, addrs: list[Any]) -> list[str]:
+    """The products' ids from their id words; an id that fills all 24 bytes may be longer: read it whole."""
+    columns = [searcher.fast_field_values(name, addrs) for name in ID_WORDS]
+    ids = []
+    for addr, *words in zip(addrs, *columns, strict=True):
+        raw = b"".join(int(w or 0).to_bytes(8, "big") for w in words).rstrip(b"\0")
+        ids.append(raw.decode() if len(raw) < _ID_BYTES else str(searcher.doc(addr).get_first("id")))
+    return ids
 
 
 _ID_BITS = 30
@@ -117,7 +133,7 @@ def to_document(schema: Schema, doc: SearchDoc) -> Document:
         "price_key": sort_key(round(doc.min_price_base * 100), doc.id),
         "updated_key": sort_key(_seconds(doc.updated_at), doc.id),
     }
-    fields["id_hi"], fields["id_lo"] = _id_words(doc.id)
+    fields.update(zip(ID_WORDS, _id_words(doc.id), strict=True))
     fields["nudge"] = NUDGE * (1.0 - id_bits(doc.id) / (1 << _ID_BITS))
     if doc.vendors:
         fields["vendor"] = list(doc.vendors)
@@ -349,7 +365,7 @@ class TantivyIndex:
                 # The last key's group may continue past what was fetched: leave it for a larger fetch.
                 last = hits[-1][0]
                 hits = [h for h in hits if h[0] != last]
-            rows = [(int(key), str(searcher.doc(addr).get_first("id"))) for key, addr in hits]
+            rows = list(zip((int(key) for key, _ in hits), _ids(searcher, [addr for _, addr in hits]), strict=True))
             if after is not None:
                 rows = [r for r in rows if (r > after if ascending else r < after)]
             if complete or len(rows) > limit:
@@ -373,19 +389,12 @@ class TantivyIndex:
             hits = [h for h in hits if h[0] >= boundary]
         else:
             hits = hits[:wanted]
-        addrs = [addr for _, addr in hits]
-        his = searcher.fast_field_values("id_hi", addrs)
-        los = searcher.fast_field_values("id_lo", addrs)
-        ranked = sorted(
-            zip((-float(score) for score, _ in hits), his, los, range(len(hits)), strict=True),
-            key=lambda r: r[:3],
-        )
-        page = ranked[offset : offset + limit]
-        ids = [str(searcher.doc(addrs[r[3]]).get_first("id")) for r in page]
-        # Ids alike in their first 16 bytes are ordered by the whole id (the store's ids differ well before).
-        ids = [pid for *_, pid in sorted((r[0], r[1], r[2], pid) for r, pid in zip(page, ids, strict=True))]
+        ids = _ids(searcher, [addr for _, addr in hits])
+        ranked = sorted(zip((-float(score) for score, _ in hits), ids, strict=True))
         more = len(ranked) > offset + limit
-        return SearchPage(ids=ids, next_after=(offset + limit,) if more else None)
+        return SearchPage(
+            ids=[pid for _, pid in ranked[offset : offset + limit]], next_after=(offset + limit,) if more else None
+        )
 
     def facets(self, text: str | None = None, filters: SearchFilters | None = None, size: int = 50) -> Facets:
         """Counts of what ``search(text, filters)`` returns, by brand, category, vendor, price band and stock."""

@@ -427,3 +427,18 @@ def test_an_index_of_another_schema_is_replaced_by_an_empty_one(tmp_path: Path) 
     idx.rebuild(catalog(10))
     assert idx.count(None) == 14
     idx.close()
+
+
+def test_ids_of_any_length_come_back_whole_and_in_order(tmp_path: Path) -> None:
+    idx = TantivyIndex(tmp_path / "index")
+    ids = [
+        "short",
+        "x" * 24,
+        "x" * 23 + "y",
+        "offer:a-vendor-with-a-long-name:000123",
+        "offer:a-vendor-with-a-long-name:0001",
+    ]
+    idx.rebuild([replace(doc(i, "Green Kettle"), id=pid) for i, pid in enumerate(ids)])
+    assert idx.search("kettle").ids == sorted(ids)
+    assert all_pages(idx, "kettle", Sort.PRICE) == sorted(ids)
+    idx.close()
