@@ -1,9 +1,10 @@
 """User text and filters to Tantivy queries: what "relevance with prefix and typo tolerance" means here.
 
 Every word must match (as the FTS5 search did), each in any of name, brand or description. A word matches
-exactly (scored by BM25, name weighted most), or, at 5 letters or more, with one typo in the name or brand
-(a constant score below that of an exact match in the name or brand, so exact matches come first). The last word is also taken as a prefix,
-since people search as they type (in name and brand); at 5 letters or more that prefix may carry one typo too.
+exactly (scored by BM25, name weighted most), or, at 5 letters or more, with one typo in the name or brand (a
+constant score below that of an exact match in the name or brand, so exact matches come first). The last word is
+also taken as a prefix in name and brand, since people search as they type; at 5 letters or more that prefix may
+carry one typo too.
 """
 
 from __future__ import annotations
