@@ -442,3 +442,67 @@ def test_ids_of_any_length_come_back_whole_and_in_order(tmp_path: Path) -> None:
     assert idx.search("kettle").ids == sorted(ids)
     assert all_pages(idx, "kettle", Sort.PRICE) == sorted(ids)
     idx.close()
+
+
+# -- the real DummyJSON products -------------------------------------------------------------------------------
+
+
+def real_products() -> list[SearchDoc]:
+    from app.simulators.catalog import load_raw_products
+
+    return [
+        doc(
+            int(raw["id"]),
+            raw["title"],
+            description=raw["description"],
+            brand=raw.get("brand"),
+            category=raw["category"],
+            min_price_base=float(raw["price"]),
+        )
+        for raw in load_raw_products()
+    ]
+
+
+@pytest.fixture(scope="module")
+def real_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TantivyIndex]:
+    idx = TantivyIndex(tmp_path_factory.mktemp("real") / "index")
+    idx.rebuild(real_products())
+    yield idx
+    idx.close()
+
+
+def _long_words(title: str) -> list[str]:
+    return [w for w in title.split() if len(w) >= 5 and w.isalpha()]
+
+
+def test_every_real_product_is_found_by_its_title_with_a_typo(real_index: TantivyIndex) -> None:
+    missed = []
+    tried = 0
+    for product in real_products():
+        words = product.name.split()
+        long = _long_words(product.name)
+        if not long:
+            continue
+        tried += 1
+        target = max(long, key=len)
+        # One letter dropped (a hurried typist), or in a 5-letter word one swapped with the next, so the typed word
+        # still has the 5 letters typo tolerance starts at (a 4-letter word must be spelt right, as in Meilisearch).
+        typo = target[:2] + target[3:] if len(target) > 5 else target[:2] + target[3] + target[2] + target[4:]
+        query = " ".join(typo if w == target else w for w in words)
+        if product.id not in real_index.search(query, limit=20).ids:
+            missed.append(query)
+    assert tried > 150
+    assert missed == [], "\n".join(missed)
+
+
+def test_every_real_product_is_found_as_its_title_is_typed(real_index: TantivyIndex) -> None:
+    missed = []
+    for product in real_products():
+        words = product.name.split()
+        last = words[-1]
+        if len(last) < 3 or not last.isalpha():
+            continue
+        typed = " ".join([*words[:-1], last[: max(2, len(last) // 2)]])
+        if product.id not in real_index.search(typed, limit=20).ids:
+            missed.append(typed)
+    assert missed == []
