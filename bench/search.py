@@ -323,6 +323,15 @@ def report(n: int, kinds: list[str], built: dict[str, Any], res: dict[str, dict[
         Row("write: delete 1 + commit + reload", f"{writes['delete_ms']:.1f} ms", "", None),
         Row("write: visible to the next search", "yes" if writes["visible"] else "NO", "yes", writes["visible"]),
     ]
+    w = writes["memory"]
+    rows.append(
+        Row(
+            "RSS: Tantivy writer process after its writes",
+            f"{w['VmRSS']:.0f} MB (anon {w['RssAnon']:.0f}, mapped files {w['RssFile']:.0f})",
+            "",
+            None,
+        )
+    )
     for name, r in (("FTS5 today", today), ("FTS5 top-k", topk), ("Tantivy", tan)):
         m = r["memory"]
         rows.append(
