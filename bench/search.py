@@ -174,6 +174,7 @@ def work_writes(workdir: Path) -> dict[str, Any]:
         docs.append(replace(doc, name=doc.name + " Refurbished", min_price_base=doc.min_price_base * 0.9))
         if len(docs) == 4 * STORE_BATCH:
             break
+    before = memory()
     batch_ms = []
     for i in range(4):
         started = time.perf_counter()
@@ -200,6 +201,7 @@ def work_writes(workdir: Path) -> dict[str, Any]:
         "delete_ms": delete_ms,
         "visible": len(visible) == 20 and gone and stale,
         "memory": memory(),
+        "memory_before": before,
     }
 
 
@@ -323,11 +325,12 @@ def report(n: int, kinds: list[str], built: dict[str, Any], res: dict[str, dict[
         Row("write: delete 1 + commit + reload", f"{writes['delete_ms']:.1f} ms", "", None),
         Row("write: visible to the next search", "yes" if writes["visible"] else "NO", "yes", writes["visible"]),
     ]
-    w = writes["memory"]
+    w, w0 = writes["memory"], writes.get("memory_before", writes["memory"])
     rows.append(
         Row(
-            "RSS: Tantivy writer process after its writes",
-            f"{w['VmRSS']:.0f} MB (anon {w['RssAnon']:.0f}, mapped files {w['RssFile']:.0f})",
+            "RSS: added by the writer and its writes",
+            f"{w['VmRSS'] - w0['VmRSS']:.0f} MB (anon {w['RssAnon'] - w0['RssAnon']:.0f}, "
+            f"mapped files {w['RssFile'] - w0['RssFile']:.0f})",
             "",
             None,
         )

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 COMMIT_WITHIN = 0.1
 WATERMARK_FILE = "catalog-watermark.json"
 # Writer memory: Tantivy flushes a segment when its buffer is full. The API process keeps one small writer (its
-# writes come in store transactions of at most a few thousand products); a rebuild may pass more.
-WRITER_HEAP = 48_000_000
+# writes come in store transactions of at most a few thousand products, a few MB of text): 24 MB added ~24 MB of
+# heap to the process, where 48 MB added ~40 MB for no faster writes (bench.search). A rebuild may pass more.
+WRITER_HEAP = 24_000_000
 # Facets ask for every brand, category and vendor (Tantivy's terms aggregation is approximate once a segment's
 # list is cut), then keep the most frequent ones.
 FACET_VALUES = 65_536
