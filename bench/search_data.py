@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.domain.unify import product_id
 from app.search import SearchDoc
-from app.simulators.catalog import load_raw_products
+from simulators.catalog import load_raw_products
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
 _COLOURS = (

@@ -448,7 +448,7 @@ def test_ids_of_any_length_come_back_whole_and_in_order(tmp_path: Path) -> None:
 
 
 def real_products() -> list[SearchDoc]:
-    from app.simulators.catalog import load_raw_products
+    from simulators.catalog import load_raw_products
 
     return [
         doc(
