@@ -27,8 +27,8 @@ from app.ingest.inprocess_queue import InProcessRequestQueue
 from app.ingest.sync import plan_sync
 from app.ingest.tracker import RequestTracker
 from app.ingest.workers import EmbeddedWorkers, RefreshScheduler
-from app.observability import MetricProvider
-from app.replication.service import Replication, ReplicationMonitor
+from app.observability import Metric, MetricProvider
+from app.replication.service import Replication
 from app.settings import Settings
 from app.sources import build_source
 from app.sources.http import HttpPolicy, VendorHttp
@@ -94,7 +94,7 @@ class Container:
         self.store.open()
         await self.store.mark_interrupted_syncs()
         if self.replication is not None:
-            await self.replication.start(self.store)
+            await self.replication.start()
         if self.settings.demo_vendors:
             await self.register_demo_vendors()
         await self.queue.start()
@@ -135,7 +135,7 @@ class Container:
     def readiness(self) -> Readiness:
         """Every check, and why each failing one fails, from one read of each dependency (/ready shows the
         replication status it decided on, not a second read that may disagree)."""
-        replication = self.replication.monitor.status() if self.replication is not None else None
+        replication = self.replication.monitor.read() if self.replication is not None else None
         checks = {"store": self.store.ping()}
         if self.changelog is None:
             checks["workers"] = self.queue.healthy
@@ -144,7 +144,7 @@ class Container:
             checks["changelog"] = self.changelog.running
         checks["scheduler"] = self.scheduler.running or not self.settings.scheduler_enabled
         if replication is not None:
-            checks["replication"] = ReplicationMonitor.ok(replication)
+            checks["replication"] = replication.ok
         reasons = {
             "store": f"the SQLite store {self.settings.db_path} does not answer",
             "workers": "the request workers are not running",
@@ -152,10 +152,12 @@ class Container:
             or "the Kafka broker is unreachable",
             "changelog": "the changelog consumer is not running",
             "scheduler": "the refresh scheduler is not running",
-            "replication": ReplicationMonitor.reason(replication) if replication is not None else "",
+            "replication": replication.reason if replication is not None else "",
         }
         failing = [reasons.get(name, name) for name, ok in checks.items() if not ok]
-        return Readiness(checks, replication, failing)
+        if replication is None:
+            return Readiness(checks, None, failing)
+        return Readiness(checks, replication.status(), failing, replication.metrics())
 
     @property
     def ready(self) -> dict[str, bool]:
@@ -165,10 +167,12 @@ class Container:
 @dataclass(frozen=True)
 class Readiness:
     checks: dict[str, bool]
-    #: ``ReplicationMonitor.status()`` when DATABASE_URL is set
+    #: ``ReplicationState.status()`` when DATABASE_URL is set
     replication: dict[str, Any] | None
     #: why each failing check fails, in words an operator can act on
     reasons: list[str]
+    #: the gauges of the same reads (replication), so /metrics shows what decided ``catalog_ready``
+    metrics: list[Metric] = field(default_factory=list)
 
 
 def build_container(settings: Settings) -> Container:
@@ -227,6 +231,5 @@ def build_container(settings: Settings) -> Container:
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     if settings.database_url:
-        container.replication = Replication(settings)
-        container.metric_providers.append(container.replication.monitor.metrics)
+        container.replication = Replication(settings, store)
     return container

@@ -33,9 +33,10 @@ import psycopg
 from psycopg import sql
 
 from app.domain.models import Availability, Offer, Vendor, VendorKind
-from app.replication.capture import Change, SqliteOutbox
+from app.replication.capture import SqliteOutbox
 from app.replication.postgres.replica import PostgresReplica
-from app.replication.service import Pusher
+from app.replication.pusher import Pusher
+from app.replication.schema import Change
 from app.store.sqlite.catalog import SqliteCatalog
 from bench.table import Row, passed, print_table
 

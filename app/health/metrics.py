@@ -19,12 +19,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(container: ContainerDep) -> PlainTextResponse:
     """Gauges and counters of this node (replication backlog, lag, errors when DATABASE_URL is set)."""
-    checks = container.ready
+    state = container.readiness()
     collected: list[Metric] = [
         Metric("catalog_up", "1: this process answers.", "gauge", 1),
-        Metric("catalog_ready", "1 when every readiness check passes.", "gauge", int(all(checks.values()))),
+        Metric("catalog_ready", "1 when every readiness check passes.", "gauge", int(all(state.checks.values()))),
         Metric("catalog_queue_depth", "Requests waiting for a worker.", "gauge", container.queue.depth),
     ]
     for provider in container.metric_providers:
         collected.extend(provider())
+    collected.extend(state.metrics)
     return PlainTextResponse(render(collected), media_type=CONTENT_TYPE)

@@ -1,6 +1,7 @@
-"""Change capture for the PostgreSQL replica, SymmetricDS style: generated triggers fill an outbox.
+"""The SQLite side of replication: generated triggers fill an outbox, the pusher reads and trims it, and an empty
+node's initial load writes through here. Every SQLite statement of replication is in this module.
 
-Why it is shaped like this:
+Change capture, SymmetricDS style. Why it is shaped like this:
 - Triggers write a full row image (JSON) or a tombstone into ``repl_outbox`` in the same transaction as the change,
   so a change is captured if and only if it commits, whichever process or code path wrote it.
 - The triggers are generated from ``PRAGMA table_info`` minus an explicit per-table exclusion list, so a new column is
@@ -23,12 +24,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from app.domain import documents
+from app.domain.models import Offer
+from app.replication.schema import REPLICATED, Change, Column, TableSpec
+from app.store.sqlite.catalog import SqliteCatalog
 from app.store.sqlite.transaction import immediate
 
 OUTBOX = "repl_outbox"
@@ -36,43 +42,12 @@ _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 _ACTIVE = "(SELECT suppress FROM repl_control WHERE id = 1) = 0"
 
 
+#: What a failed read or write of the outbox raises, for callers that must not stop on it.
+OUTBOX_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+
 class CaptureError(Exception):
     """The capture cannot be generated for a table as it is (a column type it cannot carry)."""
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    pk: tuple[str, ...]
-    excluded: frozenset[str] = field(default_factory=frozenset)
-    #: replicated, but a change to these columns alone is not captured
-    carried: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # the declared type, upper case: TEXT, INTEGER, REAL
-    notnull: bool
-    pk: bool
-
-
-REPLICATED: tuple[TableSpec, ...] = (
-    TableSpec("vendors", ("id",), frozenset({"change_seq"})),
-    TableSpec(
-        "vendor_sync",
-        ("vendor_id",),
-        frozenset({"pages", "items_seen", "items_skipped", "items_total", "skip_reasons"}),
-    ),
-    TableSpec(
-        "offers",
-        ("vendor_id", "vendor_product_id"),
-        frozenset({"content_hash", "change_seq"}),
-        carried=frozenset({"fetched_at"}),
-    ),
-    TableSpec("products", ("id",), frozenset({"summary", "doc", "description", "change_seq"})),
-)
-SPECS = {spec.name: spec for spec in REPLICATED}
 
 
 def replicated_columns(conn: sqlite3.Connection, spec: TableSpec) -> list[Column]:
@@ -88,7 +63,7 @@ def replicated_columns(conn: sqlite3.Connection, spec: TableSpec) -> list[Column
         if col.type not in ("TEXT", "INTEGER", "REAL"):
             raise CaptureError(
                 f"{spec.name}.{col.name} has type {col.type or 'none'}; only TEXT, INTEGER and REAL columns can be "
-                f"replicated: add it to the table's exclusion list in app/replication/capture.py or change its type"
+                f"replicated: add it to the table's exclusion list in app/replication/schema.py or change its type"
             )
     return cols
 
@@ -170,16 +145,6 @@ def install(conn: sqlite3.Connection, *, reload: bool = True) -> list[str]:
 def set_suppressed(conn: sqlite3.Connection, on: bool) -> None:
     """Only inside the loader's own write transaction: set, write, reset, commit."""
     conn.execute("UPDATE repl_control SET suppress = ? WHERE id = 1", (int(on),))
-
-
-@dataclass(frozen=True)
-class Change:
-    seq: int
-    tbl: str
-    pk: str
-    op: str
-    row: str | None
-    at: float
 
 
 @dataclass(frozen=True)
@@ -331,3 +296,66 @@ def outbox_stats(conn: sqlite3.Connection) -> OutboxStats | None:
         last_error_at=row[7],
         blocked=None if row[8] is None else orjson.loads(row[8]),
     )
+
+
+class SqliteLoad:
+    """The SQLite half of an initial load, on the store's writer inside the one transaction the load runs in
+    (``SqliteCatalog.run_in_transaction``): a node that dies mid-load starts empty again, never half-loaded."""
+
+    def __init__(self, store: SqliteCatalog, conn: sqlite3.Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def columns(self) -> dict[str, list[str]]:
+        return {spec.name: [c.name for c in replicated_columns(self.conn, spec)] for spec in REPLICATED}
+
+    def suppress_capture(self, on: bool) -> None:
+        set_suppressed(self.conn, on)
+
+    def add_vendors(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Vendors take fresh numbers of this file's change sequence (``change_seq`` is not replicated)."""
+        first = SqliteCatalog.next_seq(self.conn, len(rows))
+        for i, row in enumerate(rows):
+            self._insert("vendors", {**row, "change_seq": first + i})
+
+    def add_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self._insert(table, row)
+
+    def _insert(self, table: str, values: dict[str, Any]) -> None:
+        names = ", ".join(values)
+        self.conn.execute(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(values))})", list(values.values())
+        )
+
+    def add_offers(self, offers: Sequence[Offer]) -> None:
+        """Through the store's own upsert, so the products are re-derived (unified) as the source node did."""
+        self.store.upsert_in(self.conn, offers)
+
+    def adopt_product_times(self, theirs: dict[str, str]) -> int:
+        """Give the re-derived products the ``updated_at`` the source node computed; returns how many differed.
+
+        A product's ``updated_at`` is the newest of its offers' ``vendor_updated_at or fetched_at``. ``fetched_at``
+        is carried, not watched: when an offer without a vendor timestamp is only re-fetched, its new fetch time
+        stays in the source's SQLite, and if another offer's change then rebuilds the product, the product row
+        PostgreSQL gets holds that newer time while PostgreSQL's offer still holds the older one. Re-deriving from
+        the offers alone then gives an older ``updated_at`` (and so another document and etag). Everything else in
+        a product's document is a function of its offers' replicated content, so taking ``updated_at`` from
+        PostgreSQL's product row makes the document byte for byte the source's. The offers' ``fetched_at`` stay as
+        PostgreSQL has them (never later than the truth: which offer was re-fetched is not known).
+        """
+        fixes: list[tuple[str, bytes, bytes, str, str]] = []
+        for pid, updated_at, summary, doc in self.conn.execute("SELECT id, updated_at, summary, doc FROM products"):
+            wanted = theirs.get(pid)
+            if wanted is None or wanted == updated_at:
+                continue
+            new_summary, new_doc = orjson.loads(summary), orjson.loads(doc)
+            new_summary["updated_at"] = new_doc["updated_at"] = wanted
+            body = orjson.dumps(new_doc)
+            fixes.append((wanted, orjson.dumps(new_summary), body, documents.etag_of(body), pid))
+        self.conn.executemany("UPDATE products SET updated_at = ?, summary = ?, doc = ?, etag = ? WHERE id = ?", fixes)
+        return len(fixes)
+
+    def install_capture(self) -> None:
+        """Capture from here on, without queueing the rows just copied from PostgreSQL."""
+        install(self.conn, reload=False)

@@ -34,7 +34,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app.replication.capture import REPLICATED, replicated_columns
+from app.replication.capture import replicated_columns
+from app.replication.schema import REPLICATED
 from tests.support import ROOT, free_port
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -28,8 +28,9 @@ import pytest
 
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.replication.capture import SqliteOutbox, outbox_stats
+from app.replication.initial_load import initial_load
 from app.replication.postgres.replica import PostgresReplica, SchemaMismatch
-from app.replication.service import Pusher, initial_load
+from app.replication.pusher import Pusher
 from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.pg import (
     NoPostgres,

@@ -17,7 +17,8 @@ import pytest
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.observability import Metric, render
 from app.replication import capture
-from app.replication.capture import SPECS, CaptureError, SqliteOutbox
+from app.replication.capture import CaptureError, SqliteOutbox
+from app.replication.schema import SPECS, Change
 from app.store.sqlite.catalog import SqliteCatalog
 
 
@@ -64,7 +65,7 @@ def write(db: Path, fn: object) -> None:
     asyncio.run(run())
 
 
-def changes(box: SqliteOutbox, after: int = 0) -> list[capture.Change]:
+def changes(box: SqliteOutbox, after: int = 0) -> list[Change]:
     return box.read(after, 10_000)
 
 

@@ -33,12 +33,20 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from app.replication.capture import REPLICATED, SPECS, Change, Column
+from app.domain.models import Offer
+from app.replication.postgres.migrate import upgrade
+from app.replication.schema import REPLICATED, SPECS, Change, Column
+from app.store.sqlite.offers import OFFER_READ, row_to_offer
 
 log = logging.getLogger(__name__)
 
 BOOKKEEPING = ("src_node", "src_seq", "changed_at")
+#: A batch PostgreSQL refuses for its content (CHECK, bad number...): bisected to the row, never retried blindly.
 REJECTED = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+#: PostgreSQL is down, restarting or dropped the connection: reconnect and retry.
+UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+#: What stops an initial load without stopping the node: PostgreSQL unreachable, or never migrated.
+LOAD_ERRORS = (psycopg.OperationalError, psycopg.errors.UndefinedTable)
 
 
 class SchemaMismatch(Exception):
@@ -83,6 +91,10 @@ class PostgresReplica:
         self._apply_sql_fresh: sql.Composed = sql.Composed([])
 
     # -- connection ------------------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Create or migrate the tables (Alembic); a fresh PostgreSQL needs no ``catalog db upgrade`` first."""
+        upgrade(self.url, self.schema)
 
     def connect(self) -> None:
         self.close()
@@ -145,7 +157,7 @@ class PostgresReplica:
                 "SQLite and PostgreSQL columns differ, refusing to push: "
                 + "; ".join(problems)
                 + ". Add an Alembic migration in app/replication/postgres/migrations/versions (or exclude the column "
-                "in app/replication/capture.py) so both sides have the same replicated columns."
+                "in app/replication/schema.py) so both sides have the same replicated columns."
             )
         self._columns = {t: [c.name for c in cols] for t, cols in sqlite_columns.items()}
         self._create_staging()
@@ -400,17 +412,43 @@ class PostgresReplica:
     # -- reading (initial load, comparisons) -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    def snapshot(self) -> Iterator[PostgresSnapshot]:
         """A REPEATABLE READ, READ ONLY transaction: every table read through it is one consistent moment."""
         conn = psycopg.connect(self.url, connect_timeout=max(1, int(self._connect_timeout_s)))
         try:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-            yield conn
+            yield PostgresSnapshot(conn)
             conn.rollback()
         finally:
             conn.close()
+
+
+class PostgresSnapshot:
+    """The replicated tables as one moment of PostgreSQL (``PostgresReplica.snapshot``), for an initial load."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self._conn = conn
+
+    def rows(self, table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+        query = sql.SQL("SELECT {} FROM {} ORDER BY 1").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)
+        )
+        return [dict(zip(columns, r, strict=True)) for r in self._conn.execute(query)]
+
+    def offers(self, chunk: int) -> Iterator[list[Offer]]:
+        """Every offer in key order, ``chunk`` at a time through a server-side cursor. PostgreSQL keeps the offers'
+        columns as SQLite's text, so the store's own row reader applies."""
+        with self._conn.cursor(name="initial_load_offers") as cur:
+            cur.itersize = chunk
+            cur.execute(f"SELECT {OFFER_READ} FROM offers ORDER BY vendor_id, vendor_product_id")
+            while batch := cur.fetchmany(chunk):
+                yield [row_to_offer(r) for r in batch]
+
+    def product_times(self) -> dict[str, str]:
+        """Product id -> the ``updated_at`` the source node computed."""
+        return {pid: at for pid, at in self._conn.execute("SELECT id, updated_at FROM products")}
 
 
 _PRICE_IMAGES_COPY = sql.SQL("COPY repl_price_images FROM STDIN")

@@ -86,6 +86,10 @@ class SqliteCatalog:
     def change_seq(self) -> int:
         return self._db.change_seq()
 
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the calling thread's read-only connection (replication's /ready status reads the outbox so)."""
+        return fn(self._db.reader)
+
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one write transaction on the writer thread (the replication initial load uses it)."""
         return await self._db.transaction(fn)
