@@ -41,7 +41,6 @@ OUTBOX = "repl_outbox"
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 _ACTIVE = "(SELECT suppress FROM repl_control WHERE id = 1) = 0"
 
-
 #: What a failed read or write of the outbox raises, for callers that must not stop on it.
 OUTBOX_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 

@@ -97,6 +97,12 @@ def _push_metrics(pusher: Pusher) -> list[Metric]:
         Metric("catalog_replication_pushed_batches_total", "Batches PostgreSQL acknowledged.", "counter", c.batches),
         Metric("catalog_replication_errors_total", "Failed push attempts.", "counter", c.errors),
         Metric("catalog_replication_rejected_batches_total", "Batches PostgreSQL refused.", "counter", c.rejected),
+        Metric(
+            "catalog_replication_superseded_images_total",
+            "Rejected row images dropped because a newer image of the same row followed.",
+            "counter",
+            c.superseded,
+        ),
         Metric("catalog_replication_connected", "1 while connected to PostgreSQL.", "gauge", int(c.connected)),
         Metric("catalog_replication_watermark", "Last outbox sequence PostgreSQL holds.", "gauge", pusher.watermark),
         Metric(
