@@ -35,6 +35,7 @@ from app.domain import documents
 from app.domain.models import Offer
 from app.replication.schema import REPLICATED, Change, Column, TableSpec
 from app.store.sqlite.catalog import SqliteCatalog
+from app.store.sqlite.connection import next_seq
 from app.store.sqlite.transaction import immediate
 
 OUTBOX = "repl_outbox"
@@ -313,7 +314,7 @@ class SqliteLoad:
 
     def add_vendors(self, rows: Sequence[dict[str, Any]]) -> None:
         """Vendors take fresh numbers of this file's change sequence (``change_seq`` is not replicated)."""
-        first = SqliteCatalog.next_seq(self.conn, len(rows))
+        first = next_seq(self.conn, len(rows))
         for i, row in enumerate(rows):
             self._insert("vendors", {**row, "change_seq": first + i})
 

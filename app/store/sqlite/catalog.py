@@ -30,7 +30,7 @@ from app.domain.queries import (
     VendorSyncStatus,
 )
 from app.store.sqlite import vendors
-from app.store.sqlite.connection import Connections, next_seq
+from app.store.sqlite.connection import Connections
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, refresh_base_prices, unique
 from app.store.sqlite.reads import ProductReader
@@ -79,9 +79,6 @@ class SqliteCatalog:
 
     def ping(self) -> bool:
         return self._db.ping()
-
-    # ``SqliteCatalog.next_seq(conn, n)``: for code writing inside ``run_in_transaction`` (the initial load).
-    next_seq = staticmethod(next_seq)
 
     def change_seq(self) -> int:
         return self._db.change_seq()
