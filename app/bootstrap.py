@@ -21,7 +21,6 @@ from app.distributed.kafka.vendor_feed import KafkaVendorFeed
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
 from app.domain.requests import FetchRequest
-from app.errors import Conflict
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.inprocess_queue import InProcessRequestQueue
 from app.ingest.sync import plan_sync
@@ -30,11 +29,14 @@ from app.ingest.workers import EmbeddedWorkers, RefreshScheduler
 from app.observability import Metric, MetricProvider
 from app.replication.service import Replication
 from app.settings import Settings
-from app.sources import build_source
+from app.sources import GenericSource, build_source, validate_generic
 from app.sources.http import HttpPolicy, VendorHttp
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
+from app.sources.webhooks import map_webhook
+from app.store.port import CatalogStore
 from app.store.sqlite.catalog import SqliteCatalog
+from app.vendors.service import ChangePublisher, Probe, VendorFeed, VendorService
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,40 @@ def make_source_factory(settings: Settings) -> Callable[[Vendor], VendorSource]:
     return make
 
 
+def make_probe(settings: Settings) -> Probe:
+    """The generic-mapping probe: the vendor's first page through a client of its own, closed right after."""
+    policy = http_policy(settings)
+
+    async def probe(vendor: Vendor) -> None:
+        async with VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id) as http:
+            await validate_generic(GenericSource(vendor, http))
+
+    return probe
+
+
+def vendor_service(
+    settings: Settings,
+    store: CatalogStore,
+    *,
+    sources: SourceRegistry | None = None,
+    breakers: BreakerRegistry | None = None,
+    catalog: CatalogService | None = None,
+    feed: VendorFeed | None = None,
+    changes: ChangePublisher | None = None,
+) -> VendorService:
+    """The API's and the CLI's vendor service (the CLI has no queue to request a sync through, nor a feed)."""
+    return VendorService(
+        store,
+        probe=make_probe(settings),
+        map_webhook=map_webhook,
+        sources=sources,
+        breakers=breakers,
+        catalog=catalog,
+        feed=feed,
+        changes=changes,
+    )
+
+
 def load_rates(settings: Settings) -> Rates:
     """Read once at start-up: a bad rates file should stop the service, not fail requests one by one."""
     if settings.rates_file is not None:
@@ -80,6 +116,7 @@ class Container:
     workers: EmbeddedWorkers
     queue: InProcessRequestQueue | KafkaRequestQueue
     catalog: CatalogService
+    vendors: VendorService
     scheduler: RefreshScheduler
     breakers: BreakerRegistry
     # runtime=kafka only: this node's changelog consumer and the feed of vendor definitions to the Flink job
@@ -116,21 +153,8 @@ class Container:
     async def register_demo_vendors(self) -> None:
         from simulators.demo import demo_vendors  # lazily: only the demo needs the simulators
 
-        for vendor in demo_vendors(self.settings.demo_host):
-            try:
-                await self.store.add_vendor(vendor)
-                log.info("registered demo vendor %s at %s", vendor.id, vendor.base_url)
-            except Conflict:
-                pass
-
-    async def vendor_saved(self, vendor: Vendor) -> None:
-        """Vendor definitions reach the Flink job and the other nodes through Kafka (runtime=kafka)."""
-        if self.vendor_feed is not None:
-            await self.vendor_feed.saved(vendor)
-
-    async def vendor_deleted(self, vendor_id: str) -> None:
-        if self.vendor_feed is not None:
-            await self.vendor_feed.deleted(vendor_id)
+        for vendor in await self.vendors.register(demo_vendors(self.settings.demo_host)):
+            log.info("registered demo vendor %s at %s", vendor.id, vendor.base_url)
 
     def readiness(self) -> Readiness:
         """Every check, and why each failing one fails, from one read of each dependency (/ready shows the
@@ -200,12 +224,6 @@ def build_container(settings: Settings) -> Container:
 
         queue = KafkaRequestQueue(settings, plan=plan_catalog)
 
-        def vendor_removed(vendor_id: str) -> None:
-            sources.drop(vendor_id)
-            breakers.drop(vendor_id)
-
-        applier = ChangelogApplier(store, tracker, on_vendor_removed=vendor_removed, breakers=breakers)
-        changelog = KafkaChangelog(settings, applier)
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
     else:
         queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
@@ -217,6 +235,10 @@ def build_container(settings: Settings) -> Container:
         max_wait_ms=settings.wait_ms_max,
         breakers=breakers,
     )
+    vendors = vendor_service(settings, store, sources=sources, breakers=breakers, catalog=catalog, feed=vendor_feed)
+    if settings.runtime == "kafka":
+        applier = ChangelogApplier(store, tracker, on_vendor_removed=vendors.forget, breakers=breakers)
+        changelog = KafkaChangelog(settings, applier)
     scheduler = RefreshScheduler(
         store,
         catalog,
@@ -226,7 +248,7 @@ def build_container(settings: Settings) -> Container:
         breakers=breakers,
     )
     container = Container(
-        settings, store, tracker, sources, workers, queue, catalog, scheduler, breakers, changelog, vendor_feed
+        settings, store, tracker, sources, workers, queue, catalog, vendors, scheduler, breakers, changelog, vendor_feed
     )
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)

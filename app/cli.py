@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.bootstrap import load_rates, make_source_factory
+from app.bootstrap import load_rates, make_source_factory, vendor_service
 from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
@@ -172,7 +172,7 @@ def vendors_add(
 
     async def run() -> None:
         async with open_store(settings) as store:
-            await store.add_vendor(vendor)
+            await vendor_service(settings, store).add(vendor)
 
     try:
         asyncio.run(run())

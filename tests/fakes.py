@@ -282,6 +282,22 @@ class FakeCatalogStore:
             self._rebuild()
         return len(unlisted)
 
+    async def delete_offers_of(self, vendor_id: str, product_or_parent_id: str, keep: Sequence[str] = ()) -> int:
+        await asyncio.sleep(0)
+        spared = set(keep)
+        gone = [
+            key
+            for key, o in self.offers.items()
+            if key[0] == vendor_id
+            and product_or_parent_id in (o.vendor_product_id, o.parent_id)
+            and o.vendor_product_id not in spared
+        ]
+        for key in gone:
+            del self.offers[key]
+        if gone:
+            self._rebuild()
+        return len(gone)
+
     def _rebuild(self) -> int:
         """Re-unify everything; returns how many products appeared, changed or went.
 
@@ -347,6 +363,10 @@ class FakeRequestQueue:
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
         self._published = asyncio.Condition()
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.healthy else "the request queue cannot deliver right now"
 
     async def publish(self, request: FetchRequest) -> None:
         if not self.healthy:

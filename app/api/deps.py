@@ -10,6 +10,8 @@ from fastapi import Depends, Header, Request
 from app.bootstrap import Container
 from app.catalog.service import CatalogService
 from app.errors import Forbidden, Unauthorized
+from app.settings import Settings
+from app.vendors.service import VendorService
 
 
 # Dependencies are ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, a hop that
@@ -24,8 +26,20 @@ async def get_catalog(request: Request) -> CatalogService:
     return catalog
 
 
+async def get_vendors(request: Request) -> VendorService:
+    vendors: VendorService = request.app.state.container.vendors
+    return vendors
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.container.settings
+    return settings
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
 CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
+VendorsDep = Annotated[VendorService, Depends(get_vendors)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def require_admin(

@@ -12,9 +12,10 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Generic, TypeVar
 
-from app.domain.models import VendorKind
+from app.domain.models import Offer, VendorKind
 
 SECRET_CREDENTIAL = "webhook_secret"
 
@@ -64,6 +65,40 @@ WOOCOMMERCE = WebhookPlatform(
     delete_topics=frozenset({"product.deleted"}),
     update_lists_all_variants=False,
 )
+
+
+class WebhookEffect(StrEnum):
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """The vendor's offer ``id`` goes, with every variant whose parent it is, except the ids in ``keep``.
+
+    A vendor deletes a product, not its variants one by one, so one id reaches both; ``keep`` spares the variants
+    a product update still lists.
+    """
+
+    id: str
+    keep: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookChange:
+    """What one webhook changes in a vendor's offers: its offers upserted first, then the removals.
+
+    A plain value, so the same change is applied directly by the node that received it (embedded runtime) or
+    travels the changelog to every node (kafka runtime) and is applied there by the same function.
+    """
+
+    vendor_id: str
+    effect: WebhookEffect
+    offers: tuple[Offer, ...] = ()
+    removals: tuple[Removal, ...] = ()
+    #: The platform's delivery id: a delivery seen again changes nothing (see ``SeenDeliveries``).
+    delivery_id: str | None = None
+
 
 K = TypeVar("K")
 V = TypeVar("V")

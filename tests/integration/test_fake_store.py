@@ -157,6 +157,19 @@ async def test_sync_status_unlisting_and_removal_agree(both: Both) -> None:
     assert both.same_now(lambda s: s.vendor_status("a").state) == "interrupted"
 
 
+async def test_removing_a_product_and_its_variants_agrees(both: Both) -> None:
+    await both.same(lambda s: s.add_vendor(vendor("a")))
+    variants = [offer("a", "3a", parent_id="3"), offer("a", "3b", parent_id="3"), offer("a", "4", gtin=GTIN)]
+    await both.same(lambda s: s.upsert_offers(variants))
+    assert await both.same(lambda s: s.delete_offers_of("a", "3", keep=["3b"])) == 1  # 3a is no longer listed
+    assert await both.same(lambda s: s.delete_offers_of("a", "3", keep=["3b"])) == 0
+    both.products()
+    assert await both.same(lambda s: s.delete_offers_of("a", "3")) == 1
+    assert await both.same(lambda s: s.delete_offers_of("b", "4")) == 0  # another vendor's id
+    assert both.same_now(lambda s: s.find_offer("a", "3b")) is None
+    both.products()
+
+
 async def test_refusals_agree(both: Both) -> None:
     await both.same(lambda s: s.add_vendor(vendor("a")))
     await both.same_error(lambda s: s.add_vendor(vendor("a")), Conflict)
