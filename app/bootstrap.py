@@ -6,12 +6,11 @@ The API, the CLI and the tests all build their object graph here, so they run th
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
 
 from app.catalog.service import CatalogService
 from app.distributed.changelog_applier import ChangelogApplier
@@ -20,16 +19,16 @@ from app.distributed.kafka.queue import KafkaRequestQueue
 from app.distributed.kafka.vendor_feed import KafkaVendorFeed
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
-from app.domain.requests import FetchRequest
+from app.health.service import HealthService
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.inprocess_queue import InProcessRequestQueue
-from app.ingest.sync import plan_sync
+from app.ingest.planning import plan_catalog
 from app.ingest.tracker import RequestTracker
 from app.ingest.workers import EmbeddedWorkers, RefreshScheduler
-from app.observability import Metric, MetricProvider
+from app.observability import MetricProvider
 from app.replication.service import Replication
 from app.settings import Settings
-from app.sources import GenericSource, build_source, validate_generic
+from app.sources import GenericSource, build_source, supports_changes_since, validate_generic
 from app.sources.http import HttpPolicy, VendorHttp
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
@@ -117,6 +116,7 @@ class Container:
     queue: InProcessRequestQueue | KafkaRequestQueue
     catalog: CatalogService
     vendors: VendorService
+    health: HealthService
     scheduler: RefreshScheduler
     breakers: BreakerRegistry
     # runtime=kafka only: this node's changelog consumer and the feed of vendor definitions to the Flink job
@@ -156,48 +156,6 @@ class Container:
         for vendor in await self.vendors.register(demo_vendors(self.settings.demo_host)):
             log.info("registered demo vendor %s at %s", vendor.id, vendor.base_url)
 
-    def readiness(self) -> Readiness:
-        """Every check, and why each failing one fails, from one read of each dependency (/ready shows the
-        replication status it decided on, not a second read that may disagree)."""
-        replication = self.replication.monitor.read() if self.replication is not None else None
-        checks = {"store": self.store.ping()}
-        if self.changelog is None:
-            checks["workers"] = self.queue.healthy
-        else:
-            checks["broker"] = self.queue.healthy
-            checks["changelog"] = self.changelog.running
-        checks["scheduler"] = self.scheduler.running or not self.settings.scheduler_enabled
-        if replication is not None:
-            checks["replication"] = replication.ok
-        reasons = {
-            "store": f"the SQLite store {self.settings.db_path} does not answer",
-            "workers": "the request workers are not running",
-            "broker": (self.queue.reason if isinstance(self.queue, KafkaRequestQueue) else None)
-            or "the Kafka broker is unreachable",
-            "changelog": "the changelog consumer is not running",
-            "scheduler": "the refresh scheduler is not running",
-            "replication": replication.reason if replication is not None else "",
-        }
-        failing = [reasons.get(name, name) for name, ok in checks.items() if not ok]
-        if replication is None:
-            return Readiness(checks, None, failing)
-        return Readiness(checks, replication.status(), failing, replication.metrics())
-
-    @property
-    def ready(self) -> dict[str, bool]:
-        return self.readiness().checks
-
-
-@dataclass(frozen=True)
-class Readiness:
-    checks: dict[str, bool]
-    #: ``ReplicationState.status()`` when DATABASE_URL is set
-    replication: dict[str, Any] | None
-    #: why each failing check fails, in words an operator can act on
-    reasons: list[str]
-    #: the gauges of the same reads (replication), so /metrics shows what decided ``catalog_ready``
-    metrics: list[Metric] = field(default_factory=list)
-
 
 def build_container(settings: Settings) -> Container:
     store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings))
@@ -213,16 +171,10 @@ def build_container(settings: Settings) -> Container:
     if settings.runtime == "kafka":
         # No embedded workers: the Flink job calls the vendors; this node publishes and applies the changelog.
 
-        def plan_catalog(request: FetchRequest) -> FetchRequest:
-            """The embedded workers' full-or-incremental rule, applied here: the job holds no sync status."""
-            vendor = store.get_vendor(request.vendor_id)
-            if vendor is None:
-                return request
-            status = store.vendor_status(vendor.id)
-            full, since = plan_sync(request.full, status, sources.get(vendor).supports_changes_since)
-            return dataclasses.replace(request, full=full, since=since)
-
-        queue = KafkaRequestQueue(settings, plan=plan_catalog)
+        # The job holds no sync status: this node plans full or incremental before publishing.
+        queue = KafkaRequestQueue(
+            settings, plan=functools.partial(plan_catalog, store=store, changes_since=supports_changes_since)
+        )
 
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
     else:
@@ -247,11 +199,32 @@ def build_container(settings: Settings) -> Container:
         retry_after_failure_s=settings.retry_failed_sync_s,
         breakers=breakers,
     )
+    replication = Replication(settings, store) if settings.database_url else None
+    health = HealthService(
+        store,
+        queue,
+        scheduler,
+        db_path=settings.db_path,
+        scheduler_enabled=settings.scheduler_enabled,
+        changelog=changelog,
+        replication=replication.monitor if replication is not None else None,
+    )
     container = Container(
-        settings, store, tracker, sources, workers, queue, catalog, vendors, scheduler, breakers, changelog, vendor_feed
+        settings,
+        store,
+        tracker,
+        sources,
+        workers,
+        queue,
+        catalog,
+        vendors,
+        health,
+        scheduler,
+        breakers,
+        changelog,
+        vendor_feed,
+        replication,
     )
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
-    if settings.database_url:
-        container.replication = Replication(settings, store)
     return container

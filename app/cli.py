@@ -23,7 +23,8 @@ from app.bootstrap import load_rates, make_source_factory, vendor_service
 from app.domain.models import VendorKind
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
-from app.ingest.sync import plan_sync, sync_vendor
+from app.ingest.planning import plan_sync
+from app.ingest.sync import sync_vendor
 from app.serving import serve_until_signal, server_config
 from app.settings import Settings
 from app.store.sqlite.catalog import SqliteCatalog

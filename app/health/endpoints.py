@@ -21,9 +21,9 @@ async def health() -> Health:
 @router.get("/ready", responses={503: ERROR_RESPONSES[503]})
 async def ready(container: ContainerDep) -> Ready:
     """The store answers and the workers run; 503 with the failing checks otherwise."""
-    state = container.readiness()
+    state = container.health.readiness()
     body = Ready(
-        ready=all(state.checks.values()),
+        ready=state.ready,
         checks=state.checks,
         queue_depth=container.queue.depth,
         pending_requests=container.tracker.pending(),

@@ -19,10 +19,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(container: ContainerDep) -> PlainTextResponse:
     """Gauges and counters of this node (replication backlog, lag, errors when DATABASE_URL is set)."""
-    state = container.readiness()
+    state = container.health.readiness()
     collected: list[Metric] = [
         Metric("catalog_up", "1: this process answers.", "gauge", 1),
-        Metric("catalog_ready", "1 when every readiness check passes.", "gauge", int(all(state.checks.values()))),
+        Metric("catalog_ready", "1 when every readiness check passes.", "gauge", int(state.ready)),
         Metric("catalog_queue_depth", "Requests waiting for a worker.", "gauge", container.queue.depth),
     ]
     for provider in container.metric_providers:

@@ -30,6 +30,10 @@ class InProcessRequestQueue:
         return bool(self._tasks) and all(not t.done() for t in self._tasks)
 
     @property
+    def reason(self) -> str | None:
+        return None if self.healthy else "the request workers are not running"
+
+    @property
     def depth(self) -> int:
         return self._queue.qsize()
 

@@ -15,6 +15,11 @@ class RequestQueue(Protocol):
         """False when requests cannot currently be delivered (workers stopped, broker unreachable)."""
         ...
 
+    @property
+    def reason(self) -> str | None:
+        """Why it is not healthy, for /ready (None when it is)."""
+        ...
+
     async def publish(self, request: FetchRequest) -> None:
         """Hand over a request; raises ``ServiceUnavailable`` with a retry hint when it cannot be taken now."""
         ...

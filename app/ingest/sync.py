@@ -12,10 +12,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from app.domain.models import utcnow
-from app.domain.queries import SyncProgress, VendorSyncStatus
+from app.domain.queries import SyncProgress
 from app.errors import CatalogError, VendorBadResponse, VendorError
 from app.ingest.breaker import CircuitBreaker
 from app.ingest.fetch import PageOutcome, fetch_catalog_page, merge_reasons
@@ -23,10 +23,6 @@ from app.sources.port import VendorSource
 from app.store.port import CatalogStore
 
 log = logging.getLogger(__name__)
-
-#: Incremental syncs ask for changes since the last success minus this margin, because vendor clocks and our
-#: own can disagree and an item updated during the previous sync must not be missed.
-SINCE_MARGIN = timedelta(minutes=5)
 
 
 async def page_with_retries(
@@ -173,20 +169,3 @@ async def next_page(pages: asyncio.Queue[PageOutcome | None], fetcher: asyncio.T
     getter.cancel()
     fetcher.result()  # raises the fetch error
     raise AssertionError("the fetcher ended without its end-of-catalog marker")
-
-
-def incremental_since(last_success_at: datetime | None) -> datetime | None:
-    return None if last_success_at is None else last_success_at - SINCE_MARGIN
-
-
-def plan_sync(
-    requested_full: bool, status: VendorSyncStatus, supports_changes_since: bool
-) -> tuple[bool, datetime | None]:
-    """Full or incremental, and since when: the one rule of both runtimes (the embedded workers apply it when they
-    run a sync, a node of the distributed runtime when it publishes the request for the Flink job).
-
-    A vendor never fully synced, or one that cannot filter by change time, is read whole (and then counts as full,
-    so unlisted offers are marked); otherwise the changes since the last success, minus ``SINCE_MARGIN``.
-    """
-    full = requested_full or status.last_full_sync_at is None or not supports_changes_since
-    return full, None if full else incremental_since(status.last_success_at)

@@ -19,7 +19,8 @@ from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.fetch import ProductOutcome, fetch_product
-from app.ingest.sync import plan_sync, sync_vendor
+from app.ingest.planning import plan_sync
+from app.ingest.sync import sync_vendor
 from app.ingest.tracker import RequestTracker
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry

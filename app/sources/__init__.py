@@ -1,6 +1,6 @@
 """Vendor sources: one adapter per platform behind the ``VendorSource`` port, sharing one HTTP wrapper.
 
-``build_source`` is the only place that knows which class serves which ``VendorKind``; everything else holds
+``SOURCES`` is the only place that knows which class serves which ``VendorKind``; everything else holds
 a ``VendorSource`` and walks it with ``iter_catalog``.
 """
 
@@ -20,6 +20,7 @@ from app.sources.shopify import ShopifySource, map_shopify_product
 from app.sources.woocommerce import WooCommerceSource, map_woocommerce_product
 
 __all__ = [
+    "SOURCES",
     "BigCommerceSource",
     "DummyJsonSource",
     "GenericSource",
@@ -40,6 +41,7 @@ __all__ = [
     "map_woocommerce_product",
     "parse_mapping",
     "parse_retry_after",
+    "supports_changes_since",
     "validate_generic",
 ]
 
@@ -49,18 +51,30 @@ def make_http(vendor: Vendor, policy: HttpPolicy | None = None, client: httpx.As
     return VendorHttp(vendor.base_url, policy=policy, client=client, vendor_id=vendor.id)
 
 
+SourceClass = (
+    type[DummyJsonSource]
+    | type[ShopifySource]
+    | type[WooCommerceSource]
+    | type[BigCommerceSource]
+    | type[MagentoSource]
+    | type[GenericSource]
+)
+
+#: Which class serves which platform.
+SOURCES: dict[VendorKind, SourceClass] = {
+    VendorKind.DUMMYJSON: DummyJsonSource,
+    VendorKind.SHOPIFY: ShopifySource,
+    VendorKind.WOOCOMMERCE: WooCommerceSource,
+    VendorKind.BIGCOMMERCE: BigCommerceSource,
+    VendorKind.MAGENTO: MagentoSource,
+    VendorKind.GENERIC: GenericSource,
+}
+
+
 def build_source(vendor: Vendor, http: VendorHttp) -> VendorSource:
-    kind = VendorKind(vendor.kind)
-    if kind is VendorKind.DUMMYJSON:
-        return DummyJsonSource(vendor, http)
-    if kind is VendorKind.SHOPIFY:
-        return ShopifySource(vendor, http)
-    if kind is VendorKind.WOOCOMMERCE:
-        return WooCommerceSource(vendor, http)
-    if kind is VendorKind.BIGCOMMERCE:
-        return BigCommerceSource(vendor, http)
-    if kind is VendorKind.MAGENTO:
-        return MagentoSource(vendor, http)
-    if kind is VendorKind.GENERIC:
-        return GenericSource(vendor, http)
-    raise ValueError(f"no source for vendor kind {vendor.kind!r}")  # pragma: no cover - enum is exhaustive
+    return SOURCES[VendorKind(vendor.kind)](vendor, http)
+
+
+def supports_changes_since(kind: VendorKind) -> bool:
+    """Whether the platform's API filters by change time (incremental syncs): no vendor client needed to know."""
+    return SOURCES[kind].supports_changes_since

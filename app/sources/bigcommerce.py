@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from app.domain.models import Availability, Offer, Page, SkippedItem, Vendor, utcnow
 from app.domain.normalize import (
@@ -252,9 +252,8 @@ class BigCommerceSource:
         self._brands: dict[str, str] | None = None
         self._categories: dict[str, str] | None = None
 
-    @property
-    def supports_changes_since(self) -> bool:
-        return True
+    #: A fact of the platform's API, the same for every vendor on it (``app.sources.supports_changes_since``).
+    supports_changes_since: ClassVar[bool] = True
 
     def _prefix_and_headers(self) -> tuple[str, dict[str, str]]:
         creds = require_credentials(self.vendor, "store_hash", "access_token")

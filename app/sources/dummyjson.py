@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from app.domain.models import Availability, Offer, Page, SkippedItem, Vendor, utcnow
@@ -87,9 +87,8 @@ class DummyJsonSource:
         self.http = http
         self.page_size = page_size
 
-    @property
-    def supports_changes_since(self) -> bool:
-        return False
+    #: A fact of the platform's API, the same for every vendor on it (``app.sources.supports_changes_since``).
+    supports_changes_since: ClassVar[bool] = False
 
     def _map(self, fetched_at: datetime) -> ItemMapper:
         def mapper(item: Mapping[str, Any], _skipped: list[SkippedItem]) -> list[Offer]:

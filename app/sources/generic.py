@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -459,9 +459,8 @@ class GenericSource:
         except MappingSpecError as exc:
             raise InvalidInput(str(exc), details={"path": exc.path, "reason": exc.reason}) from exc
 
-    @property
-    def supports_changes_since(self) -> bool:
-        return False
+    #: A fact of the platform's API, the same for every vendor on it (``app.sources.supports_changes_since``).
+    supports_changes_since: ClassVar[bool] = False
 
     def _headers(self) -> dict[str, str]:
         if self.mapping.auth_header is None:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from app.domain.models import Availability, Offer, Page, SkippedItem, Vendor, utcnow
@@ -194,9 +194,8 @@ class MagentoSource:
         self._brands: dict[str, str] | None = None
         self._categories: dict[str, str] | None = None
 
-    @property
-    def supports_changes_since(self) -> bool:
-        return True
+    #: A fact of the platform's API, the same for every vendor on it (``app.sources.supports_changes_since``).
+    supports_changes_since: ClassVar[bool] = True
 
     def _headers(self) -> dict[str, str]:
         creds = require_credentials(self.vendor, "access_token")

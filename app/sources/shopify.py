@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -183,9 +183,8 @@ class ShopifySource:
         self.http = http
         self.page_size = min(page_size, MAX_PAGE_SIZE)
 
-    @property
-    def supports_changes_since(self) -> bool:
-        return True
+    #: A fact of the platform's API, the same for every vendor on it (``app.sources.supports_changes_since``).
+    supports_changes_since: ClassVar[bool] = True
 
     def _headers(self) -> dict[str, str]:
         creds = require_credentials(self.vendor, "access_token")

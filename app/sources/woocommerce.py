@@ -11,7 +11,7 @@ import base64
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -131,9 +131,8 @@ class WooCommerceSource:
         self.http = http
         self.page_size = min(page_size, MAX_PAGE_SIZE)
 
-    @property
-    def supports_changes_since(self) -> bool:
-        return True
+    #: A fact of the platform's API, the same for every vendor on it (``app.sources.supports_changes_since``).
+    supports_changes_since: ClassVar[bool] = True
 
     def _headers(self) -> dict[str, str]:
         creds = require_credentials(self.vendor, "consumer_key", "consumer_secret")

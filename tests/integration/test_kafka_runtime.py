@@ -36,7 +36,7 @@ from app.domain.wire import (
     vendor_from_dict,
     vendor_to_dict,
 )
-from app.ingest.sync import SINCE_MARGIN
+from app.ingest.planning import SINCE_MARGIN
 from app.sources.port import VendorSource
 from tests.kafka_support import Broker, consume, produce, product_update, read_raw, sync_messages, unique
 from tests.support import (

@@ -1,0 +1,84 @@
+"""Readiness: is this node fit to serve, and if not, why, in words an operator can act on.
+
+Every check and its reason come from one read of each dependency, so ``/ready`` shows the replication status it
+decided on, not a second read that may disagree; ``/metrics`` reports the same checks and the gauges of that read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.ingest.port import RequestQueue
+from app.observability import Metric
+from app.replication.monitor import ReplicationMonitor
+from app.store.port import CatalogStore
+
+
+class Running(Protocol):
+    """A background component (the refresh scheduler, the changelog consumer)."""
+
+    @property
+    def running(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Readiness:
+    checks: dict[str, bool]
+    #: ``ReplicationState.status()`` when DATABASE_URL is set
+    replication: dict[str, Any] | None
+    #: why each failing check fails
+    reasons: list[str]
+    #: the gauges of the same reads (replication), so /metrics shows what decided ``catalog_ready``
+    metrics: list[Metric] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return all(self.checks.values())
+
+
+class HealthService:
+    def __init__(
+        self,
+        store: CatalogStore,
+        queue: RequestQueue,
+        scheduler: Running,
+        *,
+        db_path: Path,
+        scheduler_enabled: bool,
+        changelog: Running | None = None,
+        replication: ReplicationMonitor | None = None,
+    ) -> None:
+        """``changelog``: the kafka runtime's consumer; then the queue is the broker, not the embedded workers."""
+        self._store = store
+        self._queue = queue
+        self._scheduler = scheduler
+        self._db_path = db_path
+        self._scheduler_enabled = scheduler_enabled
+        self._changelog = changelog
+        self.replication = replication
+
+    def readiness(self) -> Readiness:
+        replication = self.replication.read() if self.replication is not None else None
+        checks = {"store": self._store.ping()}
+        if self._changelog is None:
+            checks["workers"] = self._queue.healthy
+        else:
+            checks["broker"] = self._queue.healthy
+            checks["changelog"] = self._changelog.running
+        checks["scheduler"] = self._scheduler.running or not self._scheduler_enabled
+        if replication is not None:
+            checks["replication"] = replication.ok
+        reasons = {
+            "store": f"the SQLite store {self._db_path} does not answer",
+            "workers": "the request workers are not running",
+            "broker": self._queue.reason or "the Kafka broker is unreachable",
+            "changelog": "the changelog consumer is not running",
+            "scheduler": "the refresh scheduler is not running",
+            "replication": replication.reason if replication is not None else "",
+        }
+        failing = [reasons.get(name, name) for name, ok in checks.items() if not ok]
+        if replication is None:
+            return Readiness(checks, None, failing)
+        return Readiness(checks, replication.status(), failing, replication.metrics())
