@@ -16,6 +16,7 @@ from app.catalog.service import CatalogService
 from app.distributed.changelog_applier import ChangelogApplier
 from app.distributed.kafka.consumer import KafkaChangelog
 from app.distributed.kafka.queue import KafkaRequestQueue
+from app.distributed.kafka.updates import KafkaChangePublisher
 from app.distributed.kafka.vendor_feed import KafkaVendorFeed
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
@@ -168,6 +169,7 @@ def build_container(settings: Settings) -> Container:
     queue: InProcessRequestQueue | KafkaRequestQueue
     changelog: KafkaChangelog | None = None
     vendor_feed: KafkaVendorFeed | None = None
+    changes: KafkaChangePublisher | None = None  # without one, a webhook is applied to this node's store
     if settings.runtime == "kafka":
         # No embedded workers: the Flink job calls the vendors; this node publishes and applies the changelog.
 
@@ -177,6 +179,7 @@ def build_container(settings: Settings) -> Container:
         )
 
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
+        changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
         queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
     catalog = CatalogService(
@@ -187,7 +190,12 @@ def build_container(settings: Settings) -> Container:
         max_wait_ms=settings.wait_ms_max,
         breakers=breakers,
     )
-    vendors = vendor_service(settings, store, sources=sources, breakers=breakers, catalog=catalog, feed=vendor_feed)
+    changes = (
+        KafkaChangePublisher(queue, settings.kafka_topic_updates) if isinstance(queue, KafkaRequestQueue) else None
+    )
+    vendors = vendor_service(
+        settings, store, sources=sources, breakers=breakers, catalog=catalog, feed=vendor_feed, changes=changes
+    )
     if settings.runtime == "kafka":
         applier = ChangelogApplier(store, tracker, on_vendor_removed=vendors.forget, breakers=breakers)
         changelog = KafkaChangelog(settings, applier)

@@ -5,10 +5,11 @@ same catalog, and the node that published a product request completes its waitin
 embedded workers do (``complete_product_request`` is the one copy of that rule).
 
 Applying is idempotent: offers are upserts keyed by vendor and vendor product id, a finished request is never
-completed twice, and a sync's status messages seen again (a redelivery after a crash, before the offsets were
-committed) are recognised by their sync id and page number. Replaying the log in order from any point leaves the
-store as it was. Consecutive offer-carrying updates are written with one ``upsert_offers`` call: one transaction for
-many pages is what makes a fast catalog sync land at thousands of offers per second.
+completed twice, a sync's status messages seen again (a redelivery after a crash, before the offsets were
+committed) are recognised by their sync id and page number, and a webhook's by its delivery id. Replaying the
+log in order from any point leaves the store as it was. Consecutive offer-carrying updates are written with one
+``upsert_offers`` call: one transaction for many pages is what makes a fast catalog sync land at thousands of offers
+per second.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from app.domain.models import Offer, Vendor
 from app.domain.queries import SyncProgress
 from app.domain.requests import RequestStatus
+from app.domain.webhooks import SeenDeliveries
 from app.domain.wire import ChangelogError, SyncRef, Update, UpdateType
 from app.errors import Conflict, NotFound
 from app.ingest.breaker import BreakerRegistry
@@ -29,6 +31,7 @@ from app.ingest.fetch import ProductOutcome, merge_reasons
 from app.ingest.tracker import RequestTracker
 from app.ingest.workers import complete_product_request
 from app.store.port import CatalogStore
+from app.vendors.service import apply_change
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ def check(update: Update) -> None:
         if status is RequestStatus.DONE and not update.offers:
             raise ChangelogError("a done product update carries no offers")
         return
+    if update.type is UpdateType.WEBHOOK:
+        return  # ``parse_update`` checked the whole change
     if not isinstance(raw.get("sync_id"), str) or not raw["sync_id"]:
         raise ChangelogError("sync update without sync_id")
     if update.type is UpdateType.PAGE:
@@ -117,6 +122,7 @@ class ChangelogApplier:
         self._on_vendor_removed = on_vendor_removed
         self._syncs: dict[str, _Sync] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._deliveries: SeenDeliveries[tuple[str, str], bool] = SeenDeliveries()
         self.applied = 0
         self.offers_applied = 0
         #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
@@ -141,7 +147,10 @@ class ChangelogApplier:
                 continue
             await self._apply_run(run)
             run = []
-            await self._apply_sync_edge(update)
+            if update.type is UpdateType.WEBHOOK:
+                await self._apply_webhook(update)
+            else:
+                await self._apply_sync_edge(update)
         await self._apply_run(run)
         self.applied += len(updates)
 
@@ -253,6 +262,23 @@ class ChangelogApplier:
                 self._tracker.complete(ref.request_id, RequestStatus.DONE)
             else:
                 self._tracker.complete(ref.request_id, RequestStatus.FAILED, error=error, error_code=SYNC_FAILED)
+
+    async def _apply_webhook(self, update: Update) -> None:
+        """A webhook one node received, applied here as the embedded runtime applies it (``apply_change``); a
+        delivery id applied before (the vendor delivered it again, maybe to another node) changes nothing, so a
+        late redelivery of an older update cannot roll a product back."""
+        change = update.webhook
+        assert change is not None
+        if self._store.get_vendor(change.vendor_id) is None:
+            self._skipped(change.vendor_id, 1)
+            return
+        key = (change.vendor_id, change.delivery_id or "")
+        if change.delivery_id and self._deliveries.get(key):
+            return
+        await apply_change(self._store, change)
+        self.offers_applied += len(change.offers)
+        if change.delivery_id:
+            self._deliveries.put(key, True)
 
     # -- vendor definitions --------------------------------------------------------------------------------
 

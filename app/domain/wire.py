@@ -5,7 +5,8 @@ node, a hand-written ``kcat`` message), so their shape lives here, in the domain
 
 - requests (topics ``vendor_requests`` / ``product_requests``): ``FetchRequest.to_dict()``;
 - vendor definitions (topic ``catalog_vendors``, compacted, key = vendor id): ``vendor_to_dict`` or a tombstone;
-- updates (topic ``product_updates``, key = vendor id): one of the ``*_message`` dicts below.
+- updates (topic ``product_updates``, key = vendor id): one of the ``*_message`` dicts below (the Flink job's
+  product and sync updates, and the ``webhook`` update a node publishes for a webhook it received).
 
 Prices travel as strings so exact decimals survive; timestamps as ISO-8601 with offset.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from app.domain.documents import iso
 from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 
 VERSION = 1
 
@@ -34,6 +36,8 @@ class UpdateType(StrEnum):
     PAGE = "page"
     #: A catalog sync ended, well or not; a successful full sync lets nodes mark what was not seen as unlisted.
     SYNC_FINISHED = "sync_finished"
+    #: A vendor's webhook, received by one node: its offers to upsert, then what to remove (see ``WebhookChange``).
+    WEBHOOK = "webhook"
 
 
 class ChangelogError(ValueError):
@@ -208,6 +212,47 @@ def sync_finished_message(ref: SyncRef, *, pages: int, items: int, error: str | 
     return {**_sync_fields(ref), "type": UpdateType.SYNC_FINISHED.value, "pages": pages, "items": items, "error": error}
 
 
+def webhook_message(change: WebhookChange) -> dict[str, Any]:
+    return {
+        "v": VERSION,
+        "type": UpdateType.WEBHOOK.value,
+        "vendor_id": change.vendor_id,
+        "delivery_id": change.delivery_id,
+        "effect": change.effect.value,
+        "offers": [offer_to_dict(o) for o in change.offers],
+        "removals": [{"id": r.id, "keep": list(r.keep)} for r in change.removals],
+    }
+
+
+def _webhook_change(data: Mapping[str, Any], vendor_id: str, offers: tuple[Offer, ...]) -> WebhookChange:
+    try:
+        effect = WebhookEffect(str(data.get("effect")))
+    except ValueError:
+        raise ChangelogError(f"unknown webhook effect {data.get('effect')!r}") from None
+    delivery_id = data.get("delivery_id")
+    if delivery_id is not None and not isinstance(delivery_id, str):
+        raise ChangelogError("delivery_id must be a string or null")
+    removals = data.get("removals", [])
+    if not isinstance(removals, list) or not all(
+        isinstance(r, dict)
+        and isinstance(r.get("id"), str)
+        and r["id"]
+        and isinstance(r.get("keep", []), list)
+        and all(isinstance(k, str) for k in r.get("keep", []))
+        for r in removals
+    ):
+        raise ChangelogError("removals must be a list of {id: str, keep: [str]}")
+    if effect is WebhookEffect.DELETED and offers:
+        raise ChangelogError("a deleting webhook carries no offers")
+    return WebhookChange(
+        vendor_id,
+        effect,
+        offers,
+        tuple(Removal(r["id"], tuple(r.get("keep", []))) for r in removals),
+        delivery_id,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """A parsed ``product_updates`` message (what a node applies)."""
@@ -217,10 +262,12 @@ class Update:
     request_id: str | None
     offers: tuple[Offer, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: ``WEBHOOK`` updates: the change to apply
+    webhook: WebhookChange | None = None
 
     @property
     def sync(self) -> SyncRef | None:
-        if self.type is UpdateType.PRODUCT:
+        if self.type in (UpdateType.PRODUCT, UpdateType.WEBHOOK):
             return None
         started = _ts(self.raw.get("started_at"))
         if started is None:
@@ -243,9 +290,12 @@ def parse_update(data: Any) -> Update:
     vendor_id = data.get("vendor_id")
     if not isinstance(vendor_id, str) or not vendor_id:
         raise ChangelogError("update without vendor_id")
-    offers = offers_from(data.get("offers", [])) if kind in (UpdateType.PRODUCT, UpdateType.PAGE) else ()
+    carries_offers = kind in (UpdateType.PRODUCT, UpdateType.PAGE, UpdateType.WEBHOOK)
+    offers = offers_from(data.get("offers", [])) if carries_offers else ()
     if any(o.vendor_id != vendor_id for o in offers):
         raise ChangelogError("update carries offers of another vendor")
+    if kind is UpdateType.WEBHOOK:
+        return Update(kind, vendor_id, None, offers, data, _webhook_change(data, vendor_id, offers))
     update = Update(kind, vendor_id, data.get("request_id"), offers, data)
     if kind is not UpdateType.PRODUCT:
         try:

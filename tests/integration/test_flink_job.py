@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import pytest
 
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
+from app.domain.webhooks import sign
 from app.domain.wire import vendor_to_dict
 from tests.flink_support import FlinkJob, KcatFriendlyBroker, ensure_jars, job_env, private_topics
 from tests.kafka_support import consume, produce, unique
@@ -319,6 +322,122 @@ def test_a_catalog_sync_asked_of_one_node_lands_in_both_nodes_sqlite(setup: Setu
     assert sorted(p["id"] for p in in_a) == sorted(p["id"] for p in in_b)
 
 
+WEBHOOK_SECRET = "whsec_two_nodes"
+
+
+def _shopify_webhook(
+    client: httpx.Client, vendor_id: str, product: dict[str, Any], *, topic: str, delivery_id: str
+) -> httpx.Response:
+    """A Shopify webhook as the platform sends it: the raw JSON body, its HMAC and the Shopify headers."""
+    body = json.dumps(product).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Hmac-Sha256": sign(body, WEBHOOK_SECRET),
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Webhook-Id": delivery_id,
+    }
+    return client.post(f"/webhooks/shopify/{vendor_id}", content=body, headers=headers)
+
+
+def _shop_token(sim: Sim) -> dict[str, str]:
+    return {"X-Shopify-Access-Token": sim.vendor_body("x")["credentials"]["access_token"]}
+
+
+def _shop_items(sim: Sim, count: int) -> list[int]:
+    response = httpx.get(
+        f"{sim.base_url}/admin/api/2024-01/products.json", params={"limit": count}, headers=_shop_token(sim)
+    )
+    assert response.status_code == 200, response.text
+    return [int(p["id"]) for p in response.json()["products"]]
+
+
+def _priced(sim: Sim, item: int, price: str) -> dict[str, Any]:
+    """The vendor's own product JSON (from its admin API) with every variant at ``price``."""
+    response = httpx.get(f"{sim.base_url}/admin/api/2024-01/products/{item}.json", headers=_shop_token(sim))
+    assert response.status_code == 200, response.text
+    product: dict[str, Any] = response.json()["product"]
+    for variant in product["variants"]:
+        variant["price"] = price
+    return product
+
+
+def _prices(client: httpx.Client, vendor_id: str, item: int) -> set[Decimal] | None:
+    """This node's stored prices of the vendor's offers of ``item`` (None while it holds none): read locally only."""
+    response = client.get(f"/vendors/{vendor_id}/products/{item}", params={"wait_ms": 0})
+    if response.status_code != 200:
+        return None
+    offers = [
+        o
+        for o in response.json()["offers"]
+        if o["vendor_id"] == vendor_id and str(item) in (o["vendor_product_id"], o["parent_id"])
+    ]
+    return {Decimal(o["price"]) for o in offers} or None
+
+
+def test_a_webhook_received_by_one_node_changes_the_product_on_the_other(setup: Setup) -> None:
+    """Each node has its own SQLite file: a webhook only reaches node B through the changelog."""
+    body = setup.shop.vendor_body("wh-shop")
+    body["credentials"]["webhook_secret"] = WEBHOOK_SECRET
+    assert setup.a.post("/vendors", json=body, headers=admin()).status_code == 201  # its first sync: via Flink
+
+    def synced(client: httpx.Client) -> bool:
+        return bool(client.get("/vendors/wh-shop").json()["sync"]["state"] == "ok")
+
+    def priced(client: httpx.Client, item: int, price: str) -> bool:
+        return _prices(client, "wh-shop", item) == {Decimal(price)}
+
+    for client in (setup.a, setup.b):
+        wait_until(functools.partial(synced, client), timeout=60, what="the first sync on both nodes")
+    item, marker = _shop_items(setup.shop, 2)
+    before = _prices(setup.b, "wh-shop", item)
+    assert before is not None and Decimal("0.01") not in before
+
+    answer = _shopify_webhook(
+        setup.a, "wh-shop", _priced(setup.shop, item, "0.01"), topic="products/update", delivery_id="wh-1"
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"] == "updated" and answer.json()["offers"] >= 1
+    for client in (setup.b, setup.a):  # A too: it applies its own webhook from the changelog, like B
+        wait_until(functools.partial(priced, client, item, "0.01"), timeout=20, what="the webhook's price")
+
+    # The vendor delivers wh-1 again, to the other node this time, with what would roll the product back.
+    replay = _shopify_webhook(
+        setup.b, "wh-shop", _priced(setup.shop, item, "0.02"), topic="products/update", delivery_id="wh-1"
+    )
+    assert replay.status_code == 200, replay.text
+    # A fresh delivery behind it (same vendor, same partition): once it is applied, the replay was seen too.
+    fresh = _shopify_webhook(
+        setup.b, "wh-shop", _priced(setup.shop, marker, "0.03"), topic="products/update", delivery_id="wh-2"
+    )
+    assert fresh.status_code == 200, fresh.text
+    for client in (setup.a, setup.b):
+        wait_until(functools.partial(priced, client, marker, "0.03"), timeout=20, what="the delivery after the replay")
+        assert priced(client, item, "0.01")  # the replay changed nothing
+
+    # A delete received by B, sent by the simulator the platform's way, removes the offers on A.
+    pid = setup.a.get(f"/vendors/wh-shop/products/{item}", params={"wait_ms": 0}).json()["id"]
+    order = {
+        "url": f"{str(setup.b.base_url).rstrip('/')}/webhooks/shopify/wh-shop",
+        "secret": WEBHOOK_SECRET,
+        "topic": "products/delete",
+        "item": item,
+    }
+    sent = httpx.post(f"{setup.shop.base_url}/_sim/webhook", json=order, timeout=10)
+    assert sent.status_code == 200 and sent.json()["status"] == 200, sent.text
+    assert sent.json()["body"] == {"applied": "deleted", "offers": None}  # published, applied by every node after
+
+    def gone_from_a() -> bool:
+        response = setup.a.get(f"/products/{pid}")
+        if response.status_code == 404:
+            return True
+        offers = response.json()["offers"]
+        return not [
+            o for o in offers if o["vendor_id"] == "wh-shop" and str(item) in (o["vendor_product_id"], o["parent_id"])
+        ]
+
+    wait_until(gone_from_a, timeout=20, what="the delete on node A")
+
+
 def test_a_restarted_job_resumes_from_its_checkpoint_and_reprocesses_nothing(setup: Setup) -> None:
     """Last: it restarts the module's job (which resumes from its newest checkpoint, see make_environment)."""
     before = setup.updates(count=100_000, timeout=5)
@@ -337,4 +456,5 @@ def test_a_restarted_job_resumes_from_its_checkpoint_and_reprocesses_nothing(set
 
 
 def _identity(update: dict[str, Any]) -> tuple[str, str, int | None]:
-    return (update["request_id"], update["type"], update.get("page_no"))
+    """A webhook update (published by a node, not the job) has a delivery id instead of a request id."""
+    return (update.get("request_id") or update["delivery_id"], update["type"], update.get("page_no"))

@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from app.bootstrap import make_source_factory
 from app.distributed.changelog_applier import ChangelogApplier, check
 from app.domain.models import Availability, Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
-from app.domain.wire import Update, parse_update, product_message
+from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
+from app.domain.wire import Update, parse_update, product_message, webhook_message
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.tracker import RequestTracker
 from app.sources.port import VendorSource
@@ -203,3 +205,39 @@ async def test_vendor_failures_reported_by_the_job_open_the_nodes_breaker(
     not_found = product_message(request_id="r_4", vendor_id="dj", vendor_product_id="4", status="not_found")
     await applier.apply(parsed([not_found]))  # the vendor answered: it is alive again
     assert not breakers.get("dj").blocked()
+
+
+async def test_a_webhook_update_is_applied_like_the_embedded_runtime_and_a_replayed_delivery_changes_nothing(
+    world: tuple[SqliteCatalog, RequestTracker, ChangelogApplier], source: VendorSource
+) -> None:
+    store, _, applier = world
+    await applier.apply(parsed(await sync_messages(source)))
+    first, second = (await source.fetch_page(None)).offers[:2]
+    cheaper = dataclasses.replace(first, price=Decimal("0.01"))
+    update = WebhookChange("dj", WebhookEffect.UPDATED, (cheaper,), delivery_id="d-1")
+    await applier.apply(parsed([webhook_message(update)]))
+    assert _price(store, first.vendor_product_id) == "0.01"
+    before = snapshot(store, "offers", "products")
+
+    older = WebhookChange(
+        "dj", WebhookEffect.UPDATED, (dataclasses.replace(first, price=Decimal("5")),), delivery_id="d-1"
+    )
+    await applier.apply(parsed([webhook_message(older)]))  # the same delivery, published again by another node
+    await ChangelogApplier(store, RequestTracker()).apply(parsed([webhook_message(update)]))  # a restarted node
+    assert snapshot(store, "offers", "products") == before
+
+    deleted = WebhookChange("dj", WebhookEffect.DELETED, removals=(Removal(second.vendor_product_id),))
+    await applier.apply(parsed([webhook_message(deleted)]))
+    assert store.find_offer("dj", second.vendor_product_id) is None
+    assert store.find_offer("dj", first.vendor_product_id) is not None
+    ghost = WebhookChange("nobody", WebhookEffect.DELETED, removals=(Removal("1"),))
+    await applier.apply(parsed([webhook_message(ghost)]))
+    assert applier.unknown_vendor == 1
+
+
+def _price(store: SqliteCatalog, vpid: str) -> str:
+    ref = store.find_offer("dj", vpid)
+    assert ref is not None
+    stored = store.get_product(ref.product_id)
+    assert stored is not None
+    return str({o["vendor_product_id"]: o for o in orjson.loads(stored.doc)["offers"]}[vpid]["price"])

@@ -12,6 +12,7 @@ import pytest
 from app.distributed.changelog_applier import check, product_outcome
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
+from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 from app.domain.wire import (
     ChangelogError,
     SyncRef,
@@ -25,6 +26,7 @@ from app.domain.wire import (
     sync_started_message,
     vendor_from_dict,
     vendor_to_dict,
+    webhook_message,
 )
 
 AT = datetime(2026, 11, 25, 12, 30, 15, 123000, tzinfo=UTC)
@@ -143,3 +145,33 @@ def test_messages_that_parse_but_cannot_be_applied_are_refused_before_applying(m
     update = parse_update(wire(message))
     with pytest.raises(ChangelogError):
         check(update)
+
+
+def test_a_webhook_update_carries_its_change_whole() -> None:
+    change = WebhookChange(
+        "shop", WebhookEffect.UPDATED, (offer(), offer("p2")), (Removal("parent-1", ("p1", "p2")),), "d-7"
+    )
+    update = parse_update(wire(webhook_message(change)))
+    check(update)
+    assert update.type is UpdateType.WEBHOOK and update.webhook == change
+    assert update.offers == change.offers and update.sync is None and update.request_id is None
+    deleted = WebhookChange("shop", WebhookEffect.DELETED, removals=(Removal("7"),))
+    assert parse_update(wire(webhook_message(deleted))).webhook == deleted
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"effect": "exploded"},
+        {"removals": [{"id": ""}]},
+        {"removals": [{"id": "7", "keep": [7]}]},
+        {"removals": {"id": "7"}},
+        {"delivery_id": 5},
+        {"effect": "deleted"},  # a delete that carries offers
+        {"vendor_id": "other"},  # offers of another vendor
+    ],
+)
+def test_malformed_webhook_updates_are_refused(change: dict[str, Any]) -> None:
+    good = webhook_message(WebhookChange("shop", WebhookEffect.UPDATED, (offer(),), (Removal("parent-1"),)))
+    with pytest.raises(ChangelogError):
+        parse_update(wire({**good, **change}))

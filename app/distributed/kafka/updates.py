@@ -1,0 +1,23 @@
+"""A node's own updates to ``product_updates``: the changes of the webhooks it receives (runtime=kafka).
+
+Keyed by vendor id like the Flink job's updates, so one vendor's changes stay in order with its syncs; every node,
+the publishing one included, applies them through its changelog consumer. ``publish`` returns once the broker has
+acknowledged the message and raises ``ServiceUnavailable`` when it cannot (the vendor then delivers it again).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from app.distributed.kafka.queue import KafkaRequestQueue
+from app.domain.webhooks import WebhookChange
+from app.domain.wire import webhook_message
+
+
+class KafkaChangePublisher:
+    def __init__(self, queue: KafkaRequestQueue, topic: str) -> None:
+        self._queue = queue
+        self._topic = topic
+
+    async def publish(self, change: WebhookChange) -> None:
+        await self._queue.send(self._topic, change.vendor_id, orjson.dumps(webhook_message(change)))
