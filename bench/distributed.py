@@ -38,7 +38,7 @@ from app.bootstrap import make_source_factory
 from app.distributed.kafka.broker import TansuBroker
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
-from app.domain.wire import vendor_to_dict
+from app.domain.wire import request_to_dict, vendor_to_dict
 from app.ingest.fetch import fetch_catalog_page
 from app.settings import Settings
 from bench.processes import free_port, simulator_command, wait_http
@@ -217,7 +217,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
             try:
                 started = time.perf_counter()
                 warm = FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="1")
-                publish(TOPICS["kafka_topic_product_requests"], vendor.id, warm.to_dict())
+                publish(TOPICS["kafka_topic_product_requests"], vendor.id, request_to_dict(warm))
                 updates.until(warm.id, "product", timeout_s=180)
                 ready_s = time.perf_counter() - started
 
@@ -230,7 +230,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                         direct = time.perf_counter() - t0
                         request = FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id=vpid)
                         t0 = time.perf_counter()
-                        publish(TOPICS["kafka_topic_product_requests"], vendor.id, request.to_dict())
+                        publish(TOPICS["kafka_topic_product_requests"], vendor.id, request_to_dict(request))
                         arrived, _ = updates.until(request.id, "product")
                         total = arrived - t0
                         directs.append(direct)
@@ -259,7 +259,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
 
                     catalog = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
                     t0 = time.perf_counter()
-                    publish(TOPICS["kafka_topic_vendor_requests"], vendor.id, catalog.to_dict())
+                    publish(TOPICS["kafka_topic_vendor_requests"], vendor.id, request_to_dict(catalog))
                     arrived, mine = updates.until(catalog.id, "sync_finished", timeout_s=600)
                     sync_s = arrived - t0
                     landed_s = _wait_landed(api, vendor.id, size) - t0

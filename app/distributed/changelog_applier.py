@@ -18,7 +18,6 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.domain.models import Offer, Vendor
 from app.domain.queries import SyncProgress
@@ -38,50 +37,6 @@ log = logging.getLogger(__name__)
 #: Sync ids remembered as finished, so a redelivered message of a finished sync changes no status.
 FINISHED_SYNCS_KEPT = 10_000
 SYNC_FAILED = "sync_failed"
-
-
-def _int(raw: Any, name: str, *, optional: bool = False) -> None:
-    value = raw.get(name)
-    if value is None and optional:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ChangelogError(f"{name} must be a non-negative integer, not {value!r}")
-
-
-def check(update: Update) -> None:
-    """What ``parse_update`` leaves to the applier; raises ``ChangelogError`` so the message is dead-lettered
-    before anything of it is applied."""
-    raw = update.raw
-    if update.type is UpdateType.PRODUCT:
-        if not isinstance(update.request_id, str) or not update.request_id:
-            raise ChangelogError("product update without request_id")
-        if not isinstance(raw.get("vendor_product_id"), str):
-            raise ChangelogError("product update without vendor_product_id")
-        try:
-            status = RequestStatus(str(raw.get("status")))
-        except ValueError:
-            raise ChangelogError(f"unknown request status {raw.get('status')!r}") from None
-        if status is RequestStatus.PENDING:
-            raise ChangelogError("a product update cannot leave its request pending")
-        if status is RequestStatus.DONE and not update.offers:
-            raise ChangelogError("a done product update carries no offers")
-        return
-    if update.type is UpdateType.WEBHOOK:
-        return  # ``parse_update`` checked the whole change
-    if not isinstance(raw.get("sync_id"), str) or not raw["sync_id"]:
-        raise ChangelogError("sync update without sync_id")
-    if update.type is UpdateType.PAGE:
-        _int(raw, "page_no")
-        _int(raw, "skipped", optional=True)
-        _int(raw, "total", optional=True)
-        reasons = raw.get("skip_reasons") or {}
-        if not isinstance(reasons, dict) or not all(isinstance(v, int) for v in reasons.values()):
-            raise ChangelogError("skip_reasons must map reasons to counts")
-    elif update.type is UpdateType.SYNC_FINISHED:
-        _int(raw, "pages")
-        _int(raw, "items")
-        if raw.get("error") is not None and not isinstance(raw["error"], str):
-            raise ChangelogError("error must be a string or null")
 
 
 def product_outcome(update: Update) -> ProductOutcome:
@@ -139,7 +94,7 @@ class ChangelogApplier:
     # -- product updates -----------------------------------------------------------------------------------
 
     async def apply(self, updates: Sequence[Update]) -> None:
-        """Apply in order; runs of offer-carrying updates share one upsert. Call ``check`` on each first."""
+        """Apply in order; runs of offer-carrying updates share one upsert."""
         run: list[Update] = []
         for update in updates:
             if update.type in (UpdateType.PRODUCT, UpdateType.PAGE):

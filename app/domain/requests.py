@@ -1,7 +1,7 @@
 """Fetch requests: what the API asks the ingest side to do when local data is missing or stale.
 
 The same request travels through the in-process queue (embedded) or Kafka (distributed), so it is a plain
-value with a stable JSON form.
+value; its JSON form on Kafka is ``app.domain.wire.request_to_dict``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from app.domain.models import utcnow
 
@@ -52,30 +51,6 @@ class FetchRequest:
         """A full sync never joins a pending incremental one: it was asked for because the incremental is not
         enough (the workers run a vendor's syncs one after the other)."""
         return (self.kind.value, self.vendor_id, self.vendor_product_id or ("full" if self.full else ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": 1,
-            "id": self.id,
-            "kind": self.kind.value,
-            "vendor_id": self.vendor_id,
-            "vendor_product_id": self.vendor_product_id,
-            "full": self.full,
-            "requested_at": self.requested_at.isoformat(),
-            "since": None if self.since is None else self.since.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FetchRequest:
-        return cls(
-            kind=RequestKind(data["kind"]),
-            vendor_id=str(data["vendor_id"]),
-            vendor_product_id=data.get("vendor_product_id"),
-            full=bool(data.get("full", False)),
-            id=str(data.get("id") or new_request_id()),
-            requested_at=datetime.fromisoformat(data["requested_at"]) if data.get("requested_at") else utcnow(),
-            since=datetime.fromisoformat(str(data["since"])) if data.get("since") else None,
-        )
 
 
 @dataclass(slots=True)

@@ -1,14 +1,21 @@
-"""The messages of the distributed runtime, as plain JSON-able dicts (one version field, ``v``).
+"""Every Kafka message of the distributed runtime, encoded and validated here and nowhere else.
 
-Three streams cross process boundaries and must be read by code that did not write them (a Flink job, another API
-node, a hand-written ``kcat`` message), so their shape lives here, in the domain, and nowhere else:
+Messages are read by code that did not write them (the Flink job, another API node, a hand-written ``kcat``
+message), so each is a JSON object with a version field ``v`` and decoding checks everything applying needs: a
+message that passes its ``parse_*`` cannot fail half-way through being applied. Whatever does not pass raises
+``ChangelogError`` and goes to the dead-letter topic. Prices travel as strings so exact decimals survive,
+timestamps as ISO-8601 with offset.
 
-- requests (topics ``vendor_requests`` / ``product_requests``): ``FetchRequest.to_dict()``;
-- vendor definitions (topic ``catalog_vendors``, compacted, key = vendor id): ``vendor_to_dict`` or a tombstone;
-- updates (topic ``product_updates``, key = vendor id): one of the ``*_message`` dicts below (the Flink job's
-  product and sync updates, and the ``webhook`` update a node publishes for a webhook it received).
-
-Prices travel as strings so exact decimals survive; timestamps as ISO-8601 with offset.
+=================================  ==============  ===========================================================
+topic                              key             value
+=================================  ==============  ===========================================================
+``vendor_requests``,               vendor id       a request, ``request_to_dict``; a catalog request the job
+``product_requests``                               continues carries ``"continuation"`` (``Work``)
+``catalog_vendors`` (compacted)    vendor id       ``vendor_to_dict``, or a tombstone when deleted
+``product_updates``                vendor id       the job's ``product``, ``sync_started``, ``page``,
+                                                   ``sync_finished``; a node's ``webhook`` (``parse_update``)
+``catalog_dead_letters``           original key    ``dead_letter``: the refused message and why
+=================================  ==============  ===========================================================
 """
 
 from __future__ import annotations
@@ -20,28 +27,49 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from app.domain.documents import iso
-from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.domain.models import Availability, Offer, Vendor, VendorKind, utcnow
+from app.domain.requests import FetchRequest, RequestKind, RequestStatus, new_request_id
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 
 VERSION = 1
-
-
-class UpdateType(StrEnum):
-    #: Offers of a product request, together with the request's outcome (applied, then the waiter completes).
-    PRODUCT = "product"
-    #: A catalog sync began (a node records it in the vendor's sync status).
-    SYNC_STARTED = "sync_started"
-    #: One page of a catalog sync: its offers and what was skipped.
-    PAGE = "page"
-    #: A catalog sync ended, well or not; a successful full sync lets nodes mark what was not seen as unlisted.
-    SYNC_FINISHED = "sync_finished"
-    #: A vendor's webhook, received by one node: its offers to upsert, then what to remove (see ``WebhookChange``).
-    WEBHOOK = "webhook"
+#: The version of a continuation, inside a request (written and read by the job only).
+CONTINUATION_VERSION = 1
 
 
 class ChangelogError(ValueError):
     """A message that cannot be understood: it goes to the dead-letter topic, it never stops a consumer."""
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(message)
+
+
+def loads(raw: str | bytes | None, what: str) -> dict[str, Any]:
+    """A message's JSON object; ``what`` names it in the error."""
+    if raw is None:
+        raise ChangelogError(f"empty {what} (tombstone)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ChangelogError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ChangelogError(f"a {what} must be a JSON object")
+    return data
+
+
+def _version(data: Mapping[str, Any], what: str, version: int = VERSION) -> None:
+    if data.get("v") != version:
+        raise ChangelogError(f"unsupported {what} version {data.get('v')!r}")
+
+
+def _ts(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+# -- offers (inside updates) -----------------------------------------------------------------------------------
 
 
 def offer_to_dict(offer: Offer) -> dict[str, Any]:
@@ -64,10 +92,6 @@ def offer_to_dict(offer: Offer) -> dict[str, Any]:
         "fetched_at": iso(offer.fetched_at),
         "parent_id": offer.parent_id,
     }
-
-
-def _ts(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
 
 
 def offer_from_dict(data: Mapping[str, Any]) -> Offer:
@@ -102,6 +126,9 @@ def offers_from(items: Any) -> tuple[Offer, ...]:
     return tuple(offer_from_dict(item) for item in items)
 
 
+# -- vendor definitions (catalog_vendors) ----------------------------------------------------------------------
+
+
 def vendor_to_dict(vendor: Vendor) -> dict[str, Any]:
     """Carries credentials: the job calling the vendor needs them. Secure the topic like any secret store."""
     return {
@@ -119,6 +146,7 @@ def vendor_to_dict(vendor: Vendor) -> dict[str, Any]:
 
 
 def vendor_from_dict(data: Mapping[str, Any]) -> Vendor:
+    _version(data, "vendor definition")
     try:
         return Vendor(
             id=str(data["id"]),
@@ -131,8 +159,128 @@ def vendor_from_dict(data: Mapping[str, Any]) -> Vendor:
             enabled=bool(data.get("enabled", True)),
             mapping=data.get("mapping"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ChangelogError(f"bad vendor: {exc!r}") from None
+
+
+def parse_vendor(raw: str | bytes | None) -> Vendor:
+    """A ``catalog_vendors`` value (a tombstone is handled by the reader: it means deleted, not unreadable)."""
+    return vendor_from_dict(loads(raw, "vendor definition"))
+
+
+# -- requests (vendor_requests, product_requests) --------------------------------------------------------------
+
+
+def request_to_dict(request: FetchRequest) -> dict[str, Any]:
+    return {
+        "v": VERSION,
+        "id": request.id,
+        "kind": request.kind.value,
+        "vendor_id": request.vendor_id,
+        "vendor_product_id": request.vendor_product_id,
+        "full": request.full,
+        "requested_at": request.requested_at.isoformat(),
+        "since": None if request.since is None else request.since.isoformat(),
+    }
+
+
+def request_from_dict(data: Mapping[str, Any]) -> FetchRequest:
+    """Required: ``v``, ``kind``, ``vendor_id`` and, for a product, ``vendor_product_id``; a request without ``id``
+    gets one (a hand-written ``kcat`` request)."""
+    _version(data, "request")
+    try:
+        request = FetchRequest(
+            kind=RequestKind(data["kind"]),
+            vendor_id=str(data["vendor_id"]),
+            vendor_product_id=data.get("vendor_product_id"),
+            full=bool(data.get("full", False)),
+            id=str(data.get("id") or new_request_id()),
+            requested_at=datetime.fromisoformat(data["requested_at"]) if data.get("requested_at") else utcnow(),
+            since=datetime.fromisoformat(str(data["since"])) if data.get("since") else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ChangelogError(f"bad request: {exc!r}") from None
+    if not request.vendor_id:
+        raise ChangelogError("request without vendor_id")
+    if request.kind is RequestKind.PRODUCT and not request.vendor_product_id:
+        raise ChangelogError("product request without vendor_product_id")
+    return request
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """Where the job's catalog sync goes on: ``{"v", "sync_id", "started_at", "cursor", "page_no" (pages done),
+    "items" (offers so far)}``, inside the request it continues."""
+
+    sync_id: str
+    started_at: datetime
+    cursor: str
+    page_no: int
+    items: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": CONTINUATION_VERSION,
+            "sync_id": self.sync_id,
+            "started_at": iso(self.started_at),
+            "cursor": self.cursor,
+            "page_no": self.page_no,
+            "items": self.items,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Continuation:
+        if not isinstance(data, dict) or data.get("v") != CONTINUATION_VERSION:
+            raise ChangelogError(f"unsupported continuation {data!r:.100}")
+        try:
+            return cls(
+                sync_id=str(data["sync_id"]),
+                started_at=datetime.fromisoformat(str(data["started_at"])),
+                cursor=str(data["cursor"]),
+                page_no=int(data["page_no"]),
+                items=int(data["items"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChangelogError(f"bad continuation: {exc!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A request message: a client's request, or the job's own continuation of a catalog sync."""
+
+    request: FetchRequest
+    continuation: Continuation | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = request_to_dict(self.request)
+        if self.continuation is not None:
+            data["continuation"] = self.continuation.to_dict()
+        return data
+
+
+def parse_request(raw: str | bytes | None) -> Work:
+    data = loads(raw, "request")
+    request = request_from_dict(data)
+    continuation = data.get("continuation")
+    if continuation is not None and request.kind is not RequestKind.CATALOG:
+        raise ChangelogError("only catalog requests continue")
+    return Work(request, None if continuation is None else Continuation.from_dict(continuation))
+
+
+# -- updates (product_updates) ---------------------------------------------------------------------------------
+
+
+class UpdateType(StrEnum):
+    #: Offers of a product request, together with the request's outcome (applied, then the waiter completes).
+    PRODUCT = "product"
+    #: A catalog sync began (a node records it in the vendor's sync status).
+    SYNC_STARTED = "sync_started"
+    #: One page of a catalog sync: its offers and what was skipped.
+    PAGE = "page"
+    #: A catalog sync ended, well or not; a successful full sync lets nodes mark what was not seen as unlisted.
+    SYNC_FINISHED = "sync_finished"
+    #: A vendor's webhook, received by one node: its offers to upsert, then what to remove (see ``WebhookChange``).
+    WEBHOOK = "webhook"
 
 
 def product_message(
@@ -213,6 +361,9 @@ def sync_finished_message(ref: SyncRef, *, pages: int, items: int, error: str | 
 
 
 def webhook_message(change: WebhookChange) -> dict[str, Any]:
+    """``{"v", "type": "webhook", "vendor_id", "delivery_id", "effect": "updated" | "deleted", "offers",
+    "removals": [{"id", "keep": [...]}]}``: the offers are upserted, then each removal deletes the offer ``id`` and
+    the variants whose parent it is, except those in ``keep``."""
     return {
         "v": VERSION,
         "type": UpdateType.WEBHOOK.value,
@@ -222,6 +373,93 @@ def webhook_message(change: WebhookChange) -> dict[str, Any]:
         "offers": [offer_to_dict(o) for o in change.offers],
         "removals": [{"id": r.id, "keep": list(r.keep)} for r in change.removals],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A parsed ``product_updates`` message (what a node applies)."""
+
+    type: UpdateType
+    vendor_id: str
+    request_id: str | None
+    offers: tuple[Offer, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    #: the sync it belongs to (``SYNC_STARTED``, ``PAGE``, ``SYNC_FINISHED``)
+    sync: SyncRef | None = None
+    #: the change to apply (``WEBHOOK``)
+    webhook: WebhookChange | None = None
+
+
+def parse_update(data: Any) -> Update:
+    """The whole message is checked here, so applying it cannot fail half-way on a malformed one."""
+    if not isinstance(data, dict):
+        raise ChangelogError("update must be a JSON object")
+    _version(data, "update")
+    try:
+        kind = UpdateType(str(data.get("type")))
+    except ValueError:
+        raise ChangelogError(f"unknown update type {data.get('type')!r}") from None
+    vendor_id = data.get("vendor_id")
+    if not isinstance(vendor_id, str) or not vendor_id:
+        raise ChangelogError("update without vendor_id")
+    carries_offers = kind in (UpdateType.PRODUCT, UpdateType.PAGE, UpdateType.WEBHOOK)
+    offers = offers_from(data.get("offers", [])) if carries_offers else ()
+    if any(o.vendor_id != vendor_id for o in offers):
+        raise ChangelogError("update carries offers of another vendor")
+    if kind is UpdateType.PRODUCT:
+        _check_product(data, offers)
+        return Update(kind, vendor_id, data.get("request_id"), offers, data)
+    if kind is UpdateType.WEBHOOK:
+        return Update(kind, vendor_id, None, offers, data, webhook=_webhook_change(data, vendor_id, offers))
+    return Update(kind, vendor_id, data.get("request_id"), offers, data, sync=_sync_ref(kind, data, vendor_id))
+
+
+def _check_product(data: Mapping[str, Any], offers: tuple[Offer, ...]) -> None:
+    if not isinstance(data.get("request_id"), str) or not data["request_id"]:
+        raise ChangelogError("product update without request_id")
+    if not isinstance(data.get("vendor_product_id"), str):
+        raise ChangelogError("product update without vendor_product_id")
+    try:
+        status = RequestStatus(str(data.get("status")))
+    except ValueError:
+        raise ChangelogError(f"unknown request status {data.get('status')!r}") from None
+    if status is RequestStatus.PENDING:
+        raise ChangelogError("a product update cannot leave its request pending")
+    if status is RequestStatus.DONE and not offers:
+        raise ChangelogError("a done product update carries no offers")
+
+
+def _count(data: Mapping[str, Any], name: str, *, optional: bool = False) -> None:
+    value = data.get(name)
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ChangelogError(f"{name} must be a non-negative integer, not {value!r}")
+
+
+def _sync_ref(kind: UpdateType, data: Mapping[str, Any], vendor_id: str) -> SyncRef:
+    if not isinstance(data.get("sync_id"), str) or not data["sync_id"]:
+        raise ChangelogError("sync update without sync_id")
+    if kind is UpdateType.PAGE:
+        _count(data, "page_no")
+        _count(data, "skipped", optional=True)
+        _count(data, "total", optional=True)
+        reasons = data.get("skip_reasons") or {}
+        if not isinstance(reasons, dict) or not all(isinstance(v, int) for v in reasons.values()):
+            raise ChangelogError("skip_reasons must map reasons to counts")
+    elif kind is UpdateType.SYNC_FINISHED:
+        _count(data, "pages")
+        _count(data, "items")
+        if data.get("error") is not None and not isinstance(data["error"], str):
+            raise ChangelogError("error must be a string or null")
+    try:
+        started = _ts(data.get("started_at"))
+        full = bool(data["full"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ChangelogError(f"bad sync fields: {exc!r}") from None
+    if started is None:
+        raise ChangelogError("sync message without started_at")
+    return SyncRef(str(data["sync_id"]), str(data.get("request_id") or ""), vendor_id, full, started)
 
 
 def _webhook_change(data: Mapping[str, Any], vendor_id: str, offers: tuple[Offer, ...]) -> WebhookChange:
@@ -245,61 +483,43 @@ def _webhook_change(data: Mapping[str, Any], vendor_id: str, offers: tuple[Offer
     if effect is WebhookEffect.DELETED and offers:
         raise ChangelogError("a deleting webhook carries no offers")
     return WebhookChange(
-        vendor_id,
-        effect,
-        offers,
-        tuple(Removal(r["id"], tuple(r.get("keep", []))) for r in removals),
-        delivery_id,
+        vendor_id, effect, offers, tuple(Removal(r["id"], tuple(r.get("keep", []))) for r in removals), delivery_id
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
-    """A parsed ``product_updates`` message (what a node applies)."""
-
-    type: UpdateType
-    vendor_id: str
-    request_id: str | None
-    offers: tuple[Offer, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict)
-    #: ``WEBHOOK`` updates: the change to apply
-    webhook: WebhookChange | None = None
-
-    @property
-    def sync(self) -> SyncRef | None:
-        if self.type in (UpdateType.PRODUCT, UpdateType.WEBHOOK):
-            return None
-        started = _ts(self.raw.get("started_at"))
-        if started is None:
-            raise ChangelogError("sync message without started_at")
-        return SyncRef(
-            str(self.raw["sync_id"]), str(self.request_id or ""), self.vendor_id, bool(self.raw["full"]), started
-        )
+# -- dead letters (catalog_dead_letters) -----------------------------------------------------------------------
 
 
-def parse_update(data: Any) -> Update:
-    """Validates enough that applying cannot fail half-way on a malformed message."""
-    if not isinstance(data, dict):
-        raise ChangelogError("update must be a JSON object")
-    if data.get("v") != VERSION:
-        raise ChangelogError(f"unsupported update version {data.get('v')!r}")
-    try:
-        kind = UpdateType(str(data.get("type")))
-    except ValueError:
-        raise ChangelogError(f"unknown update type {data.get('type')!r}") from None
-    vendor_id = data.get("vendor_id")
-    if not isinstance(vendor_id, str) or not vendor_id:
-        raise ChangelogError("update without vendor_id")
-    carries_offers = kind in (UpdateType.PRODUCT, UpdateType.PAGE, UpdateType.WEBHOOK)
-    offers = offers_from(data.get("offers", [])) if carries_offers else ()
-    if any(o.vendor_id != vendor_id for o in offers):
-        raise ChangelogError("update carries offers of another vendor")
-    if kind is UpdateType.WEBHOOK:
-        return Update(kind, vendor_id, None, offers, data, _webhook_change(data, vendor_id, offers))
-    update = Update(kind, vendor_id, data.get("request_id"), offers, data)
-    if kind is not UpdateType.PRODUCT:
-        try:
-            update.sync  # noqa: B018 - validates the sync fields now rather than while applying
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ChangelogError(f"bad sync fields: {exc!r}") from None
-    return update
+def dead_letter(
+    *,
+    source: str,
+    error: str,
+    raw: str | bytes | None,
+    by: str,
+    key: str | bytes | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> dict[str, Any]:
+    """What could not be read or applied, so someone can fix it and replay it by hand; the one shape the job and
+    the nodes write: ``{"v", "source", "error", "raw", "key", "partition", "offset", "by", "at"}``.
+
+    ``source``: the topic it was read from (the job reads both request topics as one stream: ``requests``, and
+    ``vendors`` for ``catalog_vendors``); ``raw``/``key``: the message as text (bytes that are not UTF-8 are
+    replaced), ``raw`` null for a tombstone; ``partition``/``offset``: where it was read (null from the job);
+    ``by``: the consumer group that refused it (the job's, or ``catalog-node-<node id>``).
+    """
+    return {
+        "v": VERSION,
+        "source": source,
+        "error": error,
+        "raw": _text(raw),
+        "key": _text(key),
+        "partition": partition,
+        "offset": offset,
+        "by": by,
+        "at": iso(utcnow()),
+    }
+
+
+def _text(value: str | bytes | None) -> str | None:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -29,7 +29,7 @@ import pytest
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
 from app.domain.webhooks import sign
-from app.domain.wire import vendor_to_dict
+from app.domain.wire import request_to_dict, vendor_to_dict
 from tests.flink_support import FlinkJob, KcatFriendlyBroker, ensure_jars, job_env, private_topics
 from tests.kafka_support import consume, produce, unique
 from tests.support import (
@@ -89,7 +89,7 @@ class Setup:
 
     def request(self, request: FetchRequest) -> None:
         topic = "product_requests" if request.kind is RequestKind.PRODUCT else "vendor_requests"
-        produce(self.bootstrap, self.topic(topic), [(request.vendor_id, request.to_dict())])
+        produce(self.bootstrap, self.topic(topic), [(request.vendor_id, request_to_dict(request))])
 
     def updates(self, *, until: Any = None, count: int = 100_000, timeout: float = 30.0) -> list[tuple[Any, Any]]:
         self.job.check()

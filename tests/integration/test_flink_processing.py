@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from app.distributed.flink.processing import Output, ProcessingConfig, Processor, Sink, Work, parse_request
+from app.distributed.flink.processing import Output, ProcessingConfig, Processor, Sink
 from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind
-from app.domain.wire import parse_update
+from app.domain.wire import Work, parse_request, parse_update, request_to_dict
 from tests.support import CREDENTIALS, Sim, fast_settings, running_sims, sim_config
 
 
@@ -37,7 +37,7 @@ def _processor(tmp_path: Path, pages_per_message: int = 1) -> Processor:
 def _drain(processor: Processor, vendor: Vendor, request: FetchRequest) -> tuple[list[dict[str, Any]], int]:
     """Runs a catalog request and every continuation it writes, as the job would; returns updates and slices."""
     updates: list[dict[str, Any]] = []
-    work: Work | None = parse_request(orjson.dumps(request.to_dict()).decode())
+    work: Work | None = parse_request(orjson.dumps(request_to_dict(request)).decode())
     slices = 0
     while work is not None:
         outputs: list[Output] = processor.handle(work, vendor)

@@ -15,7 +15,7 @@ import pytest
 
 from app.bootstrap import make_source_factory
 from app.domain.models import Vendor, VendorKind
-from app.domain.requests import FetchRequest
+from app.domain.wire import request_from_dict
 from tests.kafka_support import Broker, consume, produce, product_update, start_broker
 from tests.support import ApiServer, Sim, admin, assert_error, fast_settings, running_sims, sim_config, wait_until
 
@@ -44,7 +44,7 @@ async def answer(sim: Sim, tmp: Path, request: dict[str, Any]) -> dict[str, Any]
     vendor = Vendor("dj", "DummyJSON", VendorKind.DUMMYJSON, sim.base_url, "USD")
     source = make_source_factory(fast_settings(tmp / "unused.db"))(vendor)
     try:
-        return await product_update(source, FetchRequest.from_dict(request))
+        return await product_update(source, request_from_dict(request))
     finally:
         await source.aclose()
 

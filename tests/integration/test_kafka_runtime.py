@@ -23,14 +23,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pytest
 
 from app.bootstrap import make_source_factory
 from app.domain.models import Offer, Vendor, VendorKind, utcnow
-from app.domain.requests import FetchRequest, RequestKind
+from app.domain.requests import RequestKind
 from app.domain.wire import (
     SyncRef,
     product_message,
+    request_from_dict,
     sync_finished_message,
     sync_started_message,
     vendor_from_dict,
@@ -157,7 +159,7 @@ def test_a_vendor_added_on_one_node_is_published_and_reaches_the_other(cluster: 
     assert vendor_from_dict(definition) == Vendor("dj", body["name"], VendorKind.DUMMYJSON, body["base_url"], "USD")
     (key, request), *_ = records(cluster, "vendor_requests", 1)
     assert key == "dj"
-    parsed = FetchRequest.from_dict(request)
+    parsed = request_from_dict(request)
     assert (parsed.kind, parsed.vendor_id, parsed.full, request["v"]) == (RequestKind.CATALOG, "dj", True, 1)
 
     # Node B never saw the POST: it learns the vendor from the topic.
@@ -267,7 +269,7 @@ def test_a_miss_answers_200_when_its_product_update_is_applied(cluster: Cluster)
         waiting = pool.submit(_miss, cluster.a, path, 8000)
         request = wait_until(lambda: _try_request(cluster, vpid), timeout=10, what="the product request")
         assert request["kind"] == "product" and request["vendor_id"] == "shop"
-        update = cluster.with_source("shop", lambda s: product_update(s, FetchRequest.from_dict(request)))
+        update = cluster.with_source("shop", lambda s: product_update(s, request_from_dict(request)))
         assert update["status"] == "done"
         produce(cluster.bootstrap, cluster.topic("updates"), [("shop", update)])
         answer = waiting.result(timeout=15)
@@ -291,7 +293,7 @@ def test_a_miss_that_is_not_answered_in_time_is_202_then_completes(cluster: Clus
     location = response.headers["location"]
     request = wait_until(lambda: _try_request(cluster, "999999999"), timeout=10, what="the product request")
     assert location == f"/requests/{request['id']}"
-    update = cluster.with_source("shop", lambda s: product_update(s, FetchRequest.from_dict(request)))
+    update = cluster.with_source("shop", lambda s: product_update(s, request_from_dict(request)))
     assert update["status"] == "not_found"
     produce(cluster.bootstrap, cluster.topic("updates"), [("shop", update)])
     assert wait_request(cluster.a, location)["status"] == "not_found"
@@ -323,13 +325,13 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(cl
         )
     dead = read_raw(cluster.bootstrap, cluster.topic("dead_letters"), count=6)
     assert len(dead) == 6  # three per node
-    values = sorted(m.value() or b"" for m in dead)
-    assert values.count(b"{not json") == 2
-    for message in dead:
-        headers = dict(message.headers() or [])
-        assert headers["error"] and headers["source_topic"] == cluster.topic("updates").encode()
-        node_group = headers["node_group"]
-        assert isinstance(node_group, bytes) and node_group.startswith(b"catalog-node-")
+    letters = [orjson.loads(m.value() or b"null") for m in dead]
+    assert [letter["raw"] for letter in letters].count("{not json") == 2
+    assert {m.key() for m in dead} == {b"dj"}  # the refused message's own key
+    for letter in letters:
+        assert letter["v"] == 1 and letter["error"] and letter["source"] == cluster.topic("updates")
+        assert letter["by"].startswith("catalog-node-") and letter["key"] == "dj"
+        assert isinstance(letter["partition"], int) and isinstance(letter["offset"], int)
     assert cluster.a.get("/ready").status_code == 200
     metrics = cluster.a.get("/metrics").text.splitlines()
     assert "catalog_changelog_dead_letters_total 3" in metrics

@@ -7,19 +7,20 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from app.distributed.flink.processing import (
-    Continuation,
-    Sink,
-    Work,
-    dead_letter,
-    failed,
-    parse_request,
-    parse_vendor,
-    unknown_vendor,
-)
+from app.distributed.flink.processing import Sink, dead_letter, failed, unknown_vendor
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
-from app.domain.wire import ChangelogError, parse_update, vendor_to_dict
+from app.domain.wire import (
+    ChangelogError,
+    Continuation,
+    Work,
+    parse_request,
+    parse_update,
+    parse_vendor,
+    request_from_dict,
+    request_to_dict,
+    vendor_to_dict,
+)
 
 
 def _json(data: object) -> str:
@@ -56,9 +57,9 @@ def test_unreadable_requests_are_refused_with_a_reason(raw: str | None, reason: 
 def test_since_survives_the_round_trip_and_is_none_when_absent() -> None:
     since = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     request = FetchRequest(RequestKind.CATALOG, "shop", since=since)
-    wire = orjson.loads(_json(request.to_dict()))
+    wire = orjson.loads(_json(request_to_dict(request)))
     assert wire["v"] == 1 and wire["since"] == "2026-01-02T03:04:05.678000+00:00"
-    assert FetchRequest.from_dict(wire) == request
+    assert request_from_dict(wire) == request
     # Through a continuation too: every slice of an incremental sync asks for the same changes.
     more = Continuation("s_1", since, "cursor-2", page_no=1, items=100)
     assert parse_request(_json(Work(request, more).to_dict())).request.since == since
@@ -86,10 +87,11 @@ def test_vendor_definitions_parse_and_refuse_garbage() -> None:
 
 
 def test_a_dead_letter_keeps_the_message_and_says_why() -> None:
-    out = dead_letter("{not json", "not JSON: boom", source="requests")
+    out = dead_letter("{not json", "not JSON: boom", source="requests", by="catalog-ingest")
     assert out.sink is Sink.DEAD_LETTERS
     body = orjson.loads(out.value)
     assert body["raw"] == "{not json" and body["error"] == "not JSON: boom" and body["source"] == "requests"
+    assert body["v"] == 1 and body["by"] == "catalog-ingest" and body["partition"] is body["offset"] is None
 
 
 def test_a_product_request_for_an_unknown_vendor_fails_visibly() -> None:
@@ -124,5 +126,5 @@ def test_a_replayed_request_runs_the_same_sync_id() -> None:
     """After a crash the same request may be read again: its updates then belong to the same sync."""
     request = FetchRequest(RequestKind.CATALOG, "shop")
     first = orjson.loads(failed(Work(request), "x", "y")[0].value)["sync_id"]
-    again = orjson.loads(failed(parse_request(_json(request.to_dict())), "x", "y")[0].value)["sync_id"]
+    again = orjson.loads(failed(parse_request(_json(request_to_dict(request))), "x", "y")[0].value)["sync_id"]
     assert first == again

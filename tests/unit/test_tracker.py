@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
+from app.domain.wire import request_from_dict, request_to_dict
 from app.ingest.tracker import RequestTracker
 
 
@@ -66,4 +67,4 @@ async def test_memory_is_bounded() -> None:
 
 def test_request_json_round_trip() -> None:
     request = FetchRequest(RequestKind.CATALOG, "v", full=True)
-    assert FetchRequest.from_dict(request.to_dict()) == request
+    assert request_from_dict(request_to_dict(request)) == request

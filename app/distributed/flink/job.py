@@ -41,12 +41,10 @@ from app.distributed.flink.processing import (
     Sink,
     dead_letter,
     failed,
-    parse_request,
-    parse_vendor,
     unknown_vendor,
 )
 from app.distributed.kafka.admin import ensure_topics
-from app.domain.wire import ChangelogError
+from app.domain.wire import ChangelogError, parse_request, parse_vendor
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,6 +111,9 @@ def _emit(outputs: Iterable[Output], tags: dict[Sink, Any]) -> Iterator[Any]:
 class ParseRequest(ProcessFunction):  # type: ignore[misc]
     """Only readable requests reach the keyed stage; the rest is dead-lettered here, before key_by."""
 
+    def __init__(self, group: str) -> None:
+        self.group = group
+
     def open(self, runtime_context: RuntimeContext) -> None:
         self.dead_tag = side_outputs()[Sink.DEAD_LETTERS]
 
@@ -120,7 +121,7 @@ class ParseRequest(ProcessFunction):  # type: ignore[misc]
         try:
             work = parse_request(value)
         except ChangelogError as exc:
-            yield self.dead_tag, _row(None, dead_letter(value, str(exc), source="requests").value)
+            yield self.dead_tag, _row(None, dead_letter(value, str(exc), source="requests", by=self.group).value)
             return
         yield _row(work.request.vendor_id, value)
 
@@ -135,9 +136,10 @@ def vendor_row(row: Any) -> Any:
 class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
     """Per vendor: its definition (state), the requests that came before it (state), the vendor calls."""
 
-    def __init__(self, config: ProcessingConfig, wait_ms: int) -> None:
+    def __init__(self, config: ProcessingConfig, wait_ms: int, group: str) -> None:
         self.config = config
         self.wait_ms = wait_ms
+        self.group = group
         self.processor: Processor | None = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -156,7 +158,7 @@ class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
         try:
             work = parse_request(raw)
         except ChangelogError as exc:
-            yield from _emit([dead_letter(raw, str(exc), source="requests")], self.tags)
+            yield from _emit([dead_letter(raw, str(exc), source="requests", by=self.group)], self.tags)
             return
         try:
             vendor = parse_vendor(vendor_raw)
@@ -169,7 +171,7 @@ class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
             log.exception("request %s crashed", work.request.id)
             outputs = [
                 *failed(work, "ingest_crashed", repr(exc)),
-                dead_letter(raw, f"crashed: {exc!r}", source="requests"),
+                dead_letter(raw, f"crashed: {exc!r}", source="requests", by=self.group),
             ]
         yield from _emit(outputs, self.tags)
 
@@ -192,7 +194,7 @@ class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
         try:
             parse_vendor(raw)
         except ChangelogError as exc:
-            yield from _emit([dead_letter(raw, str(exc), source="vendors")], self.tags)
+            yield from _emit([dead_letter(raw, str(exc), source="vendors", by=self.group, key=value[0])], self.tags)
             return
         self.vendor.update(raw)
         waiting = [json.loads(item)["raw"] for item in self.pending.get() or []]
@@ -261,7 +263,7 @@ def build_job(env: Any, settings: Settings, *, group: str = DEFAULT_GROUP, confi
         builder.build(), WatermarkStrategy.no_watermarks(), "requests", type_info=Types.STRING()
     ).uid("requests-source")
 
-    parsed = requests.process(ParseRequest(), output_type=row_type).name("parse-requests")
+    parsed = requests.process(ParseRequest(group), output_type=row_type).name("parse-requests")
 
     # --- vendor definitions: the whole compacted topic on every start (keyed state starts empty) ---
     t_env = StreamTableEnvironment.create(env)
@@ -280,7 +282,7 @@ def build_job(env: Any, settings: Settings, *, group: str = DEFAULT_GROUP, confi
     routed = (
         parsed.key_by(lambda r: r[0], key_type=Types.STRING())
         .connect(vendors.key_by(lambda r: r[0], key_type=Types.STRING()))
-        .process(RequestRouter(config, wait_ms), output_type=row_type)
+        .process(RequestRouter(config, wait_ms, group), output_type=row_type)
         .name("route-and-fetch")
         .uid("route-and-fetch")
     )

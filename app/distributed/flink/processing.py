@@ -6,14 +6,9 @@ turns their outcomes into ``app.domain.wire`` messages, so the job cannot drift 
 
 A catalog sync is cut into slices: each request (or continuation) message fetches at most ``pages_per_message``
 pages or ``message_budget_s`` seconds, emits one PAGE update per page, then writes a continuation message back to
-``vendor_requests``. One large vendor therefore never holds the operator for long, other vendors' requests are
-interleaved between its slices, and a sync survives a job restart (the continuation is in Kafka, not in memory).
-
-Continuation message (version ``CONTINUATION_VERSION``; written only by the job, a ``kcat`` user writes the plain
-``FetchRequest`` form): the request's own ``FetchRequest.to_dict()`` fields plus
-
-    "continuation": {"v": 1, "sync_id": str, "started_at": ISO-8601, "cursor": str,
-                     "page_no": int (pages done), "items": int (offers so far)}
+``vendor_requests`` (``app.domain.wire.Continuation``: written only by the job, a ``kcat`` user writes the plain
+request). One large vendor therefore never holds the operator for long, other vendors' requests are interleaved
+between its slices, and a sync survives a job restart (the continuation is in Kafka, not in memory).
 """
 
 from __future__ import annotations
@@ -25,25 +20,23 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from app.bootstrap import make_source_factory
-from app.domain.documents import iso
 from app.domain.models import Vendor, utcnow
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.domain.wire import (
-    ChangelogError,
+    Continuation,
     SyncRef,
+    Work,
+    encode,
     page_message,
     product_message,
     sync_finished_message,
     sync_started_message,
-    vendor_from_dict,
 )
+from app.domain.wire import dead_letter as wire_dead_letter
 from app.errors import CatalogError
 from app.ingest.fetch import PageOutcome, ProductOutcome, fetch_product
 from app.ingest.sync import next_page, page_with_retries
@@ -72,100 +65,13 @@ class Output:
 
 
 def dumps(data: Mapping[str, Any]) -> str:
-    return orjson.dumps(data).decode()
+    return encode(data).decode()
 
 
-def dead_letter(raw: str | None, reason: str, *, source: str) -> Output:
-    """The unreadable message itself plus why, so someone can fix and replay it by hand."""
-    body = {"v": 1, "source": source, "error": reason, "raw": raw, "at": iso(utcnow())}
-    return Output(Sink.DEAD_LETTERS, None, dumps(body))
-
-
-@dataclass(frozen=True, slots=True)
-class Continuation:
-    sync_id: str
-    started_at: datetime
-    cursor: str
-    page_no: int
-    items: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": CONTINUATION_VERSION,
-            "sync_id": self.sync_id,
-            "started_at": iso(self.started_at),
-            "cursor": self.cursor,
-            "page_no": self.page_no,
-            "items": self.items,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Continuation:
-        if not isinstance(data, dict) or data.get("v") != CONTINUATION_VERSION:
-            raise ChangelogError(f"unsupported continuation {data!r:.100}")
-        try:
-            return cls(
-                sync_id=str(data["sync_id"]),
-                started_at=datetime.fromisoformat(str(data["started_at"])),
-                cursor=str(data["cursor"]),
-                page_no=int(data["page_no"]),
-                items=int(data["items"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ChangelogError(f"bad continuation: {exc!r}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Work:
-    """A parsed request message: a client's request, or the job's own continuation of a catalog sync."""
-
-    request: FetchRequest
-    continuation: Continuation | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = self.request.to_dict()
-        if self.continuation is not None:
-            data["continuation"] = self.continuation.to_dict()
-        return data
-
-
-def parse_request(raw: str | None) -> Work:
-    """Raises ``ChangelogError`` for anything the job cannot act on (it goes to the dead-letter topic)."""
-    if raw is None:
-        raise ChangelogError("empty message (tombstone)")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ChangelogError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ChangelogError("a request must be a JSON object")
-    if data.get("v") != 1:
-        raise ChangelogError(f"unsupported request version {data.get('v')!r}")
-    try:
-        request = FetchRequest.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ChangelogError(f"bad request: {exc!r}") from None
-    if not request.vendor_id:
-        raise ChangelogError("request without vendor_id")
-    if request.kind is RequestKind.PRODUCT and not request.vendor_product_id:
-        raise ChangelogError("product request without vendor_product_id")
-    continuation = data.get("continuation")
-    if continuation is not None and request.kind is not RequestKind.CATALOG:
-        raise ChangelogError("only catalog requests continue")
-    return Work(request, None if continuation is None else Continuation.from_dict(continuation))
-
-
-def parse_vendor(raw: str | None) -> Vendor:
-    """A ``catalog_vendors`` value (``vendor_to_dict``)."""
-    if raw is None:
-        raise ChangelogError("empty vendor definition")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ChangelogError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("v") != 1:
-        raise ChangelogError("a vendor definition must be a version 1 JSON object")
-    return vendor_from_dict(data)
+def dead_letter(raw: str | None, reason: str, *, source: str, by: str, key: str | None = None) -> Output:
+    """The unreadable message itself plus why (``app.domain.wire.dead_letter``), so it can be fixed and replayed."""
+    letter = wire_dead_letter(source=source, error=reason, raw=raw, key=key, by=by)
+    return Output(Sink.DEAD_LETTERS, key, dumps(letter))
 
 
 def unknown_vendor(work: Work, waited_s: float) -> list[Output]:

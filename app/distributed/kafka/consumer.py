@@ -6,8 +6,8 @@ stored for the background commit: at-least-once, made harmless by idempotent app
 (``catalog-node-<node id>``) so every node receives every update; a new group starts from the earliest offset,
 because a node must hold the whole catalog (the cost: a new node re-applies the topic's whole retention once).
 
-A message that cannot be understood, or whose applying fails, is logged, counted and copied to the dead-letter
-topic with the reason in its headers; the consumer goes on with the next one.
+A message that cannot be understood, or whose applying fails, is logged, counted and sent to the dead-letter topic
+(``app.domain.wire.dead_letter``: the message, the reason, where it was read); the consumer goes on with the next.
 
 A vendor's definition is on ``catalog_vendors`` before the job can produce any update of it, but one consumer reading
 both topics may still meet the update first (the two topics are fetched independently; a node joining with a long
@@ -24,21 +24,31 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from app.distributed.changelog_applier import ChangelogApplier, check
 from app.distributed.kafka.config import consumer_config, group_id, producer_config
 from app.domain.models import Vendor
-from app.domain.wire import ChangelogError, Update, parse_update, vendor_from_dict
+from app.domain.wire import ChangelogError, Update, dead_letter, encode, loads, parse_update, parse_vendor
 from app.observability import Metric
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Applier(Protocol):
+    """What the consumer hands each batch to, on the event loop (``ChangelogApplier``), and the counts it shows."""
+
+    applied: int
+    offers_applied: int
+    unknown_vendor: int
+
+    async def apply(self, updates: Sequence[Update]) -> None: ...
+    async def apply_vendor(self, vendor_id: str, vendor: Vendor | None) -> bool: ...
+    async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +61,7 @@ class KafkaChangelog:
     def __init__(
         self,
         settings: Settings,
-        applier: ChangelogApplier,
+        applier: Applier,
         *,
         batch_size: int = 1000,
         poll_timeout_s: float = 0.1,
@@ -212,10 +222,8 @@ class KafkaChangelog:
                 if msg.topic() == self._vendors_topic:
                     vendors.append((msg, self._vendor_def(msg)))
                 else:
-                    update = parse_update(orjson.loads(msg.value() or b"null"))
-                    check(update)
-                    updates.append((msg, update))
-            except (ChangelogError, orjson.JSONDecodeError) as exc:
+                    updates.append((msg, parse_update(loads(msg.value(), "update"))))
+            except ChangelogError as exc:
                 self._dead_letter(dead, msg, f"unreadable: {exc}")
         return vendors, updates
 
@@ -279,12 +287,7 @@ class KafkaChangelog:
             raise ChangelogError("vendor definition without a key")
         vendor_id = key.decode(errors="replace")
         value = msg.value()
-        if value is None:
-            return _VendorDef(vendor_id, None)
-        data = orjson.loads(value)
-        if not isinstance(data, dict):
-            raise ChangelogError("vendor definition must be a JSON object")
-        return _VendorDef(vendor_id, vendor_from_dict(data))
+        return _VendorDef(vendor_id, None if value is None else parse_vendor(value))
 
     def _result(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run a coroutine on the loop and return its result (None, and ``last_error``, when it raised)."""
@@ -312,14 +315,16 @@ class KafkaChangelog:
     def _dead_letter(self, dead: Producer, msg: Message, reason: str) -> None:
         self.dead_letters += 1
         log.warning("dead letter from %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason[:500])
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("error", reason[:2000].encode()),
-            ("source_topic", (msg.topic() or "").encode()),
-            ("source_partition", str(msg.partition()).encode()),
-            ("source_offset", str(msg.offset()).encode()),
-            ("node_group", self.group.encode()),
-        ]
+        letter = dead_letter(
+            source=msg.topic() or "",
+            error=reason[:2000],
+            raw=msg.value(),
+            key=msg.key(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            by=self.group,
+        )
         try:
-            dead.produce(self._dead_topic, key=msg.key(), value=msg.value(), headers=headers)
+            dead.produce(self._dead_topic, key=msg.key(), value=encode(letter))
         except BufferError:
             log.error("dead-letter queue full: message %s[%s]@%s dropped", msg.topic(), msg.partition(), msg.offset())

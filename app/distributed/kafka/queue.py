@@ -19,13 +19,13 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Collection
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from app.distributed.kafka.admin import ensure_topics, existing_topics, topic_specs
 from app.distributed.kafka.config import DELIVERY_TIMEOUT_S, admin_config, producer_config
 from app.domain.requests import FetchRequest, RequestKind
+from app.domain.wire import encode, request_to_dict
 from app.errors import ServiceUnavailable
 from app.settings import Settings
 
@@ -129,7 +129,7 @@ class KafkaRequestQueue:
     async def publish(self, request: FetchRequest) -> None:
         if request.kind is RequestKind.CATALOG and self._plan is not None:
             request = self._plan(request)
-        await self.send(self._topics[request.kind], request.vendor_id, orjson.dumps(request.to_dict()))
+        await self.send(self._topics[request.kind], request.vendor_id, encode(request_to_dict(request)))
 
     async def send(self, topic: str, key: str, value: bytes | None) -> None:
         """Produce one message and wait for the broker's acknowledgement; ``value=None`` is a tombstone."""

@@ -7,11 +7,9 @@ acknowledged the message and raises ``ServiceUnavailable`` when it cannot (the v
 
 from __future__ import annotations
 
-import orjson
-
 from app.distributed.kafka.queue import KafkaRequestQueue
 from app.domain.webhooks import WebhookChange
-from app.domain.wire import webhook_message
+from app.domain.wire import encode, webhook_message
 
 
 class KafkaChangePublisher:
@@ -20,4 +18,4 @@ class KafkaChangePublisher:
         self._topic = topic
 
     async def publish(self, change: WebhookChange) -> None:
-        await self._queue.send(self._topic, change.vendor_id, orjson.dumps(webhook_message(change)))
+        await self._queue.send(self._topic, change.vendor_id, encode(webhook_message(change)))

@@ -22,13 +22,12 @@ import logging
 import time
 from collections.abc import Callable, Collection
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from app.distributed.kafka.config import ADMIN_TIMEOUT_S, consumer_config, group_id
 from app.distributed.kafka.queue import KafkaRequestQueue
 from app.domain.models import Vendor
-from app.domain.wire import vendor_to_dict
+from app.domain.wire import encode, vendor_to_dict
 from app.errors import ServiceUnavailable
 from app.settings import Settings
 
@@ -126,7 +125,7 @@ class KafkaVendorFeed:
 
     async def flush(self) -> None:
         for vendor_id, vendor in list(self._pending.items()):
-            value = None if vendor is None else orjson.dumps(vendor_to_dict(vendor))
+            value = None if vendor is None else encode(vendor_to_dict(vendor))
             try:
                 await self._queue.send(self._topic, vendor_id, value)
             except ServiceUnavailable as exc:
