@@ -24,8 +24,9 @@ from app.health.service import HealthService
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.inprocess_queue import InProcessRequestQueue
 from app.ingest.planning import plan_catalog
+from app.ingest.scheduler import RefreshScheduler
 from app.ingest.tracker import RequestTracker
-from app.ingest.workers import EmbeddedWorkers, RefreshScheduler
+from app.ingest.workers import EmbeddedWorkers
 from app.observability import MetricProvider
 from app.replication.service import Replication
 from app.settings import Settings

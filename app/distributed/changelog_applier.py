@@ -26,7 +26,8 @@ from app.domain.webhooks import SeenDeliveries
 from app.domain.wire import ChangelogError, SyncRef, Update, UpdateType
 from app.errors import Conflict, NotFound
 from app.ingest.breaker import BreakerRegistry
-from app.ingest.fetch import ProductOutcome, merge_reasons
+from app.ingest.fetch import ProductOutcome
+from app.ingest.sync import finish_sync
 from app.ingest.tracker import RequestTracker
 from app.ingest.workers import complete_product_request
 from app.store.port import CatalogStore
@@ -171,13 +172,10 @@ class ChangelogApplier:
         if page_no in sync.pages_seen:
             return None
         sync.pages_seen.add(page_no)
-        progress = sync.progress
-        progress.pages += 1
-        progress.items_seen += len(update.offers)
-        progress.items_skipped += int(update.raw.get("skipped") or 0)
-        if update.raw.get("total") is not None:
-            progress.items_total = int(update.raw["total"])
-        merge_reasons(progress.skip_reasons, update.raw.get("skip_reasons") or {})  # counts checked by ``check``
+        raw = update.raw  # the counts were checked by ``parse_update``
+        sync.progress.add_page(
+            len(update.offers), int(raw.get("skipped") or 0), raw.get("total"), raw.get("skip_reasons")
+        )
         return sync
 
     async def _apply_sync_edge(self, update: Update) -> None:
@@ -203,12 +201,9 @@ class ChangelogApplier:
         progress.pages = max(progress.pages, int(update.raw["pages"]))
         progress.items_seen = max(progress.items_seen, int(update.raw["items"]))
         if known:
-            if ref.full and error is None:
-                unlisted = await self._store.mark_unlisted(ref.vendor_id, ref.started_at)
-                if unlisted:
-                    log.info("vendor %s: %d offers no longer listed, marked discontinued", ref.vendor_id, unlisted)
-            await self._store.sync_progress(ref.vendor_id, progress)
-            await self._store.sync_finished(ref.vendor_id, error=error, full=ref.full)
+            await finish_sync(
+                self._store, ref.vendor_id, full=ref.full, started_at=ref.started_at, progress=progress, error=error
+            )
         self._finished[ref.sync_id] = None
         while len(self._finished) > FINISHED_SYNCS_KEPT:
             self._finished.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -85,6 +86,18 @@ class SyncProgress:
     items_skipped: int = 0
     items_total: int | None = None
     skip_reasons: dict[str, int] = field(default_factory=dict)
+
+    def add_page(
+        self, offers: int, skipped: int = 0, total: int | None = None, skip_reasons: Mapping[str, int] | None = None
+    ) -> None:
+        """Count one page, the same way whether the embedded sync read it or a node applied it from the changelog."""
+        self.pages += 1
+        self.items_seen += offers
+        self.items_skipped += skipped
+        if total is not None:
+            self.items_total = total
+        for reason, count in (skip_reasons or {}).items():
+            self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + count
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,8 +96,3 @@ def _reason_class(reason: str) -> str:
     """Group free-text skip reasons into countable classes ("price: 'N/A' is not a price" -> "price")."""
     head = reason.split(":", 1)[0].strip().lower()
     return head[:60] or "unknown"
-
-
-def merge_reasons(total: dict[str, int], new: dict[str, int]) -> None:
-    for key, count in new.items():
-        total[key] = total.get(key, 0) + count

@@ -21,8 +21,9 @@ from app.domain.requests import FetchRequest, RequestKind, RequestState, Request
 from app.errors import VendorBadResponse, VendorTimeout
 from app.ingest.breaker import BreakerRegistry, BreakerState, CircuitOpen
 from app.ingest.port import RequestQueue
+from app.ingest.scheduler import RefreshScheduler
 from app.ingest.tracker import RequestTracker
-from app.ingest.workers import EmbeddedWorkers, RefreshScheduler
+from app.ingest.workers import EmbeddedWorkers
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
 from app.store.port import CatalogStore

@@ -1,8 +1,9 @@
 """The Flink job's work, without Flink: a request and its vendor in, the Kafka records to write out.
 
 Everything vendor-specific is the embedded runtime's own code: ``build_source`` + ``VendorHttp`` (through
-``make_source_factory``), ``fetch_product`` and ``fetch_catalog_page`` with the sync's page retries. This module only
-turns their outcomes into ``app.domain.wire`` messages, so the job cannot drift from the embedded workers.
+``make_source_factory``), ``fetch_product``, and the sync's read-ahead page walk with its retries (``walk_pages``).
+This module only turns their outcomes into ``app.domain.wire`` messages, so the job cannot drift from the embedded
+workers.
 
 A catalog sync is cut into slices: each request (or continuation) message fetches at most ``pages_per_message``
 pages or ``message_budget_s`` seconds, emits one PAGE update per page, then writes a continuation message back to
@@ -14,9 +15,7 @@ between its slices, and a sync survives a job restart (the continuation is in Ka
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from app.domain.wire import (
 )
 from app.domain.wire import dead_letter as wire_dead_letter
 from app.errors import CatalogError
-from app.ingest.fetch import PageOutcome, ProductOutcome, fetch_product
-from app.ingest.sync import next_page, page_with_retries
+from app.ingest.fetch import ProductOutcome, fetch_product
+from app.ingest.pages import slice_budget, walk_pages
 from app.settings import Settings
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
@@ -197,7 +196,8 @@ class Processor:
         return [Output(Sink.UPDATES, request.vendor_id, dumps(message))]
 
     async def _catalog_slice(self, source: VendorSource, work: Work) -> list[Output]:
-        """Up to ``pages_per_message`` pages, the next one fetched while the current one is serialised."""
+        """Up to ``pages_per_message`` pages (or ``message_budget_s``), the next one fetched while the current one is
+        serialised: the embedded sync's own walk (``walk_pages``), cut into a slice."""
         request, cont = work.request, work.continuation
         vendor_id = request.vendor_id
         ref = _sync_ref(work)
@@ -206,67 +206,43 @@ class Processor:
             out.append(Output(Sink.UPDATES, vendor_id, dumps(sync_started_message(ref))))
         page_no = cont.page_no if cont else 0
         items = cont.items if cont else 0
-        first_cursor = cont.cursor if cont else None
         config = self.config
-        deadline = time.monotonic() + config.message_budget_s
-        pages: asyncio.Queue[PageOutcome | None] = asyncio.Queue(maxsize=config.read_ahead)
-        attempts = self._settings.page_attempts
         # An incremental request carries the node's ``since``; fetch_catalog_page ignores it for a source that
         # cannot filter by change time. The continuations carry the request, so every slice filters alike.
-        since = None if request.full else request.since
-
-        async def fetch() -> None:
-            cursor, fetched, seen = first_cursor, 0, set[str]()
-            while True:
-                outcome = await page_with_retries(source, cursor, since, attempts, config.page_retry_pause_s)
-                await pages.put(outcome)
-                fetched += 1
-                cursor = outcome.page.next_cursor
-                if cursor is None or fetched >= config.pages_per_message or time.monotonic() >= deadline:
-                    break
-                if cursor in seen:
-                    raise CatalogError(f"vendor {vendor_id} repeated cursor {cursor!r}")
-                seen.add(cursor)
-            await pages.put(None)
-
-        fetcher = asyncio.create_task(fetch())
-        next_cursor: str | None = first_cursor
+        walk = walk_pages(
+            source,
+            cursor=cont.cursor if cont else None,
+            since=None if request.full else request.since,
+            attempts=self._settings.page_attempts,
+            pause_s=config.page_retry_pause_s,
+            read_ahead=config.read_ahead,
+            stop=slice_budget(config.pages_per_message, config.message_budget_s),
+        )
         try:
-            while True:
-                outcome = await next_page(pages, fetcher)
-                if outcome is None:
-                    break
-                page_no += 1
-                page = outcome.page
-                items += len(page.offers)
-                next_cursor = page.next_cursor
-                message = page_message(
-                    ref,
-                    page_no=page_no,
-                    offers=page.offers,
-                    skipped=len(page.skipped),
-                    skip_reasons=outcome.skip_reasons,
-                    total=page.total,
-                )
-                out.append(Output(Sink.UPDATES, vendor_id, dumps(message)))
+            async with walk:
+                async for outcome in walk:
+                    page_no += 1
+                    page = outcome.page
+                    items += len(page.offers)
+                    message = page_message(
+                        ref,
+                        page_no=page_no,
+                        offers=page.offers,
+                        skipped=len(page.skipped),
+                        skip_reasons=outcome.skip_reasons,
+                        total=page.total,
+                    )
+                    out.append(Output(Sink.UPDATES, vendor_id, dumps(message)))
         except CatalogError as exc:
             log.warning("vendor %s: sync %s failed after %d pages: %s", vendor_id, ref.sync_id, page_no, exc.message)
             error = f"{exc.code}: {exc.message}"
-            out.append(
-                Output(
-                    Sink.UPDATES, vendor_id, dumps(sync_finished_message(ref, pages=page_no, items=items, error=error))
-                )
-            )
-            return out
-        finally:
-            fetcher.cancel()
-            with contextlib.suppress(BaseException):
-                await fetcher
-        if next_cursor is None:
+            finished = sync_finished_message(ref, pages=page_no, items=items, error=error)
+            return [*out, Output(Sink.UPDATES, vendor_id, dumps(finished))]
+        if walk.next_cursor is None:
             finished = sync_finished_message(ref, pages=page_no, items=items, error=None)
             out.append(Output(Sink.UPDATES, vendor_id, dumps(finished)))
         else:
-            more = Continuation(ref.sync_id, ref.started_at, next_cursor, page_no, items)
+            more = Continuation(ref.sync_id, ref.started_at, walk.next_cursor, page_no, items)
             out.append(Output(Sink.REQUESTS, vendor_id, dumps(Work(request, more).to_dict())))
         return out
 
