@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -429,7 +428,3 @@ class BigCommerceSimulator(Simulator):
             }
         )
         return response
-
-
-def create_bigcommerce_app(config: SimConfig) -> Starlette:
-    return BigCommerceSimulator(config).app

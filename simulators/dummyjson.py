@@ -11,14 +11,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from simulators.base import Simulator
 from simulators.common import cents, dumps, join_json_array, json_response, raw_json_response
-from simulators.config import USD_RATES, SimConfig
+from simulators.config import USD_RATES
 
 _DEFAULT_LIMIT = 30
 
@@ -135,7 +134,3 @@ def _select(value: str | None) -> list[str] | None:
 def _subset(product: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     # Like DummyJSON's getObjectSubset: absent fields are left out (JSON.stringify drops undefined).
     return {field: product[field] for field in fields if field in product}
-
-
-def create_dummyjson_app(config: SimConfig) -> Starlette:
-    return DummyJsonSimulator(config).app

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -287,7 +286,3 @@ class MagentoSimulator(Simulator):
         response = _message("Too many requests", 429)
         response.headers["Retry-After"] = str(math.ceil(self.config.retry_after_s))
         return response
-
-
-def create_magento_app(config: SimConfig) -> Starlette:
-    return MagentoSimulator(config).app

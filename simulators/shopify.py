@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -478,7 +477,3 @@ def _fields(value: str | None) -> list[str] | None:
 
 def _subset(product: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return {field: product[field] for field in fields if field in product}
-
-
-def create_shopify_app(config: SimConfig) -> Starlette:
-    return ShopifySimulator(config).app

@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -470,7 +469,3 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
         return user, password
     query = request.query_params
     return query.get("consumer_key"), query.get("consumer_secret")
-
-
-def create_woocommerce_app(config: SimConfig) -> Starlette:
-    return WooCommerceSimulator(config).app

@@ -1,15 +1,13 @@
 """Vendor sources: one adapter per platform behind the ``VendorSource`` port, sharing one HTTP wrapper.
 
 ``SOURCES`` is the only place that knows which class serves which ``VendorKind``; everything else holds
-a ``VendorSource`` and walks it with ``iter_catalog``.
+a ``VendorSource`` (and walks its catalog with ``app.ingest.pages.walk_pages``).
 """
 
 from __future__ import annotations
 
-import httpx
-
 from app.domain.models import Vendor, VendorKind
-from app.sources.base import MappingError, iter_catalog
+from app.sources.base import MappingError
 from app.sources.bigcommerce import BigCommerceSource, map_bigcommerce_product
 from app.sources.dummyjson import DummyJsonSource, map_dummyjson_item
 from app.sources.generic import GenericSource, parse_mapping, validate_generic
@@ -32,8 +30,6 @@ __all__ = [
     "VendorHttp",
     "WooCommerceSource",
     "build_source",
-    "iter_catalog",
-    "make_http",
     "map_bigcommerce_product",
     "map_dummyjson_item",
     "map_magento_product",
@@ -44,11 +40,6 @@ __all__ = [
     "supports_changes_since",
     "validate_generic",
 ]
-
-
-def make_http(vendor: Vendor, policy: HttpPolicy | None = None, client: httpx.AsyncClient | None = None) -> VendorHttp:
-    """The ``VendorHttp`` for one vendor: its base URL, its own concurrency limit and stats."""
-    return VendorHttp(vendor.base_url, policy=policy, client=client, vendor_id=vendor.id)
 
 
 SourceClass = (

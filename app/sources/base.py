@@ -8,12 +8,12 @@ failing the page, because one vendor's bad row must not keep its other thousand 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from app.domain.models import Offer, Page, SkippedItem, Vendor
+from app.domain.models import Offer, SkippedItem, Vendor
 from app.domain.normalize import clean_text, parse_price
 from app.errors import VendorAuthError, VendorBadResponse
 
@@ -146,26 +146,3 @@ def expect_list(body: object, what: str) -> list[Any]:
     if not isinstance(body, list):
         raise VendorBadResponse(f"{what}: expected a JSON array, got {type(body).__name__}")
     return body
-
-
-class _PagedSource(Protocol):
-    async def fetch_page(self, cursor: str | None = None, *, since: datetime | None = None) -> Page: ...
-
-
-async def iter_catalog(source: _PagedSource, since: datetime | None = None) -> AsyncIterator[Page]:
-    """Every page of a source's catalog, first to last.
-
-    A vendor whose pagination loops (a ``next`` link pointing back at an earlier page) would otherwise make a
-    sync run forever, so a repeated cursor is a ``VendorBadResponse``.
-    """
-    seen: set[str] = set()
-    cursor: str | None = None
-    while True:
-        page = await source.fetch_page(cursor, since=since)
-        yield page
-        cursor = page.next_cursor
-        if cursor is None:
-            return
-        if cursor in seen:
-            raise VendorBadResponse(f"vendor pagination repeats cursor {cursor!r}", details={"cursor": cursor})
-        seen.add(cursor)

@@ -138,10 +138,6 @@ class Pagination:
     next_path: str | None = None
     next_expression: ParsedResult | None = None
 
-    def first_request(self) -> tuple[str | None, dict[str, str | int]]:
-        """The first page's query: no cursor yet (a ``link`` walk starts at the list path)."""
-        return self.request(None)
-
     def request(self, cursor: str | None) -> tuple[str | None, dict[str, str | int]]:
         """(absolute URL to get instead of the list path, query params) for the page ``cursor`` names."""
         if self.style == "page":

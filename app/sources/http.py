@@ -13,7 +13,7 @@ import logging
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -91,9 +91,6 @@ class HttpStats:
     backoff_s: float = 0.0
     throttled_s: float = 0.0
     last_error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

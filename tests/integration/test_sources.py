@@ -14,6 +14,7 @@ import pytest
 
 from app.domain.models import Offer, Page, Vendor, VendorKind
 from app.errors import VendorAuthError, VendorNotFound, VendorTimeout
+from app.ingest.pages import walk_pages
 from app.sources import (
     DummyJsonSource,
     HttpPolicy,
@@ -21,7 +22,6 @@ from app.sources import (
     VendorHttp,
     WooCommerceSource,
     build_source,
-    iter_catalog,
 )
 from app.sources.port import VendorSource
 from simulators.config import SimConfig
@@ -103,7 +103,9 @@ async def sources() -> AsyncIterator[Callable[..., Source]]:
 
 
 async def walk(source: VendorSource, since: datetime | None = None) -> list[Page]:
-    return [page async for page in iter_catalog(source, since=since)]
+    """Every page, first to last, through the walk the syncs use (a repeated cursor is a ``VendorBadResponse``)."""
+    async with walk_pages(source, since=since, attempts=1) as pages:
+        return [outcome.page async for outcome in pages]
 
 
 def offers_of(pages: list[Page]) -> list[Offer]:

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.domain.models import Availability, Offer, Page, Vendor, VendorKind
 from app.errors import VendorAuthError, VendorNotFound
-from app.sources import BigCommerceSource, HttpPolicy, VendorHttp, build_source, iter_catalog
+from app.ingest.pages import walk_pages
+from app.sources import BigCommerceSource, HttpPolicy, VendorHttp, build_source
+from app.sources.port import VendorSource
 from simulators.bigcommerce import ERROR_TYPE, BigCommerceSimulator
 from simulators.config import SimConfig
 from simulators.server import SimulatorServer
@@ -80,7 +82,13 @@ async def sources() -> AsyncIterator[Callable[..., BigCommerceSource]]:
 
 
 async def walk(source: BigCommerceSource, since: datetime | None = None) -> list[Offer]:
-    return [offer async for page in iter_catalog(source, since=since) for offer in page.offers]
+    return [offer for page in await catalog_pages(source, since) for offer in page.offers]
+
+
+async def catalog_pages(source: VendorSource, since: datetime | None = None) -> list[Page]:
+    """Every page, first to last, through the walk the syncs use (a repeated cursor is a ``VendorBadResponse``)."""
+    async with walk_pages(source, since=since, attempts=1) as pages:
+        return [outcome.page async for outcome in pages]
 
 
 # --- the source ---------------------------------------------------------------------------------------------
@@ -91,7 +99,7 @@ async def test_full_walk_is_every_variant_of_every_carried_product(
 ) -> None:
     carried = len(sim.simulator.state.carried)
     assert 0.55 * 194 < carried < 0.75 * 194
-    pages = [page async for page in iter_catalog(sources(sim))]
+    pages = await catalog_pages(sources(sim))
     offers = [o for page in pages for o in page.offers]
     assert len(pages) == -(-carried // 50)
     assert all(page.total == carried for page in pages)

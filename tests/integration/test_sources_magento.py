@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.domain.models import Offer, Vendor, VendorKind
+from app.domain.models import Offer, Page, Vendor, VendorKind
 from app.errors import VendorAuthError, VendorNotFound
-from app.sources import HttpPolicy, MagentoSource, VendorHttp, build_source, iter_catalog
+from app.ingest.pages import walk_pages
+from app.sources import HttpPolicy, MagentoSource, VendorHttp, build_source
+from app.sources.port import VendorSource
 from simulators.config import SimConfig
 from simulators.magento import NOT_FOUND, MagentoSimulator
 from simulators.server import SimulatorServer
@@ -72,7 +74,13 @@ async def sources() -> AsyncIterator[Callable[..., MagentoSource]]:
 
 
 async def walk(source: MagentoSource, since: datetime | None = None) -> list[Offer]:
-    return [offer async for page in iter_catalog(source, since=since) for offer in page.offers]
+    return [offer for page in await catalog_pages(source, since) for offer in page.offers]
+
+
+async def catalog_pages(source: VendorSource, since: datetime | None = None) -> list[Page]:
+    """Every page, first to last, through the walk the syncs use (a repeated cursor is a ``VendorBadResponse``)."""
+    async with walk_pages(source, since=since, attempts=1) as pages:
+        return [outcome.page async for outcome in pages]
 
 
 # --- the source ---------------------------------------------------------------------------------------------
@@ -81,7 +89,7 @@ async def walk(source: MagentoSource, since: datetime | None = None) -> list[Off
 async def test_full_walk_is_every_enabled_carried_product(sim: Sim, sources: Callable[..., MagentoSource]) -> None:
     carried = len(sim.simulator.state.carried)
     assert 0.6 * 194 < carried < 0.8 * 194
-    pages = [page async for page in iter_catalog(sources(sim))]
+    pages = await catalog_pages(sources(sim))
     offers = [o for page in pages for o in page.offers]
     skipped = [s for page in pages for s in page.skipped]
     # The last page is not followed by a request for a page past the end (which Magento would answer with
@@ -145,7 +153,7 @@ async def test_since_after_a_tick_returns_only_changed_products(
     changed = {fresh.simulator.sku(i - 1) for i in fresh.control("POST", "/_sim/tick")["ids"]}
     assert changed
     source = sources(fresh)
-    pages = [page async for page in iter_catalog(source, since=before)]
+    pages = await catalog_pages(source, since=before)
     seen: set[str | None] = {o.vendor_product_id for page in pages for o in page.offers}
     seen |= {s.vendor_product_id for page in pages for s in page.skipped}
     assert seen == changed

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
@@ -37,6 +37,9 @@ from app.observability import Metric
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+APPLYING = "applying a changelog batch"
 
 
 class Applier(Protocol):
@@ -191,13 +194,15 @@ class KafkaChangelog:
             self._apply_vendors(dead, more_vendors)
             updates += more_updates  # read after the batch's own: partition order is kept
             messages = [*messages, *more]
-            still = self._result(self._applier.unknown_vendors({u.vendor_id for _, u in updates})) or set()
+            _, still = self._on_loop(
+                self._applier.unknown_vendors({u.vendor_id for _, u in updates}), "reading the store"
+            )
             now = time.monotonic()
-            for vendor_id in still:
+            for vendor_id in still or ():
                 self._not_found[vendor_id] = now
-        if updates and not self._call(self._applier.apply([u for _, u in updates])):
+        if updates and not self._on_loop(self._applier.apply([u for _, u in updates]), APPLYING)[0]:
             for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
-                if not self._call(self._applier.apply([update])):
+                if not self._on_loop(self._applier.apply([update]), APPLYING)[0]:
                     self._dead_letter(dead, msg, f"not applied: {self.last_error}")
         for msg in messages:
             if msg.error() is None:
@@ -232,15 +237,15 @@ class KafkaChangelog:
         for msg, definition in vendors:
             if definition.vendor is not None:
                 self._not_found.pop(definition.vendor_id, None)
-            if not self._call(self._applier.apply_vendor(definition.vendor_id, definition.vendor)):
+            if not self._on_loop(self._applier.apply_vendor(definition.vendor_id, definition.vendor), APPLYING)[0]:
                 self._dead_letter(dead, msg, f"not applied: {self.last_error}")
 
     def _wants_catch_up(self, vendor_ids: set[str]) -> bool:
         if not vendor_ids:
             return False
-        unknown = self._result(self._applier.unknown_vendors(vendor_ids)) or set()
+        _, unknown = self._on_loop(self._applier.unknown_vendors(vendor_ids), "reading the store")
         now = time.monotonic()
-        return any(now - self._not_found.get(v, -1e18) >= self._unknown_retry_s for v in unknown)
+        return any(now - self._not_found.get(v, -1e18) >= self._unknown_retry_s for v in unknown or ())
 
     def _catch_up(self, consumer: Consumer) -> list[Message]:
         """Read ``catalog_vendors`` until it stays quiet, the updates partitions paused meanwhile; returns what was
@@ -289,28 +294,16 @@ class KafkaChangelog:
         value = msg.value()
         return _VendorDef(vendor_id, None if value is None else parse_vendor(value))
 
-    def _result(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run a coroutine on the loop and return its result (None, and ``last_error``, when it raised)."""
+    def _on_loop(self, coro: Coroutine[Any, Any, T], doing: str) -> tuple[bool, T | None]:
+        """Run a coroutine on the event loop and wait: (True, its result), or (False, None) and ``last_error``."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result()
+            return True, future.result()
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("reading the store failed")
-            return None
-
-    def _call(self, coro: Coroutine[Any, Any, Any]) -> bool:
-        """Run a coroutine on the loop and wait; False (and ``last_error``) when it raised."""
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            future.result()
-        except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("applying a changelog batch failed")
-            return False
-        return True
+            log.exception("%s failed", doing)
+            return False, None
 
     def _dead_letter(self, dead: Producer, msg: Message, reason: str) -> None:
         self.dead_letters += 1
