@@ -172,13 +172,11 @@ def build_container(settings: Settings) -> Container:
     vendor_feed: KafkaVendorFeed | None = None
     changes: KafkaChangePublisher | None = None  # without one, a webhook is applied to this node's store
     if settings.runtime == "kafka":
-        # No embedded workers: the Flink job calls the vendors; this node publishes and applies the changelog.
-
-        # The job holds no sync status: this node plans full or incremental before publishing.
+        # No embedded workers: the Flink job calls the vendors; this node publishes and applies the changelog. The
+        # job holds no sync status, so this node plans full or incremental before publishing.
         queue = KafkaRequestQueue(
             settings, plan=functools.partial(plan_catalog, store=store, changes_since=supports_changes_since)
         )
-
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
         changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
@@ -190,9 +188,6 @@ def build_container(settings: Settings) -> Container:
         default_wait_ms=settings.wait_ms_default,
         max_wait_ms=settings.wait_ms_max,
         breakers=breakers,
-    )
-    changes = (
-        KafkaChangePublisher(queue, settings.kafka_topic_updates) if isinstance(queue, KafkaRequestQueue) else None
     )
     vendors = vendor_service(
         settings, store, sources=sources, breakers=breakers, catalog=catalog, feed=vendor_feed, changes=changes
