@@ -18,6 +18,7 @@ from app.distributed.kafka.consumer import KafkaChangelog
 from app.distributed.kafka.queue import KafkaRequestQueue
 from app.distributed.kafka.updates import KafkaChangePublisher
 from app.distributed.kafka.vendor_feed import KafkaVendorFeed
+from app.domain.cursor import TokenSigner
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
 from app.health.service import HealthService
@@ -128,6 +129,8 @@ class Container:
     replication: Replication | None = None
     # GET /metrics renders whatever these return; a component adds its gauges by appending a provider
     metric_providers: list[MetricProvider] = field(default_factory=list)
+    # signs the cursors and change tokens the API hands out (setting CATALOG_CURSOR_KEY)
+    tokens: TokenSigner = field(default_factory=lambda: TokenSigner(b"unset: replaced by build_container"))
 
     async def start(self) -> None:
         self.store.open()
@@ -229,6 +232,7 @@ def build_container(settings: Settings) -> Container:
         vendor_feed,
         replication,
     )
+    container.tokens = TokenSigner(settings.token_key())
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     return container

@@ -8,6 +8,9 @@ deep in a source reaches the client with a meaningful status instead of a bare 5
     ├── NotFound                    404
     ├── Conflict                    409
     ├── InvalidInput                422
+    ├── InvalidToken                400  (a cursor or change token this API did not issue)
+    ├── Gone                        410  (a change token older than the feed keeps: resync)
+    ├── PayloadTooLarge             413
     ├── Unauthorized                401
     ├── Forbidden                   403
     ├── ServiceUnavailable          503  (queue full, store down, not ready)
@@ -50,6 +53,24 @@ class Conflict(CatalogError):
 class InvalidInput(CatalogError):
     status_code = 422
     code = "invalid_input"
+
+
+class InvalidToken(CatalogError):
+    """A 400, not a 422: the token has the documented shape (so it passes schema validation) but its signature
+    or content says this API never issued it."""
+
+    status_code = 400
+    code = "invalid_token"
+
+
+class Gone(CatalogError):
+    status_code = 410
+    code = "resync_required"
+
+
+class PayloadTooLarge(CatalogError):
+    status_code = 413
+    code = "payload_too_large"
 
 
 class Unauthorized(CatalogError):

@@ -15,8 +15,11 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from app.analytics import endpoints as analytics
 from app.api import bench
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
-from app.bootstrap import build_container
+from app.api.limits import DeclaredBodyLimit
+from app.api.openapi import install_openapi
+from app.bootstrap import build_container, load_rates
 from app.catalog import endpoints as products
 from app.health import endpoints as health
 from app.health import metrics
@@ -28,7 +31,9 @@ from app.vendors import webhooks
 DESCRIPTION = """One fast, always-fresh product catalog unified from many vendors' APIs.
 
 Every error has the same body: `{"error": {"code", "message", "details"}}`.
-Admin calls need the `X-API-Key` header (401 without it, 403 with a wrong one).
+Admin calls need the `X-API-Key` header (the `AdminKey` security scheme: 401 without it, 403 with a wrong one);
+every other call is public. Prices are exact decimals as strings. Cursors and change tokens are opaque and signed:
+pass them back as they came.
 """
 
 
@@ -47,13 +52,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await container.stop()
 
-    app = FastAPI(title="Unified Vendor Catalog", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Unified Vendor Catalog",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        max_body_size=settings.max_body_bytes,
+    )
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
+    app.add_middleware(DeclaredBodyLimit, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for module in (products, vendors, requests, health, webhooks, metrics, analytics):
         app.include_router(module.router)
     if settings.bench_routes:
         app.include_router(bench.router)
+    install_docs(app)
+
+    def currencies() -> list[str]:
+        container = getattr(app.state, "container", None)
+        rates = container.store.rates if container is not None else load_rates(settings)
+        return sorted(rates.rates) if rates is not None else []
+
+    install_openapi(app, public_url=settings.public_url, currencies=currencies)
     return app
 
 

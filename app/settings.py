@@ -5,6 +5,7 @@ The README's settings table is generated from this class (``catalog settings``),
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +65,32 @@ class Settings(BaseSettings):
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
     gzip_min_bytes: int = Field(1024, ge=0, description="Responses at least this large are gzipped when asked.")
     bench_routes: bool = Field(False, description="Expose `/_bench/*` (benchmark baseline routes).")
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where clients reach this API: the OpenAPI `servers` entry generated clients default to.",
+    )
+    cursor_key: str | None = Field(
+        None,
+        description="Key that signs pagination cursors and change-feed tokens (HMAC-SHA256, 16+ characters; the same "
+        "on every node). Unset: derived from `CATALOG_ADMIN_KEY`.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body accepted (webhooks included); larger ones answer 413 before being read.",
+    )
+    changes_retention_s: float = Field(
+        30 * 86_400,
+        gt=0,
+        description="How long deletions stay in the change feed; an older `since` token answers 410 (resync).",
+    )
+    changes_stream_max_s: float = Field(
+        300.0,
+        gt=0,
+        description="How long one `/changes/stream` connection lasts before the server closes it (the client "
+        "reconnects with `Last-Event-ID`).",
+    )
+    changes_poll_s: float = Field(0.25, gt=0, description="How often an open change stream looks for new changes.")
     rates_file: Path | None = Field(
         None,
         description="JSON exchange rates for `?currency=` and cross-currency price sorts "
@@ -117,6 +144,14 @@ class Settings(BaseSettings):
     def _no_default_secret_in_production(self) -> Settings:
         if self.env == "production" and self.admin_key == DEV_ADMIN_KEY:
             raise ValueError("CATALOG_ADMIN_KEY must be set to a secret of your own in production")
+        if self.cursor_key is not None and len(self.cursor_key) < 16:
+            raise ValueError("CATALOG_CURSOR_KEY needs at least 16 characters")
         if self.wait_ms_default > self.wait_ms_max:
             raise ValueError("CATALOG_WAIT_MS_DEFAULT cannot exceed CATALOG_WAIT_MS_MAX")
         return self
+
+    def token_key(self) -> bytes:
+        """The cursor/token signing key: set explicitly, or derived from the admin key every node shares."""
+        if self.cursor_key:
+            return self.cursor_key.encode()
+        return hashlib.sha256(b"catalog-token-key:" + self.admin_key.encode()).digest()

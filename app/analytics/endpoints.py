@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from app.analytics.schemas import ProductPriceHistory, VendorAnalyticsList
 from app.analytics.service import AnalyticsService
 from app.api.deps import AdminDep, ContainerDep
-from app.api.errors import ERROR_RESPONSES
+from app.api.errors import errors
 from app.bootstrap import Container
 from app.errors import ServiceUnavailable
 
@@ -30,7 +30,11 @@ def analytics_of(container: Container) -> AnalyticsService:
     return container.replication.analytics
 
 
-@router.get("/products/{product_id}/prices", responses=ERROR_RESPONSES)
+@router.get(
+    "/products/{product_id}/prices",
+    operation_id="getProductPriceHistory",
+    responses=errors(401, 403, 404, 422, 503, s503="`DATABASE_URL` is not set, or PostgreSQL does not answer."),
+)
 async def product_prices(
     container: ContainerDep,
     product_id: str,
@@ -42,7 +46,11 @@ async def product_prices(
     return await analytics_of(container).product_prices(product_id, since, until)
 
 
-@router.get("/vendors", responses=ERROR_RESPONSES)
+@router.get(
+    "/vendors",
+    operation_id="listVendorAnalytics",
+    responses=errors(401, 403, 503, s503="`DATABASE_URL` is not set, or PostgreSQL does not answer."),
+)
 async def vendors(container: ContainerDep) -> VendorAnalyticsList:
     """Per vendor: products, offers, in-stock share, data freshness (last successful sync), failed syncs."""
     return await analytics_of(container).vendors()

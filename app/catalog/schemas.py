@@ -1,9 +1,13 @@
 """Product response models: they document the API (OpenAPI). Product bodies are served as precomputed
-bytes; these models describe that JSON for the schema."""
+bytes; these models describe that JSON for the schema.
+
+Only ``id`` is required in a product: with ``fields=`` (sparse fields) a response carries just the fields
+asked for. Without it every field is present.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PriceRangeOut(BaseModel):
@@ -20,20 +24,23 @@ class DisplayPrices(BaseModel):
 
 
 class ProductSummary(BaseModel):
+    # Every field but the id may be left out by ``fields=``: the schema must not promise them.
+    model_config = ConfigDict(json_schema_extra={"required": ["id"]})
+
     id: str
-    name: str
-    brand: str | None
-    category: str | None
-    gtin: str | None = Field(description="GTIN-14, check digit verified.")
-    image: str | None
-    currency: str = Field(description="The currency most of the product's offers use.")
-    min_price: str = Field(description="Lowest offer price in `currency` (exact decimal as a string).")
-    max_price: str
-    prices: list[PriceRangeOut] = Field(description="Price range per currency the offers are listed in.")
-    in_stock: bool
-    offer_count: int
-    vendors: list[str]
-    updated_at: str
+    name: str = ""
+    brand: str | None = None
+    category: str | None = None
+    gtin: str | None = Field(None, description="GTIN-14, check digit verified.")
+    image: str | None = None
+    currency: str = Field("", description="The currency most of the product's offers use.")
+    min_price: str = Field("", description="Lowest offer price in `currency` (exact decimal as a string).")
+    max_price: str = ""
+    prices: list[PriceRangeOut] = Field([], description="Price range per currency the offers are listed in.")
+    in_stock: bool = False
+    offer_count: int = 0
+    vendors: list[str] = []
+    updated_at: str = ""
     display: DisplayPrices | None = Field(
         None, description="Only with `?currency=`: prices converted for display; the originals stay as they are."
     )
@@ -59,11 +66,16 @@ class OfferOut(BaseModel):
 
 
 class ProductDetail(ProductSummary):
-    description: str
-    images: list[str]
-    offers: list[OfferOut]
+    description: str = ""
+    images: list[str] = []
+    offers: list[OfferOut] = []
 
 
 class ProductList(BaseModel):
     items: list[ProductSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class ProductBatch(BaseModel):
+    items: list[ProductDetail] = Field(description="The products found, in the order asked.")
+    missing: list[str] = Field(description="Ids asked for that name no product here.")

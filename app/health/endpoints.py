@@ -5,20 +5,24 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import ContainerDep
-from app.api.errors import ERROR_RESPONSES
+from app.api.errors import errors
 from app.errors import ServiceUnavailable
 from app.health.schemas import Health, Ready, ReplicationStatus
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", operation_id="getHealth")
 async def health() -> Health:
     """The process is alive (it says nothing about its dependencies)."""
     return Health(status="ok")
 
 
-@router.get("/ready", responses={503: ERROR_RESPONSES[503]})
+@router.get(
+    "/ready",
+    operation_id="getReadiness",
+    responses=errors(503, s503="Not ready: `details` has the failing checks and their reasons."),
+)
 async def ready(container: ContainerDep) -> Ready:
     """The store answers and the workers run; 503 with the failing checks otherwise."""
     state = container.health.readiness()

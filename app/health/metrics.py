@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", operation_id="getMetrics", response_class=PlainTextResponse)
 async def metrics(container: ContainerDep) -> PlainTextResponse:
     """Gauges and counters of this node (replication backlog, lag, errors when DATABASE_URL is set)."""
     state = container.health.readiness()

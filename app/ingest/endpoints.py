@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import CatalogDep
-from app.api.errors import ERROR_RESPONSES
+from app.api.errors import errors
 from app.domain.requests import RequestState
 from app.errors import NotFound
 from app.ingest.schemas import RequestOut
@@ -30,7 +30,7 @@ def request_out(state: RequestState) -> RequestOut:
     )
 
 
-@router.get("/requests/{request_id}", responses=ERROR_RESPONSES)
+@router.get("/requests/{request_id}", operation_id="getRequest", responses=errors(404))
 async def get_request(catalog: CatalogDep, request_id: str) -> RequestOut:
     """pending, done (with the product's id), not_found, or failed (with the vendor's error)."""
     state = catalog.tracker.get(request_id)

@@ -38,13 +38,14 @@ WEBHOOK_ERRORS: dict[int | str, dict[str, Any]] = {
     for status, description in {
         401: "Signature missing or not valid, or the vendor has no `webhook_secret` credential.",
         404: "No such vendor, or the vendor is of another platform.",
+        413: "The body is larger than `CATALOG_MAX_BODY_BYTES` (refused before it is read).",
         422: "Signed, but the body is not the JSON object the topic needs.",
         503: "The changelog cannot take the change now (`CATALOG_RUNTIME=kafka`, broker away): deliver it again.",
     }.items()
 }
 
 
-@router.post("/webhooks/shopify/{vendor_id}", responses=WEBHOOK_ERRORS)
+@router.post("/webhooks/shopify/{vendor_id}", operation_id="receiveShopifyWebhook", responses=WEBHOOK_ERRORS)
 async def shopify_webhook(
     request: Request,
     vendors: VendorsDep,
@@ -65,7 +66,7 @@ async def shopify_webhook(
     return WebhookResult.of(outcome)
 
 
-@router.post("/webhooks/woocommerce/{vendor_id}", responses=WEBHOOK_ERRORS)
+@router.post("/webhooks/woocommerce/{vendor_id}", operation_id="receiveWooCommerceWebhook", responses=WEBHOOK_ERRORS)
 async def woocommerce_webhook(
     request: Request,
     vendors: VendorsDep,

@@ -78,7 +78,7 @@ def expected_display(rates: Rates, item: dict[str, Any], currency: str) -> dict[
 
 def test_list_adds_converted_prices_and_keeps_the_originals(shop: Shop) -> None:
     plain = {i["id"]: i for i in all_products(shop.client)}
-    converted = all_products(shop.client, currency="eur")
+    converted = all_products(shop.client, currency="EUR")
     assert {i["id"] for i in converted} == set(plain)
     assert {i["currency"] for i in converted} == {"USD", "TRY"}
     for item in converted:
