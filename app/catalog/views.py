@@ -66,8 +66,9 @@ class View:
     """What a request asks of each document: a conversion, a subset of fields, or neither."""
 
     def __init__(self, display: Display | None, fields: Sequence[str] | None) -> None:
+        """``fields``: the fields kept, ``id`` always among them (a client must know what it holds)."""
         self.display = display
-        self.fields = tuple(fields) if fields is not None else None
+        self.fields = tuple(f for f in fields if f != "id") if fields is not None else None
 
     @property
     def plain(self) -> bool:
@@ -80,7 +81,7 @@ class View:
         if self.display is not None:
             _display(doc, *self.display)
         if self.fields is not None:
-            doc = {name: doc[name] for name in self.fields if name in doc}
+            doc = {name: doc[name] for name in ("id", *self.fields) if name in doc}
         return orjson.dumps(doc)
 
     def etag(self, etag: str) -> str:

@@ -105,6 +105,10 @@ _NUMBER = re.compile(r"[0-9]+(?:[.,' ][0-9]+)*")
 _SEPARATOR = re.compile(r"[.,' ]")
 
 
+#: The codes ``parse_currency`` knows (the API's schema lists them).
+ISO_4217 = _ISO_4217
+
+
 def parse_currency(code: object) -> str:
     """Upper-case and validate, so every stored currency can be compared and grouped by plain equality."""
     if isinstance(code, str) and (upper := code.strip().upper()) in _ISO_4217:

@@ -6,10 +6,20 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, RootModel, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    RootModel,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from app.domain.models import Vendor, VendorKind
-from app.domain.normalize import parse_currency
+from app.domain.normalize import ISO_4217
 from app.domain.queries import VendorSyncStatus
 from app.ingest.breaker import BreakerSnapshot
 from app.sources.generic import MappingSpecError, parse_mapping
@@ -18,6 +28,15 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 Slug = Annotated[str, Field(pattern=SLUG.pattern, description="Lower-case letters, digits, '-' and '_'.")]
+# Strict types: the schema says boolean and integer, so 0, "yes" or "10" are refused rather than coerced.
+RefreshInterval = Annotated[StrictInt, Field(ge=10, le=7 * 86_400)]
+Currency = Annotated[str, Field(description="ISO 4217 code, upper case.", json_schema_extra={"enum": sorted(ISO_4217)})]
+
+
+def _exact_currency(value: str | None) -> str | None:
+    if value is not None and value not in ISO_4217:
+        raise ValueError(f"not an ISO 4217 currency code: {value!r}")
+    return value
 
 
 class GenericMapping(RootModel[dict[str, Any]]):
@@ -41,15 +60,15 @@ class VendorIn(BaseModel):
     kind: VendorKind
     base_url: HttpUrl
     credentials: dict[str, str] = Field(default_factory=dict)
-    currency: str
-    refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
-    enabled: bool = True
+    currency: Currency
+    refresh_interval_s: RefreshInterval | None = None
+    enabled: StrictBool = True
     mapping: GenericMapping | None = Field(None, description="Required for kind `generic`, refused otherwise.")
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        return parse_currency(value)
+        return str(_exact_currency(value))
 
     @model_validator(mode="after")
     def _mapping_for_generic(self) -> VendorIn:
@@ -79,15 +98,15 @@ class VendorPatch(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     base_url: HttpUrl | None = None
     credentials: dict[str, str] | None = None
-    currency: str | None = None
-    refresh_interval_s: Annotated[int, Field(ge=10, le=7 * 86_400)] | None = None
-    enabled: bool | None = None
+    currency: Currency | None = None
+    refresh_interval_s: RefreshInterval | None = None
+    enabled: StrictBool | None = None
     mapping: GenericMapping | None = None
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
-        return None if value is None else parse_currency(value)
+        return _exact_currency(value)
 
 
 class SyncOut(BaseModel):

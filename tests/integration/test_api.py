@@ -585,7 +585,7 @@ def test_patch_changes_only_what_is_sent(sims: Callable[..., Sim], service: Call
     register(client, shop, "shop", refresh_interval_s=600)
     wait_synced(client, "shop")
     response = client.patch(
-        "/vendors/shop", json={"name": "Renamed", "refresh_interval_s": 300, "currency": "eur"}, headers=admin()
+        "/vendors/shop", json={"name": "Renamed", "refresh_interval_s": 300, "currency": "EUR"}, headers=admin()
     )
     assert response.status_code == 200, response.text
     body = vendor_state(client, "shop")
