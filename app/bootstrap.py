@@ -7,12 +7,14 @@ The API, the CLI and the tests all build their object graph here, so they run th
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
 from app.catalog.service import CatalogService
+from app.changes.service import ChangeFeed
 from app.distributed.changelog_applier import ChangelogApplier
 from app.distributed.kafka.consumer import KafkaChangelog
 from app.distributed.kafka.queue import KafkaRequestQueue
@@ -131,6 +133,8 @@ class Container:
     metric_providers: list[MetricProvider] = field(default_factory=list)
     # signs the cursors and change tokens the API hands out (setting CATALOG_CURSOR_KEY)
     tokens: TokenSigner = field(default_factory=lambda: TokenSigner(b"unset: replaced by build_container"))
+    # GET /changes and /changes/stream
+    changes: ChangeFeed | None = None
 
     async def start(self) -> None:
         self.store.open()
@@ -160,6 +164,20 @@ class Container:
 
         for vendor in await self.vendors.register(demo_vendors(self.settings.demo_host)):
             log.info("registered demo vendor %s at %s", vendor.id, vendor.base_url)
+
+
+def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
+    """Embedded: positions are this file's own (its epoch); kafka: the changelog's, the same on every node, so
+    the epoch is the changelog topic's name (a token from another deployment's topic is refused)."""
+    kafka = settings.runtime == "kafka"
+    epoch = (
+        int.from_bytes(hashlib.blake2b(settings.kafka_topic_updates.encode(), digest_size=7).digest())
+        if kafka
+        else None
+    )
+    return ChangeFeed(
+        store.changes, store.prune_changes, epoch=epoch, local_part=not kafka, retention_s=settings.changes_retention_s
+    )
 
 
 def build_container(settings: Settings) -> Container:
@@ -233,6 +251,7 @@ def build_container(settings: Settings) -> Container:
         replication,
     )
     container.tokens = TokenSigner(settings.token_key())
+    container.changes = change_feed(settings, store)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     return container

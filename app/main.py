@@ -21,6 +21,7 @@ from app.api.limits import DeclaredBodyLimit
 from app.api.openapi import install_openapi
 from app.bootstrap import build_container, load_rates
 from app.catalog import endpoints as products
+from app.changes import endpoints as changes
 from app.health import endpoints as health
 from app.health import metrics
 from app.ingest import endpoints as requests
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     app.add_middleware(DeclaredBodyLimit, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (products, vendors, requests, health, webhooks, metrics, analytics):
+    for module in (products, changes, vendors, requests, health, webhooks, metrics, analytics):
         app.include_router(module.router)
     if settings.bench_routes:
         app.include_router(bench.router)

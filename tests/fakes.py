@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.domain import documents
+from app.domain.changes import FeedPosition
 from app.domain.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from app.domain.models import Availability, Offer, Page, Product, Vendor, VendorKind, utcnow
 from app.domain.money import Rates
@@ -281,6 +282,14 @@ class FakeCatalogStore:
         if unlisted:
             self._rebuild()
         return len(unlisted)
+
+    async def upsert_positioned(self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> None:
+        """No change feed here: the offers are upserted as ``upsert_offers`` would."""
+        for _, offers in batches:
+            await self.upsert_offers(offers)
+
+    async def set_feed_position(self, position: FeedPosition | None) -> None:
+        return None
 
     async def delete_offers_of(self, vendor_id: str, product_or_parent_id: str, keep: Sequence[str] = ()) -> int:
         await asyncio.sleep(0)

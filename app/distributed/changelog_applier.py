@@ -19,6 +19,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from app.domain.changes import FeedPosition
 from app.domain.models import Offer, Vendor
 from app.domain.queries import SyncProgress
 from app.domain.requests import RequestStatus
@@ -94,36 +95,60 @@ class ChangelogApplier:
 
     # -- product updates -----------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[Update]) -> None:
-        """Apply in order; runs of offer-carrying updates share one upsert."""
-        run: list[Update] = []
-        for update in updates:
+    async def apply(self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None) -> None:
+        """Apply in order; runs of offer-carrying updates share one upsert. ``positions`` (one per update: where
+        the consumer read it) make the change feed record each product change at its message's position."""
+        if positions is not None and len(positions) != len(updates):
+            raise ValueError("one position per update")
+        run: list[tuple[Update, FeedPosition | None]] = []
+        for i, update in enumerate(updates):
+            position = positions[i] if positions is not None else None
             if update.type in (UpdateType.PRODUCT, UpdateType.PAGE):
-                run.append(update)
+                run.append((update, position))
                 continue
             await self._apply_run(run)
             run = []
-            if update.type is UpdateType.WEBHOOK:
-                await self._apply_webhook(update)
-            else:
-                await self._apply_sync_edge(update)
+            if position is not None:
+                await self._store.set_feed_position(position)
+            try:
+                if update.type is UpdateType.WEBHOOK:
+                    await self._apply_webhook(update)
+                else:
+                    await self._apply_sync_edge(update)
+            finally:
+                if position is not None:
+                    await self._store.set_feed_position(None)
         await self._apply_run(run)
         self.applied += len(updates)
 
-    async def _apply_run(self, run: list[Update]) -> None:
-        if not run:
+    async def _apply_run(self, positioned: list[tuple[Update, FeedPosition | None]]) -> None:
+        if not positioned:
             return
+        run = [u for u, _ in positioned]
         known = {vid for vid in {u.vendor_id for u in run} if self._store.get_vendor(vid) is not None}
         for vendor_id, count in Counter(u.vendor_id for u in run if u.vendor_id not in known).items():
             self._skipped(vendor_id, count)
-        offers: list[Offer] = [
-            offer
-            for u in run
-            if u.vendor_id in known and (u.type is UpdateType.PAGE or u.raw.get("status") == RequestStatus.DONE.value)
-            for offer in u.offers
-        ]
-        for start in range(0, len(offers), self._max_upsert):
-            await self._store.upsert_offers(offers[start : start + self._max_upsert])
+
+        def carries_offers(u: Update) -> bool:
+            return u.vendor_id in known and (
+                u.type is UpdateType.PAGE or u.raw.get("status") == RequestStatus.DONE.value
+            )
+
+        offers: list[Offer] = [offer for u in run if carries_offers(u) for offer in u.offers]
+        if all(p is not None for _, p in positioned):
+            batch: list[tuple[FeedPosition, Sequence[Offer]]] = []
+            size = 0
+            for u, position in positioned:
+                if carries_offers(u) and u.offers and position is not None:
+                    batch.append((position, u.offers))
+                    size += len(u.offers)
+                if size >= self._max_upsert:
+                    await self._store.upsert_positioned(batch)
+                    batch, size = [], 0
+            await self._store.upsert_positioned(batch)
+        else:
+            for start in range(0, len(offers), self._max_upsert):
+                await self._store.upsert_offers(offers[start : start + self._max_upsert])
         self.offers_applied += len(offers)
         progressed: dict[str, _Sync] = {}
         for u in run:
@@ -232,8 +257,18 @@ class ChangelogApplier:
 
     # -- vendor definitions --------------------------------------------------------------------------------
 
-    async def apply_vendor(self, vendor_id: str, vendor: Vendor | None) -> bool:
-        """Bring this node's vendor in line with the definition read (None: deleted); True when it changed."""
+    async def apply_vendor(self, vendor_id: str, vendor: Vendor | None, position: FeedPosition | None = None) -> bool:
+        """Bring this node's vendor in line with the definition read (None: deleted); True when it changed.
+        ``position``: where it was read, for the change feed (a deletion removes the vendor's products)."""
+        if position is None:
+            return await self._apply_vendor(vendor_id, vendor)
+        await self._store.set_feed_position(position)
+        try:
+            return await self._apply_vendor(vendor_id, vendor)
+        finally:
+            await self._store.set_feed_position(None)
+
+    async def _apply_vendor(self, vendor_id: str, vendor: Vendor | None) -> bool:
         current = self._store.get_vendor(vendor_id)
         if vendor is None:
             if current is None:

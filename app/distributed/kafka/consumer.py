@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from app.distributed.kafka.config import consumer_config, group_id, producer_config
+from app.domain.changes import FeedPosition
 from app.domain.models import Vendor
 from app.domain.wire import ChangelogError, Update, dead_letter, encode, loads, parse_update, parse_vendor
 from app.observability import Metric
@@ -49,9 +50,18 @@ class Applier(Protocol):
     offers_applied: int
     unknown_vendor: int
 
-    async def apply(self, updates: Sequence[Update]) -> None: ...
-    async def apply_vendor(self, vendor_id: str, vendor: Vendor | None) -> bool: ...
+    async def apply(self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None) -> None: ...
+    async def apply_vendor(
+        self, vendor_id: str, vendor: Vendor | None, position: FeedPosition | None = None
+    ) -> bool: ...
     async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]: ...
+
+
+def feed_position(msg: Message, prefix: str) -> FeedPosition:
+    """Where a message is in the changelog, as the change feed names it: the same on every node that reads it
+    (partition, offset, and the timestamp the producer gave it)."""
+    _, timestamp_ms = msg.timestamp()
+    return FeedPosition(f"{prefix}{msg.partition()}", int(msg.offset() or 0) + 1, max(0, timestamp_ms) / 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +210,14 @@ class KafkaChangelog:
             now = time.monotonic()
             for vendor_id in still or ():
                 self._not_found[vendor_id] = now
-        if updates and not self._on_loop(self._applier.apply([u for _, u in updates]), APPLYING)[0]:
+        if (
+            updates
+            and not self._on_loop(
+                self._applier.apply([u for _, u in updates], [feed_position(m, "u") for m, _ in updates]), APPLYING
+            )[0]
+        ):
             for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
-                if not self._on_loop(self._applier.apply([update]), APPLYING)[0]:
+                if not self._on_loop(self._applier.apply([update], [feed_position(msg, "u")]), APPLYING)[0]:
                     self._dead_letter(dead, msg, f"not applied: {self.last_error}")
         for msg in messages:
             if msg.error() is None:
@@ -237,7 +252,8 @@ class KafkaChangelog:
         for msg, definition in vendors:
             if definition.vendor is not None:
                 self._not_found.pop(definition.vendor_id, None)
-            if not self._on_loop(self._applier.apply_vendor(definition.vendor_id, definition.vendor), APPLYING)[0]:
+            applying = self._applier.apply_vendor(definition.vendor_id, definition.vendor, feed_position(msg, "v"))
+            if not self._on_loop(applying, APPLYING)[0]:
                 self._dead_letter(dead, msg, f"not applied: {self.last_error}")
 
     def _wants_catch_up(self, vendor_ids: set[str]) -> bool:

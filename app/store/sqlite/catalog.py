@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from app.domain.changes import FeedPosition
 from app.domain.models import Offer, Vendor, utcnow
 from app.domain.money import Rates
 from app.domain.queries import (
@@ -30,6 +31,7 @@ from app.domain.queries import (
     VendorSyncStatus,
 )
 from app.store.sqlite import vendors
+from app.store.sqlite.changes import SqliteChanges, prune, set_position
 from app.store.sqlite.connection import Connections
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, refresh_base_prices, unique
@@ -52,6 +54,7 @@ class SqliteCatalog:
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
+        self.changes = SqliteChanges(self._db)
 
     @property
     def rates(self) -> Rates | None:
@@ -150,6 +153,30 @@ class SqliteCatalog:
         return await self._db.transaction(
             lambda c: self._offers.delete_offers_of(c, vendor_id, product_or_parent_id, keep)
         )
+
+    # -- the change feed (app/store/sqlite/changes.py) -------------------------------------------------------
+
+    async def upsert_positioned(self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> None:
+        """Upsert each batch of offers as the changelog message at its position, all in one transaction (one
+        commit for many pages, as ``upsert_offers`` of the whole run did), each product change recorded at the
+        position of the message that made it."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            for position, offers in batches:
+                set_position(conn, position)
+                self._offers.upsert(conn, unique(offers))
+            set_position(conn, None)
+
+        if batches:
+            await self._db.transaction(run)
+
+    async def set_feed_position(self, position: FeedPosition | None) -> None:
+        """For the writes of one changelog message that are not plain upserts (a webhook's removals, a sync's
+        end, a vendor deleted): set before them, cleared (None) after."""
+        await self._db.transaction(lambda c: set_position(c, position))
+
+    async def prune_changes(self, before: float) -> int:
+        return await self._db.transaction(lambda c: prune(c, before))
 
     # -- products --------------------------------------------------------------------------------------------
 

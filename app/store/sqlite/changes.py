@@ -1,0 +1,68 @@
+"""The change feed's SQLite side: reading the ``feed`` table the product triggers fill, and telling those
+triggers which changelog position is being applied (migration ``0005_change_feed.sql``).
+
+Reads run on the caller's reader connection like every read; positions are set inside the writer's transaction
+that applies the message, so a product's row always names the message that changed it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from app.domain.changes import FeedPosition, FeedRow
+from app.store.sqlite.connection import Connections, chunks, marks
+
+
+def set_position(conn: sqlite3.Connection, position: FeedPosition | None) -> None:
+    """Inside a write transaction: what the product triggers record as the position of what follows."""
+    if position is None:
+        conn.execute("UPDATE feed_control SET part = NULL, pos = NULL, at = NULL WHERE id = 1")
+    else:
+        conn.execute(
+            "UPDATE feed_control SET part = ?, pos = ?, at = ? WHERE id = 1", (position.part, position.pos, position.at)
+        )
+
+
+def prune(conn: sqlite3.Connection, before: float) -> int:
+    """Drop deletions older than ``before`` (Unix seconds), raising each part's floor past them."""
+    conn.execute(
+        "INSERT INTO feed_floor (part, pos) SELECT part, max(pos) FROM feed WHERE deleted = 1 AND at < ? "
+        "GROUP BY part ON CONFLICT (part) DO UPDATE SET pos = max(feed_floor.pos, excluded.pos)",
+        (before,),
+    )
+    return conn.execute("DELETE FROM feed WHERE deleted = 1 AND at < ?", (before,)).rowcount
+
+
+class SqliteChanges:
+    def __init__(self, db: Connections) -> None:
+        self._db = db
+
+    def epoch(self) -> int:
+        row = self._db.reader.execute("SELECT value FROM meta WHERE key = 'feed_epoch'").fetchone()
+        return int(row[0])
+
+    def parts(self) -> dict[str, int]:
+        """Every part with its highest position."""
+        return dict(self._db.reader.execute("SELECT part, max(pos) FROM feed GROUP BY part").fetchall())
+
+    def floors(self) -> dict[str, int]:
+        return dict(self._db.reader.execute("SELECT part, pos FROM feed_floor").fetchall())
+
+    def rows_after(self, part: str, pos: int, limit: int) -> list[FeedRow]:
+        rows = self._db.reader.execute(
+            "SELECT product_id, part, pos, at, deleted FROM feed WHERE part = ? AND pos > ? "
+            "ORDER BY pos, product_id LIMIT ?",
+            (part, pos, limit),
+        ).fetchall()
+        return [FeedRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
+
+    def summaries(self, product_ids: Sequence[str]) -> dict[str, bytes]:
+        """The current list documents of these products (the gone ones are absent)."""
+        out: dict[str, bytes] = {}
+        for chunk in chunks(list(product_ids)):
+            for pid, summary in self._db.reader.execute(
+                f"SELECT id, summary FROM products WHERE id IN ({marks(len(chunk))})", chunk
+            ):
+                out[pid] = summary
+        return out
