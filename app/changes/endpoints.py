@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import ContainerDep
@@ -69,6 +69,17 @@ def _change_json(change: Change) -> bytes:
     return head + b',"product":' + product + b"}"
 
 
+#: One Server-Sent Event of the stream, as SSE parsers (and schemathesis) see it.
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["change"]},
+        "id": {"type": "string", "description": "The token that resumes right after this change."},
+        "data": {"type": "string", "description": "JSON: `{id, deleted, product}`, as an item of `/changes`."},
+        "retry": {"type": "integer"},
+    },
+}
+
 LIMIT_DOC = {
     "name": "limit",
     "in": "query",
@@ -114,26 +125,16 @@ async def list_changes(request: Request, container: ContainerDep, since: SincePa
             "description": "`text/event-stream`: one `change` event per change (`data`: `{id, deleted, product}` as "
             "in `/changes`; `id`: the token that resumes after it), a comment every 15 s. The server ends the "
             "stream after `CATALOG_CHANGES_STREAM_MAX_S`; reconnect with `Last-Event-ID` (EventSource does).",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
         },
         **errors(400, 410, 422),
     },
 )
-async def stream_changes(
-    request: Request,
-    container: ContainerDep,
-    since: SinceParam = None,
-    last_event_id: Annotated[
-        str | None,
-        Header(
-            max_length=TOKEN_MAX_LENGTH,
-            pattern=TOKEN_PATTERN,
-            description="The id of the last event received (sent by EventSource on reconnect); wins over `since`.",
-        ),
-    ] = None,
-) -> StreamingResponse:
+async def stream_changes(request: Request, container: ContainerDep, since: SinceParam = None) -> StreamingResponse:
     """Live price and stock updates: the change feed as Server-Sent Events, from `since` (none: from the
-    beginning) on. Validated before the stream starts, so a bad token is a plain 400/410."""
+    beginning) on. A reconnecting EventSource sends `Last-Event-ID` (an event's id), which wins over `since`.
+    Validated before the stream starts, so a bad token is a plain 400/410."""
+    last_event_id = request.headers.get("last-event-id")
     feed = changes_of(container)
     signer = container.tokens
     token = _token(signer, last_event_id or since) or feed.start()

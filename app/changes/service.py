@@ -75,7 +75,7 @@ class ChangeFeed:
                 details={"reason": "epoch"},
             )
         for part, floor in self._changes.floors().items():
-            if token.positions.get(part, 0) < floor:
+            if token.positions.get(part, (0, ""))[0] < floor:
                 raise Gone(
                     "the token is older than the deletions the feed keeps: resync from the start, without `since`",
                     details={"reason": "expired", "part": part},
@@ -86,7 +86,7 @@ class ChangeFeed:
         token = token or self.start()
         self.check(token)
         parts = {
-            part: self._changes.rows_after(part, token.positions.get(part, 0), limit + 1)
+            part: self._changes.rows_after(part, token.positions.get(part, (0, "")), limit + 1)
             for part in self._changes.parts()
             if self._local_part or part != LOCAL
         }

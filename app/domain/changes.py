@@ -37,14 +37,20 @@ class FeedRow:
     deleted: bool
 
 
+#: A place in one part: (position, product id). Many products change at one position (a page of offers is one
+#: message), so a page may end among them: the id says where.
+Mark = tuple[int, str]
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeToken:
     epoch: int
-    positions: Mapping[str, int] = field(default_factory=dict)
+    positions: Mapping[str, Mark] = field(default_factory=dict)
 
     def encode(self) -> str:
         """The token's payload (signed by the API before it leaves)."""
-        return orjson.dumps({"v": 1, "e": self.epoch, "p": dict(sorted(self.positions.items()))}).hex()
+        marks = {part: list(mark) for part, mark in sorted(self.positions.items())}
+        return orjson.dumps({"v": 1, "e": self.epoch, "p": marks}).hex()
 
     @classmethod
     def decode(cls, payload: str) -> ChangeToken:
@@ -56,33 +62,39 @@ class ChangeToken:
             raise InvalidCursor("not a change token")
         positions = raw.get("p")
         if not isinstance(positions, dict) or not all(
-            isinstance(k, str) and type(v) is int and v >= 0 for k, v in positions.items()
+            isinstance(k, str)
+            and isinstance(v, list)
+            and len(v) == 2
+            and type(v[0]) is int
+            and v[0] >= 0
+            and isinstance(v[1], str)
+            for k, v in positions.items()
         ):
             raise InvalidCursor("not a change token")
-        return cls(raw["e"], positions)
+        return cls(raw["e"], {k: (v[0], v[1]) for k, v in positions.items()})
 
 
 def merge_page(parts: Mapping[str, Sequence[FeedRow]], limit: int) -> list[FeedRow]:
     """The first ``limit`` rows of the parts merged by (time, part, position); each part's rows must come in
     position order, and the page takes a prefix of each."""
-    heads: list[tuple[float, str, int, int]] = []
+    heads: list[tuple[float, str, int, str, int]] = []
     for name, rows in parts.items():
         if rows:
-            heads.append((rows[0].at, name, rows[0].pos, 0))
+            heads.append((rows[0].at, name, rows[0].pos, rows[0].product_id, 0))
     heapq.heapify(heads)
     page: list[FeedRow] = []
     while heads and len(page) < limit:
-        _, name, _, index = heapq.heappop(heads)
+        _, name, _, _, index = heapq.heappop(heads)
         rows = parts[name]
         page.append(rows[index])
         if index + 1 < len(rows):
             nxt = rows[index + 1]
-            heapq.heappush(heads, (nxt.at, name, nxt.pos, index + 1))
+            heapq.heappush(heads, (nxt.at, name, nxt.pos, nxt.product_id, index + 1))
     return page
 
 
-def advance(positions: Mapping[str, int], rows: Iterable[FeedRow]) -> dict[str, int]:
+def advance(positions: Mapping[str, Mark], rows: Iterable[FeedRow]) -> dict[str, Mark]:
     out = dict(positions)
     for row in rows:
-        out[row.part] = max(out.get(row.part, 0), row.pos)
+        out[row.part] = max(out.get(row.part, (0, "")), (row.pos, row.product_id))
     return out

@@ -31,7 +31,6 @@ OPERATION_IDS = {
     "getProduct",
     "listChanges",
     "streamChanges",
-    "getImage",
     "listVendors",
     "createVendor",
     "getVendor",

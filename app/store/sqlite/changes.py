@@ -49,11 +49,12 @@ class SqliteChanges:
     def floors(self) -> dict[str, int]:
         return dict(self._db.reader.execute("SELECT part, pos FROM feed_floor").fetchall())
 
-    def rows_after(self, part: str, pos: int, limit: int) -> list[FeedRow]:
+    def rows_after(self, part: str, mark: tuple[int, str], limit: int) -> list[FeedRow]:
+        """The part's rows after ``mark`` (position, product id), in that order."""
         rows = self._db.reader.execute(
-            "SELECT product_id, part, pos, at, deleted FROM feed WHERE part = ? AND pos > ? "
+            "SELECT product_id, part, pos, at, deleted FROM feed WHERE part = ? AND (pos, product_id) > (?, ?) "
             "ORDER BY pos, product_id LIMIT ?",
-            (part, pos, limit),
+            (part, mark[0], mark[1], limit),
         ).fetchall()
         return [FeedRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 

@@ -1,0 +1,175 @@
+"""The change feed on two nodes of the kafka runtime (real Tansu, two SQLite files, node B a separate process):
+for the same changelog both answer the same feed, byte for byte, and a client may page on one node and go on on
+the other. The Flink job is played by the test, as in ``test_kafka_runtime.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.bootstrap import make_source_factory
+from app.domain.models import Vendor, VendorKind
+from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
+from app.domain.wire import vendor_from_dict, vendor_to_dict, webhook_message
+from tests.kafka_support import Broker, consume, produce, sync_messages, unique
+from tests.support import (
+    ApiServer,
+    ServiceProcess,
+    Sim,
+    admin,
+    fast_settings,
+    running_sims,
+    service_env,
+    sim_config,
+    vendor_state,
+    wait_until,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@dataclass
+class Nodes:
+    bootstrap: str
+    topics: dict[str, str]
+    a: httpx.Client
+    b: httpx.Client
+    sims: dict[str, Sim]
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def nodes(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    tmp = tmp_path_factory.mktemp("kafka_changes")
+    topics = {
+        f"kafka_topic_{name}": unique(name)
+        for name in ("vendor_requests", "product_requests", "updates", "vendors", "dead_letters")
+    }
+    common = {"runtime": "kafka", "kafka_bootstrap": kafka_broker.bootstrap, "kafka_partitions": 3, **topics}
+    env = service_env(
+        tmp / "b.db",
+        CATALOG_NODE_ID=unique("b"),
+        CATALOG_SCHEDULER_ENABLED="false",
+        **{f"CATALOG_{k.upper()}": str(v) for k, v in common.items()},
+    )
+    with contextlib.ExitStack() as stack:
+        dummy, shop, woo = stack.enter_context(
+            running_sims(
+                sim_config(VendorKind.DUMMYJSON, size=30),
+                sim_config(VendorKind.SHOPIFY, size=15),
+                sim_config(VendorKind.WOOCOMMERCE, size=15),
+            )
+        )
+        api = stack.enter_context(ApiServer(fast_settings(tmp / "a.db", node_id=unique("a"), **common)))
+        b_process = ServiceProcess(env, tmp / "b.log")
+        stack.callback(b_process.kill)
+        b_process.start()
+        a = stack.enter_context(httpx.Client(base_url=api.base_url, timeout=15))
+        b = stack.enter_context(httpx.Client(base_url=b_process.base_url, timeout=15))
+        yield Nodes(kafka_broker.bootstrap, topics, a, b, {"dj": dummy, "shop": shop, "woo": woo}, tmp)
+
+
+def sync_of(nodes: Nodes, vendor_id: str, request_id: str) -> list[dict[str, Any]]:
+    """What the Flink job would publish for the vendor's catalog request (the same shared fetch code)."""
+    sim = nodes.sims[vendor_id]
+    body = vendor_state(nodes.a, vendor_id)
+    vendor = Vendor(vendor_id, body["name"], VendorKind(body["kind"]), sim.base_url, body["currency"])
+    vendor = vendor_from_dict({**vendor_to_dict(vendor), "credentials": sim.vendor_body(vendor_id)["credentials"]})
+
+    async def run() -> list[dict[str, Any]]:
+        source = make_source_factory(fast_settings(nodes.tmp / "unused.db"))(vendor)
+        source.page_size = 5  # type: ignore[attr-defined]
+        try:
+            return await sync_messages(source, request_id=request_id)
+        finally:
+            await source.aclose()
+
+    return asyncio.run(run())
+
+
+def feed(client: httpx.Client, since: str | None = None, limit: int = 1000) -> dict[str, Any]:
+    response = client.get("/changes", params={"limit": limit, **({"since": since} if since else {})})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def synced(client: httpx.Client, vendor_id: str) -> bool:
+    response = client.get(f"/vendors/{vendor_id}")  # 404 until the node read the vendor's definition
+    state = response.json()
+    return response.status_code == 200 and state["sync"]["state"] == "ok" and state["offers"] > 0
+
+
+def test_two_nodes_answer_the_same_feed_and_a_client_can_switch_between_them(nodes: Nodes) -> None:
+    for vendor_id, sim in nodes.sims.items():
+        assert nodes.a.post("/vendors", json=sim.vendor_body(vendor_id), headers=admin()).status_code == 201
+    requests = consume(nodes.bootstrap, nodes.topics["kafka_topic_vendor_requests"], count=3)
+    assert len(requests) >= 3
+    for key, request in requests:
+        assert key is not None
+        vendor_id = key
+        produce(
+            nodes.bootstrap,
+            nodes.topics["kafka_topic_updates"],
+            [(vendor_id, m) for m in sync_of(nodes, vendor_id, request["id"])],
+        )
+    for client in (nodes.a, nodes.b):
+        for vendor_id in nodes.sims:
+            wait_until(partial(synced, client, vendor_id), timeout=30, what=f"{vendor_id} synced")
+
+    on_a, on_b = feed(nodes.a), feed(nodes.b)
+    assert not on_a["more"] and on_a["changes"]
+    assert on_a == on_b  # the same changes, documents and next token: positions are the changelog's
+    listed = {c["id"] for c in on_a["changes"] if not c["deleted"]}
+    products = {p["id"] for p in nodes.a.get("/products", params={"limit": 100}).json()["items"]}
+    assert listed == products
+
+    # page on A, go on on B, and so on: the same pages as on A alone (a product changed in two partitions may come
+    # once per partition across pages; within one page it comes once), ending at the same token
+    def walk(clients: tuple[httpx.Client, ...]) -> tuple[list[dict[str, Any]], str]:
+        changes: list[dict[str, Any]] = []
+        since: str | None = None
+        for turn in range(500):
+            page = feed(clients[turn % len(clients)], since, limit=7)
+            changes += page["changes"]
+            since = page["next"]
+            if not page["more"]:
+                return changes, since
+        raise AssertionError("the feed never ended")
+
+    switching, since = walk((nodes.a, nodes.b))
+    assert (switching, since) == walk((nodes.a,)) == walk((nodes.b,))
+    assert since == on_a["next"]
+    assert {c["id"]: c for c in switching} == {c["id"]: c for c in on_a["changes"]}
+
+    # A change and a removal behind the token: both nodes list exactly them, in the changelog's order.
+    dj_only = [c["id"] for c in on_a["changes"] if c["product"] and c["product"]["vendors"] == ["dj"]]
+    assert len(dj_only) >= 2
+    renamed_vpid, gone_vpid = (
+        nodes.a.get(f"/products/{pid}").json()["offers"][0]["vendor_product_id"] for pid in dj_only[:2]
+    )
+    messages = sync_of(nodes, "dj", "r_again")
+    page = next(m for m in messages if any(o["vendor_product_id"] == renamed_vpid for o in m.get("offers", ())))
+    offer = next(o for o in page["offers"] if o["vendor_product_id"] == renamed_vpid)
+    renamed = {**page, "offers": [{**offer, "title": "Renamed in the changelog"}]}
+    removal = webhook_message(WebhookChange("dj", WebhookEffect.DELETED, removals=(Removal(gone_vpid),)))
+    produce(nodes.bootstrap, nodes.topics["kafka_topic_updates"], [("dj", renamed), ("dj", removal)])
+
+    def both_listed(client: httpx.Client) -> bool:
+        return len(feed(client, since)["changes"]) == 2
+
+    for client in (nodes.a, nodes.b):
+        wait_until(partial(both_listed, client), timeout=20, what="the two changes")
+    after_a, after_b = feed(nodes.a, since), feed(nodes.b, since)
+    assert after_a == after_b
+    assert [(c["id"], c["deleted"]) for c in after_a["changes"]] == [(dj_only[0], False), (dj_only[1], True)]
+    assert after_a["changes"][0]["product"]["name"] == "Renamed in the changelog"
+    assert after_a["changes"][1]["product"] is None
