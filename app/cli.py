@@ -163,7 +163,7 @@ def vendors_add(
             name=name or vendor_id,
             kind=kind,
             base_url=base_url,
-            currency=currency,
+            currency=currency.strip().upper(),  # the API takes upper case only; a shell user may type "try"
             credentials=creds,
             refresh_interval_s=refresh_interval_s,
         )
