@@ -91,7 +91,7 @@ def test_schemathesis_finds_no_failure(service: ServiceProcess, vendor: Sim, tmp
         capture_output=True,
         text=True,
         timeout=540,
-        cwd=HERE.parents[1],
+        cwd=tmp_path,  # schemathesis keeps its example database in the working directory
         env=env,
     )
     output = run.stdout + run.stderr
