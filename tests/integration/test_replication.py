@@ -459,8 +459,10 @@ def test_two_pushers_for_one_node_never_double_apply(tmp_path: Path, pg_url: str
     with running(first), running(second):
         writer.wait(timeout=20)
         wait_until(lambda: drained(first, db) and drained(second, db), timeout=20, what="both to drain")
-    assert first.counters.batches > 0 and second.counters.batches > 0
-    assert first.counters.errors + second.counters.errors > 0  # they did collide, and recovered
+    # Both took part (which one wins each race is up to the scheduler: under load one may win them all) ...
+    assert all(p.counters.batches + p.counters.errors > 0 for p in (first, second))
+    assert first.counters.batches + second.counters.batches > 0
+    assert first.counters.errors + second.counters.errors > 0  # ... they did collide, and recovered
     assert_in_step(db, pg_url, schema)
 
 
