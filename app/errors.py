@@ -19,7 +19,8 @@ deep in a source reaches the client with a meaningful status instead of a bare 5
         ├── VendorAuthError         502  (our credentials were refused)
         ├── VendorRateLimited       503  (429 with Retry-After, retries exhausted)
         ├── VendorTimeout           504
-        └── VendorBadResponse       502  (garbage, malformed JSON, unexpected shape)
+        ├── VendorBadResponse       502  (garbage, malformed JSON, unexpected shape, an answer over the limits)
+        └── VendorAddressRefused    502  (the outbound policy refused the URL or its address)
 """
 
 from __future__ import annotations
@@ -122,3 +123,9 @@ class VendorTimeout(VendorError):
 
 class VendorBadResponse(VendorError):
     code = "vendor_bad_response"
+
+
+class VendorAddressRefused(VendorError):
+    """The outbound policy (``app.sources.safety``) refused a URL or the address it resolves to: never retried."""
+
+    code = "vendor_address_refused"
