@@ -37,6 +37,7 @@ from app.sources import GenericSource, build_source, supports_changes_since, val
 from app.sources.http import HttpPolicy, VendorHttp
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
+from app.sources.safety import OutboundPolicy
 from app.sources.webhooks import map_webhook
 from app.store.port import CatalogStore
 from app.store.sqlite.catalog import SqliteCatalog
@@ -53,24 +54,31 @@ def http_policy(settings: Settings) -> HttpPolicy:
         backoff_max_s=settings.vendor_backoff_max_s,
         max_concurrency=settings.vendor_concurrency,
         max_retry_after_s=settings.vendor_max_retry_after_s,
+        max_response_bytes=settings.vendor_max_response_bytes,
+        max_items_per_page=settings.vendor_max_items_per_page,
     )
 
 
+def outbound_policy(settings: Settings) -> OutboundPolicy:
+    return OutboundPolicy.parse(settings.outbound_allow_private)
+
+
 def make_source_factory(settings: Settings) -> Callable[[Vendor], VendorSource]:
-    policy = http_policy(settings)
+    policy, outbound = http_policy(settings), outbound_policy(settings)
 
     def make(vendor: Vendor) -> VendorSource:
-        return build_source(vendor, VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id))
+        http = VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id, outbound=outbound)
+        return build_source(vendor, http)
 
     return make
 
 
 def make_probe(settings: Settings) -> Probe:
     """The generic-mapping probe: the vendor's first page through a client of its own, closed right after."""
-    policy = http_policy(settings)
+    policy, outbound = http_policy(settings), outbound_policy(settings)
 
     async def probe(vendor: Vendor) -> None:
-        async with VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id) as http:
+        async with VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id, outbound=outbound) as http:
             await validate_generic(GenericSource(vendor, http))
 
     return probe
@@ -96,6 +104,7 @@ def vendor_service(
         catalog=catalog,
         feed=feed,
         changes=changes,
+        outbound=outbound_policy(settings),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -66,8 +67,19 @@ def serve(
 
     settings = Settings()
     if demo:
-        settings = settings.model_copy(update={"demo_vendors": True})
+        settings = demo_settings(settings)
     serve_until_signal([api_config(settings, host, port)])
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo vendors, and their simulators' address admitted by the outbound policy (loopback is private, so
+    nothing else reaches it): explicitly here, never by default."""
+    try:
+        address = socket.gethostbyname(settings.demo_host)
+    except OSError:
+        address = settings.demo_host
+    allow = [*settings.outbound_allow_private, address]
+    return settings.model_copy(update={"demo_vendors": True, "outbound_allow_private": allow})
 
 
 def api_config(settings: Settings, host: str | None = None, port: int | None = None) -> uvicorn.Config:
@@ -94,7 +106,7 @@ def demo(
     from simulators.server import DEMO_SIMULATORS
     from simulators.server import create_app as create_simulator
 
-    settings = Settings().model_copy(update={"demo_vendors": True})
+    settings = demo_settings(Settings())
     simulators = [
         server_config(create_simulator(config), settings.demo_host, sim_port) for config, sim_port in DEMO_SIMULATORS
     ]

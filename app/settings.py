@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_ADMIN_KEY = "dev-admin-key"
 
@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     vendor_backoff_max_s: float = Field(5.0, ge=0, description="Largest back-off between retries.")
     vendor_max_retry_after_s: float = Field(30.0, ge=0, description="Longest `Retry-After` waited out in place.")
     vendor_concurrency: int = Field(4, ge=1, description="Concurrent HTTP calls per vendor.")
+    vendor_max_response_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest vendor answer accepted, counted as sent and unpacked (over it the page fails).",
+    )
+    vendor_max_items_per_page: int = Field(5000, ge=1, description="Most items a vendor page may carry.")
+    outbound_allow_private: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks vendor URLs may resolve to although not public (`127.0.0.1/32,"
+        "10.0.0.0/8`). Link-local and metadata addresses (169.254.0.0/16, fd00:ec2::254...) stay refused.",
+    )
     page_attempts: int = Field(3, ge=1, description="Tries per catalog page after the HTTP retries.")
     breaker_failures: int = Field(5, ge=1, description="Consecutive failed vendor calls that open its breaker.")
     breaker_open_s: float = Field(30.0, gt=0, description="First cool-down of an open breaker (doubles on re-open).")
@@ -139,6 +150,21 @@ class Settings(BaseSettings):
     replication_poll_s: float = Field(0.2, gt=0, description="How often the pusher looks for new changes when idle.")
     replication_batch_size: int = Field(5000, ge=1, description="Changes per PostgreSQL transaction at most.")
     replication_backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between failed push attempts.")
+
+    @field_validator("outbound_allow_private", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("outbound_allow_private")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from app.sources.safety import OutboundPolicy  # the one parser of the networks
+
+        OutboundPolicy.parse(value)  # a typo must stop the service, not open or close the wrong network
+        return value
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

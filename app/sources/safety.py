@@ -129,6 +129,15 @@ class OutboundPolicy:
         return addresses[0]
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` as it may be shown: a ``user:password@`` a legacy record carries is cut out."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

@@ -137,6 +137,9 @@ _VENDOR_SETTINGS = {
     "vendor_backoff_max_s",
     "vendor_max_retry_after_s",
     "vendor_concurrency",
+    "vendor_max_response_bytes",
+    "vendor_max_items_per_page",
+    "outbound_allow_private",
     "page_attempts",
 }
 
