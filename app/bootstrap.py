@@ -32,6 +32,7 @@ from app.ingest.tracker import RequestTracker
 from app.ingest.workers import EmbeddedWorkers
 from app.observability import MetricProvider
 from app.replication.service import Replication
+from app.secrets import load_secrets
 from app.settings import Settings
 from app.sources import GenericSource, build_source, supports_changes_since, validate_generic
 from app.sources.http import HttpPolicy, VendorHttp
@@ -190,7 +191,10 @@ def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
 
 
 def build_container(settings: Settings) -> Container:
-    store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings))
+    secrets = load_secrets(settings)
+    store = SqliteCatalog(
+        settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings), secrets=secrets
+    )
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))
     breakers = BreakerRegistry(
@@ -207,7 +211,7 @@ def build_container(settings: Settings) -> Container:
         queue = KafkaRequestQueue(
             settings, plan=functools.partial(plan_catalog, store=store, changes_since=supports_changes_since)
         )
-        vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
+        vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors, secrets=secrets)
         changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
         queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
@@ -224,7 +228,7 @@ def build_container(settings: Settings) -> Container:
     )
     if settings.runtime == "kafka":
         applier = ChangelogApplier(store, tracker, on_vendor_removed=vendors.forget, breakers=breakers)
-        changelog = KafkaChangelog(settings, applier)
+        changelog = KafkaChangelog(settings, applier, secrets=secrets)
     scheduler = RefreshScheduler(
         store,
         catalog,

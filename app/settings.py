@@ -6,6 +6,8 @@ The README's settings table is generated from this class (``catalog settings``),
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,13 +15,38 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_ADMIN_KEY = "dev-admin-key"
+#: An admin key shorter than this, or estimated below ``MIN_ADMIN_KEY_BITS``, is refused outside development.
+MIN_ADMIN_KEY_CHARS = 24
+MIN_ADMIN_KEY_BITS = 96
+
+
+def estimated_bits(key: str) -> float:
+    """A cheap upper bound of a key's entropy: its length times the Shannon entropy of its characters. A random
+    ``secrets.token_urlsafe(32)`` scores about 200; ``dev-admin-key`` 40; a repeated character 0."""
+    if not key:
+        return 0.0
+    counts = Counter(key)
+    return -len(key) * sum(c / len(key) * math.log2(c / len(key)) for c in counts.values())
+
+
+def weak_admin_key(key: str) -> str | None:
+    """Why a key is too weak to guard the admin API, or ``None``."""
+    if key == DEV_ADMIN_KEY:
+        return "it is the default development key"
+    if len(key) < MIN_ADMIN_KEY_CHARS:
+        return f"it is shorter than {MIN_ADMIN_KEY_CHARS} characters"
+    if estimated_bits(key) < MIN_ADMIN_KEY_BITS:
+        return f"it has less than {MIN_ADMIN_KEY_BITS} bits of entropy (estimated)"
+    return None
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CATALOG_", env_file=".env", extra="ignore")
 
     env: Literal["development", "production"] = Field(
-        "development", description="`production` refuses the default admin key."
+        "production",
+        description="`production` (the default) refuses to serve with a weak admin key or without secret keys; "
+        "`development` (`make run`, the tests) accepts the public development keys.",
     )
     runtime: Literal["embedded", "kafka"] = Field(
         "embedded",
@@ -32,7 +59,19 @@ class Settings(BaseSettings):
         "and it is the source PostgreSQL knows its changes by (default: host:SQLite path).",
     )
     db_path: Path = Field(Path("var/catalog.db"), description="SQLite file of this node (created if missing).")
-    admin_key: str = Field(DEV_ADMIN_KEY, description="Value the `X-API-Key` header must carry on admin calls.")
+    admin_key: str = Field(
+        DEV_ADMIN_KEY,
+        repr=False,
+        description="Value the `X-API-Key` header must carry on admin calls; outside development at least "
+        f"{MIN_ADMIN_KEY_CHARS} characters and {MIN_ADMIN_KEY_BITS} bits (e.g. `python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'`).",
+    )
+    secret_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Comma-separated Fernet keys sealing vendor credentials (SQLite, PostgreSQL, Kafka); the first "
+        "seals, all open (rotation: `catalog secrets`). Required outside development.",
+    )
     host: str = Field("127.0.0.1", description="Address `catalog serve` listens on.")
     port: int = Field(8000, description="Port `catalog serve` listens on.")
     log_level: str = Field("info", description="Python log level.")
@@ -125,7 +164,7 @@ class Settings(BaseSettings):
     )
     kafka_sasl_mechanism: str | None = Field(None, description="Kafka `sasl.mechanism` (PLAIN, SCRAM-SHA-512...).")
     kafka_sasl_username: str | None = Field(None, description="Kafka SASL user name.")
-    kafka_sasl_password: str | None = Field(None, description="Kafka SASL password.")
+    kafka_sasl_password: str | None = Field(None, repr=False, description="Kafka SASL password.")
     kafka_ssl_ca_location: Path | None = Field(None, description="CA certificate file for Kafka TLS.")
     flink_parallelism: int = Field(1, ge=1, description="Parallelism of the Flink job.")
     flink_checkpoint_ms: int = Field(1000, ge=100, description="Flink checkpoint interval (offsets commit on it).")
@@ -136,6 +175,7 @@ class Settings(BaseSettings):
     # --- PostgreSQL replication ---
     database_url: str | None = Field(
         None,
+        repr=False,
         validation_alias=AliasChoices("DATABASE_URL", "CATALOG_DATABASE_URL", "database_url"),
         description="PostgreSQL (`postgresql://user@host/db`), also read from plain `DATABASE_URL`. Set: this "
         "node's SQLite changes are pushed there (long-term store, analytics), and an empty node loads from it.",
@@ -151,7 +191,7 @@ class Settings(BaseSettings):
     replication_batch_size: int = Field(5000, ge=1, description="Changes per PostgreSQL transaction at most.")
     replication_backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between failed push attempts.")
 
-    @field_validator("outbound_allow_private", mode="before")
+    @field_validator("outbound_allow_private", "secret_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -166,10 +206,35 @@ class Settings(BaseSettings):
         OutboundPolicy.parse(value)  # a typo must stop the service, not open or close the wrong network
         return value
 
+    @field_validator("secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[str]) -> list[str]:
+        from app.secrets import valid_key
+
+        if not all(valid_key(k) for k in value):
+            raise ValueError("CATALOG_SECRET_KEYS: every key must be a Fernet key (`catalog secrets new-key`)")
+        return value
+
+    def deployment_problems(self) -> list[str]:
+        """What stops this configuration from serving: nothing in development, weak or public secrets otherwise.
+        Checked when the API starts (not here: the CLI's store commands need no admin key)."""
+        if self.env == "development":
+            return []
+        problems = []
+        if (why := weak_admin_key(self.admin_key)) is not None:
+            problems.append(f"CATALOG_ADMIN_KEY is too weak: {why}")
+        if not self.secret_keys:
+            problems.append(
+                "CATALOG_SECRET_KEYS is not set (vendor credentials must not be sealed with the public key)"
+            )
+        return problems
+
+    def check_deployment(self) -> None:
+        if problems := self.deployment_problems():
+            raise ValueError(f"refusing to start (CATALOG_ENV={self.env}): " + "; ".join(problems))
+
     @model_validator(mode="after")
-    def _no_default_secret_in_production(self) -> Settings:
-        if self.env == "production" and self.admin_key == DEV_ADMIN_KEY:
-            raise ValueError("CATALOG_ADMIN_KEY must be set to a secret of your own in production")
+    def _consistent(self) -> Settings:
         if self.cursor_key is not None and len(self.cursor_key) < 16:
             raise ValueError("CATALOG_CURSOR_KEY needs at least 16 characters")
         if self.wait_ms_default > self.wait_ms_max:

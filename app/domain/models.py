@@ -54,7 +54,7 @@ class Vendor:
     kind: VendorKind
     base_url: str
     currency: str
-    credentials: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)  # never in a log line
     refresh_interval_s: int = 3600
     enabled: bool = True
     mapping: Mapping[str, Any] | None = None

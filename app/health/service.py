@@ -70,10 +70,11 @@ class HealthService:
         checks["scheduler"] = self._scheduler.running or not self._scheduler_enabled
         if replication is not None:
             checks["replication"] = replication.ok
+        # No paths, hosts or users in these: /ready is public (the log names them).
         reasons = {
-            "store": f"the SQLite store {self._db_path} does not answer",
+            "store": "the SQLite store does not answer",
             "workers": "the request workers are not running",
-            "broker": self._queue.reason or "the Kafka broker is unreachable",
+            "broker": "the Kafka broker is unreachable",
             "changelog": "the changelog consumer is not running",
             "scheduler": "the refresh scheduler is not running",
             "replication": replication.reason if replication is not None else "",

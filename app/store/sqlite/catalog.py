@@ -12,6 +12,7 @@ of it; each read runs inline on the calling thread.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -30,14 +31,17 @@ from app.domain.queries import (
     UpsertResult,
     VendorSyncStatus,
 )
+from app.secrets import Secrets
 from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
 from app.store.sqlite.connection import Connections
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, refresh_base_prices, unique
 from app.store.sqlite.reads import ProductReader
+from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class SqliteCatalog:
@@ -49,8 +53,11 @@ class SqliteCatalog:
         cache_mb: int = 32,
         page_cache_size: int = 256,
         rates: Rates | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
+        """``secrets``: seals vendor credentials (default: the public development key, for tools and tests)."""
         self.path = Path(path)
+        self.secrets = secrets or Secrets.development_only()
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
@@ -75,6 +82,9 @@ class SqliteCatalog:
     def _prepare(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
         refresh_base_prices(conn, self.rates)
+        sealed = immediate(conn, lambda c: vendors.seal_clear_credentials(c, self.secrets))
+        if sealed:
+            log.warning("sealed the clear-text credentials of %d vendor(s) stored by an older version", sealed)
 
     def close(self) -> None:
         self._db.close()
@@ -97,20 +107,24 @@ class SqliteCatalog:
     # -- vendors ---------------------------------------------------------------------------------------------
 
     async def add_vendor(self, vendor: Vendor) -> None:
-        await self._db.transaction(lambda c: vendors.put(c, vendor, create=True))
+        await self._db.transaction(lambda c: vendors.put(c, vendor, self.secrets, create=True))
 
     async def update_vendor(self, vendor: Vendor) -> None:
-        await self._db.transaction(lambda c: vendors.put(c, vendor, create=False))
+        await self._db.transaction(lambda c: vendors.put(c, vendor, self.secrets, create=False))
 
     async def delete_vendor(self, vendor_id: str) -> None:
         """Remove a vendor and its offers; products it shared with other vendors are rebuilt from the rest."""
         await self._db.transaction(lambda c: vendors.delete(c, vendor_id, self._offers))
 
     def get_vendor(self, vendor_id: str) -> Vendor | None:
-        return vendors.get(self._db.reader, vendor_id)
+        return vendors.get(self._db.reader, vendor_id, self.secrets)
 
     def list_vendors(self) -> list[Vendor]:
-        return vendors.list_all(self._db.reader)
+        return vendors.list_all(self._db.reader, self.secrets)
+
+    async def reseal_credentials(self) -> int:
+        """Every vendor's credentials sealed with the first secret key; returns how many (key rotation)."""
+        return await self._db.transaction(lambda c: vendors.reseal_all(c, self.secrets))
 
     def vendor_status(self, vendor_id: str) -> VendorSyncStatus:
         return vendors.status(self._db.reader, vendor_id)
