@@ -193,7 +193,11 @@ def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
 def build_container(settings: Settings) -> Container:
     secrets = load_secrets(settings)
     store = SqliteCatalog(
-        settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings), secrets=secrets
+        settings.db_path,
+        page_cache_size=settings.list_cache_pages,
+        rates=load_rates(settings),
+        secrets=secrets,
+        deliveries_keep_s=settings.webhook_deliveries_keep_s,
     )
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     retry_failed_sync_s: float = Field(60, gt=0, description="Wait before retrying a vendor whose sync failed.")
     default_refresh_interval_s: int = Field(3600, ge=1, description="Refresh interval of a vendor added without one.")
 
+    webhook_deliveries_keep_s: float = Field(
+        7 * 86_400, gt=0, description="How long a webhook delivery id is remembered (a redelivery changes nothing)."
+    )
     demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
     demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")

@@ -35,7 +35,6 @@ from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.queries import VendorSyncStatus
 from app.domain.webhooks import (
     SECRET_CREDENTIAL,
-    SeenDeliveries,
     WebhookChange,
     WebhookEffect,
     WebhookPlatform,
@@ -96,6 +95,14 @@ class WebhookOutcome:
 IGNORED = WebhookOutcome("ignored", 0)
 
 
+def _outcome(answer: Mapping[str, object] | None) -> WebhookOutcome:
+    """The first answer to a delivery; one only applied here (received by another node) answers as a replay."""
+    if answer is None:
+        return WebhookOutcome("ignored", 0)
+    offers = answer.get("offers")
+    return WebhookOutcome(str(answer.get("applied")), offers if isinstance(offers, int) else None)
+
+
 async def apply_change(store: CatalogStore, change: WebhookChange) -> int:
     """A webhook's change into a store, the one way both runtimes apply it; returns how many offers went."""
     if change.effect is WebhookEffect.UPDATED:
@@ -118,7 +125,6 @@ class VendorService:
         catalog: CatalogService | None = None,
         feed: VendorFeed | None = None,
         changes: ChangePublisher | None = None,
-        deliveries_kept: int = 10_000,
         outbound: OutboundPolicy | None = None,
     ) -> None:
         """``catalog``: requests a new vendor's first sync (none from the CLI: a running API's scheduler does it).
@@ -132,7 +138,6 @@ class VendorService:
         self._feed = feed
         self._changes = changes
         self._outbound = outbound or OutboundPolicy()
-        self._deliveries: SeenDeliveries[tuple[str, str, str], WebhookOutcome] = SeenDeliveries(deliveries_kept)
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -258,9 +263,8 @@ class VendorService:
             raise Unauthorized(
                 f"the {platform.signature_header} signature is missing or not valid", details={"vendor_id": vendor_id}
             )
-        key = (platform.kind.value, vendor_id, delivery_id or "")
-        if delivery_id and (answer := self._deliveries.get(key)) is not None:
-            return answer
+        if delivery_id and (seen := self._store.delivery(vendor_id, delivery_id)) is not None:
+            return _outcome(seen.answer)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -270,7 +274,9 @@ class VendorService:
         change = self._map_webhook(platform, vendor, topic, payload, utcnow())
         outcome = IGNORED if change is None else await self._apply(dataclasses.replace(change, delivery_id=delivery_id))
         if delivery_id:
-            self._deliveries.put(key, outcome)
+            # Embedded: applied here. Kafka: published; this node's applier marks it applied when it comes back.
+            answer: dict[str, object] = {"applied": outcome.applied, "offers": outcome.offers}
+            await self._store.record_delivery(vendor_id, delivery_id, answer=answer, applied=self._changes is None)
         return outcome
 
     async def _apply(self, change: WebhookChange) -> WebhookOutcome:

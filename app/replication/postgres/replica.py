@@ -76,7 +76,11 @@ class Rejected:
         """Which change and why, for /ready and the log: its key and column names, never its values (a vendor row
         carries credentials, any row may carry what made PostgreSQL refuse it)."""
         c = self.change
-        columns = sorted(c.row) if isinstance(c.row, dict) else None
+        try:
+            image = orjson.loads(c.row) if c.row is not None else None
+        except orjson.JSONDecodeError:
+            image = None
+        columns = sorted(image) if isinstance(image, dict) else None
         return {"seq": c.seq, "table": c.tbl, "pk": c.pk, "op": c.op, "columns": columns, "error": self.error}
 
 

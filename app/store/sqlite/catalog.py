@@ -31,12 +31,14 @@ from app.domain.queries import (
     UpsertResult,
     VendorSyncStatus,
 )
+from app.domain.webhooks import Delivery
 from app.secrets import Secrets
 from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
 from app.store.sqlite.connection import Connections
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, refresh_base_prices, unique
+from app.store.sqlite.ordering import newer_only
 from app.store.sqlite.reads import ProductReader
 from app.store.sqlite.transaction import immediate
 
@@ -54,10 +56,12 @@ class SqliteCatalog:
         page_cache_size: int = 256,
         rates: Rates | None = None,
         secrets: Secrets | None = None,
+        deliveries_keep_s: float = 7 * 86_400,
     ) -> None:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests)."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
+        self.deliveries_keep_s = deliveries_keep_s
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
@@ -129,6 +133,18 @@ class SqliteCatalog:
     def vendor_status(self, vendor_id: str) -> VendorSyncStatus:
         return vendors.status(self._db.reader, vendor_id)
 
+    def delivery(self, vendor_id: str, delivery_id: str) -> Delivery | None:
+        return vendors.delivery(self._db.reader, vendor_id, delivery_id)
+
+    async def record_delivery(
+        self, vendor_id: str, delivery_id: str, *, answer: dict[str, object] | None, applied: bool
+    ) -> None:
+        await self._db.transaction(
+            lambda c: vendors.record_delivery(
+                c, vendor_id, delivery_id, answer=answer, applied=applied, keep_s=self.deliveries_keep_s
+            )
+        )
+
     async def mark_interrupted_syncs(self) -> None:
         await self._db.transaction(vendors.mark_interrupted_syncs)
 
@@ -148,14 +164,15 @@ class SqliteCatalog:
     # -- offers ----------------------------------------------------------------------------------------------
 
     async def upsert_offers(self, offers: Iterable[Offer]) -> UpsertResult:
+        """Write offers; one older than the stored version of it (``vendor_updated_at``) is left out (``ordering``)."""
         batch = unique(offers)
         if not batch:
             return UpsertResult()
-        return await self._db.transaction(lambda c: self._offers.upsert(c, batch))
+        return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
 
     def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
         """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
-        return self._offers.upsert(conn, unique(offers))
+        return self._offers.upsert(conn, newer_only(conn, unique(offers)))
 
     async def mark_unlisted(self, vendor_id: str, before: datetime) -> int:
         """Mark the vendor's offers not fetched since ``before`` discontinued (after a full sync that started

@@ -8,6 +8,7 @@ offer writer's work (deleting a vendor re-unifies its products in the same commi
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 from app.domain import documents
 from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.queries import SyncProgress, VendorSyncStatus
+from app.domain.webhooks import Delivery
 from app.errors import Conflict, NotFound
 from app.secrets import PREFIX, Secrets
 from app.sources.safety import without_userinfo
@@ -164,6 +166,35 @@ def status(conn: sqlite3.Connection, vendor_id: str) -> VendorSyncStatus:
         syncs_failed=row[13],
         offers=offers,
         products=products,
+    )
+
+
+def delivery(conn: sqlite3.Connection, vendor_id: str, delivery_id: str) -> Delivery | None:
+    row = conn.execute(
+        "SELECT answer, applied FROM webhook_deliveries WHERE vendor_id = ? AND delivery_id = ?",
+        (vendor_id, delivery_id),
+    ).fetchone()
+    return None if row is None else Delivery(None if row[0] is None else orjson.loads(row[0]), bool(row[1]))
+
+
+def record_delivery(
+    conn: sqlite3.Connection,
+    vendor_id: str,
+    delivery_id: str,
+    *,
+    answer: dict[str, object] | None,
+    applied: bool,
+    keep_s: float,
+) -> None:
+    """Remember a delivery (the first answer stays; applied once, applied for good); forget those past ``keep_s``
+    (platforms retry for a day or two: Shopify 48 hours)."""
+    now = time.time()
+    conn.execute("DELETE FROM webhook_deliveries WHERE received_at < ?", (now - keep_s,))
+    conn.execute(
+        """INSERT INTO webhook_deliveries (vendor_id, delivery_id, answer, applied, received_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (vendor_id, delivery_id) DO UPDATE SET answer = COALESCE(answer, excluded.answer),
+               applied = max(applied, excluded.applied)""",
+        (vendor_id, delivery_id, None if answer is None else orjson.dumps(answer).decode(), int(applied), now),
     )
 
 
