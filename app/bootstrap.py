@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
+from app.api.ratelimit import ClientAddress, RateLimits, TokenBucket
 from app.catalog.service import CatalogService
 from app.changes.service import ChangeFeed
 from app.distributed.changelog_applier import ChangelogApplier
@@ -109,6 +110,14 @@ def vendor_service(
     )
 
 
+def rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(
+        misses=TokenBucket(settings.rate_limit_misses_per_min, settings.rate_limit_miss_burst),
+        admin_failures=TokenBucket(settings.rate_limit_admin_failures_per_min, settings.rate_limit_admin_burst),
+        clients=ClientAddress(settings.trusted_proxies),
+    )
+
+
 def load_rates(settings: Settings) -> Rates:
     """Read once at start-up: a bad rates file should stop the service, not fail requests one by one."""
     if settings.rates_file is not None:
@@ -145,6 +154,8 @@ class Container:
     tokens: TokenSigner = field(default_factory=lambda: TokenSigner(b"unset: replaced by build_container"))
     # GET /changes and /changes/stream
     changes: ChangeFeed | None = None
+    # per-client rate limits of the public miss path and of admin key failures
+    limits: RateLimits = field(default_factory=lambda: rate_limits(Settings(env="development")))
 
     async def start(self) -> None:
         self.store.open()
@@ -269,6 +280,7 @@ def build_container(settings: Settings) -> Container:
     )
     container.tokens = TokenSigner(settings.token_key())
     container.changes = change_feed(settings, store)
+    container.limits = rate_limits(settings)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     return container

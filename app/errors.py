@@ -13,6 +13,7 @@ deep in a source reaches the client with a meaningful status instead of a bare 5
     ├── PayloadTooLarge             413
     ├── Unauthorized                401
     ├── Forbidden                   403
+    ├── RateLimited                 429  (a client over its rate limit; Retry-After)
     ├── ServiceUnavailable          503  (queue full, store down, not ready)
     └── VendorError                 502  (anything a vendor did wrong)
         ├── VendorNotFound          404  (the vendor says the item does not exist)
@@ -82,6 +83,15 @@ class Unauthorized(CatalogError):
 class Forbidden(CatalogError):
     status_code = 403
     code = "forbidden"
+
+
+class RateLimited(CatalogError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(CatalogError):

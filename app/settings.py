@@ -113,6 +113,19 @@ class Settings(BaseSettings):
     webhook_deliveries_keep_s: float = Field(
         7 * 86_400, gt=0, description="How long a webhook delivery id is remembered (a redelivery changes nothing)."
     )
+    rate_limit_misses_per_min: float = Field(
+        60, ge=0, description="Misses (listings not stored: a vendor call) one client may cause per minute (0: off)."
+    )
+    rate_limit_miss_burst: int = Field(20, ge=1, description="Misses one client may cause at once.")
+    rate_limit_admin_failures_per_min: float = Field(
+        6, ge=0, description="Admin calls with a missing or wrong key one client may make per minute (0: off)."
+    )
+    rate_limit_admin_burst: int = Field(5, ge=1, description="Admin key failures one client may make at once.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated proxy networks whose `X-Forwarded-For` names the client (rate limits); "
+        "from anyone else the header is ignored.",
+    )
     demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
     demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
@@ -194,7 +207,7 @@ class Settings(BaseSettings):
     replication_batch_size: int = Field(5000, ge=1, description="Changes per PostgreSQL transaction at most.")
     replication_backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between failed push attempts.")
 
-    @field_validator("outbound_allow_private", "secret_keys", mode="before")
+    @field_validator("outbound_allow_private", "secret_keys", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.api.responses import JsonResponse
-from app.errors import CatalogError, ServiceUnavailable, VendorRateLimited
+from app.errors import CatalogError, RateLimited, ServiceUnavailable, VendorRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CatalogError)
     async def _catalog_error(_: Request, exc: CatalogError) -> JsonResponse:
         headers = None
-        if isinstance(exc, ServiceUnavailable | VendorRateLimited):
+        if isinstance(exc, ServiceUnavailable | VendorRateLimited | RateLimited):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.message)
@@ -143,6 +143,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Not found.",
         409: "Conflicts with the current state.",
         422: "Invalid input.",
+        429: "Too many requests from this client (misses that cost a vendor call, admin key failures); see "
+        "`Retry-After`.",
         502: "The vendor failed.",
         503: "Temporarily unable; see `Retry-After`.",
     }.items()
