@@ -209,6 +209,8 @@ def build_container(settings: Settings) -> Container:
         rates=load_rates(settings),
         secrets=secrets,
         deliveries_keep_s=settings.webhook_deliveries_keep_s,
+        max_mb=settings.db_max_mb,
+        min_free_mb=settings.db_min_free_mb,
     )
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))
@@ -261,6 +263,7 @@ def build_container(settings: Settings) -> Container:
         scheduler_enabled=settings.scheduler_enabled,
         changelog=changelog,
         replication=replication.monitor if replication is not None else None,
+        writable=store.write_problem,
     )
     container = Container(
         settings,

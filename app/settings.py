@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         "and it is the source PostgreSQL knows its changes by (default: host:SQLite path).",
     )
     db_path: Path = Field(Path("var/catalog.db"), description="SQLite file of this node (created if missing).")
+    db_max_mb: int | None = Field(
+        None, ge=1, description="Size cap of the SQLite file in MB (writes past it fail and /ready says so)."
+    )
+    db_min_free_mb: int = Field(64, ge=0, description="Free space under which the store counts as full (/ready 503).")
     admin_key: str = Field(
         DEV_ADMIN_KEY,
         repr=False,
@@ -206,6 +210,9 @@ class Settings(BaseSettings):
     replication_poll_s: float = Field(0.2, gt=0, description="How often the pusher looks for new changes when idle.")
     replication_batch_size: int = Field(5000, ge=1, description="Changes per PostgreSQL transaction at most.")
     replication_backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between failed push attempts.")
+    replication_backlog_max: int = Field(
+        1_000_000, ge=1, description="Unsent changes above which the node is not ready (the outbox alarm)."
+    )
 
     @field_validator("outbound_allow_private", "secret_keys", "trusted_proxies", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ of it; each read runs inline on the calling thread.
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -44,6 +45,10 @@ from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+#: Share of the size cap in use at which the store counts as full (a batch needs room; at 100% every write fails).
+FULL_AT = 0.98
+#: How long a write that failed for want of room keeps the store "full" (a later small write may fit, a batch not).
+FULL_FOR_S = 60.0
 
 
 class SqliteCatalog:
@@ -57,11 +62,15 @@ class SqliteCatalog:
         rates: Rates | None = None,
         secrets: Secrets | None = None,
         deliveries_keep_s: float = 7 * 86_400,
+        max_mb: int | None = None,
+        min_free_mb: int = 64,
     ) -> None:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests)."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
+        self.max_mb = max_mb
+        self.min_free_mb = min_free_mb
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
@@ -84,6 +93,9 @@ class SqliteCatalog:
         self._db.open(self._prepare)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
+        if self.max_mb is not None:  # the writer connection's cap; a write past it fails with SQLITE_FULL
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {self.max_mb * 1024 * 1024 // int(page_size)}")
         migrate(conn)
         refresh_base_prices(conn, self.rates)
         sealed = immediate(conn, lambda c: vendors.seal_clear_credentials(c, self.secrets))
@@ -96,6 +108,27 @@ class SqliteCatalog:
 
     def ping(self) -> bool:
         return self._db.ping()
+
+    def write_problem(self) -> str | None:
+        """Why the store cannot take writes, or None: too little room (the file system's free space under
+        ``min_free_mb``, or the pages in use at the size cap), or a last write that failed for want of room or
+        permission (a later write that went through clears that, but not the room checks)."""
+        try:
+            free_mb = shutil.disk_usage(self.path.parent).free / (1024 * 1024)
+        except OSError:
+            free_mb = float("inf")
+        if free_mb < self.min_free_mb:
+            return f"the file system has {free_mb:.0f} MB free, less than {self.min_free_mb} MB"
+        if self.max_mb is not None:
+            reader = self._db.reader
+            used = (
+                reader.execute("PRAGMA page_count").fetchone()[0]
+                - reader.execute("PRAGMA freelist_count").fetchone()[0]
+            )
+            size = reader.execute("PRAGMA page_size").fetchone()[0]
+            if used * size >= FULL_AT * self.max_mb * 1024 * 1024:
+                return f"the file is at its size cap of {self.max_mb} MB"
+        return self._db.write_problem(FULL_FOR_S)
 
     def change_seq(self) -> int:
         return self._db.change_seq()
