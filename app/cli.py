@@ -402,7 +402,7 @@ def settings_table() -> None:
     print("| Environment variable | Default | Meaning |")
     print("|---|---|---|")
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         shown = default.value if hasattr(default, "value") else default
         print(f"| `CATALOG_{name.upper()}` | `{shown}` | {field.description or ''} |")
 
