@@ -158,6 +158,11 @@ def test_a_redirect_to_the_metadata_address_is_not_followed(
     assert "302" in state["sync"]["last_error"]
     assert "169.254" not in str(state) and "SECRET-BODY" not in str(state)
     assert state["offers"] == 1  # nothing stored is lost
+    assert [s.path for s in vendor.seen].count("/products") == 3  # probe, first sync, resync: none elsewhere
+    # Registering another vendor there now: the probe's 502 names neither the redirect nor the body.
+    probe = client.post("/vendors", json=generic("r2", vendor.base_url), headers=admin())
+    assert probe.status_code == 502
+    assert "169.254" not in probe.text and "SECRET-BODY" not in probe.text and "127.0.0.1" not in probe.text
 
 
 def test_failed_calls_echo_neither_the_vendor_body_nor_its_url(
@@ -176,6 +181,11 @@ def test_failed_calls_echo_neither_the_vendor_body_nor_its_url(
         assert "SECRET-BODY" not in text and "127.0.0.1" not in text and "/srv/app.py" not in text
     assert state["sync"]["state"] == "failed" and "500" in state["sync"]["last_error"]
     assert miss.status_code >= 400
+    # A vendor registered while it fails: the mapping probe's 502 carries the path and status only.
+    probe = client.post("/vendors", json=generic("e2", vendor.base_url), headers=admin())
+    error = assert_error(probe, 502)
+    assert error["details"].get("path") == "/products" and error["details"].get("status") == 500
+    assert "SECRET-BODY" not in probe.text and "127.0.0.1" not in probe.text and TOKEN not in probe.text
 
 
 # -- answers bounded -------------------------------------------------------------------------------------------
