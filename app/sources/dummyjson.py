@@ -65,7 +65,7 @@ def map_dummyjson_item(vendor: Vendor, item: Mapping[str, Any], fetched_at: date
         price=price,
         currency=currency,
         description=clean_text(item.get("description")) or "",
-        images=normalize_images(dict.fromkeys(raw_images), base_url=vendor.base_url),
+        images=normalize_images(dict.fromkeys(i for i in raw_images if isinstance(i, str)), base_url=vendor.base_url),
         sku=clean_text(item.get("sku")),
         gtin=normalize_gtin(meta.get("barcode")),
         brand=clean_text(item.get("brand")),

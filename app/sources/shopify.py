@@ -79,7 +79,7 @@ def _images(product: Mapping[str, Any], variant: Mapping[str, Any]) -> list[obje
     if image_id is not None:
         own = [i.get("src") for i in images if raw_id(i.get("id")) == image_id]
         srcs = own + srcs
-    return list(dict.fromkeys(s for s in srcs if s))
+    return list(dict.fromkeys(s for s in srcs if isinstance(s, str) and s))
 
 
 def _map_variant(

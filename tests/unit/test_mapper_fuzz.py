@@ -35,7 +35,8 @@ from app.sources import (
 from app.sources.base import MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_IMAGES, MAX_TEXT_CHARS, MappingError
 from app.sources.generic import map_generic_item
 
-pytestmark = pytest.mark.slow  # six mappers x 10,000 cases: minutes on the shared 2-core machine
+# Six mappers x 10,000 cases: about a minute each on a quiet 2-core machine, several when it is shared.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 #: 10,000 cases per mapper (the issue's bar); FUZZ_CASES=500 for a quick local run.
 CASES = settings(
