@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     )
     cursor_key: str | None = Field(
         None,
+        repr=False,
         description="Key that signs pagination cursors and change-feed tokens (HMAC-SHA256, 16+ characters; the same "
         "on every node). Unset: derived from `CATALOG_ADMIN_KEY`.",
     )

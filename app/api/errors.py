@@ -119,6 +119,7 @@ ERROR_STATUSES: dict[int, str] = {
     410: "The change token is older than the feed keeps: resync from the start.",
     413: "The request body is larger than `CATALOG_MAX_BODY_BYTES`.",
     422: "Invalid input.",
+    429: "Too many requests from this client (misses that cost a vendor call, admin key failures); see `Retry-After`.",
     502: "The vendor failed.",
     503: "Temporarily unable; see `Retry-After`.",
     504: "The vendor did not answer in time.",
@@ -129,6 +130,8 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses for these statuses, all in the one error shape; ``described`` overrides a description
     (keys ``s404`` and so on)."""
     out: dict[int | str, dict[str, Any]] = {}
+    if 401 in statuses and 429 not in statuses:  # every admin call: key failures are rate-limited per client
+        statuses = (*statuses, 429)
     for status in statuses:
         description = described.get(f"s{status}", ERROR_STATUSES[status])
         out[status] = {"model": ErrorResponse, "description": description}

@@ -167,6 +167,7 @@ async def vendor_products(
             404,
             409,
             422,
+            429,
             502,
             503,
             504,

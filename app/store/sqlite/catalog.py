@@ -228,7 +228,7 @@ class SqliteCatalog:
         def run(conn: sqlite3.Connection) -> None:
             for position, offers in batches:
                 set_position(conn, position)
-                self._offers.upsert(conn, unique(offers))
+                self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
             set_position(conn, None)
 
         if batches:
