@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
+from app.api.ratelimit import ClientAddress, RateLimits, TokenBucket
 from app.catalog.service import CatalogService
 from app.changes.service import ChangeFeed
 from app.distributed.changelog_applier import ChangelogApplier
@@ -32,11 +33,13 @@ from app.ingest.tracker import RequestTracker
 from app.ingest.workers import EmbeddedWorkers
 from app.observability import MetricProvider
 from app.replication.service import Replication
+from app.secrets import load_secrets
 from app.settings import Settings
 from app.sources import GenericSource, build_source, supports_changes_since, validate_generic
 from app.sources.http import HttpPolicy, VendorHttp
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
+from app.sources.safety import OutboundPolicy
 from app.sources.webhooks import map_webhook
 from app.store.port import CatalogStore
 from app.store.sqlite.catalog import SqliteCatalog
@@ -53,24 +56,31 @@ def http_policy(settings: Settings) -> HttpPolicy:
         backoff_max_s=settings.vendor_backoff_max_s,
         max_concurrency=settings.vendor_concurrency,
         max_retry_after_s=settings.vendor_max_retry_after_s,
+        max_response_bytes=settings.vendor_max_response_bytes,
+        max_items_per_page=settings.vendor_max_items_per_page,
     )
 
 
+def outbound_policy(settings: Settings) -> OutboundPolicy:
+    return OutboundPolicy.parse(settings.outbound_allow_private)
+
+
 def make_source_factory(settings: Settings) -> Callable[[Vendor], VendorSource]:
-    policy = http_policy(settings)
+    policy, outbound = http_policy(settings), outbound_policy(settings)
 
     def make(vendor: Vendor) -> VendorSource:
-        return build_source(vendor, VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id))
+        http = VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id, outbound=outbound)
+        return build_source(vendor, http)
 
     return make
 
 
 def make_probe(settings: Settings) -> Probe:
     """The generic-mapping probe: the vendor's first page through a client of its own, closed right after."""
-    policy = http_policy(settings)
+    policy, outbound = http_policy(settings), outbound_policy(settings)
 
     async def probe(vendor: Vendor) -> None:
-        async with VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id) as http:
+        async with VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id, outbound=outbound) as http:
             await validate_generic(GenericSource(vendor, http))
 
     return probe
@@ -96,6 +106,15 @@ def vendor_service(
         catalog=catalog,
         feed=feed,
         changes=changes,
+        outbound=outbound_policy(settings),
+    )
+
+
+def rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(
+        misses=TokenBucket(settings.rate_limit_misses_per_min, settings.rate_limit_miss_burst),
+        admin_failures=TokenBucket(settings.rate_limit_admin_failures_per_min, settings.rate_limit_admin_burst),
+        clients=ClientAddress(settings.trusted_proxies),
     )
 
 
@@ -135,6 +154,8 @@ class Container:
     tokens: TokenSigner = field(default_factory=lambda: TokenSigner(b"unset: replaced by build_container"))
     # GET /changes and /changes/stream
     changes: ChangeFeed | None = None
+    # per-client rate limits of the public miss path and of admin key failures
+    limits: RateLimits = field(default_factory=lambda: rate_limits(Settings(env="development")))
 
     async def start(self) -> None:
         self.store.open()
@@ -181,7 +202,16 @@ def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
 
 
 def build_container(settings: Settings) -> Container:
-    store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings))
+    secrets = load_secrets(settings)
+    store = SqliteCatalog(
+        settings.db_path,
+        page_cache_size=settings.list_cache_pages,
+        rates=load_rates(settings),
+        secrets=secrets,
+        deliveries_keep_s=settings.webhook_deliveries_keep_s,
+        max_mb=settings.db_max_mb,
+        min_free_mb=settings.db_min_free_mb,
+    )
     tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
     sources = SourceRegistry(make_source_factory(settings))
     breakers = BreakerRegistry(
@@ -198,7 +228,7 @@ def build_container(settings: Settings) -> Container:
         queue = KafkaRequestQueue(
             settings, plan=functools.partial(plan_catalog, store=store, changes_since=supports_changes_since)
         )
-        vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors)
+        vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors, secrets=secrets)
         changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
         queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
@@ -215,7 +245,7 @@ def build_container(settings: Settings) -> Container:
     )
     if settings.runtime == "kafka":
         applier = ChangelogApplier(store, tracker, on_vendor_removed=vendors.forget, breakers=breakers)
-        changelog = KafkaChangelog(settings, applier)
+        changelog = KafkaChangelog(settings, applier, secrets=secrets)
     scheduler = RefreshScheduler(
         store,
         catalog,
@@ -233,6 +263,7 @@ def build_container(settings: Settings) -> Container:
         scheduler_enabled=settings.scheduler_enabled,
         changelog=changelog,
         replication=replication.monitor if replication is not None else None,
+        writable=store.write_problem,
     )
     container = Container(
         settings,
@@ -252,6 +283,7 @@ def build_container(settings: Settings) -> Container:
     )
     container.tokens = TokenSigner(settings.token_key())
     container.changes = change_feed(settings, store)
+    container.limits = rate_limits(settings)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     return container

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -25,6 +26,7 @@ from app.domain.queries import SyncProgress
 from app.errors import CatalogError
 from app.ingest.planning import plan_sync
 from app.ingest.sync import sync_vendor
+from app.secrets import SecretsError, load_secrets, new_key
 from app.serving import serve_until_signal, server_config
 from app.settings import Settings
 from app.store.sqlite.catalog import SqliteCatalog
@@ -37,13 +39,15 @@ sync_cli = typer.Typer(help="Sync vendors into SQLite, and SQLite into PostgreSQ
 cli.add_typer(sync_cli, name="sync")
 db_cli = typer.Typer(help="The PostgreSQL long-term store (DATABASE_URL).", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+secrets_cli = typer.Typer(help="The keys sealing vendor credentials (CATALOG_SECRET_KEYS).", no_args_is_help=True)
+cli.add_typer(secrets_cli, name="secrets")
 console = Console()
 
 
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[SqliteCatalog]:
     # The same rates as the service: the store computes the comparable base price of every product it writes.
-    store = SqliteCatalog(settings.db_path, rates=load_rates(settings))
+    store = SqliteCatalog(settings.db_path, rates=load_rates(settings), secrets=load_secrets(settings))
     store.open()
     try:
         yield store
@@ -66,8 +70,20 @@ def serve(
 
     settings = Settings()
     if demo:
-        settings = settings.model_copy(update={"demo_vendors": True})
+        settings = demo_settings(settings)
     serve_until_signal([api_config(settings, host, port)])
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo vendors, and their simulators' address admitted by the outbound policy (loopback is private, so
+    nothing else reaches it): explicitly here, never by default."""
+    try:
+        address = socket.gethostbyname(settings.demo_host)
+    except OSError:
+        address = settings.demo_host
+    allow = [*settings.outbound_allow_private, address]
+    update = {"demo_vendors": True, "outbound_allow_private": allow, "env": "development"}
+    return settings.model_copy(update=update)
 
 
 def api_config(settings: Settings, host: str | None = None, port: int | None = None) -> uvicorn.Config:
@@ -94,7 +110,7 @@ def demo(
     from simulators.server import DEMO_SIMULATORS
     from simulators.server import create_app as create_simulator
 
-    settings = Settings().model_copy(update={"demo_vendors": True})
+    settings = demo_settings(Settings())
     simulators = [
         server_config(create_simulator(config), settings.demo_host, sim_port) for config, sim_port in DEMO_SIMULATORS
     ]
@@ -329,7 +345,7 @@ def sync_run() -> None:
         raise fail("DATABASE_URL is not set: nothing to push to")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The SQLite file and its schema first (this process may start before the API ever opened the file).
-    store = SqliteCatalog(settings.db_path, rates=load_rates(settings))
+    store = SqliteCatalog(settings.db_path, rates=load_rates(settings), secrets=load_secrets(settings))
     store.open()
     store.close()
     pusher = build_pusher(settings)
@@ -344,6 +360,28 @@ def sync_run() -> None:
         pusher.run()
     finally:
         pusher.outbox.close()
+
+
+@secrets_cli.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new Fernet key (put it first in CATALOG_SECRET_KEYS, keep the old ones after it)."""
+    typer.echo(new_key())
+
+
+@secrets_cli.command("rotate")
+def secrets_rotate() -> None:
+    """Re-seal every vendor's credentials of this SQLite file with the first key of CATALOG_SECRET_KEYS (the rows
+    replicate to PostgreSQL); afterwards the other keys may be dropped from this file's point of view."""
+
+    async def run() -> int:
+        async with open_store(Settings()) as store:
+            return await store.reseal_credentials()
+
+    try:
+        count = asyncio.run(run())
+    except SecretsError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"re-sealed the credentials of {count} vendor(s) with the first key")
 
 
 @db_cli.command("upgrade")
@@ -364,7 +402,7 @@ def settings_table() -> None:
     print("| Environment variable | Default | Meaning |")
     print("|---|---|---|")
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         shown = default.value if hasattr(default, "value") else default
         print(f"| `CATALOG_{name.upper()}` | `{shown}` | {field.description or ''} |")
 

@@ -13,13 +13,15 @@ deep in a source reaches the client with a meaningful status instead of a bare 5
     ├── PayloadTooLarge             413
     ├── Unauthorized                401
     ├── Forbidden                   403
+    ├── RateLimited                 429  (a client over its rate limit; Retry-After)
     ├── ServiceUnavailable          503  (queue full, store down, not ready)
     └── VendorError                 502  (anything a vendor did wrong)
         ├── VendorNotFound          404  (the vendor says the item does not exist)
         ├── VendorAuthError         502  (our credentials were refused)
         ├── VendorRateLimited       503  (429 with Retry-After, retries exhausted)
         ├── VendorTimeout           504
-        └── VendorBadResponse       502  (garbage, malformed JSON, unexpected shape)
+        ├── VendorBadResponse       502  (garbage, malformed JSON, unexpected shape, an answer over the limits)
+        └── VendorAddressRefused    502  (the outbound policy refused the URL or its address)
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ class Forbidden(CatalogError):
     code = "forbidden"
 
 
+class RateLimited(CatalogError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(CatalogError):
     status_code = 503
     code = "unavailable"
@@ -122,3 +133,9 @@ class VendorTimeout(VendorError):
 
 class VendorBadResponse(VendorError):
     code = "vendor_bad_response"
+
+
+class VendorAddressRefused(VendorError):
+    """The outbound policy (``app.sources.safety``) refused a URL or the address it resolves to: never retried."""
+
+    code = "vendor_address_refused"

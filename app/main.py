@@ -45,6 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings.check_deployment()  # a weak admin key or the public secret key never serves outside development
+        if settings.env == "development":
+            logging.getLogger(__name__).warning(
+                "CATALOG_ENV=development: the default admin key and the public development secret key are accepted"
+            )
         container = build_container(settings)
         await container.start()
         app.state.container = container

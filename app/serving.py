@@ -36,6 +36,9 @@ def server_config(app: Any, host: str, port: int, *, log_level: str = "warning")
         lifespan="on",
         ws="none",
         timeout_graceful_shutdown=2,
+        # Who the client is behind a proxy is CATALOG_TRUSTED_PROXIES' call (app.api.ratelimit), not uvicorn's
+        # (which would take X-Forwarded-For from any loopback peer).
+        proxy_headers=False,
     )
 
 

@@ -6,20 +6,47 @@ The README's settings table is generated from this class (``catalog settings``),
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_ADMIN_KEY = "dev-admin-key"
+#: An admin key shorter than this, or estimated below ``MIN_ADMIN_KEY_BITS``, is refused outside development.
+MIN_ADMIN_KEY_CHARS = 24
+MIN_ADMIN_KEY_BITS = 96
+
+
+def estimated_bits(key: str) -> float:
+    """A cheap upper bound of a key's entropy: its length times the Shannon entropy of its characters. A random
+    ``secrets.token_urlsafe(32)`` scores about 200; ``dev-admin-key`` 40; a repeated character 0."""
+    if not key:
+        return 0.0
+    counts = Counter(key)
+    return -len(key) * sum(c / len(key) * math.log2(c / len(key)) for c in counts.values())
+
+
+def weak_admin_key(key: str) -> str | None:
+    """Why a key is too weak to guard the admin API, or ``None``."""
+    if key == DEV_ADMIN_KEY:
+        return "it is the default development key"
+    if len(key) < MIN_ADMIN_KEY_CHARS:
+        return f"it is shorter than {MIN_ADMIN_KEY_CHARS} characters"
+    if estimated_bits(key) < MIN_ADMIN_KEY_BITS:
+        return f"it has less than {MIN_ADMIN_KEY_BITS} bits of entropy (estimated)"
+    return None
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CATALOG_", env_file=".env", extra="ignore")
 
     env: Literal["development", "production"] = Field(
-        "development", description="`production` refuses the default admin key."
+        "production",
+        description="`production` (the default) refuses to serve with a weak admin key or without secret keys; "
+        "`development` (`make run`, the tests) accepts the public development keys.",
     )
     runtime: Literal["embedded", "kafka"] = Field(
         "embedded",
@@ -32,7 +59,23 @@ class Settings(BaseSettings):
         "and it is the source PostgreSQL knows its changes by (default: host:SQLite path).",
     )
     db_path: Path = Field(Path("var/catalog.db"), description="SQLite file of this node (created if missing).")
-    admin_key: str = Field(DEV_ADMIN_KEY, description="Value the `X-API-Key` header must carry on admin calls.")
+    db_max_mb: int | None = Field(
+        None, ge=1, description="Size cap of the SQLite file in MB (writes past it fail and /ready says so)."
+    )
+    db_min_free_mb: int = Field(64, ge=0, description="Free space under which the store counts as full (/ready 503).")
+    admin_key: str = Field(
+        DEV_ADMIN_KEY,
+        repr=False,
+        description="Value the `X-API-Key` header must carry on admin calls; outside development at least "
+        f"{MIN_ADMIN_KEY_CHARS} characters and {MIN_ADMIN_KEY_BITS} bits (e.g. `python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'`).",
+    )
+    secret_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Comma-separated Fernet keys sealing vendor credentials (SQLite, PostgreSQL, Kafka); the first "
+        "seals, all open (rotation: `catalog secrets`). Required outside development.",
+    )
     host: str = Field("127.0.0.1", description="Address `catalog serve` listens on.")
     port: int = Field(8000, description="Port `catalog serve` listens on.")
     log_level: str = Field("info", description="Python log level.")
@@ -49,6 +92,17 @@ class Settings(BaseSettings):
     vendor_backoff_max_s: float = Field(5.0, ge=0, description="Largest back-off between retries.")
     vendor_max_retry_after_s: float = Field(30.0, ge=0, description="Longest `Retry-After` waited out in place.")
     vendor_concurrency: int = Field(4, ge=1, description="Concurrent HTTP calls per vendor.")
+    vendor_max_response_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest vendor answer accepted, counted as sent and unpacked (over it the page fails).",
+    )
+    vendor_max_items_per_page: int = Field(5000, ge=1, description="Most items a vendor page may carry.")
+    outbound_allow_private: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks vendor URLs may resolve to although not public (`127.0.0.1/32,"
+        "10.0.0.0/8`). Link-local and metadata addresses (169.254.0.0/16, fd00:ec2::254...) stay refused.",
+    )
     page_attempts: int = Field(3, ge=1, description="Tries per catalog page after the HTTP retries.")
     breaker_failures: int = Field(5, ge=1, description="Consecutive failed vendor calls that open its breaker.")
     breaker_open_s: float = Field(30.0, gt=0, description="First cool-down of an open breaker (doubles on re-open).")
@@ -60,6 +114,22 @@ class Settings(BaseSettings):
     retry_failed_sync_s: float = Field(60, gt=0, description="Wait before retrying a vendor whose sync failed.")
     default_refresh_interval_s: int = Field(3600, ge=1, description="Refresh interval of a vendor added without one.")
 
+    webhook_deliveries_keep_s: float = Field(
+        7 * 86_400, gt=0, description="How long a webhook delivery id is remembered (a redelivery changes nothing)."
+    )
+    rate_limit_misses_per_min: float = Field(
+        60, ge=0, description="Misses (listings not stored: a vendor call) one client may cause per minute (0: off)."
+    )
+    rate_limit_miss_burst: int = Field(20, ge=1, description="Misses one client may cause at once.")
+    rate_limit_admin_failures_per_min: float = Field(
+        6, ge=0, description="Admin calls with a missing or wrong key one client may make per minute (0: off)."
+    )
+    rate_limit_admin_burst: int = Field(5, ge=1, description="Admin key failures one client may make at once.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated proxy networks whose `X-Forwarded-For` names the client (rate limits); "
+        "from anyone else the header is ignored.",
+    )
     demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
     demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
@@ -71,6 +141,7 @@ class Settings(BaseSettings):
     )
     cursor_key: str | None = Field(
         None,
+        repr=False,
         description="Key that signs pagination cursors and change-feed tokens (HMAC-SHA256, 16+ characters; the same "
         "on every node). Unset: derived from `CATALOG_ADMIN_KEY`.",
     )
@@ -114,7 +185,7 @@ class Settings(BaseSettings):
     )
     kafka_sasl_mechanism: str | None = Field(None, description="Kafka `sasl.mechanism` (PLAIN, SCRAM-SHA-512...).")
     kafka_sasl_username: str | None = Field(None, description="Kafka SASL user name.")
-    kafka_sasl_password: str | None = Field(None, description="Kafka SASL password.")
+    kafka_sasl_password: str | None = Field(None, repr=False, description="Kafka SASL password.")
     kafka_ssl_ca_location: Path | None = Field(None, description="CA certificate file for Kafka TLS.")
     flink_parallelism: int = Field(1, ge=1, description="Parallelism of the Flink job.")
     flink_checkpoint_ms: int = Field(1000, ge=100, description="Flink checkpoint interval (offsets commit on it).")
@@ -125,6 +196,7 @@ class Settings(BaseSettings):
     # --- PostgreSQL replication ---
     database_url: str | None = Field(
         None,
+        repr=False,
         validation_alias=AliasChoices("DATABASE_URL", "CATALOG_DATABASE_URL", "database_url"),
         description="PostgreSQL (`postgresql://user@host/db`), also read from plain `DATABASE_URL`. Set: this "
         "node's SQLite changes are pushed there (long-term store, analytics), and an empty node loads from it.",
@@ -139,11 +211,54 @@ class Settings(BaseSettings):
     replication_poll_s: float = Field(0.2, gt=0, description="How often the pusher looks for new changes when idle.")
     replication_batch_size: int = Field(5000, ge=1, description="Changes per PostgreSQL transaction at most.")
     replication_backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between failed push attempts.")
+    replication_backlog_max: int = Field(
+        1_000_000, ge=1, description="Unsent changes above which the node is not ready (the outbox alarm)."
+    )
+
+    @field_validator("outbound_allow_private", "secret_keys", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("outbound_allow_private")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from app.sources.safety import OutboundPolicy  # the one parser of the networks
+
+        OutboundPolicy.parse(value)  # a typo must stop the service, not open or close the wrong network
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[str]) -> list[str]:
+        from app.secrets import valid_key
+
+        if not all(valid_key(k) for k in value):
+            raise ValueError("CATALOG_SECRET_KEYS: every key must be a Fernet key (`catalog secrets new-key`)")
+        return value
+
+    def deployment_problems(self) -> list[str]:
+        """What stops this configuration from serving: nothing in development, weak or public secrets otherwise.
+        Checked when the API starts (not here: the CLI's store commands need no admin key)."""
+        if self.env == "development":
+            return []
+        problems = []
+        if (why := weak_admin_key(self.admin_key)) is not None:
+            problems.append(f"CATALOG_ADMIN_KEY is too weak: {why}")
+        if not self.secret_keys:
+            problems.append(
+                "CATALOG_SECRET_KEYS is not set (vendor credentials must not be sealed with the public key)"
+            )
+        return problems
+
+    def check_deployment(self) -> None:
+        if problems := self.deployment_problems():
+            raise ValueError(f"refusing to start (CATALOG_ENV={self.env}): " + "; ".join(problems))
 
     @model_validator(mode="after")
-    def _no_default_secret_in_production(self) -> Settings:
-        if self.env == "production" and self.admin_key == DEV_ADMIN_KEY:
-            raise ValueError("CATALOG_ADMIN_KEY must be set to a secret of your own in production")
+    def _consistent(self) -> Settings:
         if self.cursor_key is not None and len(self.cursor_key) < 16:
             raise ValueError("CATALOG_CURSOR_KEY needs at least 16 characters")
         if self.wait_ms_default > self.wait_ms_max:

@@ -181,6 +181,9 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 "CATALOG_KAFKA_BOOTSTRAP": broker.bootstrap,
                 "CATALOG_FLINK_JARS_DIR": str(settings.flink_jars_dir),
                 "CATALOG_KAFKA_PARTITIONS": "1",
+                # the bench's simulators listen on loopback, with the public development keys
+                "CATALOG_ENV": "development",
+                "CATALOG_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",
             }
         )
         api_port = free_port()

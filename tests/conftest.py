@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+
+# The tests run as development (the public development keys are accepted; `production` is the default and refuses
+# them): every Settings() a test builds sees this, subprocesses get it from service_env/job_env.
+os.environ["CATALOG_ENV"] = "development"
 
 import pytest
 

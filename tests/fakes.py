@@ -36,6 +36,7 @@ from app.domain.queries import (
 )
 from app.domain.requests import FetchRequest
 from app.domain.unify import unify
+from app.domain.webhooks import Delivery
 from app.errors import Conflict, NotFound, ServiceUnavailable, VendorNotFound
 
 
@@ -106,6 +107,7 @@ class FakeCatalogStore:
         self.offers: dict[tuple[str, str], Offer] = {}
         self._sync: dict[str, VendorSyncStatus] = {}
         self._docs: dict[str, _Doc] = {}
+        self.deliveries: dict[tuple[str, str], Delivery] = {}
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -243,6 +245,18 @@ class FakeCatalogStore:
     async def sync_interrupted(self, vendor_id: str) -> None:
         await asyncio.sleep(0)
         self._update_sync(vendor_id, state="interrupted", finished_at=utcnow())
+
+    def delivery(self, vendor_id: str, delivery_id: str) -> Delivery | None:
+        return self.deliveries.get((vendor_id, delivery_id))
+
+    async def record_delivery(
+        self, vendor_id: str, delivery_id: str, *, answer: dict[str, object] | None, applied: bool
+    ) -> None:
+        await asyncio.sleep(0)
+        seen = self.deliveries.get((vendor_id, delivery_id))
+        if seen is not None:
+            answer, applied = seen.answer if seen.answer is not None else answer, seen.applied or applied
+        self.deliveries[(vendor_id, delivery_id)] = Delivery(answer, applied)
 
     def _update_sync(self, vendor_id: str, **changes: Any) -> None:
         status = self._sync.get(vendor_id)

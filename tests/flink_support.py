@@ -34,6 +34,8 @@ def job_env(bootstrap: str, topics: Mapping[str, str], **overrides: str) -> dict
     env.update(
         {
             "CATALOG_KAFKA_BOOTSTRAP": bootstrap,
+            "CATALOG_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",
+            "CATALOG_ENV": "development",
             "CATALOG_KAFKA_PARTITIONS": "2",
             "CATALOG_FLINK_JARS_DIR": str(JARS_DIR),
             "CATALOG_VENDOR_TIMEOUT_S": "5",

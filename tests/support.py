@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key"
+#: The tests' simulators listen on loopback, which the outbound policy admits only when told to.
+LOOPBACK = "127.0.0.0/8"
 ERROR_KEYS = {"code", "message", "details"}
 
 # Distinctive secrets: if one of them shows up in a response body, credentials leaked.
@@ -65,6 +67,11 @@ def fast_settings(db_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "db_path": db_path,
         "admin_key": ADMIN_KEY,
+        "outbound_allow_private": [LOOPBACK],
+        "env": "development",
+        # One test server takes thousands of calls from one address: the rate limits have tests of their own.
+        "rate_limit_misses_per_min": 0,
+        "rate_limit_admin_failures_per_min": 0,
         "log_level": "warning",
         "scheduler_enabled": False,
         "scheduler_tick_s": 0.2,
@@ -267,6 +274,10 @@ def service_env(db_path: Path, **overrides: str) -> dict[str, str]:
         {
             "CATALOG_DB_PATH": str(db_path),
             "CATALOG_ADMIN_KEY": ADMIN_KEY,
+            "CATALOG_OUTBOUND_ALLOW_PRIVATE": LOOPBACK,
+            "CATALOG_ENV": "development",
+            "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",
+            "CATALOG_RATE_LIMIT_ADMIN_FAILURES_PER_MIN": "0",
             "CATALOG_LOG_LEVEL": "warning",
             "CATALOG_SCHEDULER_TICK_S": "1",
             "CATALOG_VENDOR_TIMEOUT_S": "2",

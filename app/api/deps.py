@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader
 from app.bootstrap import Container
 from app.catalog.service import CatalogService
 from app.domain.cursor import TokenSigner
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, RateLimited, Unauthorized
 from app.settings import Settings
 from app.vendors.service import VendorService
 
@@ -61,11 +61,32 @@ admin_key_header = APIKeyHeader(
 )
 
 
-async def require_admin(container: ContainerDep, x_api_key: Annotated[str | None, Depends(admin_key_header)]) -> None:
+async def require_admin(
+    request: Request, container: ContainerDep, x_api_key: Annotated[str | None, Depends(admin_key_header)]
+) -> None:
+    """A client out of admin-failure tokens gets 429 before its key is even compared (``app.api.ratelimit``)."""
+    limits = container.limits
+    client = limits.clients.of(request)
+    if (wait := limits.admin_failures.wait(client)) is not None:
+        raise RateLimited("too many admin calls with a wrong or missing key; retry later", retry_after=wait)
     if not x_api_key:
+        limits.admin_failures.take(client)
         raise Unauthorized("this call needs the X-API-Key header")
     if not hmac.compare_digest(x_api_key.encode(), container.settings.admin_key.encode()):
+        limits.admin_failures.take(client)
         raise Forbidden("the X-API-Key is not valid")
 
 
+async def limit_misses(request: Request, container: ContainerDep, vendor_id: str, vendor_product_id: str) -> None:
+    """A listing the store does not hold costs a vendor call: those are limited per client; stored ones are not."""
+    if container.store.find_offer(vendor_id, vendor_product_id) is not None:
+        return
+    limits = container.limits
+    if (wait := limits.misses.take(limits.clients.of(request))) is not None:
+        raise RateLimited(
+            "too many requests for listings not in the catalog from this client; retry later", retry_after=wait
+        )
+
+
 AdminDep = Depends(require_admin)
+MissLimitDep = Depends(limit_misses)

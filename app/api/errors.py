@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.api.responses import JsonResponse
-from app.errors import CatalogError, ServiceUnavailable, VendorRateLimited
+from app.errors import CatalogError, RateLimited, ServiceUnavailable, VendorRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CatalogError)
     async def _catalog_error(_: Request, exc: CatalogError) -> JsonResponse:
         headers = None
-        if isinstance(exc, ServiceUnavailable | VendorRateLimited):
+        if isinstance(exc, ServiceUnavailable | VendorRateLimited | RateLimited):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.message)
@@ -119,6 +119,7 @@ ERROR_STATUSES: dict[int, str] = {
     410: "The change token is older than the feed keeps: resync from the start.",
     413: "The request body is larger than `CATALOG_MAX_BODY_BYTES`.",
     422: "Invalid input.",
+    429: "Too many requests from this client (misses that cost a vendor call, admin key failures); see `Retry-After`.",
     502: "The vendor failed.",
     503: "Temporarily unable; see `Retry-After`.",
     504: "The vendor did not answer in time.",
@@ -129,6 +130,8 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses for these statuses, all in the one error shape; ``described`` overrides a description
     (keys ``s404`` and so on)."""
     out: dict[int | str, dict[str, Any]] = {}
+    if 401 in statuses and 429 not in statuses:  # every admin call: key failures are rate-limited per client
+        statuses = (*statuses, 429)
     for status in statuses:
         description = described.get(f"s{status}", ERROR_STATUSES[status])
         out[status] = {"model": ErrorResponse, "description": description}
@@ -143,6 +146,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "Not found.",
         409: "Conflicts with the current state.",
         422: "Invalid input.",
+        429: "Too many requests from this client (misses that cost a vendor call, admin key failures); see "
+        "`Retry-After`.",
         502: "The vendor failed.",
         503: "Temporarily unable; see `Retry-After`.",
     }.items()

@@ -23,7 +23,7 @@ from app.domain.changes import FeedPosition
 from app.domain.models import Offer, Vendor
 from app.domain.queries import SyncProgress
 from app.domain.requests import RequestStatus
-from app.domain.webhooks import SeenDeliveries
+from app.domain.webhooks import WebhookEffect
 from app.domain.wire import ChangelogError, SyncRef, Update, UpdateType
 from app.errors import Conflict, NotFound
 from app.ingest.breaker import BreakerRegistry
@@ -79,7 +79,6 @@ class ChangelogApplier:
         self._on_vendor_removed = on_vendor_removed
         self._syncs: dict[str, _Sync] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._deliveries: SeenDeliveries[tuple[str, str], bool] = SeenDeliveries()
         self.applied = 0
         self.offers_applied = 0
         #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
@@ -247,13 +246,18 @@ class ChangelogApplier:
         if self._store.get_vendor(change.vendor_id) is None:
             self._skipped(change.vendor_id, 1)
             return
-        key = (change.vendor_id, change.delivery_id or "")
-        if change.delivery_id and self._deliveries.get(key):
+        seen = self._store.delivery(change.vendor_id, change.delivery_id) if change.delivery_id else None
+        if seen is not None and seen.applied:
             return
-        await apply_change(self._store, change)
+        removed = await apply_change(self._store, change)
         self.offers_applied += len(change.offers)
         if change.delivery_id:
-            self._deliveries.put(key, True)
+            updated = change.effect is WebhookEffect.UPDATED
+            answer: dict[str, object] = {
+                "applied": change.effect.value,
+                "offers": len(change.offers) if updated else removed,
+            }
+            await self._store.record_delivery(change.vendor_id, change.delivery_id, answer=answer, applied=True)
 
     # -- vendor definitions --------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class Vendor:
     kind: VendorKind
     base_url: str
     currency: str
-    credentials: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)  # never in a log line
     refresh_interval_s: int = 3600
     enabled: bool = True
     mapping: Mapping[str, Any] | None = None
@@ -132,9 +132,14 @@ class SkippedItem:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a vendor's catalog. ``next_cursor`` is opaque to everyone but the source that made it."""
+    """One page of a vendor's catalog. ``next_cursor`` is opaque to everyone but the source that made it.
+
+    ``warnings``: what went wrong around the page without costing it (an auxiliary look-up such as the brand names
+    failed, so those fields are empty); shown in the vendor's sync status, the sync still succeeds.
+    """
 
     offers: tuple[Offer, ...]
     skipped: tuple[SkippedItem, ...] = ()
     next_cursor: str | None = None
     total: int | None = None
+    warnings: tuple[str, ...] = ()

@@ -100,6 +100,10 @@ _SHARED_SYMBOLS: dict[str, tuple[str | None, frozenset[str]]] = {
     "rs.": (None, frozenset({"INR", "PKR", "LKR", "NPR", "MUR", "SCR"})),
 }
 
+#: Above this no amount is a price (a 70-digit "price" is a vendor bug or an attack); at most this many decimals.
+MAX_PRICE = Decimal(10) ** 12
+MAX_PRICE_DECIMALS = 6
+
 # Digit groups joined by single separators; spaces only count when a digit follows, so "12.50 EUR" splits.
 _NUMBER = re.compile(r"[0-9]+(?:[.,' ][0-9]+)*")
 _SEPARATOR = re.compile(r"[.,' ]")
@@ -147,13 +151,28 @@ def parse_price(value: object, default_currency: str) -> tuple[Decimal, str]:
         else:
             raise ValueError(f"not a price: {value!r}")
     if not amount.is_finite():
-        raise ValueError(f"price is not a finite number: {value!r}")
+        raise ValueError(f"price is not a finite number: {_short(value)}")
     if amount < 0:
-        raise ValueError(f"price is negative: {value!r}")
+        raise ValueError(f"price is negative: {_short(value)}")
+    if amount >= MAX_PRICE:
+        raise ValueError(f"price out of range: {_short(value)}")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PRICE_DECIMALS:
+        raise ValueError(f"price has more than {MAX_PRICE_DECIMALS} decimals: {_short(value)}")
+    if isinstance(exponent, int) and exponent > 0:
+        amount = amount.quantize(Decimal(1))  # 1E+2 is stored as 100: every stored price is plain decimal text
     return amount.copy_abs(), currency  # copy_abs turns -0 into 0
 
 
+def _short(value: object) -> str:
+    """A vendor value for a skip reason: bounded, whatever the vendor sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _parse_price_text(value: str, default_currency: str) -> tuple[Decimal, str]:
+    if len(value) > 64:
+        raise ValueError(f"price text too long: {_short(value)}")
     text = unicodedata.normalize("NFKC", value).replace("’", "'").strip()  # NFKC: no-break spaces -> " "
     numbers = list(_NUMBER.finditer(text))
     if len(numbers) != 1:
@@ -339,6 +358,7 @@ def html_to_text(value: str | None) -> str:
     """
     if not value:
         return ""
+    value = strip_controls(value, keep_lines=True)
     if not _TAG.search(value):
         return _tidy_lines(html.unescape(value))
     parser = _TextExtractor()
@@ -364,6 +384,8 @@ def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tup
     images: list[str] = []
     for raw in urls:
         if not isinstance(raw, str) or not (url := raw.strip()) or url[:5].lower() == "data:":
+            continue
+        if len(url) > MAX_URL_CHARS or not url.isprintable():
             continue
         fast = _ABSOLUTE_URL.match(url)
         if fast is not None:  # the usual absolute URL: skip urllib, which cost most of a whole item's mapping
@@ -391,6 +413,18 @@ def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tup
 
 
 _NON_ALNUM_ASCII = re.compile(r"[^0-9A-Za-z]+")
+
+#: C0/C1 controls, DEL and lone surrogates: a NUL breaks PostgreSQL's text, the rest break terminals and JSON.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The same but for tab and newline, which a multi-line description keeps.
+_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def strip_controls(text: str, *, keep_lines: bool = False) -> str:
+    """Text without control characters (a cheap check first: almost every vendor string has none)."""
+    if text.isprintable():
+        return text
+    return (_CONTROLS_BUT_LINES if keep_lines else _CONTROLS).sub(" " if not keep_lines else "", text)
 
 
 def sku_key(sku: object) -> str | None:
@@ -431,7 +465,31 @@ def clean_text(value: object) -> str | None:
     """Single-line display text (titles, brands, categories): an empty string is as good as missing."""
     if not isinstance(value, str):
         return None
-    return " ".join(value.split()) or None
+    return " ".join(strip_controls(value).split()) or None
+
+
+#: Longest URL kept (offer links, images): browsers and CDNs stop around here too.
+MAX_URL_CHARS = 2048
+
+
+def normalize_url(value: object, base_url: str | None = None) -> str | None:
+    """An absolute http(s) URL a client may open, or ``None``: ``javascript:``, ``data:`` and other schemes, URLs
+    with control characters or spaces, user info, or over ``MAX_URL_CHARS`` are dropped, never "repaired"."""
+    if not isinstance(value, str) or not (url := value.strip()) or len(url) > MAX_URL_CHARS:
+        return None
+    if not url.isprintable() or any(c.isspace() for c in url):
+        return None
+    try:
+        if url.startswith("//"):
+            url = "https:" + url
+        elif base_url and "://" not in url[:12]:
+            url = urljoin(base_url, url)
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return url if len(url) <= MAX_URL_CHARS else None
 
 
 def parse_datetime(value: object) -> datetime | None:

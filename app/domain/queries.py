@@ -77,6 +77,11 @@ class UpsertResult:
     products_changed: int = 0
 
 
+#: Skip-reason keys that are a page's warnings (``Page.warnings``), not skipped items: they travel and are stored
+#: with the skip reasons, so both runtimes carry them without a schema of their own.
+WARNING_PREFIX = "warning: "
+
+
 @dataclass(slots=True)
 class SyncProgress:
     """A running sync's counters, written to the store page by page so every process can watch it."""

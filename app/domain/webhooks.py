@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
 
 from app.domain.models import Offer, VendorKind
 
@@ -96,34 +94,15 @@ class WebhookChange:
     effect: WebhookEffect
     offers: tuple[Offer, ...] = ()
     removals: tuple[Removal, ...] = ()
-    #: The platform's delivery id: a delivery seen again changes nothing (see ``SeenDeliveries``).
+    #: The platform's delivery id: a delivery seen again changes nothing (see ``Delivery``).
     delivery_id: str | None = None
 
 
-K = TypeVar("K")
-V = TypeVar("V")
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a node knows of a webhook delivery id: the answer it gave (if it received it) and whether the change
+    reached its store. Kept durably (SQLite ``webhook_deliveries``), so a redelivery after a restart, or to another
+    node, gets the first answer and changes nothing."""
 
-
-class SeenDeliveries(Generic[K, V]):
-    """The answers given to recent deliveries, so a redelivery gets the same answer and changes nothing.
-
-    Upserts are idempotent by content anyway; this is what keeps a late redelivery of an *older* update from
-    rolling a product back, and a replayed delete answering with the count it first reported. Bounded: the
-    oldest are forgotten first, which only costs the content-hash idempotency falling back in.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._answers: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        return self._answers.get(key)
-
-    def put(self, key: K, answer: V) -> None:
-        self._answers[key] = answer
-        self._answers.move_to_end(key)
-        while len(self._answers) > self._size:
-            self._answers.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._answers)
+    answer: dict[str, object] | None
+    applied: bool

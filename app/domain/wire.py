@@ -33,6 +33,7 @@ from app.domain.documents import iso
 from app.domain.models import Availability, Offer, Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus, new_request_id
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
+from app.secrets import Secrets, SecretsError
 
 VERSION = 1
 #: The version of a continuation, inside a request (written and read by the job only).
@@ -129,8 +130,9 @@ def offers_from(items: Any) -> tuple[Offer, ...]:
 # -- vendor definitions (catalog_vendors) ----------------------------------------------------------------------
 
 
-def vendor_to_dict(vendor: Vendor) -> dict[str, Any]:
-    """Carries credentials: the job calling the vendor needs them. Secure the topic like any secret store."""
+def vendor_to_dict(vendor: Vendor, *, secrets: Secrets) -> dict[str, Any]:
+    """Carries the credentials the job calling the vendor needs, sealed (``app.secrets``): the topic, its dead
+    letters and the job's state hold a Fernet token, never a clear secret."""
     return {
         "v": VERSION,
         "id": vendor.id,
@@ -138,14 +140,15 @@ def vendor_to_dict(vendor: Vendor) -> dict[str, Any]:
         "kind": vendor.kind.value,
         "base_url": vendor.base_url,
         "currency": vendor.currency,
-        "credentials": dict(vendor.credentials),
+        "credentials": secrets.seal(vendor.credentials),
         "refresh_interval_s": vendor.refresh_interval_s,
         "enabled": vendor.enabled,
         "mapping": None if vendor.mapping is None else dict(vendor.mapping),
     }
 
 
-def vendor_from_dict(data: Mapping[str, Any]) -> Vendor:
+def vendor_from_dict(data: Mapping[str, Any], *, secrets: Secrets) -> Vendor:
+    """Sealed credentials are opened; a clear object (a hand-written or older message) is read as it is."""
     _version(data, "vendor definition")
     try:
         return Vendor(
@@ -154,18 +157,20 @@ def vendor_from_dict(data: Mapping[str, Any]) -> Vendor:
             kind=VendorKind(data["kind"]),
             base_url=str(data["base_url"]),
             currency=str(data["currency"]),
-            credentials={str(k): str(v) for k, v in (data.get("credentials") or {}).items()},
+            credentials=secrets.open(data.get("credentials")),
             refresh_interval_s=int(data.get("refresh_interval_s", 3600)),
             enabled=bool(data.get("enabled", True)),
             mapping=data.get("mapping"),
         )
+    except SecretsError as exc:
+        raise ChangelogError(f"bad vendor: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ChangelogError(f"bad vendor: {exc!r}") from None
 
 
-def parse_vendor(raw: str | bytes | None) -> Vendor:
+def parse_vendor(raw: str | bytes | None, *, secrets: Secrets) -> Vendor:
     """A ``catalog_vendors`` value (a tombstone is handled by the reader: it means deleted, not unreadable)."""
-    return vendor_from_dict(loads(raw, "vendor definition"))
+    return vendor_from_dict(loads(raw, "vendor definition"), secrets=secrets)
 
 
 # -- requests (vendor_requests, product_requests) --------------------------------------------------------------

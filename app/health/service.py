@@ -6,6 +6,7 @@ decided on, not a second read that may disagree; ``/metrics`` reports the same c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,7 +50,10 @@ class HealthService:
         scheduler_enabled: bool,
         changelog: Running | None = None,
         replication: ReplicationMonitor | None = None,
+        writable: Callable[[], str | None] | None = None,
     ) -> None:
+        """``writable``: why the store's last write failed (disk full, size cap, read-only), None when it did not."""
+        self._writable = writable
         """``changelog``: the kafka runtime's consumer; then the queue is the broker, not the embedded workers."""
         self._store = store
         self._queue = queue
@@ -61,7 +65,9 @@ class HealthService:
 
     def readiness(self) -> Readiness:
         replication = self.replication.read() if self.replication is not None else None
-        checks = {"store": self._store.ping()}
+        write_problem = self._writable() if self._writable is not None else None
+        # The store check covers both: it answers reads, and its last write did not fail for want of room.
+        checks = {"store": self._store.ping() and write_problem is None}
         if self._changelog is None:
             checks["workers"] = self._queue.healthy
         else:
@@ -70,10 +76,13 @@ class HealthService:
         checks["scheduler"] = self._scheduler.running or not self._scheduler_enabled
         if replication is not None:
             checks["replication"] = replication.ok
+        # No paths, hosts or users in these: /ready is public (the log names them).
         reasons = {
-            "store": f"the SQLite store {self._db_path} does not answer",
+            "store": "the SQLite store does not answer"
+            if write_problem is None
+            else "the SQLite store cannot write (disk full, size cap CATALOG_DB_MAX_MB, or read-only)",
             "workers": "the request workers are not running",
-            "broker": self._queue.reason or "the Kafka broker is unreachable",
+            "broker": "the Kafka broker is unreachable",
             "changelog": "the changelog consumer is not running",
             "scheduler": "the refresh scheduler is not running",
             "replication": replication.reason if replication is not None else "",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.domain.models import Offer, Page
+from app.domain.queries import WARNING_PREFIX
 from app.domain.requests import FetchRequest, RequestStatus
 from app.errors import CatalogError, VendorError, VendorNotFound
 from app.sources.port import VendorSource
@@ -89,6 +90,7 @@ async def fetch_catalog_page(source: VendorSource, cursor: str | None, *, since:
     """One page of a vendor's catalog; a page-level failure raises (the caller retries or fails the sync)."""
     page = await source.fetch_page(cursor, since=since if source.supports_changes_since else None)
     reasons = Counter(_reason_class(s.reason) for s in page.skipped)  # each was logged by the source
+    reasons.update(f"{WARNING_PREFIX}{w}" for w in page.warnings)  # counted with the reasons, shown apart
     return PageOutcome(page=page, skip_reasons=dict(reasons))
 
 

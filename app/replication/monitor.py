@@ -19,6 +19,12 @@ class ReplicationState:
 
     stats: OutboxStats | None  # None before the SQLite migration that creates the outbox ran
     pusher: Pusher | None  # None when another process pushes
+    #: The outbox's alarm bound: above it the node is not ready (PostgreSQL away too long, or a push too slow).
+    backlog_max: int = 1_000_000
+
+    @property
+    def over_limit(self) -> bool:
+        return self.stats is not None and self.stats.backlog > self.backlog_max
 
     def status(self) -> dict[str, Any]:
         stats, pusher = self.stats, self.pusher
@@ -41,13 +47,19 @@ class ReplicationState:
         """Not ready only when a person must act (a rejected row, different columns); PostgreSQL being down is not
         a reason to take the API out of service: the outbox keeps everything."""
         blocked = self.stats is not None and self.stats.blocked is not None
-        return not blocked and not (self.pusher is not None and self.pusher.counters.schema_ok is False)
+        schema_differs = self.pusher is not None and self.pusher.counters.schema_ok is False
+        return not blocked and not schema_differs and not self.over_limit
 
     @property
     def reason(self) -> str:
         """When not ``ok``: what the operator has to act on."""
         if self.stats is not None and self.stats.blocked:
             return f"replication to PostgreSQL is stopped on a rejected row: {self.stats.blocked}"
+        if self.stats is not None and self.over_limit:
+            return (
+                f"replication backlog of {self.stats.backlog} changes is above the limit of {self.backlog_max}"
+                " (CATALOG_REPLICATION_BACKLOG_MAX): PostgreSQL has been away or slow for too long"
+            )
         return f"replication to PostgreSQL cannot run: {self.stats.last_error if self.stats else None}"
 
     def metrics(self) -> list[Metric]:
@@ -64,6 +76,18 @@ class ReplicationState:
                 "Age of the oldest unsent change.",
                 "gauge",
                 stats.lag_s() if stats else 0.0,
+            ),
+            Metric(
+                "catalog_replication_backlog_limit",
+                "The backlog above which this node is not ready (CATALOG_REPLICATION_BACKLOG_MAX).",
+                "gauge",
+                self.backlog_max,
+            ),
+            Metric(
+                "catalog_replication_backlog_over_limit",
+                "1 while the backlog is above its limit (the outbox alarm).",
+                "gauge",
+                int(self.over_limit),
             ),
             Metric(
                 "catalog_replication_blocked",
@@ -118,9 +142,10 @@ class ReplicationMonitor:
     """Reads the outbox status through the store's read-only connection of the calling thread (no connection of
     its own): three primary-key lookups, cheap enough for every /ready and /metrics."""
 
-    def __init__(self, store: SqliteCatalog, pusher: Pusher | None) -> None:
+    def __init__(self, store: SqliteCatalog, pusher: Pusher | None, *, backlog_max: int = 1_000_000) -> None:
         self.store = store
         self.pusher = pusher
+        self.backlog_max = backlog_max
 
     def read(self) -> ReplicationState:
-        return ReplicationState(self.store.read(outbox_stats), self.pusher)
+        return ReplicationState(self.store.read(outbox_stats), self.pusher, self.backlog_max)

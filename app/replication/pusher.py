@@ -31,6 +31,7 @@ from app.replication.postgres.replica import (
     SchemaMismatch,
     Staged,
     WatermarkMoved,
+    pg_error,
 )
 from app.replication.schema import Change
 
@@ -167,7 +168,7 @@ class Pusher:
             rejected = self.replica.find_rejected(changes)
             self._blocked_change = rejected.change if rejected else None
             self.counters.rejected += 1
-            self.counters.blocked = rejected.describe() if rejected else {"error": str(exc), "seq_upto": upto}
+            self.counters.blocked = rejected.describe() if rejected else {"error": pg_error(exc), "seq_upto": upto}
             raise RejectedBatch(rejected) from exc
         committed = time.time()
         self._finish_ack()
@@ -286,11 +287,12 @@ class Pusher:
                     self._prepared = False
                 except (*UNAVAILABLE, WatermarkMoved) as exc:
                     log.warning("replication: PostgreSQL unavailable or moved on: %s", exc)
-                    self._record(f"{type(exc).__name__}: {exc}", self.counters.blocked)
+                    # Recorded for /ready without the driver's text: it names the server, port and user.
+                    self._record(f"PostgreSQL unavailable ({type(exc).__name__})", self.counters.blocked)
                     self._reset()
                 except Exception as exc:
                     log.exception("replication: push failed")
-                    self._record(f"{type(exc).__name__}: {exc}", self.counters.blocked)
+                    self._record(f"push failed ({type(exc).__name__}; see the log)", self.counters.blocked)
                     self._reset()
                 failures += 1
                 self._stop.wait(min(self.backoff_max_s, 0.1 * 2 ** min(failures, 10)))

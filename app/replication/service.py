@@ -37,7 +37,7 @@ class Replication:
         pusher = build_pusher(settings) if settings.replication_push else None
         if pusher is not None:
             self.background = BackgroundPusher(pusher)
-        self.monitor = ReplicationMonitor(store, pusher)
+        self.monitor = ReplicationMonitor(store, pusher, backlog_max=settings.replication_backlog_max)
         self._analytics_db = PostgresAnalytics(url, schema=settings.database_schema)
         self.analytics = AnalyticsService(self._analytics_db)
 

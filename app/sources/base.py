@@ -7,17 +7,27 @@ failing the page, because one vendor's bad row must not keep its other thousand 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from app.domain.models import Offer, SkippedItem, Vendor
-from app.domain.normalize import clean_text, parse_price
-from app.errors import VendorAuthError, VendorBadResponse
+from app.domain.normalize import clean_text, normalize_url, parse_price
+from app.errors import VendorAuthError, VendorBadResponse, VendorError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Field limits of an offer (an item over them is skipped with the field named: it is a vendor bug or an attack,
+#: and a value this long would bloat every page that shows it).
+MAX_ID_CHARS = 255
+MAX_TEXT_CHARS = 1000
+MAX_DESCRIPTION_CHARS = 100_000
+#: Images beyond this many are dropped (the first ones are the vendor's own choice of what to show).
+MAX_IMAGES = 50
 
 
 class MappingError(ValueError):
@@ -68,10 +78,51 @@ def require_price(value: object, currency: str, vendor_product_id: str | None = 
     try:
         price, cur = parse_price(value, currency)
     except (ValueError, ArithmeticError, TypeError) as exc:
-        raise MappingError(f"unparseable price {value!r}", vendor_product_id) from exc
+        raise MappingError(f"unparseable price: {exc}", vendor_product_id) from exc
     if price < 0:
-        raise MappingError(f"negative price {value!r}", vendor_product_id)
+        raise MappingError("negative price", vendor_product_id)
     return price, cur
+
+
+def check_offer(offer: Offer) -> Offer:
+    """The last gate before an offer leaves a mapper: ids without control characters, texts within their limits,
+    the ``url`` a client may open (http(s) only) and at most ``MAX_IMAGES`` images. Raises ``MappingError``."""
+    vpid = offer.vendor_product_id
+    for name, value, limit in (
+        ("vendor_product_id", vpid, MAX_ID_CHARS),
+        ("parent_id", offer.parent_id, MAX_ID_CHARS),
+        ("sku", offer.sku, MAX_ID_CHARS),
+        ("title", offer.title, MAX_TEXT_CHARS),
+        ("brand", offer.brand, MAX_TEXT_CHARS),
+        ("category", offer.category, MAX_TEXT_CHARS),
+        ("description", offer.description, MAX_DESCRIPTION_CHARS),
+    ):
+        if value is None:
+            continue
+        if len(value) > limit:
+            raise MappingError(f"field too long: {name} ({len(value)} characters, limit {limit})", vpid[:MAX_ID_CHARS])
+        if name in ("vendor_product_id", "parent_id") and not value.isprintable():
+            raise MappingError(f"control characters in {name}", None)
+    url = normalize_url(offer.url)
+    if url != offer.url or len(offer.images) > MAX_IMAGES:
+        return dataclasses.replace(offer, url=url, images=offer.images[:MAX_IMAGES])
+    return offer
+
+
+def checked(offers: list[Offer]) -> list[Offer]:
+    return [check_offer(offer) for offer in offers]
+
+
+async def auxiliary(what: str, call: Awaitable[T], warnings: list[str], vendor_id: str) -> T | None:
+    """An auxiliary look-up (brand or category names): its failure is a warning, never the sync's failure."""
+    try:
+        return await call
+    except VendorError as exc:
+        status = f", HTTP {exc.details['status']}" if "status" in exc.details else ""
+        warning = f"{what} unavailable ({exc.code}{status})"
+        logger.warning("vendor %s: %s: %s; those fields stay empty", vendor_id, warning, exc.message)
+        warnings.append(warning)
+        return None
 
 
 def as_mapping(value: object) -> Mapping[str, Any]:

@@ -35,6 +35,8 @@ from app.sources.base import (
     MappingError,
     as_list,
     as_mapping,
+    auxiliary,
+    checked,
     expect_dict,
     expect_list,
     later,
@@ -174,25 +176,27 @@ def map_bigcommerce_product(
         price, currency = _price(product, None, vendor.currency, pid)
         availability, stock = _availability(product, base)
         holders = [product] + ([base] if base is not None else [])
-        return [
-            Offer(
-                vendor_id=vendor.id,
-                vendor_product_id=pid,
-                title=title,
-                price=price,
-                currency=currency,
-                description=common["description"],
-                images=normalize_images(_images(product, None), base_url=vendor.base_url),
-                sku=clean_text(product.get("sku")) or (clean_text(base.get("sku")) if base else None),
-                gtin=_gtin(*holders),
-                brand=brand,
-                category=common["category"],
-                availability=availability,
-                stock=stock,
-                vendor_updated_at=common["updated_at"],
-                fetched_at=fetched_at,
-            )
-        ]
+        return checked(
+            [
+                Offer(
+                    vendor_id=vendor.id,
+                    vendor_product_id=pid,
+                    title=title,
+                    price=price,
+                    currency=currency,
+                    description=common["description"],
+                    images=normalize_images(_images(product, None), base_url=vendor.base_url),
+                    sku=clean_text(product.get("sku")) or (clean_text(base.get("sku")) if base else None),
+                    gtin=_gtin(*holders),
+                    brand=brand,
+                    category=common["category"],
+                    availability=availability,
+                    stock=stock,
+                    vendor_updated_at=common["updated_at"],
+                    fetched_at=fetched_at,
+                )
+            ]
+        )
     offers: list[Offer] = []
     for variant in variants:
         try:
@@ -205,7 +209,7 @@ def map_bigcommerce_product(
             )
     if not offers:
         raise MappingError("no usable variants", pid)
-    return offers
+    return checked(offers)
 
 
 def _map_variant(
@@ -276,12 +280,19 @@ class BigCommerceSource:
                 return names
         raise VendorBadResponse(f"BigCommerce {path}: more than {_MAX_NAME_PAGES} pages")
 
-    async def _load_names(self, prefix: str, headers: Mapping[str, str], *, refresh: bool) -> tuple[Names, Names]:
-        """Brand and category names, read once per sync (a walk starts with ``cursor=None``)."""
+    async def _load_names(
+        self, prefix: str, headers: Mapping[str, str], *, refresh: bool
+    ) -> tuple[Names, Names, list[str]]:
+        """Brand and category names, read once per sync (a walk starts with ``cursor=None``); either failing leaves
+        those fields empty with a warning, and the products still sync."""
+        warnings: list[str] = []
         if refresh or self._brands is None or self._categories is None:
-            self._brands = await self._names(f"{prefix}/brands", headers)
-            self._categories = await self._names(f"{prefix}/categories", headers)
-        return self._brands, self._categories
+            brands = await auxiliary("brand names", self._names(f"{prefix}/brands", headers), warnings, self.vendor.id)
+            categories = await auxiliary(
+                "category names", self._names(f"{prefix}/categories", headers), warnings, self.vendor.id
+            )
+            self._brands, self._categories = brands or {}, categories or {}
+        return self._brands, self._categories, warnings
 
     def _map(self, fetched_at: datetime, brands: Names, categories: Names) -> ItemMapper:
         def mapper(item: Mapping[str, Any], skipped: list[SkippedItem]) -> list[Offer]:
@@ -292,7 +303,7 @@ class BigCommerceSource:
     async def fetch_page(self, cursor: str | None = None, *, since: datetime | None = None) -> Page:
         prefix, headers = self._prefix_and_headers()
         page = _parse_page(cursor)
-        brands, categories = await self._load_names(prefix, headers, refresh=cursor is None)
+        brands, categories, warnings = await self._load_names(prefix, headers, refresh=cursor is None)
         params: dict[str, str | int] = {"include": _INCLUDE, "page": page, "limit": self.page_size}
         if since is not None:
             params["date_modified:min"] = utc_since(since).isoformat()
@@ -300,7 +311,9 @@ class BigCommerceSource:
         fetched_at = utcnow()
         body = expect_dict(body, "BigCommerce product list")
         items = expect_list(body.get("data"), "BigCommerce product list 'data'")
-        offers, skipped = map_items(self.vendor, items, self._map(fetched_at, brands, categories))
+        offers, skipped = map_items(
+            self.vendor, self.http.bounded_page(items), self._map(fetched_at, brands, categories)
+        )
         pagination = as_mapping(as_mapping(body.get("meta")).get("pagination"))
         total_pages = parse_int(pagination.get("total_pages"))
         # Without the meta (a proxy rewrote the body?) a full page may have a successor.
@@ -310,6 +323,7 @@ class BigCommerceSource:
             skipped=tuple(skipped),
             next_cursor=str(page + 1) if has_next else None,
             total=parse_int(pagination.get("total")),
+            warnings=tuple(warnings),
         )
 
     async def fetch_product(self, vendor_product_id: str) -> tuple[Offer, ...]:
@@ -322,7 +336,7 @@ class BigCommerceSource:
         product = expect_dict(expect_dict(body, "BigCommerce product").get("data"), "BigCommerce product 'data'")
         if product.get("is_visible") is False:
             raise VendorNotFound(f"BigCommerce product {vendor_product_id} is not visible")
-        brands, categories = await self._load_names(prefix, headers, refresh=False)
+        brands, categories, _ = await self._load_names(prefix, headers, refresh=False)
         skipped: list[SkippedItem] = []
         try:
             offers = map_bigcommerce_product(

@@ -19,6 +19,7 @@ from app.sources.base import (
     MappingError,
     as_list,
     as_mapping,
+    check_offer,
     expect_dict,
     expect_list,
     map_items,
@@ -57,14 +58,14 @@ def map_dummyjson_item(vendor: Vendor, item: Mapping[str, Any], fetched_at: date
     stock = parse_int(item.get("stock"))
     thumbnail = item.get("thumbnail")
     raw_images = [*as_list(item.get("images")), *([thumbnail] if thumbnail else [])]
-    return Offer(
+    offer = Offer(
         vendor_id=vendor.id,
         vendor_product_id=vpid,
         title=title,
         price=price,
         currency=currency,
         description=clean_text(item.get("description")) or "",
-        images=normalize_images(dict.fromkeys(raw_images), base_url=vendor.base_url),
+        images=normalize_images(dict.fromkeys(i for i in raw_images if isinstance(i, str)), base_url=vendor.base_url),
         sku=clean_text(item.get("sku")),
         gtin=normalize_gtin(meta.get("barcode")),
         brand=clean_text(item.get("brand")),
@@ -75,6 +76,7 @@ def map_dummyjson_item(vendor: Vendor, item: Mapping[str, Any], fetched_at: date
         vendor_updated_at=parse_datetime(meta.get("updatedAt")),
         fetched_at=fetched_at,
     )
+    return check_offer(offer)
 
 
 class DummyJsonSource:
@@ -106,7 +108,7 @@ class DummyJsonSource:
         total = data.get("total")
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise VendorBadResponse(f"DummyJSON product list: bad total {total!r}")
-        offers, skipped = map_items(self.vendor, items, self._map(fetched_at))
+        offers, skipped = map_items(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
         end = skip + len(items)
         next_cursor = str(end) if items and end < total else None
         return Page(offers=tuple(offers), skipped=tuple(skipped), next_cursor=next_cursor, total=total)

@@ -46,6 +46,7 @@ from app.domain.normalize import (
     html_to_text,
     normalize_gtin,
     normalize_images,
+    normalize_url,
     parse_currency,
     parse_datetime,
     parse_int,
@@ -54,6 +55,7 @@ from app.errors import InvalidInput, VendorBadResponse, VendorNotFound
 from app.sources.base import (
     ItemMapper,
     MappingError,
+    check_offer,
     map_items,
     raw_id,
     require_price,
@@ -413,7 +415,7 @@ def map_generic_item(
     raw_images = images if isinstance(images, list) else [images] if images else []
     stock = parse_int(values.get("stock"))
     updated = values.get("updated_at")
-    return Offer(
+    offer = Offer(
         vendor_id=vendor.id,
         vendor_product_id=vpid,
         title=title,
@@ -427,10 +429,11 @@ def map_generic_item(
         category=clean_text(_first(values.get("category"))),
         availability=_availability(values.get("availability"), stock),
         stock=None if stock is None else max(stock, 0),
-        url=clean_text(values.get("url")),
+        url=normalize_url(values.get("url"), vendor.base_url),
         vendor_updated_at=updated if isinstance(updated, datetime) else parse_datetime(updated),
         fetched_at=fetched_at or utcnow(),
     )
+    return check_offer(offer)
 
 
 def find_items(mapping: GenericMapping, body: object) -> list[Any]:
@@ -480,7 +483,7 @@ class GenericSource:
         body, response = await self.get_page(cursor)
         fetched_at = utcnow()
         items = find_items(self.mapping, body)
-        offers, skipped = map_items(self.vendor, items, self._map(fetched_at))
+        offers, skipped = map_items(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
         next_cursor = self.mapping.pagination.next_cursor(cursor, len(items), body, response.headers)
         return Page(offers=tuple(offers), skipped=tuple(skipped), next_cursor=next_cursor)
 

@@ -4,6 +4,13 @@ Vendors are other people's servers: they time out, rate-limit, return truncated 
 sometimes die. All of that is absorbed here, once, so a sick vendor costs a bounded number of attempts and a
 typed ``VendorError`` instead of a hung worker or a bare 500 somewhere up the stack. Sources only say *what*
 to fetch; this module decides how hard to try.
+
+Vendors may also be hostile (or compromised), so this is where their answers are bounded and their URLs checked:
+- a body is streamed and counted, on the wire and unpacked (gzip/deflate are unpacked here, in bounded steps), and
+  refused past ``max_response_bytes``: a 200 MB answer or a gzip bomb costs a bounded buffer, never the process;
+- every URL goes through the outbound policy (``app.sources.safety``), and an absolute URL (a pagination link)
+  must stay on the vendor's origin, so its auth headers never reach another host; redirects are not followed;
+- errors carry the request's path and status, never the query (it may hold credentials), the host or the body.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import asyncio
 import logging
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +30,7 @@ import httpx
 import orjson
 
 from app.errors import (
+    VendorAddressRefused,
     VendorAuthError,
     VendorBadResponse,
     VendorError,
@@ -29,6 +38,7 @@ from app.errors import (
     VendorRateLimited,
     VendorTimeout,
 )
+from app.sources.safety import GuardedTransport, OutboundPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,10 @@ QueryParams = Mapping[str, str | int | float | bool | None]
 Sleep = Callable[[float], Awaitable[None]]
 
 _BODY_EXCERPT_CHARS = 300
+#: What an error answer is read up to (for the log's excerpt); the rest is not downloaded.
+_ERROR_BODY_BYTES = 4096
+#: Unpacked in steps of at most this many bytes, so a compressed bomb never inflates beyond the limit plus a step.
+_INFLATE_STEP = 1 << 20
 
 #: Shopify's leaky bucket drains this many calls per second (standard plans); above this share of the bucket
 #: we slow down before Shopify starts answering 429.
@@ -61,6 +75,10 @@ class HttpPolicy:
     backoff_max_s: float = 5.0
     max_concurrency: int = 4
     max_retry_after_s: float = 30.0
+    #: Largest answer accepted, counted both as sent (compressed) and unpacked.
+    max_response_bytes: int = 32 * 1024 * 1024
+    #: Most items one page may carry (sources check it before mapping a page).
+    max_items_per_page: int = 5000
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -69,6 +87,8 @@ class HttpPolicy:
             raise ValueError("max_concurrency must be >= 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
+        if self.max_response_bytes < 1 or self.max_items_per_page < 1:
+            raise ValueError("max_response_bytes and max_items_per_page must be >= 1")
 
     def httpx_timeout(self) -> httpx.Timeout:
         connect = self.connect_timeout_s if self.connect_timeout_s is not None else self.timeout_s
@@ -88,6 +108,9 @@ class HttpStats:
     server_errors: int = 0
     bad_responses: int = 0
     transport_errors: int = 0
+    #: Answers refused for their size (bytes, or items in a page) and URLs refused by the outbound policy.
+    too_large: int = 0
+    refused_urls: int = 0
     backoff_s: float = 0.0
     throttled_s: float = 0.0
     last_error: str | None = None
@@ -153,13 +176,53 @@ def _reset_ms(headers: Mapping[str, str]) -> float | None:
     return max(0.0, ms / 1000) if ms == ms and ms != float("inf") else None
 
 
-def _excerpt(response: httpx.Response) -> str:
-    try:
-        text = response.text
-    except Exception:  # undecodable body: the excerpt is only a diagnostic
-        text = repr(response.content[:_BODY_EXCERPT_CHARS])
-    text = " ".join(text.split())
+def _excerpt(body: bytes) -> str:
+    """The start of an error answer, for the log only: never for API clients (vendors' bodies are theirs)."""
+    text = " ".join(body[: _BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace").split())
     return text[:_BODY_EXCERPT_CHARS]
+
+
+def path_of(url: str) -> str:
+    """What an error may say about a URL: its path, without host, user info or query (credentials live there)."""
+    try:
+        return httpx.URL(url).path or "/"
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "?"
+
+
+class _Inflater:
+    """Unpacks a ``Content-Encoding`` in bounded steps; only what we asked for (gzip, deflate) is accepted."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encodings = [e.strip().lower() for e in encoding.split(",") if e.strip() and e.strip() != "identity"]
+        if len(self._encodings) > 1 or any(e not in ("gzip", "x-gzip", "deflate") for e in self._encodings):
+            raise VendorBadResponse(f"vendor answered with an encoding we did not ask for ({encoding[:40]!r})")
+        self._deflate = self._encodings == ["deflate"]
+        self._d = self._new()
+        self._first = True
+
+    def _new(self) -> Any:
+        if not self._encodings:
+            return None
+        return zlib.decompressobj(zlib.MAX_WBITS if self._deflate else 16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._d is None:
+            yield data
+            return
+        while data:
+            try:
+                out = self._d.decompress(data, _INFLATE_STEP)
+            except zlib.error as exc:
+                if self._deflate and self._first:  # some servers send raw deflate without the zlib header
+                    self._d, self._first = zlib.decompressobj(-zlib.MAX_WBITS), False
+                    continue
+                raise VendorBadResponse("vendor sent a body that does not unpack") from exc
+            self._first = False
+            yield out
+            data = self._d.unconsumed_tail
+            if self._d.eof and self._d.unused_data:  # a second gzip member
+                data, self._d = self._d.unused_data, self._new()
 
 
 class _Retry(Exception):
@@ -195,14 +258,24 @@ class VendorHttp:
         sleep: Sleep | None = None,
         random: Callable[[], float] | None = None,
         clock: Callable[[], float] | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
+        """``outbound``: where this client may connect (default: public addresses only). A client passed in keeps
+        its own transport (tests' mock transports); every URL still goes through the policy's URL checks."""
         self.base_url = base_url.rstrip("/") if base_url else None
         self.policy = policy or HttpPolicy()
+        self.outbound = outbound or OutboundPolicy()
         self.vendor_id = vendor_id
         self.stats = HttpStats()
-        self._headers = dict(headers or {})
+        self._headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
+        self._origin = _origin(self.base_url) if self.base_url else None
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self.policy.httpx_timeout())
+        self._client = client or httpx.AsyncClient(
+            timeout=self.policy.httpx_timeout(),
+            transport=GuardedTransport(self.outbound),
+            follow_redirects=False,
+            trust_env=False,  # an environment proxy would connect wherever told, past the address checks
+        )
         self._timeout = self.policy.httpx_timeout()
         self._semaphore = asyncio.Semaphore(self.policy.max_concurrency)
         self._sleep: Sleep = sleep or asyncio.sleep
@@ -221,11 +294,32 @@ class VendorHttp:
             await self._client.aclose()
 
     def url(self, path_or_url: str) -> str:
-        if path_or_url.startswith(("http://", "https://")):
-            return path_or_url
-        if self.base_url is None:
+        """The URL to get; an absolute one (a vendor's pagination link) must be on the vendor's own origin, and
+        every one passes the outbound policy's URL checks. Raises ``VendorAddressRefused``."""
+        if path_or_url.startswith(("http://", "https://")) or "://" in path_or_url[:16]:
+            url = path_or_url
+            if self._origin is not None and _origin(url) != self._origin:
+                raise VendorAddressRefused(
+                    "vendor link leaves the vendor's origin (not followed)", details={"path": path_of(url)}
+                )
+        elif self.base_url is None:
             raise ValueError(f"relative path {path_or_url!r} but no base_url")
-        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+        else:
+            url = f"{self.base_url}/{path_or_url.lstrip('/')}"
+        self.outbound.check_url(url)
+        return url
+
+    def bounded_page(self, items: list[Any]) -> list[Any]:
+        """A page's item list, refused whole when it holds more than ``max_items_per_page`` (before any mapping:
+        the page fails with the reason, what earlier pages stored stays)."""
+        if len(items) > self.policy.max_items_per_page:
+            self.stats.too_large += 1
+            raise VendorBadResponse(
+                f"vendor page has {len(items)} items, more than the limit of {self.policy.max_items_per_page}"
+                " (CATALOG_VENDOR_MAX_ITEMS_PER_PAGE)",
+                details={"items": len(items), "limit": self.policy.max_items_per_page},
+            )
+        return items
 
     def backoff(self, retry_number: int) -> float:
         """Full-jitter delay before retry ``retry_number`` (1-based)."""
@@ -244,9 +338,14 @@ class VendorHttp:
         The ``httpx.Response`` is returned too because pagination lives in headers (``Link``,
         ``X-WP-TotalPages``).
         """
-        url = self.url(path_or_url)
-        merged = {**self._headers, **(headers or {})}
         self.stats.requests += 1
+        try:
+            url = self.url(path_or_url)
+        except VendorAddressRefused as error:
+            self.stats.refused_urls += 1
+            self._fail(error, 0)
+            raise
+        merged = {**self._headers, **(headers or {})}
         attempts = self.policy.max_attempts
         waited_turn = False
         for attempt in range(1, attempts + 1):
@@ -261,8 +360,8 @@ class VendorHttp:
                 self.stats.backoff_s += delay
                 logger.warning(
                     "vendor %s: GET %s attempt %d/%d failed (%s); retrying in %.2fs",
-                    self.vendor_id or self.base_url,
-                    url,
+                    self.vendor_id or "?",
+                    path_of(url),
                     attempt,
                     attempts,
                     retry.error.message,
@@ -286,7 +385,7 @@ class VendorHttp:
     async def _attempt(
         self, url: str, params: QueryParams | None, headers: Mapping[str, str], *, wait_turn: bool = True
     ) -> tuple[Any, httpx.Response]:
-        details: dict[str, Any] = {"url": url}
+        details: dict[str, Any] = {"path": path_of(url)}
         async with self._semaphore:
             if wait_turn:
                 pause = self._resume_at - self._clock()
@@ -296,19 +395,62 @@ class VendorHttp:
             self.stats.attempts += 1
             try:
                 async with asyncio.timeout(self.policy.timeout_s):
-                    response = await self._client.get(url, params=params, headers=headers, timeout=self._timeout)
+                    request = self._client.build_request(
+                        "GET", url, params=params, headers=headers, timeout=self._timeout
+                    )
+                    response = await self._client.send(request, stream=True)
+                    try:
+                        body = await self._read(response, details)
+                    finally:
+                        await response.aclose()
             except (TimeoutError, httpx.TimeoutException) as exc:
                 self.stats.timeouts += 1
                 raise _Retry(
                     VendorTimeout(f"vendor did not answer within {self.policy.timeout_s}s", details=details)
                 ) from exc
+            except VendorAddressRefused as exc:
+                self.stats.refused_urls += 1
+                exc.details.update(details)
+                raise
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 # A misconfigured base URL: retrying cannot help, so fail at once with a clear message.
-                raise VendorError(f"vendor URL is not usable: {exc}", details=details) from exc
+                raise VendorError(f"vendor URL is not usable ({type(exc).__name__})", details=details) from exc
             except httpx.TransportError as exc:
                 self.stats.transport_errors += 1
-                raise _Retry(VendorError(f"vendor unreachable: {type(exc).__name__}: {exc}", details=details)) from exc
-        return self._handle(response, details)
+                raise _Retry(VendorError(f"vendor unreachable ({type(exc).__name__})", details=details)) from exc
+        return self._handle(response, body, details)
+
+    async def _read(self, response: httpx.Response, details: dict[str, Any]) -> bytes:
+        """The body, streamed and counted on the wire and unpacked; an error answer only up to its excerpt."""
+        limit = self.policy.max_response_bytes if response.is_success else _ERROR_BODY_BYTES
+        declared = response.headers.get("Content-Length", "")
+        if response.is_success and declared.isdigit() and int(declared) > limit:
+            raise self._too_large(f"vendor announced {int(declared)} bytes", details)
+        if response.is_stream_consumed:  # read by a test transport already (httpx.MockTransport reads its answer)
+            if response.is_success and len(response.content) > limit:
+                raise self._too_large("vendor answer", details)
+            return response.content[:limit]
+        inflater = _Inflater(response.headers.get("Content-Encoding", ""))
+        parts: list[bytes] = []
+        size = wire = 0
+        async for raw in response.aiter_raw():
+            wire += len(raw)
+            for part in inflater.feed(raw):
+                size += len(part)
+                parts.append(part)
+                if size > limit or wire > limit:
+                    if not response.is_success:
+                        return b"".join(parts)[:limit]
+                    raise self._too_large("vendor answer", details)
+        return b"".join(parts)
+
+    def _too_large(self, what: str, details: dict[str, Any]) -> VendorBadResponse:
+        self.stats.too_large += 1
+        details["limit_bytes"] = self.policy.max_response_bytes
+        return VendorBadResponse(
+            f"{what} exceeds the {self.policy.max_response_bytes} byte limit (CATALOG_VENDOR_MAX_RESPONSE_BYTES)",
+            details=details,
+        )
 
     def _hold(self, pause: float | None) -> None:
         """Hold this vendor's next requests for ``pause`` seconds (never beyond ``max_retry_after_s``)."""
@@ -316,18 +458,21 @@ class VendorHttp:
             until = self._clock() + min(pause, self.policy.max_retry_after_s)
             self._resume_at = max(self._resume_at, until)
 
-    def _handle(self, response: httpx.Response, details: dict[str, Any]) -> tuple[Any, httpx.Response]:
+    def _log_body(self, status: int, body: bytes) -> None:
+        logger.info("vendor %s: HTTP %d, body starts %r", self.vendor_id or "?", status, _excerpt(body))
+
+    def _handle(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> tuple[Any, httpx.Response]:
         status = response.status_code
         details["status"] = status
         self._hold(rate_limit_pause(response.headers))
         if 200 <= status < 300:
             try:
-                return orjson.loads(response.content), response
+                return orjson.loads(body), response
             except orjson.JSONDecodeError as exc:
                 # Usually a body cut short by a proxy or a dying worker: the next attempt often succeeds.
                 self.stats.bad_responses += 1
-                details["body"] = _excerpt(response)
-                raise _Retry(VendorBadResponse(f"malformed JSON from vendor: {exc}", details=details)) from exc
+                self._log_body(status, body)
+                raise _Retry(VendorBadResponse("malformed JSON from vendor", details=details)) from exc
         if status == 404:
             raise VendorNotFound("vendor says the item does not exist", details=details)
         if status in (401, 403):
@@ -356,14 +501,24 @@ class VendorHttp:
                     VendorRateLimited("vendor rate limit (HTTP 429)", retry_after=wait, details=details),
                     delay=retry_after,
                 )
-            details["body"] = _excerpt(response)
+            self._log_body(status, body)
             raise _Retry(VendorError("vendor unavailable (HTTP 503)", details=details), delay=retry_after)
         if status >= 500:
             self.stats.server_errors += 1
-            details["body"] = _excerpt(response)
+            self._log_body(status, body)
             raise _Retry(VendorError(f"vendor server error (HTTP {status})", details=details))
-        details["body"] = _excerpt(response)
+        self._log_body(status, body)
         if 400 <= status < 500:
             raise VendorError(f"vendor rejected the request (HTTP {status})", details=details)
         # 1xx/3xx: redirects are not followed on purpose (auth headers must not leak to another host).
         raise VendorBadResponse(f"unexpected HTTP {status} from vendor", details=details)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one spelt out), so ``https://shop`` and ``https://shop:443`` are one."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return ("", "", None)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    return (parsed.scheme, parsed.host.lower(), port)

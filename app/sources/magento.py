@@ -33,6 +33,8 @@ from app.sources.base import (
     MappingError,
     as_list,
     as_mapping,
+    auxiliary,
+    checked,
     expect_dict,
     expect_list,
     map_items,
@@ -147,26 +149,28 @@ def map_magento_product(
     description = html_to_text(d if isinstance(d := attrs.get("description"), str) else None) or html_to_text(
         d if isinstance(d := attrs.get("short_description"), str) else None
     )
-    return [
-        Offer(
-            vendor_id=vendor.id,
-            vendor_product_id=sku,
-            title=title,
-            price=price,
-            currency=currency,
-            description=description,
-            images=normalize_images(_images(product, vendor.base_url), base_url=vendor.base_url),
-            sku=sku,
-            gtin=next((g for a in _BARCODE_ATTRIBUTES if (g := normalize_gtin(attrs.get(a))) is not None), None),
-            brand=brand,
-            category=_category(product, attrs, categories or {}),
-            availability=availability,
-            stock=stock,
-            url=f"{vendor.base_url.rstrip('/')}/{url_key}.html" if url_key else None,
-            vendor_updated_at=parse_datetime(product.get("updated_at")),
-            fetched_at=fetched_at,
-        )
-    ]
+    return checked(
+        [
+            Offer(
+                vendor_id=vendor.id,
+                vendor_product_id=sku,
+                title=title,
+                price=price,
+                currency=currency,
+                description=description,
+                images=normalize_images(_images(product, vendor.base_url), base_url=vendor.base_url),
+                sku=sku,
+                gtin=next((g for a in _BARCODE_ATTRIBUTES if (g := normalize_gtin(attrs.get(a))) is not None), None),
+                brand=brand,
+                category=_category(product, attrs, categories or {}),
+                availability=availability,
+                stock=stock,
+                url=f"{vendor.base_url.rstrip('/')}/{url_key}.html" if url_key else None,
+                vendor_updated_at=parse_datetime(product.get("updated_at")),
+                fetched_at=fetched_at,
+            )
+        ]
+    )
 
 
 def _category_names(tree: object) -> dict[str, str]:
@@ -201,21 +205,37 @@ class MagentoSource:
         creds = require_credentials(self.vendor, "access_token")
         return {"Authorization": f"Bearer {creds['access_token']}", "Accept": "application/json"}
 
-    async def _load_names(self, headers: Mapping[str, str], *, refresh: bool) -> tuple[Names, Names]:
-        """Manufacturer labels and category names, read once per sync (a walk starts with ``cursor=None``)."""
+    async def _load_names(self, headers: Mapping[str, str], *, refresh: bool) -> tuple[Names, Names, list[str]]:
+        """Manufacturer labels and category names, read once per sync (a walk starts with ``cursor=None``).
+
+        Both are auxiliary: a store without the ``manufacturer`` attribute (404), or a token that may not read the
+        category tree (401), leaves brands or categories empty with a warning; the products still sync.
+        """
+        warnings: list[str] = []
         if refresh or self._brands is None or self._categories is None:
-            body, _ = await self.http.get_json(
-                f"{API_PREFIX}/products/attributes/manufacturer/options", headers=headers
+            brands = await auxiliary(
+                "brand names (manufacturer options)",
+                self._manufacturers(headers),
+                warnings,
+                self.vendor.id,
             )
-            brands: dict[str, str] = {}
-            for option in expect_list(body, "Magento manufacturer options"):
-                option = as_mapping(option)
-                key, label = raw_id(option.get("value")), clean_text(option.get("label"))
-                if key is not None and label:
-                    brands[key] = label
-            tree, _ = await self.http.get_json(f"{API_PREFIX}/categories", headers=headers)
-            self._brands, self._categories = brands, _category_names(expect_dict(tree, "Magento category tree"))
-        return self._brands, self._categories
+            categories = await auxiliary("category names", self._category_tree(headers), warnings, self.vendor.id)
+            self._brands, self._categories = brands or {}, categories or {}
+        return self._brands, self._categories, warnings
+
+    async def _manufacturers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        body, _ = await self.http.get_json(f"{API_PREFIX}/products/attributes/manufacturer/options", headers=headers)
+        brands: dict[str, str] = {}
+        for option in expect_list(body, "Magento manufacturer options"):
+            option = as_mapping(option)
+            key, label = raw_id(option.get("value")), clean_text(option.get("label"))
+            if key is not None and label:
+                brands[key] = label
+        return brands
+
+    async def _category_tree(self, headers: Mapping[str, str]) -> dict[str, str]:
+        tree, _ = await self.http.get_json(f"{API_PREFIX}/categories", headers=headers)
+        return _category_names(expect_dict(tree, "Magento category tree"))
 
     def _map(self, fetched_at: datetime, brands: Names, categories: Names) -> ItemMapper:
         def mapper(item: Mapping[str, Any], _skipped: list[SkippedItem]) -> list[Offer]:
@@ -226,7 +246,7 @@ class MagentoSource:
     async def fetch_page(self, cursor: str | None = None, *, since: datetime | None = None) -> Page:
         headers = self._headers()
         page = _parse_page(cursor)
-        brands, categories = await self._load_names(headers, refresh=cursor is None)
+        brands, categories, warnings = await self._load_names(headers, refresh=cursor is None)
         params: dict[str, str | int] = {
             "searchCriteria[pageSize]": self.page_size,
             "searchCriteria[currentPage]": page,
@@ -243,7 +263,9 @@ class MagentoSource:
         fetched_at = utcnow()
         body = expect_dict(body, "Magento product list")
         items = expect_list(body.get("items"), "Magento product list 'items'")
-        offers, skipped = map_items(self.vendor, items, self._map(fetched_at, brands, categories))
+        offers, skipped = map_items(
+            self.vendor, self.http.bounded_page(items), self._map(fetched_at, brands, categories)
+        )
         total = parse_int(body.get("total_count"))
         # total_count is the only end marker: past the last page Magento repeats the last page.
         has_next = (page * self.page_size < total and bool(items)) if total is not None else False
@@ -252,6 +274,7 @@ class MagentoSource:
             skipped=tuple(skipped),
             next_cursor=str(page + 1) if has_next else None,
             total=total,
+            warnings=tuple(warnings),
         )
 
     async def fetch_product(self, vendor_product_id: str) -> tuple[Offer, ...]:
@@ -265,7 +288,7 @@ class MagentoSource:
         status = parse_int(product.get("status"))
         if status is not None and status != _ENABLED:
             raise VendorNotFound(f"Magento product {vendor_product_id} is disabled")
-        brands, categories = await self._load_names(headers, refresh=False)
+        brands, categories, _ = await self._load_names(headers, refresh=False)
         try:
             return tuple(map_magento_product(self.vendor, product, utcnow(), brands=brands, categories=categories))
         except MappingError as exc:

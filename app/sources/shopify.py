@@ -30,6 +30,7 @@ from app.sources.base import (
     MappingError,
     as_list,
     as_mapping,
+    checked,
     expect_dict,
     expect_list,
     later,
@@ -78,7 +79,7 @@ def _images(product: Mapping[str, Any], variant: Mapping[str, Any]) -> list[obje
     if image_id is not None:
         own = [i.get("src") for i in images if raw_id(i.get("id")) == image_id]
         srcs = own + srcs
-    return list(dict.fromkeys(s for s in srcs if s))
+    return list(dict.fromkeys(s for s in srcs if isinstance(s, str) and s))
 
 
 def _map_variant(
@@ -158,7 +159,7 @@ def map_shopify_product(
             skipped.append(SkippedItem(vid, f"variant of product {pid}: {exc.reason}"))
     if not offers:
         raise MappingError("no usable variants", pid)
-    return offers
+    return checked(offers)
 
 
 def next_page_info(response: httpx.Response) -> str | None:
@@ -209,7 +210,7 @@ class ShopifySource:
         products = expect_list(
             expect_dict(body, "Shopify product list").get("products"), "Shopify product list 'products'"
         )
-        offers, skipped = map_items(self.vendor, products, self._map(fetched_at))
+        offers, skipped = map_items(self.vendor, self.http.bounded_page(products), self._map(fetched_at))
         return Page(offers=tuple(offers), skipped=tuple(skipped), next_cursor=next_page_info(response))
 
     async def fetch_product(self, vendor_product_id: str) -> tuple[Offer, ...]:

@@ -22,6 +22,7 @@ from app.domain.normalize import (
     html_to_text,
     normalize_gtin,
     normalize_images,
+    normalize_url,
     parse_datetime,
     parse_int,
 )
@@ -31,6 +32,7 @@ from app.sources.base import (
     MappingError,
     as_list,
     as_mapping,
+    checked,
     expect_dict,
     expect_list,
     map_items,
@@ -90,27 +92,29 @@ def map_woocommerce_product(vendor: Vendor, product: Mapping[str, Any], fetched_
     )
     stock_status = str(product.get("stock_status") or "").strip().lower()
     stock = parse_int(product.get("stock_quantity"))
-    return [
-        Offer(
-            vendor_id=vendor.id,
-            vendor_product_id=pid,
-            title=title,
-            price=price,
-            currency=currency,
-            description=description,
-            images=normalize_images(images, base_url=vendor.base_url),
-            sku=clean_text(product.get("sku")),
-            gtin=normalize_gtin(product.get("global_unique_id")),
-            brand=clean_text(brands[0].get("name")) if brands else None,
-            category=clean_text(categories[0].get("name")) if categories else None,
-            availability=_AVAILABILITY.get(stock_status, Availability.UNKNOWN),
-            stock=None if stock is None else max(stock, 0),  # oversold backorders go negative
-            url=clean_text(product.get("permalink")),
-            vendor_updated_at=parse_datetime(product.get("date_modified_gmt")),
-            fetched_at=fetched_at,
-            parent_id=parent if parent not in (None, "0") else None,
-        )
-    ]
+    return checked(
+        [
+            Offer(
+                vendor_id=vendor.id,
+                vendor_product_id=pid,
+                title=title,
+                price=price,
+                currency=currency,
+                description=description,
+                images=normalize_images(images, base_url=vendor.base_url),
+                sku=clean_text(product.get("sku")),
+                gtin=normalize_gtin(product.get("global_unique_id")),
+                brand=clean_text(brands[0].get("name")) if brands else None,
+                category=clean_text(categories[0].get("name")) if categories else None,
+                availability=_AVAILABILITY.get(stock_status, Availability.UNKNOWN),
+                stock=None if stock is None else max(stock, 0),  # oversold backorders go negative
+                url=normalize_url(product.get("permalink")),
+                vendor_updated_at=parse_datetime(product.get("date_modified_gmt")),
+                fetched_at=fetched_at,
+                parent_id=parent if parent not in (None, "0") else None,
+            )
+        ]
+    )
 
 
 def _header_int(response: httpx.Response, name: str) -> int | None:
@@ -157,7 +161,7 @@ class WooCommerceSource:
         body, response = await self.http.get_json(f"{API_PREFIX}/products", params=params, headers=headers)
         fetched_at = utcnow()
         items = expect_list(body, "WooCommerce product list")
-        offers, skipped = map_items(self.vendor, items, self._map(fetched_at))
+        offers, skipped = map_items(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
         total_pages = _header_int(response, "X-WP-TotalPages")
         # Without the header (stripped by a proxy) a full page may have a successor.
         has_next = (page < total_pages and bool(items)) if total_pages is not None else len(items) >= self.page_size

@@ -18,6 +18,7 @@ from app.domain.queries import (
     UpsertResult,
     VendorSyncStatus,
 )
+from app.domain.webhooks import Delivery
 
 
 class CatalogStore(Protocol):
@@ -50,3 +51,8 @@ class CatalogStore(Protocol):
     # The change feed (kafka runtime): each product change recorded at the changelog position that made it.
     async def upsert_positioned(self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> None: ...
     async def set_feed_position(self, position: FeedPosition | None) -> None: ...
+    # Webhook deliveries seen, durably: a redelivery (after a restart, to another node) changes nothing.
+    def delivery(self, vendor_id: str, delivery_id: str) -> Delivery | None: ...
+    async def record_delivery(
+        self, vendor_id: str, delivery_id: str, *, answer: dict[str, object] | None, applied: bool
+    ) -> None: ...

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.api.deps import AdminDep, CatalogDep, SettingsDep, TokensDep, VendorsDep
+from app.api.deps import AdminDep, CatalogDep, MissLimitDep, SettingsDep, TokensDep, VendorsDep
 from app.api.errors import errors
 from app.api.responses import JsonResponse
 from app.catalog.endpoints import NOT_MODIFIED, CurrencyParam, DetailFieldsParam
@@ -159,6 +159,7 @@ async def vendor_products(
 @router.get(
     "/vendors/{vendor_id}/products/{vendor_product_id}",
     operation_id="getVendorProduct",
+    dependencies=[MissLimitDep],
     response_model=ProductDetail,
     responses={
         **NOT_MODIFIED,
@@ -166,6 +167,7 @@ async def vendor_products(
             404,
             409,
             422,
+            429,
             502,
             503,
             504,

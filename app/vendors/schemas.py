@@ -20,11 +20,19 @@ from pydantic import (
 
 from app.domain.models import Vendor, VendorKind
 from app.domain.normalize import ISO_4217
-from app.domain.queries import VendorSyncStatus
+from app.domain.queries import WARNING_PREFIX, VendorSyncStatus
 from app.ingest.breaker import BreakerSnapshot
 from app.sources.generic import MappingSpecError, parse_mapping
+from app.sources.safety import without_userinfo
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _no_userinfo(url: HttpUrl | None) -> HttpUrl | None:
+    """A ``user:password@`` in a URL is a credential stored and shown in clear: it belongs in ``credentials``."""
+    if url is not None and (url.username or url.password):
+        raise ValueError("base_url must not carry user info (user:password@): put secrets in credentials")
+    return url
 
 
 Slug = Annotated[str, Field(pattern=SLUG.pattern, description="Lower-case letters, digits, '-' and '_'.")]
@@ -54,6 +62,8 @@ class GenericMapping(RootModel[dict[str, Any]]):
 
 class VendorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    _base_url = field_validator("base_url")(_no_userinfo)
 
     id: Slug
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -95,6 +105,8 @@ class VendorIn(BaseModel):
 class VendorPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    _base_url = field_validator("base_url")(_no_userinfo)
+
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     base_url: HttpUrl | None = None
     credentials: dict[str, str] | None = None
@@ -122,6 +134,11 @@ class SyncOut(BaseModel):
     items_skipped: int
     items_total: int | None
     skip_reasons: dict[str, int]
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the last sync could not read without failing (an auxiliary look-up: brand or category "
+        "names); the fields it fills are empty meanwhile.",
+    )
     syncs_ok: int
     syncs_failed: int
 
@@ -169,7 +186,7 @@ class VendorOut(BaseModel):
             id=vendor.id,
             name=vendor.name,
             kind=vendor.kind,
-            base_url=vendor.base_url,
+            base_url=without_userinfo(vendor.base_url),
             currency=vendor.currency,
             refresh_interval_s=vendor.refresh_interval_s,
             enabled=vendor.enabled,
@@ -191,7 +208,12 @@ class VendorOut(BaseModel):
                 items_seen=status.progress.items_seen,
                 items_skipped=status.progress.items_skipped,
                 items_total=status.progress.items_total,
-                skip_reasons=status.progress.skip_reasons,
+                skip_reasons={
+                    k: v for k, v in status.progress.skip_reasons.items() if not k.startswith(WARNING_PREFIX)
+                },
+                warnings=sorted(
+                    k[len(WARNING_PREFIX) :] for k in status.progress.skip_reasons if k.startswith(WARNING_PREFIX)
+                ),
                 syncs_ok=status.syncs_ok,
                 syncs_failed=status.syncs_failed,
             )

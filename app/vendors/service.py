@@ -18,6 +18,8 @@ A delivery id seen again gets the first answer and changes nothing, here and (ka
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import httpx
 import orjson
 
 from app.catalog.service import CatalogService
@@ -32,15 +35,15 @@ from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.queries import VendorSyncStatus
 from app.domain.webhooks import (
     SECRET_CREDENTIAL,
-    SeenDeliveries,
     WebhookChange,
     WebhookEffect,
     WebhookPlatform,
     verify,
 )
-from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
+from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable, Unauthorized, VendorAddressRefused
 from app.ingest.breaker import BreakerRegistry, BreakerSnapshot
 from app.sources.registry import SourceRegistry
+from app.sources.safety import OutboundPolicy
 from app.store.port import CatalogStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ Probe = Callable[[Vendor], Awaitable[None]]
 #: A platform's webhook body as a change (``app.sources.webhooks.map_webhook``); None: nothing to change.
 WebhookMapper = Callable[[WebhookPlatform, Vendor, str | None, Mapping[str, Any], datetime], WebhookChange | None]
 
+#: How long registering a vendor waits for its host's name to resolve (the address check at connect time stays).
+RESOLVE_TIMEOUT_S = 2.0
 #: Changing one of these may make a generic mapping stop fitting, so the probe runs again.
 PROBED_FIELDS = frozenset({"mapping", "base_url", "credentials"})
 
@@ -90,6 +95,14 @@ class WebhookOutcome:
 IGNORED = WebhookOutcome("ignored", 0)
 
 
+def _outcome(answer: Mapping[str, object] | None) -> WebhookOutcome:
+    """The first answer to a delivery; one only applied here (received by another node) answers as a replay."""
+    if answer is None:
+        return WebhookOutcome("ignored", 0)
+    offers = answer.get("offers")
+    return WebhookOutcome(str(answer.get("applied")), offers if isinstance(offers, int) else None)
+
+
 async def apply_change(store: CatalogStore, change: WebhookChange) -> int:
     """A webhook's change into a store, the one way both runtimes apply it; returns how many offers went."""
     if change.effect is WebhookEffect.UPDATED:
@@ -112,7 +125,7 @@ class VendorService:
         catalog: CatalogService | None = None,
         feed: VendorFeed | None = None,
         changes: ChangePublisher | None = None,
-        deliveries_kept: int = 10_000,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         """``catalog``: requests a new vendor's first sync (none from the CLI: a running API's scheduler does it).
         ``changes``: the kafka runtime's changelog; without it webhooks are applied to ``store`` directly."""
@@ -124,7 +137,7 @@ class VendorService:
         self._catalog = catalog
         self._feed = feed
         self._changes = changes
-        self._deliveries: SeenDeliveries[tuple[str, str, str], WebhookOutcome] = SeenDeliveries(deliveries_kept)
+        self._outbound = outbound or OutboundPolicy()
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -146,6 +159,7 @@ class VendorService:
     async def add(self, vendor: Vendor) -> Vendor:
         """Register a vendor and request its first full sync (kept for the scheduler when the queue is full)."""
         if self._store.get_vendor(vendor.id) is None:  # a duplicate is a 409 without asking the vendor
+            await self.check_base_url(vendor.base_url)
             await self._check_mapping(vendor)
         await self._store.add_vendor(vendor)
         if self._feed is not None:
@@ -180,6 +194,8 @@ class VendorService:
                 details={"path": "mapping", "reason": "not a generic vendor"},
             )
         updated = dataclasses.replace(vendor, **fields)
+        if "base_url" in fields:
+            await self.check_base_url(updated.base_url)
         if PROBED_FIELDS & set(fields):
             await self._check_mapping(updated)
         await self._store.update_vendor(updated)
@@ -202,6 +218,20 @@ class VendorService:
         if self._sources is not None:
             self._sources.drop(vendor_id)
         self._breakers.drop(vendor_id)
+
+    async def check_base_url(self, url: str) -> None:
+        """The outbound policy's verdict on a vendor URL before it is stored: 422 with the reason. A name is
+        resolved too when it resolves in time; either way every connection checks the address it goes to."""
+        try:
+            parsed = self._outbound.check_url(url)
+            with contextlib.suppress(httpx.ConnectError, TimeoutError):
+                port = parsed.port or (443 if parsed.scheme == "https" else 80)
+                await asyncio.wait_for(self._outbound.resolve(parsed.host, port), RESOLVE_TIMEOUT_S)
+        except VendorAddressRefused as exc:
+            reason = str(exc.details.get("reason") or exc.message)
+            raise InvalidInput(
+                f"base_url refused: {exc.message}", details={"path": "base_url", "reason": reason}
+            ) from exc
 
     async def _check_mapping(self, vendor: Vendor) -> None:
         """A generic vendor's mapping against its live first page; a misfit is a 422 and nothing is stored."""
@@ -233,9 +263,8 @@ class VendorService:
             raise Unauthorized(
                 f"the {platform.signature_header} signature is missing or not valid", details={"vendor_id": vendor_id}
             )
-        key = (platform.kind.value, vendor_id, delivery_id or "")
-        if delivery_id and (answer := self._deliveries.get(key)) is not None:
-            return answer
+        if delivery_id and (seen := self._store.delivery(vendor_id, delivery_id)) is not None:
+            return _outcome(seen.answer)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -245,7 +274,9 @@ class VendorService:
         change = self._map_webhook(platform, vendor, topic, payload, utcnow())
         outcome = IGNORED if change is None else await self._apply(dataclasses.replace(change, delivery_id=delivery_id))
         if delivery_id:
-            self._deliveries.put(key, outcome)
+            # Embedded: applied here. Kafka: published; this node's applier marks it applied when it comes back.
+            answer: dict[str, object] = {"applied": outcome.applied, "offers": outcome.offers}
+            await self._store.record_delivery(vendor_id, delivery_id, answer=answer, applied=self._changes is None)
         return outcome
 
     async def _apply(self, change: WebhookChange) -> WebhookOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from app.bootstrap import make_source_factory
+from app.cli import demo_settings
 from app.settings import Settings
 from simulators.demo import demo_vendors
 from simulators.server import DEMO_SIMULATORS, SimulatorServer
@@ -16,8 +17,8 @@ async def test_every_demo_vendor_reads_its_simulator() -> None:
     assert [v.base_url.rsplit(":", 1)[1] for v in vendors] == [str(port) for _, port in DEMO_SIMULATORS]
     for vendor, (config, _) in zip(vendors, DEMO_SIMULATORS, strict=True):
         assert vendor.kind == config.kind
-        with SimulatorServer(config) as sim:  # a free port: the demo ports may be taken on this machine
-            source = make_source_factory(Settings())(dataclasses.replace(vendor, base_url=sim.base_url))
+        with SimulatorServer(config) as sim:  # a free port: the demo ports may be taken here
+            source = make_source_factory(demo_settings(Settings()))(dataclasses.replace(vendor, base_url=sim.base_url))
             try:
                 page = await source.fetch_page()
             finally:

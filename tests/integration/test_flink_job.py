@@ -30,6 +30,7 @@ from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
 from app.domain.webhooks import sign
 from app.domain.wire import request_to_dict, vendor_to_dict
+from app.secrets import Secrets
 from tests.flink_support import FlinkJob, KcatFriendlyBroker, ensure_jars, job_env, private_topics
 from tests.kafka_support import consume, produce, unique
 from tests.support import (
@@ -59,6 +60,8 @@ SHOP_SIZE = 30
 PAGES_PER_MESSAGE = 2
 UNKNOWN_VENDOR_WAIT_S = 3.0
 
+DEV_SECRETS = Secrets.development_only()
+
 
 @dataclass
 class Setup:
@@ -85,7 +88,7 @@ class Setup:
         )
 
     def define(self, vendor: Vendor) -> None:
-        produce(self.bootstrap, self.topic("vendors"), [(vendor.id, vendor_to_dict(vendor))])
+        produce(self.bootstrap, self.topic("vendors"), [(vendor.id, vendor_to_dict(vendor, secrets=DEV_SECRETS))])
 
     def request(self, request: FetchRequest) -> None:
         topic = "product_requests" if request.kind is RequestKind.PRODUCT else "vendor_requests"

@@ -19,6 +19,7 @@ from app.bootstrap import make_source_factory
 from app.domain.models import Vendor, VendorKind
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 from app.domain.wire import vendor_from_dict, vendor_to_dict, webhook_message
+from app.secrets import Secrets
 from tests.kafka_support import Broker, consume, produce, sync_messages, unique
 from tests.support import (
     ApiServer,
@@ -34,6 +35,8 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.kafka
+
+DEV_SECRETS = Secrets.development_only()
 
 
 @dataclass
@@ -82,7 +85,10 @@ def sync_of(nodes: Nodes, vendor_id: str, request_id: str) -> list[dict[str, Any
     sim = nodes.sims[vendor_id]
     body = vendor_state(nodes.a, vendor_id)
     vendor = Vendor(vendor_id, body["name"], VendorKind(body["kind"]), sim.base_url, body["currency"])
-    vendor = vendor_from_dict({**vendor_to_dict(vendor), "credentials": sim.vendor_body(vendor_id)["credentials"]})
+    vendor = vendor_from_dict(
+        {**vendor_to_dict(vendor, secrets=DEV_SECRETS), "credentials": sim.vendor_body(vendor_id)["credentials"]},
+        secrets=DEV_SECRETS,
+    )
 
     async def run() -> list[dict[str, Any]]:
         source = make_source_factory(fast_settings(nodes.tmp / "unused.db"))(vendor)

@@ -39,6 +39,7 @@ from app.domain.wire import (
     vendor_to_dict,
 )
 from app.ingest.planning import SINCE_MARGIN
+from app.secrets import Secrets
 from app.sources.port import VendorSource
 from tests.kafka_support import Broker, consume, produce, product_update, read_raw, sync_messages, unique
 from tests.support import (
@@ -62,6 +63,8 @@ pytestmark = pytest.mark.kafka
 SIZE = 45
 T = TypeVar("T")
 
+DEV_SECRETS = Secrets.development_only()
+
 
 @dataclass
 class Cluster:
@@ -82,7 +85,13 @@ class Cluster:
         body = vendor_state(self.a, vendor_id)
         sim = self.dummy if body["kind"] == "dummyjson" else self.shop
         vendor = Vendor(vendor_id, body["name"], VendorKind(body["kind"]), sim.base_url, body["currency"])
-        vendor = vendor_from_dict({**vendor_to_dict(vendor), "credentials": sim.vendor_body(vendor_id)["credentials"]})
+        vendor = vendor_from_dict(
+            secrets=DEV_SECRETS,
+            data={
+                **vendor_to_dict(vendor, secrets=DEV_SECRETS),
+                "credentials": sim.vendor_body(vendor_id)["credentials"],
+            },
+        )
 
         async def run() -> T:
             source = make_source_factory(fast_settings(self.tmp / "unused.db"))(vendor)
@@ -150,13 +159,17 @@ def test_both_nodes_are_ready_on_the_kafka_runtime(cluster: Cluster) -> None:
 
 
 def test_a_vendor_added_on_one_node_is_published_and_reaches_the_other(cluster: Cluster) -> None:
-    body = cluster.dummy.vendor_body("dj")
+    body = cluster.dummy.vendor_body("dj", credentials={"token": "tok_sealed_on_the_topic_5e"})
     response = cluster.a.post("/vendors", json=body, headers=admin())
     assert response.status_code == 201, response.text
 
     (key, definition), *_ = records(cluster, "vendors", 1)
     assert key == "dj"
-    assert vendor_from_dict(definition) == Vendor("dj", body["name"], VendorKind.DUMMYJSON, body["base_url"], "USD")
+    # Credentials travel sealed (issue 11): the topic, its dead letters and the job's state hold a Fernet token.
+    assert definition["credentials"].startswith("fernet:") and "tok_sealed" not in str(definition)
+    assert vendor_from_dict(secrets=DEV_SECRETS, data=definition) == Vendor(
+        "dj", body["name"], VendorKind.DUMMYJSON, body["base_url"], "USD", {"token": "tok_sealed_on_the_topic_5e"}
+    )
     (key, request), *_ = records(cluster, "vendor_requests", 1)
     assert key == "dj"
     parsed = request_from_dict(request)

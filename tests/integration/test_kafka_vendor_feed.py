@@ -29,6 +29,7 @@ from app.distributed.kafka.consumer import KafkaChangelog
 from app.domain.models import Vendor, VendorKind
 from app.domain.wire import vendor_to_dict
 from app.ingest.tracker import RequestTracker
+from app.secrets import Secrets
 from app.settings import Settings
 from app.store.sqlite.catalog import SqliteCatalog
 from tests.kafka_support import Broker, decoded, produce, read_all, start_broker, sync_messages, unique
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.kafka
 SIZE = 30
 #: Definitions ahead of the late one: more than one consumer batch (1000), so the batch with the updates lacks it.
 FILLER_RECORDS = 1500
+
+DEV_SECRETS = Secrets.development_only()
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +109,12 @@ async def test_an_update_met_before_its_vendor_definition_is_stored_after_catchi
     late = Vendor("late", "Late", VendorKind.DUMMYJSON, sim.base_url, "USD")
     filler = Vendor("filler", "Filler", VendorKind.DUMMYJSON, sim.base_url, "USD", {"pad": "x" * 100})
     # The causal order of the real system: the definition is on the topic before any update of the vendor.
-    produce(kafka_broker.bootstrap, vendors_topic, [("filler", vendor_to_dict(filler))] * FILLER_RECORDS)
-    produce(kafka_broker.bootstrap, vendors_topic, [("late", vendor_to_dict(late))])
+    produce(
+        kafka_broker.bootstrap,
+        vendors_topic,
+        [("filler", vendor_to_dict(filler, secrets=DEV_SECRETS))] * FILLER_RECORDS,
+    )
+    produce(kafka_broker.bootstrap, vendors_topic, [("late", vendor_to_dict(late, secrets=DEV_SECRETS))])
     messages = await _sync_of(sim, late, tmp_path)
     produce(kafka_broker.bootstrap, updates_topic, [("late", m) for m in messages])
 
@@ -128,8 +135,14 @@ async def test_updates_of_a_vendor_deleted_meanwhile_are_skipped_after_one_catch
     ensure_topics(settings)
     gone = Vendor("gone", "Gone", VendorKind.DUMMYJSON, sim.base_url, "USD")
     kept = Vendor("kept", "Kept", VendorKind.DUMMYJSON, sim.base_url, "USD")
-    produce(kafka_broker.bootstrap, topics["kafka_topic_vendors"], [("gone", vendor_to_dict(gone)), ("gone", None)])
-    produce(kafka_broker.bootstrap, topics["kafka_topic_vendors"], [("kept", vendor_to_dict(kept))])
+    produce(
+        kafka_broker.bootstrap,
+        topics["kafka_topic_vendors"],
+        [("gone", vendor_to_dict(gone, secrets=DEV_SECRETS)), ("gone", None)],
+    )
+    produce(
+        kafka_broker.bootstrap, topics["kafka_topic_vendors"], [("kept", vendor_to_dict(kept, secrets=DEV_SECRETS))]
+    )
     gone_messages = await _sync_of(sim, gone, tmp_path)
     produce(kafka_broker.bootstrap, topics["kafka_topic_updates"], [("gone", m) for m in gone_messages])
     kept_messages = await _sync_of(sim, kept, tmp_path)

@@ -24,10 +24,12 @@ from app.sources import (
     build_source,
 )
 from app.sources.port import VendorSource
+from app.sources.safety import OutboundPolicy
 from simulators.config import SimConfig
 from simulators.server import SimulatorServer
 
 # Fast but real: retries happen, their waits are milliseconds.
+LOOPBACK_ONLY = OutboundPolicy.parse(["127.0.0.0/8"])  # the simulators listen on loopback
 FAST = HttpPolicy(timeout_s=5.0, max_attempts=6, backoff_base_s=0.001, backoff_max_s=0.01)
 
 CREDENTIALS: dict[VendorKind, dict[str, str]] = {
@@ -86,7 +88,7 @@ async def sources() -> AsyncIterator[Callable[..., Source]]:
 
     def make(sim: Sim, *, policy: HttpPolicy = FAST, page_size: int | None = None, **vendor_kw: Any) -> Source:
         vendor = sim.vendor(**vendor_kw)
-        http = VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id)
+        http = VendorHttp(vendor.base_url, policy=policy, vendor_id=vendor.id, outbound=LOOPBACK_ONLY)
         classes: dict[VendorKind, type[Source]] = {
             VendorKind.DUMMYJSON: DummyJsonSource,
             VendorKind.SHOPIFY: ShopifySource,
@@ -174,7 +176,9 @@ async def test_build_source_walks_each_kind(simulator: Callable[..., Sim]) -> No
     for kind in ("dummyjson", "shopify", "woocommerce"):
         sim = simulator(kind, size=30)
         vendor = sim.vendor()
-        source = build_source(vendor, VendorHttp(vendor.base_url, policy=FAST, vendor_id=vendor.id))
+        source = build_source(
+            vendor, VendorHttp(vendor.base_url, policy=FAST, vendor_id=vendor.id, outbound=LOOPBACK_ONLY)
+        )
         try:
             assert source.supports_changes_since is (kind != "dummyjson")
             offers = offers_of(await walk(source))

@@ -15,11 +15,13 @@ from app.errors import VendorAuthError, VendorNotFound
 from app.ingest.pages import walk_pages
 from app.sources import BigCommerceSource, HttpPolicy, VendorHttp, build_source
 from app.sources.port import VendorSource
+from app.sources.safety import OutboundPolicy
 from simulators.bigcommerce import ERROR_TYPE, BigCommerceSimulator
 from simulators.config import SimConfig
 from simulators.server import SimulatorServer
 from tests.support import SECRETS, ApiServer, admin, fast_settings, running_sims, sim_config, wait_synced
 
+LOOPBACK_ONLY = OutboundPolicy.parse(["127.0.0.0/8"])  # the simulators listen on loopback
 FAST = HttpPolicy(timeout_s=5.0, max_attempts=6, backoff_base_s=0.001, backoff_max_s=0.01)
 CREDENTIALS = {"store_hash": "abc123", "access_token": "bc_demo"}
 TOKEN = {"X-Auth-Token": "bc_demo"}
@@ -72,7 +74,9 @@ async def sources() -> AsyncIterator[Callable[..., BigCommerceSource]]:
 
     def make(sim: Sim, *, page_size: int = 50, credentials: dict[str, str] | None = None) -> BigCommerceSource:
         vendor = sim.vendor(credentials)
-        source = BigCommerceSource(vendor, VendorHttp(vendor.base_url, policy=FAST, vendor_id=vendor.id), page_size)
+        source = BigCommerceSource(
+            vendor, VendorHttp(vendor.base_url, policy=FAST, vendor_id=vendor.id, outbound=LOOPBACK_ONLY), page_size
+        )
         made.append(source)
         return source
 
@@ -129,7 +133,7 @@ async def test_brand_and_category_lists_are_read_once_per_walk(
 
 async def test_build_source_dispatches_bigcommerce(sim: Sim) -> None:
     vendor = sim.vendor()
-    source = build_source(vendor, VendorHttp(vendor.base_url, policy=FAST))
+    source = build_source(vendor, VendorHttp(vendor.base_url, policy=FAST, outbound=LOOPBACK_ONLY))
     try:
         assert isinstance(source, BigCommerceSource)
         assert source.supports_changes_since

@@ -15,11 +15,13 @@ from app.errors import VendorAuthError, VendorNotFound
 from app.ingest.pages import walk_pages
 from app.sources import HttpPolicy, MagentoSource, VendorHttp, build_source
 from app.sources.port import VendorSource
+from app.sources.safety import OutboundPolicy
 from simulators.config import SimConfig
 from simulators.magento import NOT_FOUND, MagentoSimulator
 from simulators.server import SimulatorServer
 from tests.support import SECRETS, ApiServer, admin, fast_settings, running_sims, sim_config, wait_synced
 
+LOOPBACK_ONLY = OutboundPolicy.parse(["127.0.0.0/8"])  # the simulators listen on loopback
 FAST = HttpPolicy(timeout_s=5.0, max_attempts=6, backoff_base_s=0.001, backoff_max_s=0.01)
 BEARER = {"Authorization": "Bearer mg_demo"}
 
@@ -64,7 +66,9 @@ async def sources() -> AsyncIterator[Callable[..., MagentoSource]]:
 
     def make(sim: Sim, *, page_size: int = 50, credentials: dict[str, str] | None = None) -> MagentoSource:
         vendor = sim.vendor(credentials)
-        source = MagentoSource(vendor, VendorHttp(vendor.base_url, policy=FAST, vendor_id=vendor.id), page_size)
+        source = MagentoSource(
+            vendor, VendorHttp(vendor.base_url, policy=FAST, vendor_id=vendor.id, outbound=LOOPBACK_ONLY), page_size
+        )
         made.append(source)
         return source
 
@@ -117,7 +121,7 @@ async def test_names_are_read_once_per_walk(fresh: Sim, sources: Callable[..., M
 
 async def test_build_source_dispatches_magento(sim: Sim) -> None:
     vendor = sim.vendor()
-    source = build_source(vendor, VendorHttp(vendor.base_url, policy=FAST))
+    source = build_source(vendor, VendorHttp(vendor.base_url, policy=FAST, outbound=LOOPBACK_ONLY))
     try:
         assert isinstance(source, MagentoSource) and source.supports_changes_since
     finally:

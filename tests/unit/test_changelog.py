@@ -31,8 +31,11 @@ from app.domain.wire import (
     vendor_to_dict,
     webhook_message,
 )
+from app.secrets import Secrets
 
 AT = datetime(2026, 11, 25, 12, 30, 15, 123000, tzinfo=UTC)
+
+DEV_SECRETS = Secrets.development_only()
 
 
 def offer(vpid: str = "p1", **changes: Any) -> Offer:
@@ -77,7 +80,7 @@ def test_vendor_round_trip_carries_credentials_and_mapping() -> None:
     vendor = Vendor(
         "gen", "Generic", VendorKind.GENERIC, "http://x", "USD", {"token": "t"}, 60, False, {"items": "data"}
     )
-    assert vendor_from_dict(wire(vendor_to_dict(vendor))) == vendor
+    assert vendor_from_dict(secrets=DEV_SECRETS, data=wire(vendor_to_dict(vendor, secrets=DEV_SECRETS))) == vendor
 
 
 def test_request_round_trip() -> None:
@@ -184,9 +187,9 @@ def test_requests_are_refused_by_one_decoder_for_job_and_nodes_alike(data: dict[
 
 
 def test_a_vendor_definition_of_another_version_is_refused() -> None:
-    data = vendor_to_dict(Vendor("shop", "Shop", VendorKind.SHOPIFY, "http://x", "EUR"))
+    data = vendor_to_dict(Vendor("shop", "Shop", VendorKind.SHOPIFY, "http://x", "EUR"), secrets=DEV_SECRETS)
     with pytest.raises(ChangelogError, match="version"):
-        vendor_from_dict({**data, "v": 2})
+        vendor_from_dict(secrets=DEV_SECRETS, data={**data, "v": 2})
 
 
 def test_a_dead_letter_has_one_shape_whoever_writes_it() -> None:

@@ -21,6 +21,9 @@ from app.domain.wire import (
     request_to_dict,
     vendor_to_dict,
 )
+from app.secrets import Secrets
+
+DEV_SECRETS = Secrets.development_only()
 
 
 def _json(data: object) -> str:
@@ -80,10 +83,10 @@ def test_a_continuation_survives_its_round_trip_through_json() -> None:
 
 def test_vendor_definitions_parse_and_refuse_garbage() -> None:
     vendor = Vendor("shop", "Shop", VendorKind.SHOPIFY, "http://x", "EUR", credentials={"access_token": "t"})
-    assert parse_vendor(_json(vendor_to_dict(vendor))) == vendor
+    assert parse_vendor(secrets=DEV_SECRETS, raw=_json(vendor_to_dict(vendor, secrets=DEV_SECRETS))) == vendor
     for raw in (None, "nope", '{"v": 1, "id": "x"}', '{"v": 3}'):
         with pytest.raises(ChangelogError):
-            parse_vendor(raw)
+            parse_vendor(secrets=DEV_SECRETS, raw=raw)
 
 
 def test_a_dead_letter_keeps_the_message_and_says_why() -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from app.errors import (
+    VendorAddressRefused,
     VendorAuthError,
     VendorBadResponse,
     VendorError,
@@ -96,10 +97,24 @@ async def test_success_returns_body_and_response(make: Callable[..., VendorHttp]
     assert http.stats.retries == 0
 
 
-async def test_absolute_url_is_used_as_is(make: Callable[..., VendorHttp]) -> None:
+async def test_absolute_url_on_the_vendors_origin_is_used_as_is(make: Callable[..., VendorHttp]) -> None:
     script = Script(ok())
-    await make(script).get_json("https://other.example/x.json?page_info=abc")
-    assert str(script.requests[0].url) == "https://other.example/x.json?page_info=abc"
+    await make(script).get_json(f"{BASE}/x.json?page_info=abc")
+    assert str(script.requests[0].url) == f"{BASE}/x.json?page_info=abc"
+
+
+@pytest.mark.parametrize(
+    "link", ["https://other.example/x.json?page_info=abc", "http://vendor.example/x", "https://vendor.example:8443/x"]
+)
+async def test_a_link_to_another_origin_is_never_requested(make: Callable[..., VendorHttp], link: str) -> None:
+    """A vendor's pagination link elsewhere would carry the vendor's auth headers there (blind SSRF)."""
+    script = Script(ok())
+    http = make(script)
+    with pytest.raises(VendorAddressRefused, match="leaves the vendor's origin") as info:
+        await http.get_json(link, headers={"X-Auth": "secret"})
+    assert script.calls == 0
+    assert "other.example" not in str(info.value.to_dict()) and "page_info" not in str(info.value.to_dict())
+    assert http.stats.refused_urls == 1
 
 
 async def test_5xx_retried_with_bounded_jittered_backoff(make: Callable[..., VendorHttp], sleeps: Sleeps) -> None:
@@ -140,7 +155,7 @@ async def test_5xx_exhausted_raises_vendor_error_with_status(make: Callable[...,
         await http.get_json("/p")
     assert type(info.value) is VendorError
     assert info.value.details["status"] == 503
-    assert "upstream down" in info.value.details["body"]
+    assert "upstream down" not in str(info.value.to_dict())  # the vendor's body is for the log, not for clients
     assert info.value.details["attempts"] == 3
     assert info.value.details["vendor_id"] == "v1"
     assert script.calls == 3
@@ -207,14 +222,18 @@ async def test_client_errors_are_not_retried(
     assert sleeps.delays == []
 
 
-async def test_other_4xx_is_vendor_error_with_excerpt(make: Callable[..., VendorHttp], sleeps: Sleeps) -> None:
+async def test_other_4xx_is_vendor_error_with_the_excerpt_in_the_log_only(
+    make: Callable[..., VendorHttp], sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
     script = Script(status(400, '{"errors": "page_info is invalid"}' + "x" * 1000), ok())
-    with pytest.raises(VendorError) as info:
-        await make(script).get_json("/p")
+    with caplog.at_level("INFO", logger="app.sources.http"), pytest.raises(VendorError) as info:
+        await make(script).get_json("/p?consumer_secret=cs_123")
     assert type(info.value) is VendorError
     assert info.value.details["status"] == 400
-    assert "page_info is invalid" in info.value.details["body"]
-    assert len(info.value.details["body"]) <= 300
+    assert info.value.details["path"] == "/p"
+    assert "page_info is invalid" not in str(info.value.to_dict()) and "cs_123" not in str(info.value.to_dict())
+    logged = [r.getMessage() for r in caplog.records if "page_info is invalid" in r.getMessage()]
+    assert logged and all(len(m) < 400 and "cs_123" not in m for m in logged)
     assert "400" in info.value.message
     assert script.calls == 1
     assert sleeps.delays == []
@@ -234,7 +253,7 @@ async def test_malformed_json_exhausted_raises_bad_response(make: Callable[..., 
     script = Script(httpx.Response(200, content=b"<html>oops</html>"))
     with pytest.raises(VendorBadResponse) as info:
         await make(script, HttpPolicy(max_attempts=4)).get_json("/p")
-    assert "oops" in info.value.details["body"]
+    assert "oops" not in str(info.value.to_dict())
     assert script.calls == 4
     assert len(sleeps.delays) == 3
 
@@ -342,7 +361,7 @@ def test_parse_retry_after() -> None:
 
 async def test_unusable_url_fails_at_once_without_retries(sleeps: Sleeps) -> None:
     async with VendorHttp("ftp://vendor.invalid", policy=HttpPolicy(max_attempts=4), sleep=sleeps) as http:
-        with pytest.raises(VendorError, match="not usable"):
+        with pytest.raises(VendorAddressRefused, match="only http and https"):
             await http.get_json("/products")
-        assert http.stats.attempts == 1
+        assert http.stats.attempts == 0
     assert sleeps.delays == []

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from app.domain.webhooks import SeenDeliveries, sign, verify
+from app.domain.webhooks import sign, verify
 from simulators import webhooks as vendor_side
 
 # The widely published example vector: HMAC-SHA256("key", "The quick brown fox ...").
@@ -48,13 +48,3 @@ def test_sign_matches_a_hand_computed_hmac() -> None:
 )
 def test_verify_refuses(body: bytes, secret: str, signature: str | None) -> None:
     assert not verify(body, secret, signature)
-
-
-def test_seen_deliveries_forget_the_oldest() -> None:
-    seen: SeenDeliveries[str, int] = SeenDeliveries(size=2)
-    seen.put("a", 1)
-    seen.put("b", 2)
-    assert seen.get("a") == 1
-    seen.put("c", 3)
-    assert len(seen) == 2
-    assert seen.get("a") is None and seen.get("b") == 2 and seen.get("c") == 3

@@ -161,7 +161,7 @@ class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
             yield from _emit([dead_letter(raw, str(exc), source="requests", by=self.group)], self.tags)
             return
         try:
-            vendor = parse_vendor(vendor_raw)
+            vendor = parse_vendor(vendor_raw, secrets=self.processor.secrets)
         except ChangelogError as exc:
             yield from _emit(failed(work, "bad_vendor_definition", str(exc)), self.tags)
             return
@@ -192,7 +192,8 @@ class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
                 self.processor.forget(value[0])
             return
         try:
-            parse_vendor(raw)
+            assert self.processor is not None
+            parse_vendor(raw, secrets=self.processor.secrets)
         except ChangelogError as exc:
             yield from _emit([dead_letter(raw, str(exc), source="vendors", by=self.group, key=value[0])], self.tags)
             return

@@ -39,6 +39,7 @@ from app.domain.wire import dead_letter as wire_dead_letter
 from app.errors import CatalogError
 from app.ingest.fetch import ProductOutcome, fetch_product
 from app.ingest.pages import slice_budget, walk_pages
+from app.secrets import load_secrets
 from app.settings import Settings
 from app.sources.port import VendorSource
 from app.sources.registry import SourceRegistry
@@ -137,7 +138,13 @@ _VENDOR_SETTINGS = {
     "vendor_backoff_max_s",
     "vendor_max_retry_after_s",
     "vendor_concurrency",
+    "vendor_max_response_bytes",
+    "vendor_max_items_per_page",
+    "outbound_allow_private",
     "page_attempts",
+    # the job opens the sealed credentials of catalog_vendors: the keys travel with the other job settings
+    "env",
+    "secret_keys",
 }
 
 
@@ -148,6 +155,8 @@ class Processor:
         self.config = config
         self._loop: asyncio.AbstractEventLoop | None = None
         self._settings = config.build_settings()
+        #: Opens the credentials of the vendor definitions the job reads (sealed on ``catalog_vendors``).
+        self.secrets = load_secrets(self._settings)
         self._sources = SourceRegistry(make_source_factory(self._settings))
 
     def open(self) -> None:

@@ -35,6 +35,7 @@ from app.domain.changes import FeedPosition
 from app.domain.models import Vendor
 from app.domain.wire import ChangelogError, Update, dead_letter, encode, loads, parse_update, parse_vendor
 from app.observability import Metric
+from app.secrets import Secrets, load_secrets
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,10 @@ class KafkaChangelog:
         vendor_quiet_s: float = 0.5,
         vendor_catch_up_max_s: float = 30.0,
         unknown_retry_s: float = 10.0,
+        secrets: Secrets | None = None,
     ) -> None:
+        """``secrets`` open the credentials of ``catalog_vendors`` definitions (default: from ``settings``)."""
+        self._secrets = secrets or load_secrets(settings)
         self._settings = settings
         self._applier = applier
         self._batch_size = batch_size
@@ -308,7 +312,7 @@ class KafkaChangelog:
             raise ChangelogError("vendor definition without a key")
         vendor_id = key.decode(errors="replace")
         value = msg.value()
-        return _VendorDef(vendor_id, None if value is None else parse_vendor(value))
+        return _VendorDef(vendor_id, None if value is None else parse_vendor(value, secrets=self._secrets))
 
     def _on_loop(self, coro: Coroutine[Any, Any, T], doing: str) -> tuple[bool, T | None]:
         """Run a coroutine on the event loop and wait: (True, its result), or (False, None) and ``last_error``."""

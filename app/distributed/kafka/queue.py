@@ -190,7 +190,7 @@ class KafkaRequestQueue:
             if was_reachable or self._reason in (None, "not started"):
                 log.warning("Kafka broker %s unreachable: %s", self.bootstrap, exc)
             self._reachable = False
-            self._reason = f"Kafka broker {self.bootstrap} unreachable"
+            self._reason = "Kafka broker unreachable"  # API clients see it: the host is in the log line above
             return False
         self._reachable = True
         self._reason = None

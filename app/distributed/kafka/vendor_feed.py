@@ -29,6 +29,7 @@ from app.distributed.kafka.queue import KafkaRequestQueue
 from app.domain.models import Vendor
 from app.domain.wire import encode, vendor_to_dict
 from app.errors import ServiceUnavailable
+from app.secrets import Secrets
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ class KafkaVendorFeed:
         vendors: Callable[[], list[Vendor]],
         *,
         keys_on_topic: Callable[[], set[str]] | None = None,
+        secrets: Secrets,
     ) -> None:
+        """``secrets`` seal the credentials of every definition published (``app.secrets``)."""
+        self._secrets = secrets
         self._queue = queue
         self._topic = topic
         self._vendors = vendors
@@ -125,7 +129,7 @@ class KafkaVendorFeed:
 
     async def flush(self) -> None:
         for vendor_id, vendor in list(self._pending.items()):
-            value = None if vendor is None else encode(vendor_to_dict(vendor))
+            value = None if vendor is None else encode(vendor_to_dict(vendor, secrets=self._secrets))
             try:
                 await self._queue.send(self._topic, vendor_id, value)
             except ServiceUnavailable as exc:

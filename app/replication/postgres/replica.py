@@ -73,8 +73,23 @@ class Rejected:
     error: str
 
     def describe(self) -> dict[str, object]:
+        """Which change and why, for /ready and the log: its key and column names, never its values (a vendor row
+        carries credentials, any row may carry what made PostgreSQL refuse it)."""
         c = self.change
-        return {"seq": c.seq, "table": c.tbl, "pk": c.pk, "op": c.op, "row": c.row, "error": self.error}
+        try:
+            image = orjson.loads(c.row) if c.row is not None else None
+        except orjson.JSONDecodeError:
+            image = None
+        columns = sorted(image) if isinstance(image, dict) else None
+        return {"seq": c.seq, "table": c.tbl, "pk": c.pk, "op": c.op, "columns": columns, "error": self.error}
+
+
+def pg_error(exc: BaseException) -> str:
+    """PostgreSQL's reason without its DETAIL (which quotes the failing row: "Failing row contains (...)")."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {primary or (lines[0] if lines else '')}".strip()
 
 
 class PostgresReplica:
@@ -388,7 +403,7 @@ class PostgresReplica:
             with self.conn.transaction(force_rollback=True):
                 self._stage_and_apply(changes)
         except REJECTED as exc:
-            return f"{type(exc).__name__}: {exc}".strip()
+            return pg_error(exc)
         return None
 
     def find_rejected(self, changes: Sequence[Change]) -> Rejected | None:

@@ -12,6 +12,8 @@ of it; each read runs inline on the calling thread.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -30,14 +32,23 @@ from app.domain.queries import (
     UpsertResult,
     VendorSyncStatus,
 )
+from app.domain.webhooks import Delivery
+from app.secrets import Secrets
 from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
 from app.store.sqlite.connection import Connections
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, refresh_base_prices, unique
+from app.store.sqlite.ordering import newer_only
 from app.store.sqlite.reads import ProductReader
+from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+#: Share of the size cap in use at which the store counts as full (a batch needs room; at 100% every write fails).
+FULL_AT = 0.98
+#: How long a write that failed for want of room keeps the store "full" (a later small write may fit, a batch not).
+FULL_FOR_S = 60.0
 
 
 class SqliteCatalog:
@@ -49,8 +60,17 @@ class SqliteCatalog:
         cache_mb: int = 32,
         page_cache_size: int = 256,
         rates: Rates | None = None,
+        secrets: Secrets | None = None,
+        deliveries_keep_s: float = 7 * 86_400,
+        max_mb: int | None = None,
+        min_free_mb: int = 64,
     ) -> None:
+        """``secrets``: seals vendor credentials (default: the public development key, for tools and tests)."""
         self.path = Path(path)
+        self.secrets = secrets or Secrets.development_only()
+        self.deliveries_keep_s = deliveries_keep_s
+        self.max_mb = max_mb
+        self.min_free_mb = min_free_mb
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
@@ -73,8 +93,14 @@ class SqliteCatalog:
         self._db.open(self._prepare)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
+        if self.max_mb is not None:  # the writer connection's cap; a write past it fails with SQLITE_FULL
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {self.max_mb * 1024 * 1024 // int(page_size)}")
         migrate(conn)
         refresh_base_prices(conn, self.rates)
+        sealed = immediate(conn, lambda c: vendors.seal_clear_credentials(c, self.secrets))
+        if sealed:
+            log.warning("sealed the clear-text credentials of %d vendor(s) stored by an older version", sealed)
 
     def close(self) -> None:
         self._db.close()
@@ -82,6 +108,27 @@ class SqliteCatalog:
 
     def ping(self) -> bool:
         return self._db.ping()
+
+    def write_problem(self) -> str | None:
+        """Why the store cannot take writes, or None: too little room (the file system's free space under
+        ``min_free_mb``, or the pages in use at the size cap), or a last write that failed for want of room or
+        permission (a later write that went through clears that, but not the room checks)."""
+        try:
+            free_mb = shutil.disk_usage(self.path.parent).free / (1024 * 1024)
+        except OSError:
+            free_mb = float("inf")
+        if free_mb < self.min_free_mb:
+            return f"the file system has {free_mb:.0f} MB free, less than {self.min_free_mb} MB"
+        if self.max_mb is not None:
+            reader = self._db.reader
+            used = (
+                reader.execute("PRAGMA page_count").fetchone()[0]
+                - reader.execute("PRAGMA freelist_count").fetchone()[0]
+            )
+            size = reader.execute("PRAGMA page_size").fetchone()[0]
+            if used * size >= FULL_AT * self.max_mb * 1024 * 1024:
+                return f"the file is at its size cap of {self.max_mb} MB"
+        return self._db.write_problem(FULL_FOR_S)
 
     def change_seq(self) -> int:
         return self._db.change_seq()
@@ -97,23 +144,39 @@ class SqliteCatalog:
     # -- vendors ---------------------------------------------------------------------------------------------
 
     async def add_vendor(self, vendor: Vendor) -> None:
-        await self._db.transaction(lambda c: vendors.put(c, vendor, create=True))
+        await self._db.transaction(lambda c: vendors.put(c, vendor, self.secrets, create=True))
 
     async def update_vendor(self, vendor: Vendor) -> None:
-        await self._db.transaction(lambda c: vendors.put(c, vendor, create=False))
+        await self._db.transaction(lambda c: vendors.put(c, vendor, self.secrets, create=False))
 
     async def delete_vendor(self, vendor_id: str) -> None:
         """Remove a vendor and its offers; products it shared with other vendors are rebuilt from the rest."""
         await self._db.transaction(lambda c: vendors.delete(c, vendor_id, self._offers))
 
     def get_vendor(self, vendor_id: str) -> Vendor | None:
-        return vendors.get(self._db.reader, vendor_id)
+        return vendors.get(self._db.reader, vendor_id, self.secrets)
 
     def list_vendors(self) -> list[Vendor]:
-        return vendors.list_all(self._db.reader)
+        return vendors.list_all(self._db.reader, self.secrets)
+
+    async def reseal_credentials(self) -> int:
+        """Every vendor's credentials sealed with the first secret key; returns how many (key rotation)."""
+        return await self._db.transaction(lambda c: vendors.reseal_all(c, self.secrets))
 
     def vendor_status(self, vendor_id: str) -> VendorSyncStatus:
         return vendors.status(self._db.reader, vendor_id)
+
+    def delivery(self, vendor_id: str, delivery_id: str) -> Delivery | None:
+        return vendors.delivery(self._db.reader, vendor_id, delivery_id)
+
+    async def record_delivery(
+        self, vendor_id: str, delivery_id: str, *, answer: dict[str, object] | None, applied: bool
+    ) -> None:
+        await self._db.transaction(
+            lambda c: vendors.record_delivery(
+                c, vendor_id, delivery_id, answer=answer, applied=applied, keep_s=self.deliveries_keep_s
+            )
+        )
 
     async def mark_interrupted_syncs(self) -> None:
         await self._db.transaction(vendors.mark_interrupted_syncs)
@@ -134,14 +197,15 @@ class SqliteCatalog:
     # -- offers ----------------------------------------------------------------------------------------------
 
     async def upsert_offers(self, offers: Iterable[Offer]) -> UpsertResult:
+        """Write offers; one older than the stored version of it (``vendor_updated_at``) is left out (``ordering``)."""
         batch = unique(offers)
         if not batch:
             return UpsertResult()
-        return await self._db.transaction(lambda c: self._offers.upsert(c, batch))
+        return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
 
     def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
         """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
-        return self._offers.upsert(conn, unique(offers))
+        return self._offers.upsert(conn, newer_only(conn, unique(offers)))
 
     async def mark_unlisted(self, vendor_id: str, before: datetime) -> int:
         """Mark the vendor's offers not fetched since ``before`` discontinued (after a full sync that started
@@ -164,7 +228,7 @@ class SqliteCatalog:
         def run(conn: sqlite3.Connection) -> None:
             for position, offers in batches:
                 set_position(conn, position)
-                self._offers.upsert(conn, unique(offers))
+                self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
             set_position(conn, None)
 
         if batches:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -24,6 +25,10 @@ from typing import TypeVar
 from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
+
+# SQLite result codes (primary, the low byte) of a store that cannot take writes: disk or size cap full, I/O error,
+# read-only file or file system, cannot open.
+_CANNOT_WRITE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
 
 # Rows per ``IN (...)`` list: well under SQLite's bound-parameter limit, large enough to keep statements few.
 CHUNK = 500
@@ -65,6 +70,10 @@ class Connections:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        #: Why the last write failed for want of room or permission (None: the last write went through).
+        self.write_failure: str | None = None
+        self.write_failed_at = 0.0
+        self.write_failed_full = False
 
     def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         """Create the file if needed and start the writer; ``prepare`` (migrations, say) runs on the writer
@@ -139,4 +148,20 @@ class Connections:
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._w
         assert conn is not None
-        return immediate(conn, fn)
+        try:
+            result = immediate(conn, fn)
+        except sqlite3.Error as exc:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code in _CANNOT_WRITE:
+                self.write_failure = f"{type(exc).__name__}: {exc}"  # e.g. "database or disk is full"
+                self.write_failed_at, self.write_failed_full = time.monotonic(), code == sqlite3.SQLITE_FULL
+            raise
+        if not self.write_failed_full:  # a small write that fits says nothing about the batch that did not
+            self.write_failure = None
+        return result
+
+    def write_problem(self, full_for_s: float) -> str | None:
+        """The last write failure for want of room or permission; "full" holds ``full_for_s`` after the last one."""
+        if self.write_failed_full and time.monotonic() - self.write_failed_at > full_for_s:
+            self.write_failure, self.write_failed_full = None, False
+        return self.write_failure

@@ -18,5 +18,6 @@ def immediate(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -
         conn.execute("COMMIT")
         return result
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite already rolled back after some errors (SQLITE_FULL): keep the real one
+            conn.execute("ROLLBACK")
         raise

@@ -8,6 +8,7 @@ offer writer's work (deleting a vendor re-unifies its products in the same commi
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,10 @@ import orjson
 from app.domain import documents
 from app.domain.models import Vendor, VendorKind, utcnow
 from app.domain.queries import SyncProgress, VendorSyncStatus
+from app.domain.webhooks import Delivery
 from app.errors import Conflict, NotFound
+from app.secrets import PREFIX, Secrets
+from app.sources.safety import without_userinfo
 from app.store.sqlite.connection import dt, next_seq
 from app.store.sqlite.offers import OfferWriter
 
@@ -27,7 +31,7 @@ def _missing(vendor_id: str) -> NotFound:
     return NotFound(f"vendor {vendor_id!r} does not exist", details={"vendor_id": vendor_id})
 
 
-def put(conn: sqlite3.Connection, vendor: Vendor, *, create: bool) -> None:
+def put(conn: sqlite3.Connection, vendor: Vendor, secrets: Secrets, *, create: bool) -> None:
     """Insert (``create``) or replace a vendor; refuses to create one twice or to update one that is not there."""
     exists = conn.execute("SELECT 1 FROM vendors WHERE id = ?", (vendor.id,)).fetchone() is not None
     if create and exists:
@@ -51,7 +55,7 @@ def put(conn: sqlite3.Connection, vendor: Vendor, *, create: bool) -> None:
             vendor.kind.value,
             vendor.base_url,
             vendor.currency,
-            orjson.dumps(dict(vendor.credentials)).decode(),
+            secrets.seal(vendor.credentials),
             vendor.refresh_interval_s,
             int(vendor.enabled),
             None if vendor.mapping is None else orjson.dumps(vendor.mapping).decode(),
@@ -76,27 +80,59 @@ def delete(conn: sqlite3.Connection, vendor_id: str, offers: OfferWriter) -> Non
     offers.settle(conn, removed)
 
 
-def _from_row(row: tuple[Any, ...]) -> Vendor:
+def _from_row(row: tuple[Any, ...], secrets: Secrets) -> Vendor:
     return Vendor(
         id=row[0],
         name=row[1],
         kind=VendorKind(row[2]),
         base_url=row[3],
         currency=row[4],
-        credentials=orjson.loads(row[5]),
+        credentials=secrets.open(row[5]),
         refresh_interval_s=row[6],
         enabled=bool(row[7]),
         mapping=None if row[8] is None else orjson.loads(row[8]),
     )
 
 
-def get(conn: sqlite3.Connection, vendor_id: str) -> Vendor | None:
+def get(conn: sqlite3.Connection, vendor_id: str, secrets: Secrets) -> Vendor | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM vendors WHERE id = ?", (vendor_id,)).fetchone()
-    return _from_row(row) if row else None
+    return _from_row(row, secrets) if row else None
 
 
-def list_all(conn: sqlite3.Connection) -> list[Vendor]:
-    return [_from_row(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM vendors ORDER BY id").fetchall()]
+def list_all(conn: sqlite3.Connection, secrets: Secrets) -> list[Vendor]:
+    return [_from_row(r, secrets) for r in conn.execute(f"SELECT {_COLUMNS} FROM vendors ORDER BY id").fetchall()]
+
+
+def seal_clear_credentials(conn: sqlite3.Connection, secrets: Secrets) -> int:
+    """Seal what an older version stored in clear: credentials, and a ``user:password@`` inside a ``base_url``
+    (moved into the credentials as ``url_userinfo``). Runs when the store opens; returns how many vendors changed."""
+    rows = conn.execute(
+        "SELECT id, base_url, credentials FROM vendors WHERE credentials NOT LIKE ? OR base_url LIKE '%@%'",
+        (PREFIX + "%",),
+    ).fetchall()
+    changed = 0
+    for vendor_id, base_url, credentials in rows:
+        clear = secrets.open(credentials)
+        bare = without_userinfo(base_url)
+        if bare != base_url:
+            clear["url_userinfo"] = base_url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        conn.execute(
+            "UPDATE vendors SET base_url = ?, credentials = ?, change_seq = ? WHERE id = ?",
+            (bare, secrets.seal(clear), next_seq(conn, 1), vendor_id),
+        )
+        changed += 1
+    return changed
+
+
+def reseal_all(conn: sqlite3.Connection, secrets: Secrets) -> int:
+    """Every vendor's credentials sealed again with the first key (``catalog secrets rotate``)."""
+    rows = conn.execute("SELECT id, credentials FROM vendors").fetchall()
+    for vendor_id, credentials in rows:
+        conn.execute(
+            "UPDATE vendors SET credentials = ?, change_seq = ? WHERE id = ?",
+            (secrets.reseal(credentials), next_seq(conn, 1), vendor_id),
+        )
+    return len(rows)
 
 
 def status(conn: sqlite3.Connection, vendor_id: str) -> VendorSyncStatus:
@@ -130,6 +166,35 @@ def status(conn: sqlite3.Connection, vendor_id: str) -> VendorSyncStatus:
         syncs_failed=row[13],
         offers=offers,
         products=products,
+    )
+
+
+def delivery(conn: sqlite3.Connection, vendor_id: str, delivery_id: str) -> Delivery | None:
+    row = conn.execute(
+        "SELECT answer, applied FROM webhook_deliveries WHERE vendor_id = ? AND delivery_id = ?",
+        (vendor_id, delivery_id),
+    ).fetchone()
+    return None if row is None else Delivery(None if row[0] is None else orjson.loads(row[0]), bool(row[1]))
+
+
+def record_delivery(
+    conn: sqlite3.Connection,
+    vendor_id: str,
+    delivery_id: str,
+    *,
+    answer: dict[str, object] | None,
+    applied: bool,
+    keep_s: float,
+) -> None:
+    """Remember a delivery (the first answer stays; applied once, applied for good); forget those past ``keep_s``
+    (platforms retry for a day or two: Shopify 48 hours)."""
+    now = time.time()
+    conn.execute("DELETE FROM webhook_deliveries WHERE received_at < ?", (now - keep_s,))
+    conn.execute(
+        """INSERT INTO webhook_deliveries (vendor_id, delivery_id, answer, applied, received_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (vendor_id, delivery_id) DO UPDATE SET answer = COALESCE(answer, excluded.answer),
+               applied = max(applied, excluded.applied)""",
+        (vendor_id, delivery_id, None if answer is None else orjson.dumps(answer).decode(), int(applied), now),
     )
 
 
