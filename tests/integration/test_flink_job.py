@@ -2,9 +2,10 @@
 
 One job serves the whole module (it takes 10-20 s to start and ~800 MB): it runs as
 ``python -m app.distributed.flink.job`` in its own process group, cutting catalog syncs into slices of 2 pages so
-that the continuation path is exercised. The module has its own broker, a Tansu behind a proxy that Debian's kcat
-can talk to (``KcatFriendlyBroker``). Node A (in this process) and node B (a ``uvicorn`` subprocess) run the kafka
-runtime with their own SQLite files; the last test restarts the job and checks it reprocesses nothing.
+that the continuation path is exercised. The module has its own broker, the development broker of
+``catalog broker`` (memory storage), whose proxy lets Debian's kcat talk to Tansu. Node A (in this process) and
+node B (a ``uvicorn`` subprocess) run the kafka runtime with their own SQLite files; the last tests restart the job
+and check it reprocesses nothing, then restart the broker and check the job notices.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.distributed.kafka.broker import DevBroker
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
 from app.domain.webhooks import sign
 from app.domain.wire import request_to_dict, vendor_to_dict
-from tests.flink_support import FlinkJob, KcatFriendlyBroker, ensure_jars, job_env, private_topics
+from tests.flink_support import FlinkJob, ensure_jars, job_env, private_topics
 from tests.kafka_support import consume, produce, unique
 from tests.support import (
     CREDENTIALS,
@@ -40,6 +42,7 @@ from tests.support import (
     admin,
     all_products,
     fast_settings,
+    free_port,
     running_sims,
     service_env,
     sim_config,
@@ -116,9 +119,9 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def kafka_broker() -> Iterator[KcatFriendlyBroker]:
-    """This module's own broker: Tansu behind the proxy that lets Debian's kcat talk to it."""
-    broker = KcatFriendlyBroker().start()
+def kafka_broker() -> Iterator[DevBroker]:
+    """This module's own broker: what `catalog broker --memory` runs (Tansu behind the proxy kcat needs)."""
+    broker = DevBroker(free_port()).start()
     try:
         yield broker
     finally:
@@ -126,7 +129,7 @@ def kafka_broker() -> Iterator[KcatFriendlyBroker]:
 
 
 @pytest.fixture(scope="module")
-def setup(kafka_broker: KcatFriendlyBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(kafka_broker: DevBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     ensure_jars()
     tmp = tmp_path_factory.mktemp("flink")
     topics = private_topics()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,46 +23,101 @@ from tests.kafka_support import consume, produce
 from tests.support import ROOT, free_port, service_env
 
 
-@pytest.mark.kafka
-def test_catalog_broker_serves_kafka_clients_until_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    env = service_env(tmp_path / "unused.db")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "broker", "--port", str(port)],
-        cwd=ROOT,
-        env={**env, "COLUMNS": "250", "NO_COLOR": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = []
+class CatalogBroker:
+    """``catalog broker`` as a shell runs it, its output read up to the bootstrap line it prints."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port = free_port()
+        env = service_env(tmp_path / "unused.db")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "broker", "--port", str(self.port), *args],
+            cwd=ROOT,
+            env={**env, "COLUMNS": "250", "NO_COLOR": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.lines: list[str] = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if line.startswith("CATALOG_KAFKA_BOOTSTRAP="):
+            line = self.proc.stdout.readline()
+            self.lines.append(line)
+            if line.startswith("CATALOG_KAFKA_BOOTSTRAP=") or not line:
                 break
-        bootstrap = f"127.0.0.1:{port}"
-        assert lines[-1].strip() == f"CATALOG_KAFKA_BOOTSTRAP={bootstrap}", lines
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def said(self, prefix: str) -> str:
+        return next((line.strip() for line in self.lines if line.startswith(prefix)), "")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.mark.kafka
+def test_catalog_broker_keeps_its_data_across_restarts_and_says_where(tmp_path: Path) -> None:
+    data = tmp_path / "broker"
+    first = CatalogBroker(tmp_path, "--data", str(data))
+    try:
+        assert first.lines[-1].strip() == f"CATALOG_KAFKA_BOOTSTRAP={first.bootstrap}", first.lines
+        assert first.said("data:") == f"data: {data.resolve()} (S3 objects served by localbucket)", first.lines
+        admin = AdminClient({"bootstrap.servers": first.bootstrap})
         topics = admin.list_topics(timeout=5).topics
+        cluster = admin.list_topics(timeout=5).cluster_id
         del admin
         assert set(topic_specs(Settings())) <= set(topics)
         assert len(topics["product_updates"].partitions) == Settings().kafka_partitions
-        produce(bootstrap, "vendor_requests", [("v1", {"hello": "broker"})])
-        assert consume(bootstrap, "vendor_requests", count=1) == [("v1", {"hello": "broker"})]
-
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert not port_open("127.0.0.1", port)
+        produce(first.bootstrap, "vendor_requests", [("v1", {"hello": "broker"})])
+        assert consume(first.bootstrap, "vendor_requests", count=1) == [("v1", {"hello": "broker"})]
+        assert first.stop() == 0
+        assert not port_open("127.0.0.1", first.port)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        first.kill()
+
+    second = CatalogBroker(tmp_path, "--data", str(data))
+    try:
+        assert second.said("topics created:") == "topics created: none (all exist)", second.lines
+        admin = AdminClient({"bootstrap.servers": second.bootstrap})
+        assert admin.list_topics(timeout=5).cluster_id == cluster  # the same broker, restarted
+        del admin
+        assert consume(second.bootstrap, "vendor_requests", count=1) == [("v1", {"hello": "broker"})]
+        assert second.stop() == 0
+    finally:
+        second.kill()
+
+
+@pytest.mark.kafka
+def test_catalog_broker_serves_debians_kcat_as_it_is(tmp_path: Path) -> None:
+    """kcat 1.7.1's librdkafka cannot read Tansu 0.6.0's ApiVersions answer; the broker's proxy makes it readable."""
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        pytest.skip("Debian's kcat is not installed (make install installs it: apt-get install -y kcat)")
+    broker = CatalogBroker(tmp_path, "--memory")
+    try:
+        assert broker.said("data:") == "data: memory (gone when it stops)", broker.lines
+        line = b'{"v": 1, "id": "r_kcat_1", "kind": "catalog", "vendor_id": "northwind", "full": true}\n'
+        run = functools.partial(subprocess.run, capture_output=True, timeout=30, check=True)
+        run([kcat, "-P", "-b", broker.bootstrap, "-t", "vendor_requests", "-k", "northwind"], input=line)
+        out = run([kcat, "-C", "-b", broker.bootstrap, "-t", "vendor_requests", "-e", "-f", "%k %s\n"]).stdout
+        assert out.decode().strip() == "northwind " + line.decode().strip()
+        assert broker.stop() == 0
+    finally:
+        broker.kill()
 
 
 def test_security_settings_become_librdkafka_settings_it_accepts() -> None:
