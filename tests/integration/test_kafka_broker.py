@@ -15,9 +15,10 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from app.distributed.kafka.admin import topic_specs
-from app.distributed.kafka.broker import port_open
-from app.distributed.kafka.config import client_config, consumer_config, group_id, producer_config
+from app.distributed.flink.checkpoints import broker_identity
+from app.distributed.kafka.admin import ensure_topics, topic_specs
+from app.distributed.kafka.broker import DevBroker, port_open
+from app.distributed.kafka.config import admin_config, client_config, consumer_config, group_id, producer_config
 from app.settings import Settings
 from tests.kafka_support import consume, produce
 from tests.support import ROOT, free_port, service_env
@@ -144,3 +145,25 @@ def test_security_settings_become_librdkafka_settings_it_accepts() -> None:
     Producer(producer_config(settings))
     AdminClient(client_config(Settings(node_id="plain")))
     assert "sasl.mechanism" not in client_config(Settings())
+
+
+@pytest.mark.kafka
+def test_the_broker_identity_tells_a_restarted_memory_broker_from_the_same_one() -> None:
+    """What the Flink job compares before resuming a checkpoint: recreated topics get new ids."""
+    settings = Settings(kafka_partitions=1)
+    topics = [settings.kafka_topic_vendor_requests, settings.kafka_topic_product_requests]
+    with DevBroker(free_port()) as broker:
+        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        admin = AdminClient(admin_config(settings))
+        ensure_topics(settings, admin)
+        first = broker_identity(admin, topics)
+        assert first.cluster_id == broker.cluster_id
+        assert set(first.topics) == set(topics) and all(first.topics.values())
+        assert broker_identity(admin, topics).differences(first) == []  # asked again: the same broker
+        broker.stop()
+        broker.start()  # memory: empty again, the topics created anew
+        ensure_topics(settings, admin)
+        again = broker_identity(admin, topics)
+        reasons = first.differences(again)
+        assert any(r.startswith("cluster id") for r in reasons), reasons
+        assert sum("was recreated" in r for r in reasons) == len(topics), reasons

@@ -255,6 +255,8 @@ class DevBroker:
     def start(self, *, timeout: float = 10.0) -> DevBroker:
         if port_open(self.host, self.port):
             raise BrokerError(f"{self.bootstrap} is already in use")
+        if self.data is None:
+            self.cluster_id = self._cluster_id()  # an empty broker is another broker
         try:
             env: dict[str, str] = {}
             storage = MEMORY
