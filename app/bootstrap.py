@@ -182,7 +182,11 @@ def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
 
 def build_container(settings: Settings) -> Container:
     store = SqliteCatalog(settings.db_path, page_cache_size=settings.list_cache_pages, rates=load_rates(settings))
-    tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
+    tracker = RequestTracker(
+        keep_finished_s=settings.request_keep_s,
+        # Embedded: this process took every request there is. Kafka: others are learnt from the changelog.
+        lookup_wait_s=settings.request_lookup_wait_ms / 1000 if settings.runtime == "kafka" else 0.0,
+    )
     sources = SourceRegistry(make_source_factory(settings))
     breakers = BreakerRegistry(
         failures=settings.breaker_failures, open_s=settings.breaker_open_s, max_open_s=settings.breaker_open_max_s
