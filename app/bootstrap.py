@@ -17,6 +17,7 @@ from app.catalog.service import CatalogService
 from app.changes.service import ChangeFeed
 from app.distributed.changelog_applier import ChangelogApplier
 from app.distributed.kafka.consumer import KafkaChangelog
+from app.distributed.kafka.leader import KafkaLeadership
 from app.distributed.kafka.queue import KafkaRequestQueue
 from app.distributed.kafka.updates import KafkaChangePublisher
 from app.distributed.kafka.vendor_feed import KafkaVendorFeed
@@ -129,6 +130,8 @@ class Container:
     vendor_feed: KafkaVendorFeed | None = None
     # DATABASE_URL set: the PostgreSQL long-term store (initial load, push task, analytics)
     replication: Replication | None = None
+    # runtime=kafka with the scheduler enabled: the election of the one node that runs it
+    leadership: KafkaLeadership | None = None
     # GET /metrics renders whatever these return; a component adds its gauges by appending a provider
     metric_providers: list[MetricProvider] = field(default_factory=list)
     # signs the cursors and change tokens the API hands out (setting CATALOG_CURSOR_KEY)
@@ -146,10 +149,14 @@ class Container:
         await self.queue.start()
         if self.changelog is not None:
             await self.changelog.start()
-        if self.settings.scheduler_enabled:
+        if self.leadership is not None:
+            await self.leadership.start()  # the scheduler starts on the node that wins
+        elif self.settings.scheduler_enabled:
             await self.scheduler.start()
 
     async def stop(self) -> None:
+        if self.leadership is not None:
+            await self.leadership.stop()
         await self.scheduler.stop()
         if self.changelog is not None:
             await self.changelog.stop()
@@ -229,10 +236,13 @@ def build_container(settings: Settings) -> Container:
         breakers=breakers,
     )
     replication = Replication(settings, store) if settings.database_url else None
+    leadership = None
+    if settings.runtime == "kafka" and settings.scheduler_enabled:
+        leadership = KafkaLeadership(settings, scheduler.start, scheduler.stop)
     health = HealthService(
         store,
         queue,
-        scheduler,
+        leadership or scheduler,
         db_path=settings.db_path,
         scheduler_enabled=settings.scheduler_enabled,
         changelog=changelog,
@@ -253,9 +263,12 @@ def build_container(settings: Settings) -> Container:
         changelog,
         vendor_feed,
         replication,
+        leadership,
     )
     container.tokens = TokenSigner(settings.token_key())
     container.changes = change_feed(settings, store)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
+    if leadership is not None:
+        container.metric_providers.append(leadership.metrics)
     return container

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     kafka_topic_updates: str = Field("product_updates", description="Changelog topic every node applies.")
     kafka_topic_vendors: str = Field("catalog_vendors", description="Compacted topic of vendor definitions.")
     kafka_topic_dead_letters: str = Field("catalog_dead_letters", description="Where unreadable messages go.")
+    kafka_topic_scheduler: str = Field(
+        "catalog_scheduler", description="One-partition topic whose owner in the scheduler group plans refreshes."
+    )
+    kafka_scheduler_group: str = Field(
+        "catalog-scheduler", description="Consumer group of the nodes that may run the refresh scheduler."
+    )
     kafka_partitions: int = Field(3, ge=1, description="Partitions of topics the service creates.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of topics the service creates.")
     kafka_session_timeout_ms: int = Field(
