@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import shutil
 import signal
 import subprocess
@@ -112,9 +111,12 @@ def test_catalog_broker_serves_debians_kcat_as_it_is(tmp_path: Path) -> None:
     try:
         assert broker.said("data:") == "data: memory (gone when it stops)", broker.lines
         line = b'{"v": 1, "id": "r_kcat_1", "kind": "catalog", "vendor_id": "northwind", "full": true}\n'
-        run = functools.partial(subprocess.run, capture_output=True, timeout=30, check=True)
-        run([kcat, "-P", "-b", broker.bootstrap, "-t", "vendor_requests", "-k", "northwind"], input=line)
-        out = run([kcat, "-C", "-b", broker.bootstrap, "-t", "vendor_requests", "-e", "-f", "%k %s\n"]).stdout
+
+        def run(*args: str, given: bytes | None = None) -> bytes:
+            return subprocess.run([kcat, *args], input=given, capture_output=True, timeout=30, check=True).stdout
+
+        run("-P", "-b", broker.bootstrap, "-t", "vendor_requests", "-k", "northwind", given=line)
+        out = run("-C", "-b", broker.bootstrap, "-t", "vendor_requests", "-e", "-f", "%k %s\n")
         assert out.decode().strip() == "northwind " + line.decode().strip()
         assert broker.stop() == 0
     finally:
