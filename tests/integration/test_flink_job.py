@@ -526,8 +526,7 @@ def test_three_nodes_behind_nginx_share_requests_webhooks_and_one_scheduler_and_
         restarted = time.monotonic()
 
         def converged() -> bool:
-            if not all(repriced(c, "0.08") for c in nodes.values()):
-                return False
+            # Not the webhook's price itself: the next scheduled sync (every 10 s) reads the vendor's own back.
             return len({content_hash(c) for c in nodes.values()}) == 1
 
         wait_until(converged, timeout=60, interval=0.2, what="the same content hash on every node")
