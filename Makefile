@@ -39,7 +39,6 @@ $(CONTRACT): tests/contract/package.json tests/contract/package-lock.json
 		&& touch node_modules/.installed \
 		|| echo "warning: could not install the contract test tools (cd tests/contract && npm ci)"
 
-
 # Debian's nginx: the three-node test puts a real load balancer in front of the API nodes. Installed only (Debian's
 # package does not start it where services are not started, e.g. containers with policy-rc.d); the test runs its own.
 NGINX := $(VENV)/.nginx
