@@ -39,7 +39,15 @@ $(CONTRACT): tests/contract/package.json tests/contract/package-lock.json
 		&& touch node_modules/.installed \
 		|| echo "warning: could not install the contract test tools (cd tests/contract && npm ci)"
 
-install: $(STAMP) $(JARS) $(KCAT) $(CONTRACT)
+# Debian's nginx: the three-node test puts a real load balancer in front of the API nodes. Installed only (Debian's
+# package does not start it where services are not started, e.g. containers with policy-rc.d); the test runs its own.
+NGINX := $(VENV)/.nginx
+$(NGINX): | $(BIN)/python
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || apt-get install -y -q nginx-light >/dev/null 2>&1 \
+		|| echo "warning: could not install nginx (apt-get install nginx-light); the three-node test will be skipped"
+	@touch $(NGINX)
+
+install: $(STAMP) $(JARS) $(KCAT) $(CONTRACT) $(NGINX)
 
 run: install
 	$(BIN)/catalog demo

@@ -18,6 +18,7 @@ from app.catalog.service import CatalogService
 from app.changes.service import ChangeFeed
 from app.distributed.changelog_applier import ChangelogApplier
 from app.distributed.kafka.consumer import KafkaChangelog
+from app.distributed.kafka.leader import KafkaLeadership
 from app.distributed.kafka.queue import KafkaRequestQueue
 from app.distributed.kafka.updates import KafkaChangePublisher
 from app.distributed.kafka.vendor_feed import KafkaVendorFeed
@@ -148,6 +149,8 @@ class Container:
     vendor_feed: KafkaVendorFeed | None = None
     # DATABASE_URL set: the PostgreSQL long-term store (initial load, push task, analytics)
     replication: Replication | None = None
+    # runtime=kafka with the scheduler enabled: the election of the one node that runs it
+    leadership: KafkaLeadership | None = None
     # GET /metrics renders whatever these return; a component adds its gauges by appending a provider
     metric_providers: list[MetricProvider] = field(default_factory=list)
     # signs the cursors and change tokens the API hands out (setting CATALOG_CURSOR_KEY)
@@ -167,10 +170,14 @@ class Container:
         await self.queue.start()
         if self.changelog is not None:
             await self.changelog.start()
-        if self.settings.scheduler_enabled:
+        if self.leadership is not None:
+            await self.leadership.start()  # the scheduler starts on the node that wins
+        elif self.settings.scheduler_enabled:
             await self.scheduler.start()
 
     async def stop(self) -> None:
+        if self.leadership is not None:
+            await self.leadership.stop()
         await self.scheduler.stop()
         if self.changelog is not None:
             await self.changelog.stop()
@@ -212,7 +219,11 @@ def build_container(settings: Settings) -> Container:
         max_mb=settings.db_max_mb,
         min_free_mb=settings.db_min_free_mb,
     )
-    tracker = RequestTracker(keep_finished_s=settings.request_keep_s)
+    tracker = RequestTracker(
+        keep_finished_s=settings.request_keep_s,
+        # Embedded: this process took every request there is. Kafka: others are learnt from the changelog.
+        lookup_wait_s=settings.request_lookup_wait_ms / 1000 if settings.runtime == "kafka" else 0.0,
+    )
     sources = SourceRegistry(make_source_factory(settings))
     breakers = BreakerRegistry(
         failures=settings.breaker_failures, open_s=settings.breaker_open_s, max_open_s=settings.breaker_open_max_s
@@ -255,10 +266,13 @@ def build_container(settings: Settings) -> Container:
         breakers=breakers,
     )
     replication = Replication(settings, store) if settings.database_url else None
+    leadership = None
+    if settings.runtime == "kafka" and settings.scheduler_enabled:
+        leadership = KafkaLeadership(settings, scheduler.start, scheduler.stop)
     health = HealthService(
         store,
         queue,
-        scheduler,
+        leadership or scheduler,
         db_path=settings.db_path,
         scheduler_enabled=settings.scheduler_enabled,
         changelog=changelog,
@@ -280,10 +294,13 @@ def build_container(settings: Settings) -> Container:
         changelog,
         vendor_feed,
         replication,
+        leadership,
     )
     container.tokens = TokenSigner(settings.token_key())
     container.changes = change_feed(settings, store)
     container.limits = rate_limits(settings)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
+    if leadership is not None:
+        container.metric_providers.append(leadership.metrics)
     return container

@@ -11,6 +11,7 @@ import contextlib
 import socket
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -259,16 +260,28 @@ def broker(
     port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 9092,
     host: Annotated[str, typer.Option(help="Address to listen on and advertise.")] = "127.0.0.1",
     topics: Annotated[bool, typer.Option(help="Create the service's topics (CATALOG_KAFKA_* names).")] = True,
+    data: Annotated[Path, typer.Option(help="Where the broker keeps topics, records and offsets.")] = Path(
+        "var/broker"
+    ),
+    memory: Annotated[bool, typer.Option(help="Keep nothing: memory storage, empty on every start.")] = False,
 ) -> None:
-    """Run a local Kafka-protocol broker (Tansu, memory storage) in the foreground until Ctrl-C, for development."""
+    """Run a local Kafka-protocol broker (Tansu) in the foreground until Ctrl-C, for development.
+
+    Its data survives a restart (kept under --data, S3 objects served by localbucket); every Kafka client can use it,
+    Debian's kcat included (a proxy fixes the one answer kcat's librdkafka cannot read)."""
     import signal
 
     from app.distributed.kafka.admin import ensure_topics
-    from app.distributed.kafka.broker import BrokerError, TansuBroker
+    from app.distributed.kafka.broker import BrokerError, DevBroker
 
-    tansu = TansuBroker(port, host=host)
+    store = None if memory else data
+    log = None
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
+        log = (store / "broker.log").open("ab")
+    dev = DevBroker(port, host=host, data=store, log=log)
     try:
-        tansu.start()
+        dev.start()
     except BrokerError as exc:
         raise fail(str(exc)) from None
 
@@ -280,16 +293,19 @@ def broker(
     code = 0
     try:
         if topics:
-            settings = Settings().model_copy(update={"kafka_bootstrap": tansu.bootstrap})
+            settings = Settings().model_copy(update={"kafka_bootstrap": dev.bootstrap})
             created = ensure_topics(settings, timeout_s=5)
             console.print(f"topics created: {', '.join(created) or 'none (all exist)'}")
-        console.print(f"Kafka broker (Tansu, memory storage) on {tansu.bootstrap}; Ctrl-C stops it")
-        print(f"CATALOG_KAFKA_BOOTSTRAP={tansu.bootstrap}", flush=True)
-        code = tansu.wait()
+        console.print(f"Kafka broker (Tansu) on {dev.bootstrap}, cluster id {dev.cluster_id}; Ctrl-C stops it")
+        console.print(f"data: {dev.storage}")
+        print(f"CATALOG_KAFKA_BOOTSTRAP={dev.bootstrap}", flush=True)
+        code = dev.wait()
     except KeyboardInterrupt:
         console.print("stopping the broker")
     finally:
-        tansu.stop()
+        dev.stop()
+        if log is not None:
+            log.close()
     if code:
         raise fail(f"the broker exited with {code}")
 

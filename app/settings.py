@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")
     wait_ms_max: int = Field(10_000, ge=0, description="Upper bound of the `wait_ms` query parameter.")
     request_keep_s: float = Field(900, description="How long finished requests stay visible at /requests/{id}.")
+    request_lookup_wait_ms: int = Field(
+        1000,
+        ge=0,
+        description="runtime=kafka: how long `GET /requests/{id}` of an id this node has not heard of waits for the "
+        "changelog to bring it (the client may follow a 202 to another node faster than the changelog).",
+    )
 
     vendor_timeout_s: float = Field(10.0, gt=0, description="Per-attempt timeout of a vendor HTTP call.")
     vendor_max_attempts: int = Field(4, ge=1, description="Attempts per vendor call (5xx, timeouts, 429).")
@@ -175,6 +181,12 @@ class Settings(BaseSettings):
     kafka_topic_updates: str = Field("product_updates", description="Changelog topic every node applies.")
     kafka_topic_vendors: str = Field("catalog_vendors", description="Compacted topic of vendor definitions.")
     kafka_topic_dead_letters: str = Field("catalog_dead_letters", description="Where unreadable messages go.")
+    kafka_topic_scheduler: str = Field(
+        "catalog_scheduler", description="One-partition topic whose owner in the scheduler group plans refreshes."
+    )
+    kafka_scheduler_group: str = Field(
+        "catalog-scheduler", description="Consumer group of the nodes that may run the refresh scheduler."
+    )
     kafka_partitions: int = Field(3, ge=1, description="Partitions of topics the service creates.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of topics the service creates.")
     kafka_session_timeout_ms: int = Field(

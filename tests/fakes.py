@@ -24,6 +24,7 @@ from app.domain.models import Availability, Offer, Page, Product, Vendor, Vendor
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import (
+    AppliedSync,
     OfferFreshness,
     OfferRef,
     ProductPage,
@@ -106,6 +107,7 @@ class FakeCatalogStore:
         self.vendors: dict[str, Vendor] = {}
         self.offers: dict[tuple[str, str], Offer] = {}
         self._sync: dict[str, VendorSyncStatus] = {}
+        self._applied: dict[str, AppliedSync] = {}
         self._docs: dict[str, _Doc] = {}
         self.deliveries: dict[tuple[str, str], Delivery] = {}
 
@@ -209,20 +211,39 @@ class FakeCatalogStore:
         """Put a vendor's sync record in a given state (tests of the scheduler's due rules backdate it)."""
         self._sync[vendor_id] = dataclasses.replace(self._sync[vendor_id], **changes)
 
-    async def sync_started(self, vendor_id: str) -> None:
+    def applied_sync(self, sync_id: str) -> AppliedSync | None:
+        return self._applied.get(sync_id)
+
+    def _apply_sync(self, sync_id: str | None, vendor_id: str, **changes: Any) -> None:
+        if sync_id is None:
+            return
+        known = self._applied.get(sync_id) or AppliedSync(sync_id, vendor_id, None, False)
+        self._applied[sync_id] = dataclasses.replace(known, **changes)
+
+    async def sync_started(self, vendor_id: str, *, sync_id: str | None = None) -> None:
         await asyncio.sleep(0)
         self._update_sync(vendor_id, state="running", started_at=utcnow(), progress=SyncProgress())
+        self._apply_sync(sync_id, vendor_id)
 
-    async def sync_progress(self, vendor_id: str, progress: SyncProgress) -> None:
+    async def sync_progress(
+        self, vendor_id: str, progress: SyncProgress, *, sync_id: str | None = None, last_page: int | None = None
+    ) -> None:
         await asyncio.sleep(0)
         self._update_sync(vendor_id, progress=dataclasses.replace(progress, skip_reasons=dict(progress.skip_reasons)))
+        if last_page is not None:
+            known = self._applied.get(sync_id or "")
+            highest = last_page if known is None or known.last_page is None else max(known.last_page, last_page)
+            self._apply_sync(sync_id, vendor_id, last_page=highest)
 
-    async def sync_finished(self, vendor_id: str, *, error: str | None, full: bool) -> None:
+    async def sync_finished(self, vendor_id: str, *, error: str | None, full: bool, sync_id: str | None = None) -> bool:
         await asyncio.sleep(0)
         now = utcnow()
+        if sync_id is not None and (seen := self._applied.get(sync_id)) is not None and seen.finished:
+            return False
+        self._apply_sync(sync_id, vendor_id, finished=True)
         status = self._sync.get(vendor_id)
         if status is None:
-            return  # like an UPDATE of a removed vendor's row: nothing to record
+            return True  # like an UPDATE of a removed vendor's row: nothing to record
         if error is None:
             self._sync[vendor_id] = dataclasses.replace(
                 status,
@@ -241,6 +262,7 @@ class FakeCatalogStore:
                 last_error_at=now,
                 syncs_failed=status.syncs_failed + 1,
             )
+        return True
 
     async def sync_interrupted(self, vendor_id: str) -> None:
         await asyncio.sleep(0)

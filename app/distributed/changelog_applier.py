@@ -2,14 +2,16 @@
 
 Every node of the distributed runtime runs this on what its consumer reads, so every node's SQLite converges on the
 same catalog, and the node that published a product request completes its waiting client here, exactly as the
-embedded workers do (``complete_product_request`` is the one copy of that rule).
+embedded workers do (``complete_product_request`` is the one copy of that rule). Every node also learns of every
+request (``request`` updates, and the outcomes themselves), so any node answers ``GET /requests/{id}``.
 
-Applying is idempotent: offers are upserts keyed by vendor and vendor product id, a finished request is never
-completed twice, a sync's status messages seen again (a redelivery after a crash, before the offsets were
-committed) are recognised by their sync id and page number, and a webhook's by its delivery id. Replaying the
-log in order from any point leaves the store as it was. Consecutive offer-carrying updates are written with one
-``upsert_offers`` call: one transaction for many pages is what makes a fast catalog sync land at thousands of offers
-per second.
+Applying is idempotent, across restarts too: offers are upserts keyed by vendor and vendor product id, a finished
+request is never completed twice, and what was applied of each catalog sync is recorded in the store in the same
+transaction as the sync's status (``CatalogStore.applied_sync``): a page read again (a redelivery after a crash,
+before the offsets were committed; the job replaying after its restart) is not counted again, and a
+``sync_finished`` read again records nothing (``syncs_ok``, ``finished_at`` stay as they were). A webhook is
+recognised by its delivery id. Consecutive offer-carrying updates are written with one ``upsert_offers`` call: one
+transaction for many pages is what makes a fast catalog sync land at thousands of offers per second.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from app.domain.changes import FeedPosition
 from app.domain.models import Offer, Vendor
 from app.domain.queries import SyncProgress
-from app.domain.requests import RequestStatus
+from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.domain.webhooks import WebhookEffect
 from app.domain.wire import ChangelogError, SyncRef, Update, UpdateType
 from app.errors import Conflict, NotFound
@@ -36,8 +38,8 @@ from app.vendors.service import apply_change
 
 log = logging.getLogger(__name__)
 
-#: Sync ids remembered as finished, so a redelivered message of a finished sync changes no status.
-FINISHED_SYNCS_KEPT = 10_000
+#: Sync ids known to be finished, kept in memory too so most updates cost no store read.
+FINISHED_SYNCS_CACHED = 10_000
 SYNC_FAILED = "sync_failed"
 
 
@@ -55,11 +57,24 @@ def product_outcome(update: Update) -> ProductOutcome:
     )
 
 
+def outcome_request(update: Update) -> FetchRequest:
+    """The request an outcome answers, for a node that did not see the request itself (its time: unknown, now)."""
+    if update.type is UpdateType.PRODUCT:
+        vendor_product_id = str(update.raw["vendor_product_id"])
+        return FetchRequest(RequestKind.PRODUCT, update.vendor_id, vendor_product_id, id=str(update.request_id))
+    ref = update.sync
+    assert ref is not None
+    return FetchRequest(
+        RequestKind.CATALOG, ref.vendor_id, full=ref.full, id=ref.request_id, requested_at=ref.started_at
+    )
+
+
 @dataclass
 class _Sync:
     ref: SyncRef
     progress: SyncProgress = field(default_factory=SyncProgress)
-    pages_seen: set[int] = field(default_factory=set)
+    #: the highest page number applied (the job emits a sync's pages in order; a replay repeats lower ones)
+    last_page: int | None = None
 
 
 class ChangelogApplier:
@@ -78,7 +93,7 @@ class ChangelogApplier:
         self._max_upsert = max_upsert
         self._on_vendor_removed = on_vendor_removed
         self._syncs: dict[str, _Sync] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # a cache of the store's finished syncs
         self.applied = 0
         self.offers_applied = 0
         #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
@@ -112,6 +127,9 @@ class ChangelogApplier:
             try:
                 if update.type is UpdateType.WEBHOOK:
                     await self._apply_webhook(update)
+                elif update.type is UpdateType.REQUEST:
+                    assert update.request is not None
+                    self._tracker.learn(update.request)
                 else:
                     await self._apply_sync_edge(update)
             finally:
@@ -127,6 +145,21 @@ class ChangelogApplier:
         known = {vid for vid in {u.vendor_id for u in run} if self._store.get_vendor(vid) is not None}
         for vendor_id, count in Counter(u.vendor_id for u in run if u.vendor_id not in known).items():
             self._skipped(vendor_id, count)
+        # Which pages are new, decided before anything is written; counted only once their offers are stored. The
+        # offers of every page are written, new or not: an identical upsert changes nothing, and a page replayed
+        # by the job after its restart was fetched again (it may be newer).
+        fresh: list[tuple[Update, _Sync]] = []
+        highest: dict[str, int] = {}
+        for u in run:
+            if u.type is UpdateType.PAGE and u.vendor_id in known:
+                sync = await self._open_sync(u)
+                if sync is None:
+                    continue  # a page of a sync that finished: applied before
+                page_no = int(u.raw["page_no"])
+                last = highest.get(sync.ref.sync_id, sync.last_page)
+                if last is None or page_no > last:
+                    highest[sync.ref.sync_id] = page_no
+                    fresh.append((u, sync))
 
         def carries_offers(u: Update) -> bool:
             return u.vendor_id in known and (
@@ -149,26 +182,33 @@ class ChangelogApplier:
             for start in range(0, len(offers), self._max_upsert):
                 await self._store.upsert_offers(offers[start : start + self._max_upsert])
         self.offers_applied += len(offers)
-        progressed: dict[str, _Sync] = {}
         for u in run:
-            if u.type is UpdateType.PRODUCT:
-                outcome = product_outcome(u)
-                if u.vendor_id not in known:
-                    self._tracker.complete(
-                        outcome.request_id,
-                        RequestStatus.FAILED,
-                        error="vendor no longer exists",
-                        error_code="not_found",
-                    )
-                else:
-                    self._record_vendor_health(outcome)
-                    complete_product_request(self._store, self._tracker, outcome)
-            elif u.vendor_id in known:
-                sync = await self._page(u)
-                if sync is not None:
-                    progressed[u.vendor_id] = sync
-        for vendor_id, sync in progressed.items():
-            await self._store.sync_progress(vendor_id, sync.progress)
+            if u.type is not UpdateType.PRODUCT:
+                continue
+            outcome = product_outcome(u)
+            self._tracker.learn(outcome_request(u), from_outcome=True)
+            if u.vendor_id not in known:
+                self._tracker.complete(
+                    outcome.request_id,
+                    RequestStatus.FAILED,
+                    error="vendor no longer exists",
+                    error_code="not_found",
+                )
+            else:
+                self._record_vendor_health(outcome)
+                complete_product_request(self._store, self._tracker, outcome)
+        progressed: dict[str, _Sync] = {}
+        for u, sync in fresh:
+            raw = u.raw  # the counts were checked by ``parse_update``
+            sync.progress.add_page(
+                len(u.offers), int(raw.get("skipped") or 0), raw.get("total"), raw.get("skip_reasons")
+            )
+            sync.last_page = int(raw["page_no"])
+            progressed[sync.ref.sync_id] = sync
+        for sync in progressed.values():
+            await self._store.sync_progress(
+                sync.ref.vendor_id, sync.progress, sync_id=sync.ref.sync_id, last_page=sync.last_page
+            )
 
     def _record_vendor_health(self, outcome: ProductOutcome) -> None:
         """The job calls the vendors, so its outcomes drive this node's breakers: misses of a vendor that keeps
@@ -182,56 +222,77 @@ class ChangelogApplier:
         else:
             breaker.record_success()
 
-    async def _page(self, update: Update) -> _Sync | None:
+    def _is_finished(self, sync_id: str) -> bool:
+        if sync_id in self._finished:
+            return True
+        seen = self._store.applied_sync(sync_id)
+        if seen is not None and seen.finished:
+            self._remember_finished(sync_id)
+            return True
+        return False
+
+    def _remember_finished(self, sync_id: str) -> None:
+        self._finished[sync_id] = None
+        while len(self._finished) > FINISHED_SYNCS_CACHED:
+            self._finished.popitem(last=False)
+
+    async def _open_sync(self, update: Update) -> _Sync | None:
+        """The vendor's current sync for this update (None: that sync finished already). A sync met for the first
+        time in this process is either new (this node missed its start: it joined mid-sync) or one this node was
+        applying before it restarted: then it goes on from what the store recorded."""
         ref = update.sync
         assert ref is not None
-        if ref.sync_id in self._finished:
+        current = self._syncs.get(ref.vendor_id)
+        if current is not None and current.ref.sync_id == ref.sync_id:
+            return current
+        if self._is_finished(ref.sync_id):
             return None
-        sync = self._syncs.get(ref.vendor_id)
-        if sync is None or sync.ref.sync_id != ref.sync_id:
-            # This node missed the sync's start (it joined mid-sync): show it running all the same.
-            sync = self._syncs[ref.vendor_id] = _Sync(ref)
-            await self._store.sync_started(ref.vendor_id)
-        page_no = int(update.raw["page_no"])
-        if page_no in sync.pages_seen:
-            return None
-        sync.pages_seen.add(page_no)
-        raw = update.raw  # the counts were checked by ``parse_update``
-        sync.progress.add_page(
-            len(update.offers), int(raw.get("skipped") or 0), raw.get("total"), raw.get("skip_reasons")
-        )
+        seen = self._store.applied_sync(ref.sync_id)
+        sync = _Sync(ref)
+        if seen is not None and seen.last_page is not None:
+            sync.progress = self._store.vendor_status(ref.vendor_id).progress
+            sync.last_page = seen.last_page
+        await self._store.sync_started(ref.vendor_id, sync_id=ref.sync_id)
+        if seen is not None and seen.last_page is not None:  # the counters sync_started reset, put back
+            await self._store.sync_progress(ref.vendor_id, sync.progress, sync_id=ref.sync_id, last_page=sync.last_page)
+        self._syncs[ref.vendor_id] = sync
         return sync
 
     async def _apply_sync_edge(self, update: Update) -> None:
         ref = update.sync
         assert ref is not None
-        if ref.sync_id in self._finished:
-            return
+        if ref.request_id:
+            self._tracker.learn(outcome_request(update), from_outcome=True)
         known = self._store.get_vendor(ref.vendor_id) is not None
-        if not known:
-            self._skipped(ref.vendor_id, 1)
-        current = self._syncs.get(ref.vendor_id)
         if update.type is UpdateType.SYNC_STARTED:
-            if current is not None and current.ref.sync_id == ref.sync_id:
-                return
-            self._syncs[ref.vendor_id] = _Sync(ref)
-            if known:
-                await self._store.sync_started(ref.vendor_id)
+            if not known:
+                self._skipped(ref.vendor_id, 1)
+            elif not self._is_finished(ref.sync_id):
+                await self._open_sync(update)
             return
         # SYNC_FINISHED
         error: str | None = update.raw.get("error")
-        sync = self._syncs.pop(ref.vendor_id) if current is not None and current.ref.sync_id == ref.sync_id else None
-        progress = sync.progress if sync is not None else SyncProgress()
-        progress.pages = max(progress.pages, int(update.raw["pages"]))
-        progress.items_seen = max(progress.items_seen, int(update.raw["items"]))
-        if known:
-            await finish_sync(
-                self._store, ref.vendor_id, full=ref.full, started_at=ref.started_at, progress=progress, error=error
-            )
-        self._finished[ref.sync_id] = None
-        while len(self._finished) > FINISHED_SYNCS_KEPT:
-            self._finished.popitem(last=False)
-        if ref.request_id:
+        if not self._is_finished(ref.sync_id):
+            if not known:
+                self._skipped(ref.vendor_id, 1)
+            current = self._syncs.get(ref.vendor_id)
+            mine = current is not None and current.ref.sync_id == ref.sync_id
+            sync = self._syncs.pop(ref.vendor_id) if mine else None
+            progress = sync.progress if sync is not None else SyncProgress()
+            progress.pages = max(progress.pages, int(update.raw["pages"]))
+            progress.items_seen = max(progress.items_seen, int(update.raw["items"]))
+            if known:
+                await finish_sync(
+                    self._store,
+                    ref.vendor_id,
+                    full=ref.full,
+                    started_at=ref.started_at,
+                    progress=progress,
+                    error=error,
+                    sync_id=ref.sync_id,
+                )
+            self._remember_finished(ref.sync_id)
+        if ref.request_id:  # also when read again: this node may have learnt the request since (after a restart)
             if error is None:
                 self._tracker.complete(ref.request_id, RequestStatus.DONE)
             else:

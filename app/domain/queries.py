@@ -106,6 +106,16 @@ class SyncProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class AppliedSync:
+    """What a node recorded of a sync it applied from the changelog (``CatalogStore.applied_sync``)."""
+
+    sync_id: str
+    vendor_id: str
+    last_page: int | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
 class VendorSyncStatus:
     state: str
     started_at: datetime | None

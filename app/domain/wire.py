@@ -13,7 +13,8 @@ topic                              key             value
 ``product_requests``                               continues carries ``"continuation"`` (``Work``)
 ``catalog_vendors`` (compacted)    vendor id       ``vendor_to_dict``, or a tombstone when deleted
 ``product_updates``                vendor id       the job's ``product``, ``sync_started``, ``page``,
-                                                   ``sync_finished``; a node's ``webhook`` (``parse_update``)
+                                                   ``sync_finished``; a node's ``webhook`` and ``request``
+                                                   (``parse_update``)
 ``catalog_dead_letters``           original key    ``dead_letter``: the refused message and why
 =================================  ==============  ===========================================================
 """
@@ -286,6 +287,8 @@ class UpdateType(StrEnum):
     SYNC_FINISHED = "sync_finished"
     #: A vendor's webhook, received by one node: its offers to upsert, then what to remove (see ``WebhookChange``).
     WEBHOOK = "webhook"
+    #: A node published this request: every node can now answer ``GET /requests/{id}`` (pending until its outcome).
+    REQUEST = "request"
 
 
 def product_message(
@@ -380,6 +383,17 @@ def webhook_message(change: WebhookChange) -> dict[str, Any]:
     }
 
 
+def request_message(request: FetchRequest) -> dict[str, Any]:
+    """``{"v", "type": "request", "vendor_id", "request": <the request as on its topic>}``: published by the node that
+    accepted the request, beside it, so every node learns the request exists (the outcome follows on this topic)."""
+    return {
+        "v": VERSION,
+        "type": UpdateType.REQUEST.value,
+        "vendor_id": request.vendor_id,
+        "request": request_to_dict(request),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """A parsed ``product_updates`` message (what a node applies)."""
@@ -393,6 +407,8 @@ class Update:
     sync: SyncRef | None = None
     #: the change to apply (``WEBHOOK``)
     webhook: WebhookChange | None = None
+    #: the request a node accepted (``REQUEST``)
+    request: FetchRequest | None = None
 
 
 def parse_update(data: Any) -> Update:
@@ -416,6 +432,14 @@ def parse_update(data: Any) -> Update:
         return Update(kind, vendor_id, data.get("request_id"), offers, data)
     if kind is UpdateType.WEBHOOK:
         return Update(kind, vendor_id, None, offers, data, webhook=_webhook_change(data, vendor_id, offers))
+    if kind is UpdateType.REQUEST:
+        request = data.get("request")
+        if not isinstance(request, dict):
+            raise ChangelogError("request update without its request")
+        accepted = request_from_dict(request)
+        if accepted.vendor_id != vendor_id:
+            raise ChangelogError("request update of another vendor")
+        return Update(kind, vendor_id, accepted.id, (), data, request=accepted)
     return Update(kind, vendor_id, data.get("request_id"), offers, data, sync=_sync_ref(kind, data, vendor_id))
 
 

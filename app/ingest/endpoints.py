@@ -32,8 +32,11 @@ def request_out(state: RequestState) -> RequestOut:
 
 @router.get("/requests/{request_id}", operation_id="getRequest", responses=errors(404))
 async def get_request(catalog: CatalogDep, request_id: str) -> RequestOut:
-    """pending, done (with the product's id), not_found, or failed (with the vendor's error)."""
-    state = catalog.tracker.get(request_id)
+    """pending, done (with the product's id), not_found, or failed (with the vendor's error).
+
+    Any node answers in the distributed runtime, whichever node took the request (404 only for an id no node has
+    announced on the changelog within `CATALOG_REQUEST_LOOKUP_WAIT_MS`, or one expired)."""
+    state = await catalog.tracker.lookup(request_id)
     if state is None:
         raise NotFound(f"request {request_id!r} is unknown or expired", details={"request_id": request_id})
     return request_out(state)

@@ -31,18 +31,20 @@ async def finish_sync(
     started_at: datetime,
     progress: SyncProgress,
     error: str | None,
+    sync_id: str | None = None,
 ) -> None:
     """Record a sync's end, in both runtimes (the embedded sync, a node applying the job's ``sync_finished``).
 
     A full sync that read the whole catalog marks the vendor's offers it did not see as discontinued: the vendor
     stopped listing them, and keeping them buyable would sell what no longer exists. A failed one proves nothing.
+    ``sync_id`` (the changelog's): a sync the store already recorded as finished is not recorded again.
     """
     if full and error is None:
         unlisted = await store.mark_unlisted(vendor_id, started_at)
         if unlisted:
             log.info("vendor %s: %d offers no longer listed, marked discontinued", vendor_id, unlisted)
     await store.sync_progress(vendor_id, progress)
-    await store.sync_finished(vendor_id, error=error, full=full)
+    await store.sync_finished(vendor_id, error=error, full=full, sync_id=sync_id)
 
 
 async def sync_vendor(

@@ -2,9 +2,10 @@
 
 One job serves the whole module (it takes 10-20 s to start and ~800 MB): it runs as
 ``python -m app.distributed.flink.job`` in its own process group, cutting catalog syncs into slices of 2 pages so
-that the continuation path is exercised. The module has its own broker, a Tansu behind a proxy that Debian's kcat
-can talk to (``KcatFriendlyBroker``). Node A (in this process) and node B (a ``uvicorn`` subprocess) run the kafka
-runtime with their own SQLite files; the last test restarts the job and checks it reprocesses nothing.
+that the continuation path is exercised. The module has its own broker, the development broker of
+``catalog broker`` (memory storage), whose proxy lets Debian's kcat talk to Tansu. Node A (in this process) and
+node B (a ``uvicorn`` subprocess) run the kafka runtime with their own SQLite files; the last tests restart the job
+and check it reprocesses nothing, then restart the broker and check the job notices.
 """
 
 from __future__ import annotations
@@ -26,12 +27,23 @@ from typing import Any
 import httpx
 import pytest
 
+from app.distributed.kafka.broker import DevBroker
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
-from app.domain.webhooks import sign
 from app.domain.wire import request_to_dict, vendor_to_dict
 from app.secrets import Secrets
-from tests.flink_support import FlinkJob, KcatFriendlyBroker, ensure_jars, job_env, private_topics
+from tests.cluster_support import (
+    WEBHOOK_SECRET,
+    Nginx,
+    content_hash,
+    metric,
+    nginx_binary,
+    priced_product,
+    shop_items,
+    shopify_webhook,
+    stored_prices,
+)
+from tests.flink_support import FlinkJob, ensure_jars, job_env, private_topics
 from tests.kafka_support import consume, produce, unique
 from tests.support import (
     CREDENTIALS,
@@ -41,9 +53,13 @@ from tests.support import (
     admin,
     all_products,
     fast_settings,
+    free_port,
     running_sims,
     service_env,
     sim_config,
+    vendor_state,
+    wait_request,
+    wait_synced,
     wait_until,
 )
 
@@ -119,9 +135,9 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def kafka_broker() -> Iterator[KcatFriendlyBroker]:
-    """This module's own broker: Tansu behind the proxy that lets Debian's kcat talk to it."""
-    broker = KcatFriendlyBroker().start()
+def kafka_broker() -> Iterator[DevBroker]:
+    """This module's own broker: what `catalog broker --memory` runs (Tansu behind the proxy kcat needs)."""
+    broker = DevBroker(free_port()).start()
     try:
         yield broker
     finally:
@@ -129,7 +145,7 @@ def kafka_broker() -> Iterator[KcatFriendlyBroker]:
 
 
 @pytest.fixture(scope="module")
-def setup(kafka_broker: KcatFriendlyBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(kafka_broker: DevBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     ensure_jars()
     tmp = tmp_path_factory.mktemp("flink")
     topics = private_topics()
@@ -325,58 +341,6 @@ def test_a_catalog_sync_asked_of_one_node_lands_in_both_nodes_sqlite(setup: Setu
     assert sorted(p["id"] for p in in_a) == sorted(p["id"] for p in in_b)
 
 
-WEBHOOK_SECRET = "whsec_two_nodes"
-
-
-def _shopify_webhook(
-    client: httpx.Client, vendor_id: str, product: dict[str, Any], *, topic: str, delivery_id: str
-) -> httpx.Response:
-    """A Shopify webhook as the platform sends it: the raw JSON body, its HMAC and the Shopify headers."""
-    body = json.dumps(product).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Shopify-Hmac-Sha256": sign(body, WEBHOOK_SECRET),
-        "X-Shopify-Topic": topic,
-        "X-Shopify-Webhook-Id": delivery_id,
-    }
-    return client.post(f"/webhooks/shopify/{vendor_id}", content=body, headers=headers)
-
-
-def _shop_token(sim: Sim) -> dict[str, str]:
-    return {"X-Shopify-Access-Token": sim.vendor_body("x")["credentials"]["access_token"]}
-
-
-def _shop_items(sim: Sim, count: int) -> list[int]:
-    response = httpx.get(
-        f"{sim.base_url}/admin/api/2024-01/products.json", params={"limit": count}, headers=_shop_token(sim)
-    )
-    assert response.status_code == 200, response.text
-    return [int(p["id"]) for p in response.json()["products"]]
-
-
-def _priced(sim: Sim, item: int, price: str) -> dict[str, Any]:
-    """The vendor's own product JSON (from its admin API) with every variant at ``price``."""
-    response = httpx.get(f"{sim.base_url}/admin/api/2024-01/products/{item}.json", headers=_shop_token(sim))
-    assert response.status_code == 200, response.text
-    product: dict[str, Any] = response.json()["product"]
-    for variant in product["variants"]:
-        variant["price"] = price
-    return product
-
-
-def _prices(client: httpx.Client, vendor_id: str, item: int) -> set[Decimal] | None:
-    """This node's stored prices of the vendor's offers of ``item`` (None while it holds none): read locally only."""
-    response = client.get(f"/vendors/{vendor_id}/products/{item}", params={"wait_ms": 0})
-    if response.status_code != 200:
-        return None
-    offers = [
-        o
-        for o in response.json()["offers"]
-        if o["vendor_id"] == vendor_id and str(item) in (o["vendor_product_id"], o["parent_id"])
-    ]
-    return {Decimal(o["price"]) for o in offers} or None
-
-
 def test_a_webhook_received_by_one_node_changes_the_product_on_the_other(setup: Setup) -> None:
     """Each node has its own SQLite file: a webhook only reaches node B through the changelog."""
     body = setup.shop.vendor_body("wh-shop")
@@ -387,16 +351,16 @@ def test_a_webhook_received_by_one_node_changes_the_product_on_the_other(setup: 
         return bool(client.get("/vendors/wh-shop").json()["sync"]["state"] == "ok")
 
     def priced(client: httpx.Client, item: int, price: str) -> bool:
-        return _prices(client, "wh-shop", item) == {Decimal(price)}
+        return stored_prices(client, "wh-shop", item) == {Decimal(price)}
 
     for client in (setup.a, setup.b):
         wait_until(functools.partial(synced, client), timeout=60, what="the first sync on both nodes")
-    item, marker = _shop_items(setup.shop, 2)
-    before = _prices(setup.b, "wh-shop", item)
+    item, marker = shop_items(setup.shop, 2)
+    before = stored_prices(setup.b, "wh-shop", item)
     assert before is not None and Decimal("0.01") not in before
 
-    answer = _shopify_webhook(
-        setup.a, "wh-shop", _priced(setup.shop, item, "0.01"), topic="products/update", delivery_id="wh-1"
+    answer = shopify_webhook(
+        setup.a, "wh-shop", priced_product(setup.shop, item, "0.01"), topic="products/update", delivery_id="wh-1"
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["applied"] == "updated" and answer.json()["offers"] >= 1
@@ -404,13 +368,13 @@ def test_a_webhook_received_by_one_node_changes_the_product_on_the_other(setup: 
         wait_until(functools.partial(priced, client, item, "0.01"), timeout=20, what="the webhook's price")
 
     # The vendor delivers wh-1 again, to the other node this time, with what would roll the product back.
-    replay = _shopify_webhook(
-        setup.b, "wh-shop", _priced(setup.shop, item, "0.02"), topic="products/update", delivery_id="wh-1"
+    replay = shopify_webhook(
+        setup.b, "wh-shop", priced_product(setup.shop, item, "0.02"), topic="products/update", delivery_id="wh-1"
     )
     assert replay.status_code == 200, replay.text
     # A fresh delivery behind it (same vendor, same partition): once it is applied, the replay was seen too.
-    fresh = _shopify_webhook(
-        setup.b, "wh-shop", _priced(setup.shop, marker, "0.03"), topic="products/update", delivery_id="wh-2"
+    fresh = shopify_webhook(
+        setup.b, "wh-shop", priced_product(setup.shop, marker, "0.03"), topic="products/update", delivery_id="wh-2"
     )
     assert fresh.status_code == 200, fresh.text
     for client in (setup.a, setup.b):
@@ -441,6 +405,139 @@ def test_a_webhook_received_by_one_node_changes_the_product_on_the_other(setup: 
     wait_until(gone_from_a, timeout=20, what="the delete on node A")
 
 
+def _node_env(setup: Setup, name: str, group: str) -> dict[str, str]:
+    settings = {"runtime": "kafka", "kafka_bootstrap": setup.bootstrap, "kafka_partitions": 2, **setup.topics}
+    return service_env(
+        setup.tmp / f"{name}.db",
+        CATALOG_NODE_ID=name,
+        CATALOG_SCHEDULER_ENABLED="true",
+        CATALOG_SCHEDULER_TICK_S="0.5",
+        CATALOG_KAFKA_SCHEDULER_GROUP=group,
+        CATALOG_KAFKA_TOPIC_SCHEDULER=group,
+        **{f"CATALOG_{k.upper()}": str(v) for k, v in settings.items()},
+    )
+
+
+def _catalog_requests(setup: Setup, vendor_id: str) -> int:
+    """Catalog requests asked of the job for this vendor so far (continuations are the job's own)."""
+    records = consume(setup.bootstrap, setup.topic("vendor_requests"), count=100_000, timeout=2)
+    return sum(1 for k, v in records if k == vendor_id and v and "continuation" not in v)
+
+
+def _owners(nodes: dict[str, httpx.Client]) -> list[str]:
+    return [name for name, client in nodes.items() if metric(client, "catalog_scheduler_leader") == 1]
+
+
+def test_three_nodes_behind_nginx_share_requests_webhooks_and_one_scheduler_and_converge_after_kill_9(
+    setup: Setup,
+) -> None:
+    """Round robin over three API nodes (each its own SQLite file): register a vendor on one, a webhook on
+    another, a 202 followed on a third; then kill -9 the scheduler's owner and one more node."""
+    nginx_path = nginx_binary()
+    if nginx_path is None:
+        pytest.skip("Debian's nginx is not installed (make install installs it: apt-get install -y nginx-light)")
+    group = unique("scheduler")
+    names = ["n1", "n2", "n3"]
+    procs = {n: ServiceProcess(_node_env(setup, n, group), setup.tmp / f"{n}.log") for n in names}
+    with contextlib.ExitStack() as stack:
+        for proc in procs.values():
+            stack.callback(proc.kill)
+            proc.start()
+        nodes = {n: stack.enter_context(httpx.Client(base_url=p.base_url, timeout=20)) for n, p in procs.items()}
+        by_port = {f"127.0.0.1:{p.port}": n for n, p in procs.items()}
+        lb = Nginx(nginx_path, [p.port for p in procs.values()], setup.tmp / "nginx")
+        stack.callback(lb.stop)
+        api = stack.enter_context(httpx.Client(base_url=lb.start().base_url, timeout=20))
+
+        def node_of(response: httpx.Response) -> str:
+            """The node that answered (nginx lists every node it tried, a dead one first: the last one answered)."""
+            return by_port[response.headers["x-upstream"].split(", ")[-1]]
+
+        # A vendor registered on one node; its first sync (through the job) lands on all three.
+        body = setup.shop.vendor_body("tri-shop", refresh_interval_s=10)
+        body["credentials"]["webhook_secret"] = WEBHOOK_SECRET
+        registered = api.post("/vendors", json=body, headers=admin())
+        assert registered.status_code == 201, registered.text
+
+        def synced(client: httpx.Client) -> bool:
+            response = client.get("/vendors/tri-shop")  # 404 until the node has read the vendor's definition
+            return response.status_code == 200 and response.json()["sync"]["state"] == "ok"
+
+        for client in nodes.values():
+            wait_until(functools.partial(synced, client), timeout=60, what="the first sync on every node")
+
+        # A webhook received by another node changes every node.
+        item = shop_items(setup.shop, 1)[0]
+        sent = time.monotonic()
+        answer = shopify_webhook(
+            api, "tri-shop", priced_product(setup.shop, item, "0.07"), topic="products/update", delivery_id="tri-1"
+        )
+        assert answer.status_code == 200, answer.text
+        assert node_of(answer) != node_of(registered)
+
+        def repriced(client: httpx.Client, price: str) -> bool:
+            return stored_prices(client, "tri-shop", item) == {Decimal(price)}
+
+        for client in nodes.values():
+            wait_until(functools.partial(repriced, client, "0.07"), timeout=20, what="the webhook on every node")
+        print(f"webhook visible on all three nodes {time.monotonic() - sent:.2f}s after it was received")
+
+        # A miss answered 202 by one node, its Location followed on the others until done.
+        accepted = api.get("/vendors/tri-shop/products/999999999", params={"wait_ms": 0})
+        assert accepted.status_code == 202, accepted.text
+        location = accepted.headers["location"]
+        polls = [api.get(location) for _ in range(2)]
+        assert all(p.status_code == 200 for p in polls), [p.text for p in polls]
+        assert {node_of(p) for p in polls} == set(names) - {node_of(accepted)}  # the two other nodes know it
+        assert wait_request(api, location)["status"] == "not_found"
+        for client in nodes.values():  # every node, directly, has the outcome (each a moment apart)
+            assert wait_request(client, location)["status"] == "not_found"
+
+        # Exactly one scheduler: the vendor is asked for once per interval, whatever the number of nodes.
+        owners = wait_until(lambda: len(_owners(nodes)) == 1 and _owners(nodes), timeout=30, what="one owner")
+        before, started = _catalog_requests(setup, "tri-shop"), time.monotonic()
+        time.sleep(21)
+        three = (_catalog_requests(setup, "tri-shop") - before) / ((time.monotonic() - started) / 10)
+        assert _owners(nodes) == owners  # nobody else took it meanwhile
+        print(f"catalog requests per 10 s refresh interval with three nodes: {three:.2f}")
+
+        # kill -9 the owner and one more node; the third takes the schedule over, then all converge.
+        owner = owners[0]
+        victims = [owner, next(n for n in names if n != owner)]
+        survivor = next(n for n in names if n not in victims)
+        for name in victims:
+            procs[name].proc.kill()  # type: ignore[union-attr]  # SIGKILL: no goodbye to the group
+            procs[name].proc.wait(5)  # type: ignore[union-attr]
+        killed = time.monotonic()
+        wait_until(lambda: _owners({survivor: nodes[survivor]}) == [survivor], timeout=60, what="a new owner")
+        print(f"scheduler taken over by {survivor} {time.monotonic() - killed:.1f}s after kill -9 of {owner}")
+        syncs = vendor_state(nodes[survivor], "tri-shop")["sync"]["syncs_ok"]
+        before, started = _catalog_requests(setup, "tri-shop"), time.monotonic()
+        wait_synced(nodes[survivor], "tri-shop", timeout=60, syncs_ok=syncs + 1)  # the schedule goes on
+        time.sleep(max(0.0, 21 - (time.monotonic() - started)))
+        one = (_catalog_requests(setup, "tri-shop") - before) / ((time.monotonic() - started) / 10)
+        print(f"catalog requests per 10 s refresh interval with one node: {one:.2f}")
+        late = shopify_webhook(
+            api, "tri-shop", priced_product(setup.shop, item, "0.08"), topic="products/update", delivery_id="tri-2"
+        )
+        assert late.status_code == 200 and node_of(late) == survivor, late.text  # nginx skips the dead nodes
+
+        for name in victims:  # back, on their own SQLite files: they catch up from their committed offsets
+            procs[name] = ServiceProcess(_node_env(setup, name, group), setup.tmp / f"{name}.log")
+            stack.callback(procs[name].kill)
+            procs[name].port = int(str(nodes[name].base_url).rsplit(":", 1)[1].rstrip("/"))
+            procs[name].start()
+        restarted = time.monotonic()
+
+        def converged() -> bool:
+            # Not the webhook's price itself: the next scheduled sync (every 10 s) reads the vendor's own back.
+            return len({content_hash(c) for c in nodes.values()}) == 1
+
+        wait_until(converged, timeout=60, interval=0.2, what="the same content hash on every node")
+        print(f"all three nodes hold the same content {time.monotonic() - restarted:.2f}s after the restart")
+        assert len(_owners(nodes)) == 1
+
+
 def test_a_restarted_job_resumes_from_its_checkpoint_and_reprocesses_nothing(setup: Setup) -> None:
     """Last: it restarts the module's job (which resumes from its newest checkpoint, see make_environment)."""
     before = setup.updates(count=100_000, timeout=5)
@@ -459,5 +556,25 @@ def test_a_restarted_job_resumes_from_its_checkpoint_and_reprocesses_nothing(set
 
 
 def _identity(update: dict[str, Any]) -> tuple[str, str, int | None]:
-    """A webhook update (published by a node, not the job) has a delivery id instead of a request id."""
-    return (update.get("request_id") or update["delivery_id"], update["type"], update.get("page_no"))
+    """A webhook update (published by a node, not the job) has a delivery id instead of a request id; a request
+    announcement (also a node's) carries the request."""
+    key = update.get("request_id") or update.get("delivery_id") or update["request"]["id"]
+    return (key, update["type"], update.get("page_no"))
+
+
+def test_a_job_restarted_against_an_emptied_broker_says_why_and_starts_from_the_topics_start(
+    setup: Setup, kafka_broker: DevBroker
+) -> None:
+    """Last: the broker restarts empty (memory storage, a new cluster id; a rebuilt Kafka cluster is the same trap).
+    The job's checkpoint holds offsets of the old topics: it must not resume from them."""
+    setup.job.stop()
+    kafka_broker.stop()
+    kafka_broker.start()
+    setup.job.start()
+    setup.define(setup.vendor("after-restart", setup.dummy))
+    request = FetchRequest(RequestKind.PRODUCT, "after-restart", vendor_product_id="3")
+    setup.request(request)
+    assert setup.update_for(request.id, timeout=120)["status"] == "done"
+    log = setup.job.log()
+    assert "not resuming from checkpoint" in log and "cluster id" in log and "was recreated" in log, log[-3000:]
+    assert (setup.tmp / "checkpoints.stale").is_dir()

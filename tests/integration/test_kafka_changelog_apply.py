@@ -18,7 +18,7 @@ from app.distributed.changelog_applier import ChangelogApplier
 from app.domain.models import Availability, Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
-from app.domain.wire import Update, parse_update, product_message, webhook_message
+from app.domain.wire import Update, parse_update, product_message, request_message, webhook_message
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.tracker import RequestTracker
 from app.sources.port import VendorSource
@@ -89,9 +89,64 @@ async def test_a_full_sync_lands_completes_its_request_and_replays_change_nothin
 
     fresh = ChangelogApplier(store, tracker)  # a restarted node replaying from its committed offsets
     await fresh.apply(updates)
-    after = snapshot(store, "offers", "products")
-    assert after == {k: before[k] for k in after}
-    assert applier.offers_applied == 2 * SIZE
+    # The sync's record too: the store knows it finished, so it is not counted again (syncs_ok, finished_at).
+    assert snapshot(store, "offers", "products", "vendor_sync") == before
+    assert store.vendor_status("dj").syncs_ok == 1
+    assert (applier.offers_applied, fresh.offers_applied) == (2 * SIZE, SIZE)  # rewritten, identical: no change
+
+
+async def test_a_node_restarted_mid_sync_goes_on_where_it_stopped_and_counts_each_page_once(
+    world: tuple[SqliteCatalog, RequestTracker, ChangelogApplier], source: VendorSource
+) -> None:
+    """The applier's memory dies with the process; what it applied of the sync is in the store, with the sync."""
+    store, _, applier = world
+    updates = parsed(await sync_messages(source, request_id="r_restart"))
+    pages = len(updates) - 2
+    await applier.apply(updates[:4])  # started and three pages, then the node is killed
+    assert store.vendor_status("dj").progress.pages == 3
+    restarted = ChangelogApplier(store, RequestTracker())
+    await restarted.apply(updates[2:])  # its committed offset was behind: pages 2 and 3 come again
+    status = store.vendor_status("dj")
+    assert (status.state, status.syncs_ok, status.offers) == ("ok", 1, SIZE)
+    assert (status.progress.pages, status.progress.items_seen) == (pages, SIZE)
+    await ChangelogApplier(store, RequestTracker()).apply(updates)  # and once more, the whole sync
+    again = store.vendor_status("dj")
+    assert (again.syncs_ok, again.finished_at, again.progress) == (1, status.finished_at, status.progress)
+
+
+async def test_any_node_answers_for_a_request_another_node_took(
+    world: tuple[SqliteCatalog, RequestTracker, ChangelogApplier], source: VendorSource, tmp_path: Path
+) -> None:
+    """A node learns of a request from its ``request`` update, then its outcome completes it there too."""
+    store, _, _ = world
+    other = SqliteCatalog(tmp_path / "other.db")
+    other.open()
+    try:
+        await other.add_vendor(store.get_vendor("dj"))  # type: ignore[arg-type]
+        tracker = RequestTracker()
+        applier = ChangelogApplier(other, tracker)
+        product = FetchRequest(RequestKind.PRODUCT, "dj", "3")
+        catalog = FetchRequest(RequestKind.CATALOG, "dj", full=True)
+        await applier.apply(parsed([request_message(product), request_message(catalog)]))
+        for request in (product, catalog):
+            state = tracker.get(request.id)
+            assert state is not None and state.status is RequestStatus.PENDING
+            assert state.request == request
+        await applier.apply(parsed([await product_update(source, product)]))
+        done = tracker.get(product.id)
+        assert done is not None and done.status is RequestStatus.DONE
+        assert done.product_id == other.find_offer("dj", "3").product_id  # type: ignore[union-attr]
+        await applier.apply(parsed(await sync_messages(source, request_id=catalog.id)))
+        synced = tracker.get(catalog.id)
+        assert synced is not None and synced.status is RequestStatus.DONE
+        # An outcome whose request update this node never read still answers (a node that joined later).
+        unseen = FetchRequest(RequestKind.PRODUCT, "dj", "999999")
+        await applier.apply(parsed([await product_update(source, unseen)]))
+        missing = tracker.get(unseen.id)
+        assert missing is not None and missing.status is RequestStatus.NOT_FOUND
+        assert missing.request.vendor_product_id == "999999"
+    finally:
+        other.close()
 
 
 async def test_a_full_sync_marks_what_it_did_not_see_and_a_failed_one_does_not(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.domain.wire import request_from_dict, request_to_dict
@@ -68,3 +69,63 @@ async def test_memory_is_bounded() -> None:
 def test_request_json_round_trip() -> None:
     request = FetchRequest(RequestKind.CATALOG, "v", full=True)
     assert request_from_dict(request_to_dict(request)) == request
+
+
+# -- requests another node accepted (runtime=kafka) --------------------------------------------------------------
+
+
+async def test_a_request_learnt_from_another_node_is_pending_then_done_but_never_joined() -> None:
+    tracker = RequestTracker()
+    remote = product_request()
+    tracker.learn(remote)
+    state = tracker.get(remote.id)
+    assert state is not None and state.status is RequestStatus.PENDING
+    # This node's own identical miss publishes a request of its own: it cannot vouch for the other node's.
+    mine, created = tracker.submit(product_request())
+    assert created and mine.request.id != remote.id
+    waiter = asyncio.create_task(tracker.wait(remote.id, 5))
+    await asyncio.sleep(0)
+    tracker.complete(remote.id, RequestStatus.DONE, product_id="p_1")
+    done = await asyncio.wait_for(waiter, 1)
+    assert done is not None and (done.status, done.product_id) == (RequestStatus.DONE, "p_1")
+    tracker.learn(remote)  # read again: nothing changes
+    assert tracker.get(remote.id) is done and done.status is RequestStatus.DONE
+
+
+async def test_an_outcome_before_its_request_update_is_known_and_the_update_fills_in_the_details() -> None:
+    tracker = RequestTracker()
+    accepted = FetchRequest(RequestKind.PRODUCT, "v", "1", requested_at=datetime(2026, 1, 1, tzinfo=UTC))
+    guessed = FetchRequest(RequestKind.PRODUCT, "v", "1", id=accepted.id)  # from the outcome: time unknown (now)
+    tracker.learn(guessed, from_outcome=True)
+    tracker.complete(accepted.id, RequestStatus.NOT_FOUND, error="gone")
+    tracker.learn(accepted)
+    state = tracker.get(accepted.id)
+    assert state is not None and state.status is RequestStatus.NOT_FOUND
+    assert state.request.requested_at == accepted.requested_at
+
+
+async def test_an_old_request_read_again_is_not_learnt() -> None:
+    tracker = RequestTracker(keep_finished_s=60)
+    old = FetchRequest(RequestKind.PRODUCT, "v", "1", requested_at=datetime.now(UTC) - timedelta(minutes=5))
+    tracker.learn(old)
+    assert tracker.get(old.id) is None
+
+
+async def test_a_lookup_waits_for_an_id_the_changelog_has_not_brought_yet() -> None:
+    tracker = RequestTracker(lookup_wait_s=5)
+    request = product_request()
+    lookup = asyncio.create_task(tracker.lookup(request.id))
+    await asyncio.sleep(0.01)
+    assert not lookup.done()
+    tracker.learn(request)
+    found = await asyncio.wait_for(lookup, 1)
+    assert found is not None and found.request.id == request.id
+    assert await RequestTracker(lookup_wait_s=0.01).lookup("r_unknown") is None
+
+
+async def test_learnt_requests_are_bounded_too() -> None:
+    tracker = RequestTracker(max_entries=3)
+    requests = [product_request(str(i)) for i in range(10)]
+    for request in requests:
+        tracker.learn(request)
+    assert [tracker.get(r.id) is not None for r in requests] == [False] * 7 + [True] * 3

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from pyflink.common import Row, RowKind, Types
 from pyflink.datastream.functions import KeyedCoProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
+from app.distributed.flink.checkpoints import broker_identity, checkpoint_to_resume
 from app.distributed.flink.jars import installed, jar_paths
 from app.distributed.flink.processing import (
     Output,
@@ -44,6 +46,7 @@ from app.distributed.flink.processing import (
     unknown_vendor,
 )
 from app.distributed.kafka.admin import ensure_topics
+from app.distributed.kafka.config import admin_config
 from app.domain.wire import ChangelogError, parse_request, parse_vendor
 from app.settings import Settings
 
@@ -315,25 +318,21 @@ def get_java_class(jvm: Any, j_class: Any) -> Any:
     return java_class(j_class)
 
 
-def latest_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest completed checkpoint under ``checkpoints`` (``<job id>/chk-N/_metadata``), if any."""
-    found = [meta.parent for meta in checkpoints.glob("*/chk-*/_metadata")]
-    return max(found, key=lambda chk: chk.stat().st_mtime) if found else None
-
-
 def make_environment(
     settings: Settings,
     *,
     jars: list[Path] | None = None,
     python: str | None = None,
     checkpoints: Path | None = None,
+    resume: Path | None = None,
 ) -> Any:
     """A stream environment with the low-latency defaults measured on these machines (see STREAMING.md).
 
-    ``checkpoints``: where checkpoints are kept after the job stops, and the job resumes from the newest one. The
-    sources' offsets are in the checkpoint, so a restart neither skips nor repeats requests even where the broker
-    loses committed offsets (Tansu does, for the Java client's commits), and the keyed state (vendor definitions,
-    requests waiting for one) survives too. Without one, the job starts from its group's committed offsets.
+    ``checkpoints``: where checkpoints are kept after the job stops; ``resume``: the one to start from (see
+    ``checkpoint_to_resume``: only one of the same broker). The sources' offsets are in the checkpoint, so a restart
+    neither skips nor repeats requests even where the broker loses committed offsets (Tansu does, for the Java
+    client's commits), and the keyed state (vendor definitions, requests waiting for one) survives too. Without
+    one, the job starts from its group's committed offsets (the topics' start where there are none).
     """
     from pyflink.common import Configuration
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
@@ -343,7 +342,6 @@ def make_environment(
         conf.set_string("execution.checkpointing.dir", checkpoints.resolve().as_uri())
         conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
         conf.set_string("execution.checkpointing.num-retained", "1")
-        resume = latest_checkpoint(checkpoints)
         if resume is not None:
             log.info("resuming from checkpoint %s", resume)
             conf.set_string("execution.state-recovery.path", resume.resolve().as_uri())
@@ -376,6 +374,11 @@ def make_environment(
     return env
 
 
+def read_topics(settings: Settings) -> list[str]:
+    """The topics whose offsets a checkpoint holds (the sinks' topics do not matter to a resume)."""
+    return [settings.kafka_topic_vendor_requests, settings.kafka_topic_product_requests, settings.kafka_topic_vendors]
+
+
 def default_checkpoints(group: str) -> Path:
     return Path("var/flink-checkpoints") / group
 
@@ -399,8 +402,13 @@ def run(
     checkpoints: Path | None = None,
 ) -> None:
     """Build and execute the job; blocks on a local MiniCluster (``detached``: submit and return, on a cluster)."""
+    resume = None
     try:
-        ensure_topics(settings)
+        admin = AdminClient(admin_config(settings))
+        ensure_topics(settings, admin)
+        if checkpoints is not None:
+            broker = broker_identity(admin, read_topics(settings))
+            resume = checkpoint_to_resume(checkpoints, broker, bootstrap=settings.kafka_bootstrap)
     except KafkaException as exc:
         raise JobError(f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc}") from None
     # Local mode logs into the venv's pyflink/log unless told otherwise; keep it with the project's files.
@@ -410,6 +418,7 @@ def run(
         jars=job_jars(settings) if with_jars else None,
         python=sys.executable,
         checkpoints=checkpoints,
+        resume=resume,
     )
     build_job(env, settings, group=group, config=config or ProcessingConfig.from_settings(settings))
     if detached:

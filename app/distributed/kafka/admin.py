@@ -22,7 +22,13 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
         settings.kafka_topic_updates: {},
         settings.kafka_topic_vendors: {"cleanup.policy": "compact"},
         settings.kafka_topic_dead_letters: {},
+        settings.kafka_topic_scheduler: {},
     }
+
+
+def partitions(settings: Settings, topic: str) -> int:
+    """The scheduler's topic has one partition (one owner); the others ``kafka_partitions``."""
+    return 1 if topic == settings.kafka_topic_scheduler else settings.kafka_partitions
 
 
 def existing_topics(admin: AdminClient, timeout_s: float = ADMIN_TIMEOUT_S) -> set[str]:
@@ -44,7 +50,7 @@ def ensure_topics(
         [
             NewTopic(
                 name,
-                num_partitions=settings.kafka_partitions,
+                num_partitions=partitions(settings, name),
                 replication_factor=settings.kafka_replication_factor,
                 config=specs[name],
             )

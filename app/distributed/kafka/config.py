@@ -55,6 +55,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         **client_config(settings),
         "acks": "all",
         "linger.ms": 1,
+        # The Java client's partitioner (murmur2 of the key): a node's updates of a vendor land on the partition of
+        # the Flink job's updates of that vendor, so they keep their order (librdkafka's default hashes with CRC32).
+        "partitioner": "murmur2_random",
         # Undelivered messages are dropped a little after the API gave up on them (it answered 503 by then).
         "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000) + 1000,
     }

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from app.distributed.kafka.admin import ensure_topics, existing_topics, topic_specs
 from app.distributed.kafka.config import DELIVERY_TIMEOUT_S, admin_config, producer_config
 from app.domain.requests import FetchRequest, RequestKind
-from app.domain.wire import encode, request_to_dict
+from app.domain.wire import encode, request_message, request_to_dict
 from app.errors import ServiceUnavailable
 from app.settings import Settings
 
@@ -127,9 +127,17 @@ class KafkaRequestQueue:
     # -- publishing ----------------------------------------------------------------------------------------
 
     async def publish(self, request: FetchRequest) -> None:
+        """The request to the job; once the broker has it, a ``request`` update to the changelog, so every node
+        can answer ``GET /requests/{id}`` (the job's outcome follows on the same partition: same key, and
+        librdkafka partitions as the Java clients do, see ``producer_config``). If only that second publish fails the
+        request still runs; other nodes then learn of it from its outcome."""
         if request.kind is RequestKind.CATALOG and self._plan is not None:
             request = self._plan(request)
         await self.send(self._topics[request.kind], request.vendor_id, encode(request_to_dict(request)))
+        try:
+            await self.send(self._settings.kafka_topic_updates, request.vendor_id, encode(request_message(request)))
+        except ServiceUnavailable as exc:
+            log.warning("request %s published, but not announced to the other nodes: %s", request.id, exc.message)
 
     async def send(self, topic: str, key: str, value: bytes | None) -> None:
         """Produce one message and wait for the broker's acknowledgement; ``value=None`` is a tombstone."""

@@ -24,6 +24,7 @@ from app.domain.changes import FeedPosition
 from app.domain.models import Offer, Vendor, utcnow
 from app.domain.money import Rates
 from app.domain.queries import (
+    AppliedSync,
     OfferRef,
     ProductPage,
     ProductQuery,
@@ -184,15 +185,22 @@ class SqliteCatalog:
     async def sync_interrupted(self, vendor_id: str) -> None:
         await self._db.transaction(lambda c: vendors.sync_interrupted(c, vendor_id))
 
-    async def sync_started(self, vendor_id: str) -> None:
-        await self._db.transaction(lambda c: vendors.sync_started(c, vendor_id))
+    def applied_sync(self, sync_id: str) -> AppliedSync | None:
+        return vendors.applied_sync(self._db.reader, sync_id)
 
-    async def sync_progress(self, vendor_id: str, progress: SyncProgress) -> None:
-        await self._db.transaction(lambda c: vendors.sync_progress(c, vendor_id, progress))
+    async def sync_started(self, vendor_id: str, *, sync_id: str | None = None) -> None:
+        await self._db.transaction(lambda c: vendors.sync_started(c, vendor_id, sync_id))
 
-    async def sync_finished(self, vendor_id: str, *, error: str | None, full: bool) -> None:
+    async def sync_progress(
+        self, vendor_id: str, progress: SyncProgress, *, sync_id: str | None = None, last_page: int | None = None
+    ) -> None:
+        await self._db.transaction(lambda c: vendors.sync_progress(c, vendor_id, progress, sync_id, last_page))
+
+    async def sync_finished(self, vendor_id: str, *, error: str | None, full: bool, sync_id: str | None = None) -> bool:
         at = utcnow()
-        await self._db.transaction(lambda c: vendors.sync_finished(c, vendor_id, error=error, full=full, at=at))
+        return await self._db.transaction(
+            lambda c: vendors.sync_finished(c, vendor_id, error=error, full=full, at=at, sync_id=sync_id)
+        )
 
     # -- offers ----------------------------------------------------------------------------------------------
 

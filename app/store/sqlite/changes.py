@@ -1,5 +1,5 @@
 """The change feed's SQLite side: reading the ``feed`` table the product triggers fill, and telling those
-triggers which changelog position is being applied (migration ``0005_change_feed.sql``).
+triggers which changelog position is being applied (migration ``0006_change_feed.sql``).
 
 Reads run on the caller's reader connection like every read; positions are set inside the writer's transaction
 that applies the message, so a product's row always names the message that changed it.

@@ -16,7 +16,7 @@ import orjson
 
 from app.domain import documents
 from app.domain.models import Vendor, VendorKind, utcnow
-from app.domain.queries import SyncProgress, VendorSyncStatus
+from app.domain.queries import AppliedSync, SyncProgress, VendorSyncStatus
 from app.domain.webhooks import Delivery
 from app.errors import Conflict, NotFound
 from app.secrets import PREFIX, Secrets
@@ -213,15 +213,39 @@ def sync_interrupted(conn: sqlite3.Connection, vendor_id: str) -> None:
     )
 
 
-def sync_started(conn: sqlite3.Connection, vendor_id: str) -> None:
+#: Finished syncs remembered per node; a redelivery comes seconds or minutes after the original, not 10,000 syncs.
+FINISHED_SYNCS_KEPT = 10_000
+
+
+def applied_sync(conn: sqlite3.Connection, sync_id: str) -> AppliedSync | None:
+    row = conn.execute(
+        "SELECT vendor_id, last_page, finished FROM applied_syncs WHERE sync_id = ?", (sync_id,)
+    ).fetchone()
+    return None if row is None else AppliedSync(sync_id, row[0], row[1], bool(row[2]))
+
+
+def sync_started(conn: sqlite3.Connection, vendor_id: str, sync_id: str | None = None) -> None:
+    now = documents.iso(utcnow())
     conn.execute(
         """UPDATE vendor_sync SET state = 'running', started_at = ?, pages = 0, items_seen = 0,
            items_skipped = 0, items_total = NULL, skip_reasons = '{}' WHERE vendor_id = ?""",
-        (documents.iso(utcnow()), vendor_id),
+        (now, vendor_id),
     )
+    if sync_id is not None:
+        conn.execute(
+            "INSERT INTO applied_syncs (sync_id, vendor_id, at) VALUES (?, ?, ?) ON CONFLICT (sync_id) DO NOTHING",
+            (sync_id, vendor_id, now),
+        )
 
 
-def sync_progress(conn: sqlite3.Connection, vendor_id: str, progress: SyncProgress) -> None:
+def sync_progress(
+    conn: sqlite3.Connection,
+    vendor_id: str,
+    progress: SyncProgress,
+    sync_id: str | None = None,
+    last_page: int | None = None,
+) -> None:
+    """The counters, and (``sync_id``) the last page they include, in one transaction: a page is counted once."""
     conn.execute(
         """UPDATE vendor_sync SET pages = ?, items_seen = ?, items_skipped = ?, items_total = ?,
            skip_reasons = ? WHERE vendor_id = ?""",
@@ -234,14 +258,33 @@ def sync_progress(conn: sqlite3.Connection, vendor_id: str, progress: SyncProgre
             vendor_id,
         ),
     )
+    if sync_id is not None and last_page is not None:
+        conn.execute(
+            """INSERT INTO applied_syncs (sync_id, vendor_id, last_page, at) VALUES (?1, ?2, ?3, ?4)
+               ON CONFLICT (sync_id) DO UPDATE SET last_page = max(coalesce(last_page, ?3), ?3), at = ?4""",
+            (sync_id, vendor_id, last_page, documents.iso(utcnow())),
+        )
 
 
-def sync_finished(conn: sqlite3.Connection, vendor_id: str, *, error: str | None, full: bool, at: datetime) -> None:
+def sync_finished(
+    conn: sqlite3.Connection,
+    vendor_id: str,
+    *,
+    error: str | None,
+    full: bool,
+    at: datetime,
+    sync_id: str | None = None,
+) -> bool:
     """Close a sync: a success counts and moves the success times, a failure keeps its (truncated) error.
 
-    ``at`` is when the caller finished, taken before the write waited its turn on the writer thread.
+    ``at`` is when the caller finished, taken before the write waited its turn on the writer thread. With
+    ``sync_id``, a sync already recorded as finished is left alone (False): its end is counted once.
     """
     now = documents.iso(at)
+    if sync_id is not None:
+        seen = applied_sync(conn, sync_id)
+        if seen is not None and seen.finished:
+            return False
     if error is None:
         conn.execute(
             """UPDATE vendor_sync SET state = 'ok', finished_at = ?1, last_success_at = ?1,
@@ -255,3 +298,15 @@ def sync_finished(conn: sqlite3.Connection, vendor_id: str, *, error: str | None
                    last_error_at = ?1, syncs_failed = syncs_failed + 1 WHERE vendor_id = ?3""",
             (now, error[:2000], vendor_id),
         )
+    if sync_id is not None:
+        conn.execute(
+            """INSERT INTO applied_syncs (sync_id, vendor_id, finished, at) VALUES (?1, ?2, 1, ?3)
+               ON CONFLICT (sync_id) DO UPDATE SET finished = 1, at = ?3""",
+            (sync_id, vendor_id, now),
+        )
+        conn.execute(
+            """DELETE FROM applied_syncs WHERE sync_id IN (SELECT sync_id FROM applied_syncs WHERE finished = 1
+               ORDER BY at DESC LIMIT -1 OFFSET ?)""",
+            (FINISHED_SYNCS_KEPT,),
+        )
+    return True

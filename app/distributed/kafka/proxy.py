@@ -1,0 +1,132 @@
+"""A TCP proxy in front of the development broker that makes Tansu 0.6.0 readable by every librdkafka.
+
+Tansu 0.6.0 ends its ApiVersions v3 answer with tagged fields (SupportedFeatures, FinalizedFeaturesEpoch,
+FinalizedFeatures, ZkMigrationReady) that librdkafka 2.0.2, the one inside Debian's kcat 1.7.1, misreads: it drops
+the connection, so `kcat -b` never gets further than the first request. Those fields are optional (KIP-584
+features), so the proxy removes them from that one answer and passes every other byte through untouched. Tansu
+advertises the proxy's address, so clients come back through it after bootstrap. A real Kafka needs none of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import threading
+from concurrent.futures import Future
+
+log = logging.getLogger(__name__)
+
+API_VERSIONS = 18
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def strip_api_versions_tags(body: bytes) -> bytes:
+    """An ApiVersions v3 response body (after the length prefix) without its top-level tagged fields."""
+    pos = 4 + 2  # correlation id, error code (ApiVersions answers with response header v0)
+    count, pos = _uvarint(body, pos)  # compact array: n + 1
+    for _ in range(max(count - 1, 0)):
+        pos += 6  # api key, min version, max version
+        tags, pos = _uvarint(body, pos)
+        for _ in range(tags):
+            _, pos = _uvarint(body, pos)
+            size, pos = _uvarint(body, pos)
+            pos += size
+    pos += 4  # throttle time
+    return body[:pos] + b"\x00"  # no tagged fields
+
+
+class ApiVersionsProxy:
+    """Listens on ``host:port`` and forwards to ``upstream``, in a thread with its own event loop."""
+
+    def __init__(self, host: str, port: int, upstream_host: str, upstream_port: int) -> None:
+        self.host = host
+        self.port = port
+        self._upstream = (upstream_host, upstream_port)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def start(self, *, timeout: float = 10.0) -> ApiVersionsProxy:
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="kafka-proxy", daemon=True)
+        self._thread.start()
+        ready: Future[asyncio.Server] = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._client, self.host, self.port, reuse_address=True), loop
+        )
+        try:
+            self._server = ready.result(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        except OSError as exc:
+            log.warning("broker proxy: upstream %s:%s unreachable: %s", *self._upstream, exc)
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        asked: set[int] = set()  # correlation ids of ApiVersions v3+ requests on this connection
+        await asyncio.gather(self._pipe(reader, up_writer, asked, False), self._pipe(up_reader, writer, asked, True))
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, asked: set[int], answers: bool) -> None:
+        try:
+            while True:
+                head = await src.readexactly(4)
+                body = await src.readexactly(struct.unpack(">i", head)[0])
+                if not answers:
+                    api_key, api_version, correlation = struct.unpack(">hhi", body[:8])
+                    if api_key == API_VERSIONS and api_version >= 3:
+                        asked.add(correlation)
+                else:
+                    correlation = struct.unpack(">i", body[:4])[0]
+                    if correlation in asked:
+                        asked.discard(correlation)
+                        body = strip_api_versions_tags(body)
+                        head = struct.pack(">i", len(body))
+                dst.write(head + body)
+                await dst.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            dst.close()
+            self._writers.discard(dst)
+
+    def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._server is not None:
+                await self._server.wait_closed()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+        loop.close()
