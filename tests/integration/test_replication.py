@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -155,6 +156,10 @@ def start_push_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes
         )
 
 
+def pushed_past(url: str, schema: str, watermark: int) -> bool:
+    return watermark_of(url, schema) > watermark
+
+
 def watermark_of(url: str, schema: str) -> int:
     """0 until the first pusher got as far as creating the tables (an early kill can stop it before)."""
     try:
@@ -172,11 +177,18 @@ def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path,
     log = tmp_path / "push.log"
     rng = random.Random(5)
     writer = start_writer(db, 60, seed=11)
-    watermarks = []
+    watermarks: list[int] = []
     try:
-        for _ in range(KILLS):
+        for kill in range(KILLS):
+            before = watermarks[-1] if watermarks else 0
             proc = start_push_process(env, log)
-            time.sleep(rng.uniform(0.5, 1.6))
+            if kill % 2:
+                # Every other run is killed once it has pushed (under load a process can take longer than any fixed
+                # pause just to start), at a random point of the push that follows...
+                wait_until(partial(pushed_past, pg_url, schema, before), timeout=60, what="a batch of this run")
+                time.sleep(rng.uniform(0.0, 0.6))
+            else:
+                time.sleep(rng.uniform(0.5, 1.6))  # ...the others at any point, start-up and capture install included
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             assert proc.returncode == -signal.SIGKILL, log.read_text()
