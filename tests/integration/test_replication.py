@@ -176,7 +176,7 @@ def test_push_loop_killed_at_random_points_while_writes_continue(tmp_path: Path,
     env = push_env(db, pg_url, schema)
     log = tmp_path / "push.log"
     rng = random.Random(5)
-    writer = start_writer(db, 60, seed=11)
+    writer = start_writer(db, 600, seed=11)  # terminated after the last kill; it must outlast them all
     watermarks: list[int] = []
     try:
         for kill in range(KILLS):
