@@ -34,6 +34,9 @@ from typing import IO, Any
 from app.distributed.kafka.proxy import ApiVersionsProxy
 
 MEMORY = "memory://tansu/"
+#: With S3 storage a Fetch must wait long enough for Tansu to read its objects (see ``proxy.py``): 250 ms leaves a
+#: margin over the 100 ms that sufficed on an idle machine, for a loaded one.
+S3_FETCH_WAIT_FLOOR_MS = 250
 BUCKET = "tansu"
 
 
@@ -272,7 +275,10 @@ class DevBroker:
                 cluster_id=self.cluster_id,
                 env=env,
             ).start(timeout=timeout)
-            self.proxy = ApiVersionsProxy(self.host, self.port, self.host, self.tansu.listen_port).start()
+            floor = 0 if self.data is None else S3_FETCH_WAIT_FLOOR_MS
+            self.proxy = ApiVersionsProxy(
+                self.host, self.port, self.host, self.tansu.listen_port, fetch_wait_floor_ms=floor
+            ).start()
         except BaseException:
             self.stop()
             raise
