@@ -116,7 +116,12 @@ class ApiVersionsProxy:
             return
         self._writers.update((writer, up_writer))
         asked: set[int] = set()  # correlation ids of ApiVersions v3+ requests on this connection
-        await asyncio.gather(self._pipe(reader, up_writer, asked, False), self._pipe(up_reader, writer, asked, True))
+        # A connection cancelled by stop() ends quietly: asyncio logs a traceback for every client callback task
+        # that ends cancelled, one per client still connected when the broker stops.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                self._pipe(reader, up_writer, asked, False), self._pipe(up_reader, writer, asked, True)
+            )
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, asked: set[int], answers: bool) -> None:
         try:
