@@ -40,6 +40,7 @@ from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
 from app.domain.wire import request_to_dict, vendor_to_dict
 from app.ingest.fetch import fetch_catalog_page
+from app.secrets import Secrets
 from app.settings import Settings
 from bench.processes import free_port, simulator_command, wait_http
 
@@ -168,7 +169,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
     from app.distributed.flink.jars import install
 
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
-    settings = Settings(flink_jars_dir=ROOT / "var" / "flink-jars")
+    settings = Settings(flink_jars_dir=ROOT / "var" / "flink-jars", outbound_allow_private=["127.0.0.0/8"])
     install(settings.flink_jars_dir)
     broker = TansuBroker(free_port())
     broker.start()
@@ -195,6 +196,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
             "CATALOG_ADMIN_KEY": "bench-admin-key",
             "CATALOG_SCHEDULER_ENABLED": "false",
             "CATALOG_LOG_LEVEL": "warning",
+            "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",  # one client times many misses on purpose
         }
         api_cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(api_port), "--log-level", "warning"]
         with (
@@ -215,7 +217,8 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 producers[0].flush(10)
 
             _wait_topic(broker.bootstrap, TOPICS["kafka_topic_updates"])
-            publish(TOPICS["kafka_topic_vendors"], vendor.id, vendor_to_dict(vendor))
+            sealed = vendor_to_dict(vendor, secrets=Secrets.development_only())  # the node's development key
+            publish(TOPICS["kafka_topic_vendors"], vendor.id, sealed)
             updates = Updates(broker.bootstrap, TOPICS["kafka_topic_updates"])
             try:
                 started = time.perf_counter()
