@@ -9,6 +9,12 @@ changelog, or the outcome itself when it comes first), so the ``Location`` of a 
 load balancer. Learned requests are never joined by this node's own identical misses: their outcome depends on
 another node's publish, and a miss must not wait on a request this node cannot vouch for. Memory stays bounded:
 at most ``max_entries`` requests, oldest first out, finished ones dropped after ``keep_finished_s``.
+
+A product request that ended ``not_found`` is remembered for ``not_found_ttl_s``: an identical request within that
+time is answered by the finished one, without a vendor call. Otherwise a client asking for ids the vendor does not
+have, over and over, spends the vendor's rate limit at will (each answer is a 404 the store cannot keep). Learned
+outcomes count too: on a kafka node a 404 another node's client caused is remembered here as well, because nothing
+is waited on (the outcome is there).
 """
 
 from __future__ import annotations
@@ -17,19 +23,32 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
 
 from app.domain.models import utcnow
-from app.domain.requests import FetchRequest, RequestState, RequestStatus
+from app.domain.requests import FetchRequest, RequestKind, RequestState, RequestStatus
+
+Key = tuple[str, str, str]
 
 
 class RequestTracker:
     def __init__(
-        self, *, max_entries: int = 20_000, keep_finished_s: float = 900.0, lookup_wait_s: float = 0.0
+        self,
+        *,
+        max_entries: int = 20_000,
+        keep_finished_s: float = 900.0,
+        lookup_wait_s: float = 0.0,
+        not_found_ttl_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._states: OrderedDict[str, RequestState] = OrderedDict()
         self._events: dict[str, asyncio.Event] = {}
-        self._pending_by_key: dict[tuple[str, str, str], str] = {}
+        self._pending_by_key: dict[Key, str] = {}
+        # key -> (the finished not_found request, until when it answers for its key); oldest first out
+        self._not_found: OrderedDict[Key, tuple[RequestState, float]] = OrderedDict()
+        self._not_found_ttl_s = not_found_ttl_s
+        self._clock = clock
         self._finished_at: dict[str, float] = {}
         # request id -> set when a request of that id becomes known (a poll of one not learnt yet waits on it)
         self._arrivals: dict[str, asyncio.Event] = {}
@@ -40,10 +59,14 @@ class RequestTracker:
         self.lookup_wait_s = lookup_wait_s
 
     def submit(self, request: FetchRequest) -> tuple[RequestState, bool]:
-        """Register a request; returns the state and whether it is new (False: joined an identical one)."""
+        """Register a request; returns the state and whether it is new (False: joined an identical one, in flight
+        or a not_found one still remembered)."""
         existing = self._pending_by_key.get(request.dedup_key)
         if existing is not None and existing in self._states:
             return self._states[existing], False
+        remembered = self._remembered(request.dedup_key)
+        if remembered is not None:
+            return remembered, False
         state = self._add(request)
         self._events[request.id] = asyncio.Event()
         self._pending_by_key[request.dedup_key] = request.id
@@ -81,6 +104,29 @@ class RequestTracker:
             event = self._events.pop(request_id, None)
             if event is not None:
                 event.set()
+
+    def not_found(self, vendor_id: str, vendor_product_id: str) -> RequestState | None:
+        """The finished not_found request that still answers for this product (None: none, or its time is up)."""
+        return self._remembered((RequestKind.PRODUCT.value, vendor_id, vendor_product_id))
+
+    def _remembered(self, key: Key) -> RequestState | None:
+        entry = self._not_found.get(key)
+        if entry is None:
+            return None
+        state, until = entry
+        if self._clock() < until:
+            return state
+        del self._not_found[key]
+        return None
+
+    def _remember_not_found(self, state: RequestState) -> None:
+        if self._not_found_ttl_s <= 0 or state.request.kind is not RequestKind.PRODUCT:
+            return
+        key = state.request.dedup_key
+        self._not_found.pop(key, None)
+        self._not_found[key] = (state, self._clock() + self._not_found_ttl_s)
+        while len(self._not_found) > self._max_entries:
+            self._not_found.popitem(last=False)
 
     def get(self, request_id: str) -> RequestState | None:
         return self._states.get(request_id)
@@ -122,6 +168,8 @@ class RequestTracker:
         state.finished_at = utcnow()
         self._finished_at[request_id] = time.monotonic()
         self._release(state)
+        if status is RequestStatus.NOT_FOUND:
+            self._remember_not_found(state)
         event = self._events.pop(request_id, None)
         if event is not None:
             event.set()
