@@ -348,6 +348,7 @@ class ChangelogApplier:
             raise ChangelogError(f"vendor definition keyed {vendor_id!r} describes {vendor.id!r}")
         if current == vendor:
             return False
+        self._tracker.forget_vendor(vendor_id)  # what it said it lacks: the new definition may have it
         if current is None:
             try:
                 await self._store.add_vendor(vendor)

@@ -10,11 +10,10 @@ load balancer. Learned requests are never joined by this node's own identical mi
 another node's publish, and a miss must not wait on a request this node cannot vouch for. Memory stays bounded:
 at most ``max_entries`` requests, oldest first out, finished ones dropped after ``keep_finished_s``.
 
-A product request that ended ``not_found`` is remembered for ``not_found_ttl_s``: an identical request within that
-time is answered by the finished one, without a vendor call. Otherwise a client asking for ids the vendor does not
-have, over and over, spends the vendor's rate limit at will (each answer is a 404 the store cannot keep). Learned
-outcomes count too: on a kafka node a 404 another node's client caused is remembered here as well, because nothing
-is waited on (the outcome is there).
+A product request that ended ``not_found`` is remembered for ``not_found_ttl_s`` (``app.ingest.not_found``): an
+identical request within that time is answered by the finished one, without a vendor call. Learned outcomes count
+too: on a kafka node a 404 another node's client caused is remembered here as well, because nothing is waited on
+(the outcome is there).
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ from datetime import timedelta
 
 from app.domain.models import utcnow
 from app.domain.requests import FetchRequest, RequestKind, RequestState, RequestStatus
-
-Key = tuple[str, str, str]
+from app.ingest.not_found import NotFoundMemory
 
 
 class RequestTracker:
@@ -44,11 +42,11 @@ class RequestTracker:
     ) -> None:
         self._states: OrderedDict[str, RequestState] = OrderedDict()
         self._events: dict[str, asyncio.Event] = {}
-        self._pending_by_key: dict[Key, str] = {}
-        # key -> (the finished not_found request, until when it answers for its key); oldest first out
-        self._not_found: OrderedDict[Key, tuple[RequestState, float]] = OrderedDict()
-        self._not_found_ttl_s = not_found_ttl_s
-        self._clock = clock
+        self._pending_by_key: dict[tuple[str, str, str], str] = {}
+        #: the finished not_found product requests, each answering for its product while its time lasts
+        self._not_found: NotFoundMemory[RequestState] = NotFoundMemory(
+            not_found_ttl_s, max_entries=max_entries, clock=clock
+        )
         self._finished_at: dict[str, float] = {}
         # request id -> set when a request of that id becomes known (a poll of one not learnt yet waits on it)
         self._arrivals: dict[str, asyncio.Event] = {}
@@ -64,9 +62,10 @@ class RequestTracker:
         existing = self._pending_by_key.get(request.dedup_key)
         if existing is not None and existing in self._states:
             return self._states[existing], False
-        remembered = self._remembered(request.dedup_key)
-        if remembered is not None:
-            return remembered, False
+        if request.kind is RequestKind.PRODUCT:
+            remembered = self._not_found.get(request.vendor_id, request.vendor_product_id or "")
+            if remembered is not None:
+                return remembered, False
         state = self._add(request)
         self._events[request.id] = asyncio.Event()
         self._pending_by_key[request.dedup_key] = request.id
@@ -107,26 +106,11 @@ class RequestTracker:
 
     def not_found(self, vendor_id: str, vendor_product_id: str) -> RequestState | None:
         """The finished not_found request that still answers for this product (None: none, or its time is up)."""
-        return self._remembered((RequestKind.PRODUCT.value, vendor_id, vendor_product_id))
+        return self._not_found.get(vendor_id, vendor_product_id)
 
-    def _remembered(self, key: Key) -> RequestState | None:
-        entry = self._not_found.get(key)
-        if entry is None:
-            return None
-        state, until = entry
-        if self._clock() < until:
-            return state
-        del self._not_found[key]
-        return None
-
-    def _remember_not_found(self, state: RequestState) -> None:
-        if self._not_found_ttl_s <= 0 or state.request.kind is not RequestKind.PRODUCT:
-            return
-        key = state.request.dedup_key
-        self._not_found.pop(key, None)
-        self._not_found[key] = (state, self._clock() + self._not_found_ttl_s)
-        while len(self._not_found) > self._max_entries:
-            self._not_found.popitem(last=False)
+    def forget_vendor(self, vendor_id: str) -> None:
+        """What the vendor said it does not have: a removed or redefined vendor may have it after all."""
+        self._not_found.forget_vendor(vendor_id)
 
     def get(self, request_id: str) -> RequestState | None:
         return self._states.get(request_id)
@@ -168,8 +152,9 @@ class RequestTracker:
         state.finished_at = utcnow()
         self._finished_at[request_id] = time.monotonic()
         self._release(state)
-        if status is RequestStatus.NOT_FOUND:
-            self._remember_not_found(state)
+        request = state.request
+        if status is RequestStatus.NOT_FOUND and request.kind is RequestKind.PRODUCT:
+            self._not_found.remember(request.vendor_id, request.vendor_product_id or "", state)
         event = self._events.pop(request_id, None)
         if event is not None:
             event.set()

@@ -177,9 +177,9 @@ async def test_a_not_found_learnt_from_another_node_is_remembered_too() -> None:
     assert not created and mine.request.id == theirs.id and mine.status is RequestStatus.NOT_FOUND
 
 
-async def test_remembered_not_founds_are_bounded() -> None:
-    tracker = RequestTracker(max_entries=3, not_found_ttl_s=30)
-    for n in range(5):
-        state, _ = tracker.submit(product_request(str(n)))
-        tracker.complete(state.request.id, RequestStatus.NOT_FOUND)
-    assert [tracker.not_found("v", str(n)) is not None for n in range(5)] == [False, False, True, True, True]
+async def test_a_redefined_vendor_forgets_what_it_did_not_have() -> None:
+    tracker = RequestTracker(not_found_ttl_s=30)
+    state, _ = tracker.submit(product_request("gone"))
+    tracker.complete(state.request.id, RequestStatus.NOT_FOUND)
+    tracker.forget_vendor("v")
+    assert tracker.not_found("v", "gone") is None and tracker.submit(product_request("gone"))[1]
