@@ -11,7 +11,9 @@ A ``VendorNotFound`` (404) is neither: the vendor answered, so it is no failure,
 cause at will by asking for ids that do not exist, so it must not count as a success either, or a stream of such
 misses would keep resetting the count of a vendor that is failing every real call (and close its breaker after a
 cool-down without any real call having succeeded). A 404 is ``NEUTRAL``: the count stays as it is, and a probe
-that ends in one only frees the probe slot (the next call probes again). Pure: the clock is injected.
+that ends in one only frees the probe slot (the next call probes again). A catalog page answered 404 is neutral
+too: it fails its sync, but says no more about the vendor's health than a product's 404. An item the vendor did
+send that cannot be used is a success (a 200). Pure: the clock is injected.
 """
 
 from __future__ import annotations
