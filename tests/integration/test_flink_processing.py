@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -126,6 +127,9 @@ def test_requests_of_several_nodes_for_one_unknown_id_cost_one_call(sims: list[S
         processor.forget(vendor.id)  # a deleted vendor's 404s go with it
         processor.handle(Work(FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="876543")), vendor)
         assert sim.requests() - before == 2
+        renamed = dataclasses.replace(vendor, name="renamed")  # so do a redefined one's
+        processor.handle(Work(FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="876543")), renamed)
+        assert sim.requests() - before == 3
 
 
 def test_an_incremental_request_reads_only_what_changed_since_its_since(tmp_path: Path) -> None:

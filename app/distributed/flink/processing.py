@@ -162,6 +162,7 @@ class Processor:
         self.secrets = load_secrets(self._settings)
         self._sources = SourceRegistry(make_source_factory(self._settings))
         self._not_found: NotFoundMemory[ProductOutcome] = NotFoundMemory(self._settings.not_found_ttl_s)
+        self._definitions: dict[str, Vendor] = {}  # the definition each vendor's remembered 404s were answered by
 
     def open(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -183,6 +184,7 @@ class Processor:
     def forget(self, vendor_id: str) -> None:
         """The vendor was deleted: its client is closed (on this worker's loop, where the registry retires it)."""
         self._not_found.forget_vendor(vendor_id)
+        self._definitions.pop(vendor_id, None)
 
         async def drop() -> None:
             self._sources.drop(vendor_id)
@@ -210,6 +212,9 @@ class Processor:
         own 404s, but several nodes missing one unknown id at once each publish a request (keyed by vendor, they all
         reach this worker one after the other)."""
         vpid = request.vendor_product_id or ""
+        if self._definitions.get(source.vendor.id) != source.vendor:  # redefined: it may have them now
+            self._not_found.forget_vendor(source.vendor.id)
+            self._definitions[source.vendor.id] = source.vendor
         remembered = self._not_found.get(request.vendor_id, vpid)
         if remembered is not None:
             outcome = dataclasses.replace(remembered, request_id=request.id)
