@@ -221,6 +221,7 @@ def build_container(settings: Settings) -> Container:
     )
     tracker = RequestTracker(
         keep_finished_s=settings.request_keep_s,
+        not_found_ttl_s=settings.not_found_ttl_s,
         # Embedded: this process took every request there is. Kafka: others are learnt from the changelog.
         lookup_wait_s=settings.request_lookup_wait_ms / 1000 if settings.runtime == "kafka" else 0.0,
     )

@@ -17,7 +17,7 @@ from app.analytics import endpoints as analytics
 from app.api import bench
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
-from app.api.limits import DeclaredBodyLimit
+from app.api.limits import BodyLimit
 from app.api.openapi import install_openapi
 from app.bootstrap import build_container, load_rates
 from app.catalog import endpoints as products
@@ -65,10 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        max_body_size=settings.max_body_bytes,
     )
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
-    app.add_middleware(DeclaredBodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for module in (products, changes, vendors, requests, health, webhooks, metrics, analytics):
         app.include_router(module.router)

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")
     wait_ms_max: int = Field(10_000, ge=0, description="Upper bound of the `wait_ms` query parameter.")
     request_keep_s: float = Field(900, description="How long finished requests stay visible at /requests/{id}.")
+    not_found_ttl_s: float = Field(
+        60,
+        ge=0,
+        description="How long a product the vendor answered 404 for is answered 404 without asking it again (0: off).",
+    )
     request_lookup_wait_ms: int = Field(
         1000,
         ge=0,

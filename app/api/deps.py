@@ -78,8 +78,11 @@ async def require_admin(
 
 
 async def limit_misses(request: Request, container: ContainerDep, vendor_id: str, vendor_product_id: str) -> None:
-    """A listing the store does not hold costs a vendor call: those are limited per client; stored ones are not."""
+    """A listing the store does not hold costs a vendor call: those are limited per client; stored ones are not,
+    nor ones the vendor said it does not have a moment ago (answered from memory)."""
     if container.store.find_offer(vendor_id, vendor_product_id) is not None:
+        return
+    if container.tracker.not_found(vendor_id, vendor_product_id) is not None:
         return
     limits = container.limits
     if (wait := limits.misses.take(limits.clients.of(request))) is not None:

@@ -4,7 +4,9 @@
 - Stale local data (older than the vendor's refresh interval): served at once with its age, and a refresh is
   requested in the background.
 - Missing: a product request is published and the caller waits up to ``wait_ms``; if the vendor has not
-  answered by then the caller gets the request to poll instead of a hanging connection.
+  answered by then the caller gets the request to poll instead of a hanging connection. Identical misses share
+  the request in flight, and one the vendor answered 404 answers 404 again for ``not_found_ttl_s`` (the
+  tracker remembers it): one vendor call per (vendor, id) per that time, however many clients ask.
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ class CatalogService:
                 return Served(stored, max(0.0, (now - ref.fetched_at).total_seconds()), stale)
         if not vendor.enabled:
             raise Conflict(f"vendor {vendor_id!r} is disabled", details={"vendor_id": vendor_id})
+        remembered = self.tracker.not_found(vendor_id, vendor_product_id)
+        if remembered is not None:  # the vendor said so a moment ago: no call, even while its breaker is open
+            return self.resolve(remembered)
         # A vendor known to be down: say so at once instead of making the client wait for nothing.
         self._refuse_if_open(vendor_id)
         state = await self.submit(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))

@@ -28,7 +28,7 @@ from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.domain.webhooks import WebhookEffect
 from app.domain.wire import ChangelogError, SyncRef, Update, UpdateType
 from app.errors import Conflict, NotFound
-from app.ingest.breaker import BreakerRegistry
+from app.ingest.breaker import BreakerRegistry, Verdict
 from app.ingest.fetch import ProductOutcome
 from app.ingest.sync import finish_sync
 from app.ingest.tracker import RequestTracker
@@ -216,11 +216,9 @@ class ChangelogApplier:
         if self._breakers is None:
             return
         breaker = self._breakers.get(outcome.vendor_id)
-        if outcome.vendor_failure:
+        if outcome.verdict is Verdict.FAILURE:
             breaker.try_acquire()  # after a cool-down this outcome is the probe's verdict
-            breaker.record_failure()
-        else:
-            breaker.record_success()
+        breaker.record(outcome.verdict)  # a vendor 404 neither fails nor resets it
 
     def _is_finished(self, sync_id: str) -> bool:
         if sync_id in self._finished:
@@ -350,6 +348,7 @@ class ChangelogApplier:
             raise ChangelogError(f"vendor definition keyed {vendor_id!r} describes {vendor.id!r}")
         if current == vendor:
             return False
+        self._tracker.forget_vendor(vendor_id)  # what it said it lacks: the new definition may have it
         if current is None:
             try:
                 await self._store.add_vendor(vendor)

@@ -6,8 +6,14 @@ its timeouts last. Once a vendor has failed ``failures`` times in a row, calls t
 doubles each time it re-opens, up to ``max_open_s``. After the cool-down exactly one call is let through as a
 probe: its success closes the breaker, its failure opens it again.
 
-Only a call that ended in a ``VendorError`` after the HTTP client's own retries is a failure; a
-``VendorNotFound`` is the vendor answering, so it counts as a success. Pure: the clock is injected.
+Only a call that ended in a ``VendorError`` after the HTTP client's own retries is a failure (a timeout is one).
+A ``VendorNotFound`` (404) is neither: the vendor answered, so it is no failure, but a 404 is what any client can
+cause at will by asking for ids that do not exist, so it must not count as a success either, or a stream of such
+misses would keep resetting the count of a vendor that is failing every real call (and close its breaker after a
+cool-down without any real call having succeeded). A 404 is ``NEUTRAL``: the count stays as it is, and a probe
+that ends in one only frees the probe slot (the next call probes again). A catalog page answered 404 is neutral
+too: it fails its sync, but says no more about the vendor's health than a product's 404. An item the vendor did
+send that cannot be used is a success (a 200). Pure: the clock is injected.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class Verdict(StrEnum):
+    """What one finished vendor call says about the vendor's health."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"  # a 404: the vendor answered, about an item any client may name
 
 
 class CircuitOpen(ServiceUnavailable):
@@ -111,6 +125,14 @@ class CircuitBreaker:
         ):
             self._open()
 
+    def record(self, verdict: Verdict) -> None:
+        if verdict is Verdict.SUCCESS:
+            self.record_success()
+        elif verdict is Verdict.FAILURE:
+            self.record_failure()
+        else:
+            self.release()
+
     def release(self) -> None:
         """A call that ended without a verdict (cancelled, not the vendor's fault): free the probe slot."""
         self._probing = False
@@ -130,7 +152,7 @@ class CircuitBreaker:
         try:
             yield
         except VendorNotFound:
-            self.record_success()
+            self.record(Verdict.NEUTRAL)
             raise
         except VendorError:
             self.record_failure()

@@ -16,6 +16,7 @@ from app.domain.models import Offer, Page
 from app.domain.queries import WARNING_PREFIX
 from app.domain.requests import FetchRequest, RequestStatus
 from app.errors import CatalogError, VendorError, VendorNotFound
+from app.ingest.breaker import Verdict
 from app.sources.port import VendorSource
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,15 @@ class ProductOutcome:
     error_code: str | None = None
     #: The vendor itself failed (as opposed to not having the item): what a circuit breaker counts.
     vendor_failure: bool = False
+
+    @property
+    def verdict(self) -> Verdict:
+        """What the outcome tells the vendor's breaker: a vendor 404 is neutral (see ``app.ingest.breaker``)."""
+        if self.vendor_failure:
+            return Verdict.FAILURE
+        if self.error_code == VendorNotFound.code:
+            return Verdict.NEUTRAL
+        return Verdict.SUCCESS
 
     def offer_for_request(self) -> Offer | None:
         """The offer the client asked for: the exact id, else the first variant of that parent."""

@@ -9,6 +9,11 @@ changelog, or the outcome itself when it comes first), so the ``Location`` of a 
 load balancer. Learned requests are never joined by this node's own identical misses: their outcome depends on
 another node's publish, and a miss must not wait on a request this node cannot vouch for. Memory stays bounded:
 at most ``max_entries`` requests, oldest first out, finished ones dropped after ``keep_finished_s``.
+
+A product request that ended ``not_found`` is remembered for ``not_found_ttl_s`` (``app.ingest.not_found``): an
+identical request within that time is answered by the finished one, without a vendor call. Learned outcomes count
+too: on a kafka node a 404 another node's client caused is remembered here as well, because nothing is waited on
+(the outcome is there).
 """
 
 from __future__ import annotations
@@ -17,19 +22,31 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
 
 from app.domain.models import utcnow
-from app.domain.requests import FetchRequest, RequestState, RequestStatus
+from app.domain.requests import FetchRequest, RequestKind, RequestState, RequestStatus
+from app.ingest.not_found import NotFoundMemory
 
 
 class RequestTracker:
     def __init__(
-        self, *, max_entries: int = 20_000, keep_finished_s: float = 900.0, lookup_wait_s: float = 0.0
+        self,
+        *,
+        max_entries: int = 20_000,
+        keep_finished_s: float = 900.0,
+        lookup_wait_s: float = 0.0,
+        not_found_ttl_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._states: OrderedDict[str, RequestState] = OrderedDict()
         self._events: dict[str, asyncio.Event] = {}
         self._pending_by_key: dict[tuple[str, str, str], str] = {}
+        #: the finished not_found product requests, each answering for its product while its time lasts
+        self._not_found: NotFoundMemory[RequestState] = NotFoundMemory(
+            not_found_ttl_s, max_entries=max_entries, clock=clock
+        )
         self._finished_at: dict[str, float] = {}
         # request id -> set when a request of that id becomes known (a poll of one not learnt yet waits on it)
         self._arrivals: dict[str, asyncio.Event] = {}
@@ -40,10 +57,15 @@ class RequestTracker:
         self.lookup_wait_s = lookup_wait_s
 
     def submit(self, request: FetchRequest) -> tuple[RequestState, bool]:
-        """Register a request; returns the state and whether it is new (False: joined an identical one)."""
+        """Register a request; returns the state and whether it is new (False: joined an identical one, in flight
+        or a not_found one still remembered)."""
         existing = self._pending_by_key.get(request.dedup_key)
         if existing is not None and existing in self._states:
             return self._states[existing], False
+        if request.kind is RequestKind.PRODUCT:
+            remembered = self._not_found.get(request.vendor_id, request.vendor_product_id or "")
+            if remembered is not None:
+                return remembered, False
         state = self._add(request)
         self._events[request.id] = asyncio.Event()
         self._pending_by_key[request.dedup_key] = request.id
@@ -81,6 +103,14 @@ class RequestTracker:
             event = self._events.pop(request_id, None)
             if event is not None:
                 event.set()
+
+    def not_found(self, vendor_id: str, vendor_product_id: str) -> RequestState | None:
+        """The finished not_found request that still answers for this product (None: none, or its time is up)."""
+        return self._not_found.get(vendor_id, vendor_product_id)
+
+    def forget_vendor(self, vendor_id: str) -> None:
+        """What the vendor said it does not have: a removed or redefined vendor may have it after all."""
+        self._not_found.forget_vendor(vendor_id)
 
     def get(self, request_id: str) -> RequestState | None:
         return self._states.get(request_id)
@@ -122,6 +152,9 @@ class RequestTracker:
         state.finished_at = utcnow()
         self._finished_at[request_id] = time.monotonic()
         self._release(state)
+        request = state.request
+        if status is RequestStatus.NOT_FOUND and request.kind is RequestKind.PRODUCT:
+            self._not_found.remember(request.vendor_id, request.vendor_product_id or "", state)
         event = self._events.pop(request_id, None)
         if event is not None:
             event.set()

@@ -103,10 +103,7 @@ class EmbeddedWorkers:
             except BaseException:
                 breaker.release()
                 raise
-            if outcome.vendor_failure:
-                breaker.record_failure()
-            else:
-                breaker.record_success()
+            breaker.record(outcome.verdict)
             await apply_product_outcome(self._store, self._tracker, outcome)
             return
         async with self._sync_locks[vendor.id]:

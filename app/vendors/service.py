@@ -201,8 +201,11 @@ class VendorService:
         await self._store.update_vendor(updated)
         if self._feed is not None:
             await self._feed.saved(updated)
-        if updated != vendor and self._sources is not None:
-            self._sources.drop(vendor_id)  # the next request builds a client for the new definition
+        if updated != vendor:
+            if self._sources is not None:
+                self._sources.drop(vendor_id)  # the next request builds a client for the new definition
+            if self._catalog is not None:
+                self._catalog.tracker.forget_vendor(vendor_id)  # the new definition may have those products
         return updated
 
     async def delete(self, vendor_id: str) -> None:
@@ -213,11 +216,13 @@ class VendorService:
         self.forget(vendor_id)
 
     def forget(self, vendor_id: str) -> None:
-        """What a removed vendor leaves behind in this process: its source (HTTP client) and breaker. Also called
-        when a node applies another node's deletion from the vendor feed."""
+        """What a removed vendor leaves behind in this process: its source (HTTP client), breaker and remembered
+        404s. Also called when a node applies another node's deletion from the vendor feed."""
         if self._sources is not None:
             self._sources.drop(vendor_id)
         self._breakers.drop(vendor_id)
+        if self._catalog is not None:
+            self._catalog.tracker.forget_vendor(vendor_id)
 
     async def check_base_url(self, url: str) -> None:
         """The outbound policy's verdict on a vendor URL before it is stored: 422 with the reason. A name is

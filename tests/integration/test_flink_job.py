@@ -208,6 +208,26 @@ def test_a_product_request_goes_through_flink_to_the_vendor_and_back_with_its_of
     assert setup.update_for(missing.id)["status"] == "not_found"
 
 
+def test_requests_of_several_nodes_for_one_unknown_id_cost_the_vendor_one_call(setup: Setup) -> None:
+    """Nodes that miss one unknown id at once each publish a request; the job answers them all from one 404."""
+    setup.define(setup.vendor("dj-once", setup.dummy))
+    first = FetchRequest(RequestKind.PRODUCT, "dj-once", vendor_product_id="7777777")
+    setup.request(first)
+    assert setup.update_for(first.id)["status"] == "not_found"
+    calls = setup.dummy.requests()
+    others = [FetchRequest(RequestKind.PRODUCT, "dj-once", vendor_product_id="7777777") for _ in range(3)]
+    for request in others:
+        setup.request(request)
+    for request in others:
+        update = setup.update_for(request.id)
+        assert (update["status"], update["error_code"], update["vendor_failure"]) == (
+            "not_found",
+            "vendor_item_not_found",
+            False,
+        )
+    assert setup.dummy.requests() == calls
+
+
 def test_a_request_that_arrives_before_its_vendor_definition_waits_for_it(setup: Setup) -> None:
     request = FetchRequest(RequestKind.PRODUCT, "late-shop", vendor_product_id="1")
     setup.request(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -107,6 +108,28 @@ def test_a_product_request_reports_done_not_found_and_vendor_failure(sims: list[
         finally:
             sim.configure(error_rate=0.0)
     assert failed["status"] == "failed" and failed["vendor_failure"] is True and failed["error"]
+
+
+def test_requests_of_several_nodes_for_one_unknown_id_cost_one_call(sims: list[Sim], tmp_path: Path) -> None:
+    """Each node publishes its own request for an id it has not seen answered; the job answers every one of them,
+    each with its own request id, from one vendor 404 while not_found_ttl_s lasts (its expiry: test_not_found)."""
+    sim = next(s for s in sims if s.kind is VendorKind.DUMMYJSON)
+    vendor = _vendor("dj-thrift", sim)
+    settings = fast_settings(tmp_path / "unused.db", not_found_ttl_s=600)
+    with Processor(ProcessingConfig.from_settings(settings)) as processor:
+        before = sim.requests()
+        requests = [FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="876543") for _ in range(5)]
+        answers = [orjson.loads(processor.handle(Work(r), vendor)[0].value) for r in requests]
+        assert sim.requests() - before == 1
+        assert [(a["request_id"], a["status"], a["error_code"], a["vendor_failure"]) for a in answers] == [
+            (r.id, "not_found", "vendor_item_not_found", False) for r in requests
+        ]
+        processor.forget(vendor.id)  # a deleted vendor's 404s go with it
+        processor.handle(Work(FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="876543")), vendor)
+        assert sim.requests() - before == 2
+        renamed = dataclasses.replace(vendor, name="renamed")  # so do a redefined one's
+        processor.handle(Work(FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="876543")), renamed)
+        assert sim.requests() - before == 3
 
 
 def test_an_incremental_request_reads_only_what_changed_since_its_since(tmp_path: Path) -> None:

@@ -312,6 +312,34 @@ def test_a_miss_that_is_not_answered_in_time_is_202_then_completes(cluster: Clus
     assert wait_request(cluster.a, location)["status"] == "not_found"
 
 
+def _product_requests_for(cluster: Cluster, vpid: str) -> int:
+    read = consume(cluster.bootstrap, cluster.topic("product_requests"), count=1000, timeout=4)
+    return sum(1 for _, r in read if r["vendor_product_id"] == vpid)
+
+
+def test_a_not_found_from_the_changelog_answers_404_on_every_node_without_a_new_request(cluster: Cluster) -> None:
+    """The job's ``not_found`` outcome is remembered by each node that applies it (not_found_ttl_s): a miss of that
+    id on either node is answered 404 at once, and nothing more is asked of the job (so of the vendor)."""
+    if cluster.a.get("/vendors/shop").status_code == 404:  # this test run alone
+        assert cluster.a.post("/vendors", json=cluster.shop.vendor_body("shop"), headers=admin()).status_code == 201
+    wait_until(lambda: cluster.b.get("/vendors/shop").status_code == 200, timeout=20, what="node B to learn shop")
+    vpid = "888888888"
+    path = f"/vendors/shop/products/{vpid}"
+    response = _miss(cluster.a, path, 0)
+    assert response.status_code == 202, response.text
+    location = response.headers["location"]
+    request = wait_until(lambda: _try_request(cluster, vpid), timeout=10, what="the product request")
+    update = cluster.with_source("shop", lambda s: product_update(s, request_from_dict(request)))
+    assert (update["status"], update["error_code"]) == ("not_found", "vendor_item_not_found")
+    produce(cluster.bootstrap, cluster.topic("updates"), [("shop", update)])
+    assert wait_request(cluster.a, location)["status"] == "not_found"
+    assert wait_request(cluster.b, location)["status"] == "not_found"  # node B learnt it from the changelog
+    for client in (cluster.a, cluster.b, cluster.a, cluster.b):
+        error = assert_error(_miss(client, path, 0), 404, "not_found")
+        assert error["details"]["request_id"] == request["id"]
+    assert _product_requests_for(cluster, vpid) == 1
+
+
 def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(cluster: Cluster) -> None:
     poison: list[tuple[str | None, Any]] = [
         ("dj", b"{not json"),

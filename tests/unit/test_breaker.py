@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.errors import ServiceUnavailable, VendorError, VendorNotFound, VendorTimeout
-from app.ingest.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpen
+from app.ingest.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpen, Verdict
 
 
 class Clock:
@@ -110,6 +110,45 @@ def test_not_found_is_not_a_vendor_failure(breaker: CircuitBreaker) -> None:
         fail(breaker, VendorNotFound("no such item"))
     assert breaker.state is BreakerState.CLOSED
     assert breaker.snapshot().consecutive_failures == 0
+
+
+def test_not_found_does_not_reset_a_failing_vendor(breaker: CircuitBreaker) -> None:
+    """Misses for ids that do not exist (any client can send them) must not keep a failing vendor's breaker shut."""
+    fail(breaker)
+    fail(breaker)
+    for _ in range(10):
+        fail(breaker, VendorNotFound("no such item"))
+    assert breaker.snapshot().consecutive_failures == 2
+    fail(breaker)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_a_probe_answered_404_neither_closes_nor_reopens(breaker: CircuitBreaker, clock: Clock) -> None:
+    for _ in range(3):
+        fail(breaker)
+    clock.advance(10)
+    fail(breaker, VendorNotFound("no such item"))  # the probe
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.snapshot().consecutive_failures == 3
+    assert not breaker.blocked()  # the slot is free: the next call is the probe
+    with breaker.call():
+        pass
+    assert breaker.snapshot().state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("verdict", "state", "failures"),
+    [
+        (Verdict.SUCCESS, BreakerState.CLOSED, 0),
+        (Verdict.FAILURE, BreakerState.OPEN, 3),
+        (Verdict.NEUTRAL, BreakerState.CLOSED, 2),
+    ],
+)
+def test_record_takes_a_verdict(breaker: CircuitBreaker, verdict: Verdict, state: BreakerState, failures: int) -> None:
+    fail(breaker)
+    fail(breaker)
+    breaker.record(verdict)
+    assert (breaker.state, breaker.snapshot().consecutive_failures) == (state, failures)
 
 
 def test_probe_ending_without_verdict_frees_the_slot(breaker: CircuitBreaker, clock: Clock) -> None:

@@ -263,3 +263,24 @@ async def test_sync_requests_are_shared_but_a_full_one_never_joins_an_incrementa
         (RequestKind.CATALOG, False),
         (RequestKind.CATALOG, True),
     ]
+
+
+async def test_a_remembered_not_found_answers_404_without_a_request_even_with_the_breaker_open() -> None:
+    store, queue = FakeCatalogStore(), FakeRequestQueue()
+    breakers = BreakerRegistry(failures=1, open_s=60)
+    service = CatalogService(store, queue, RequestTracker(not_found_ttl_s=60), breakers=breakers)
+    await store.add_vendor(vendor("v"))
+    miss = asyncio.create_task(service.vendor_product("v", "gone", wait_ms=GUARD_S * 1000))
+    async with asyncio.timeout(GUARD_S):
+        published = await queue.wait_published(1)
+    service.tracker.complete(published[0].id, RequestStatus.NOT_FOUND, error="no", error_code="vendor_item_not_found")
+    with pytest.raises(NotFound):
+        await miss
+    breakers.get("v").record_failure()  # open now: a new id is refused, the remembered one still answers 404
+    with pytest.raises(NotFound) as again:
+        await service.vendor_product("v", "gone", wait_ms=0)
+    assert again.value.details["request_id"] == published[0].id
+    with pytest.raises(ServiceUnavailable):
+        await service.vendor_product("v", "other", wait_ms=0)
+    assert len(queue.published) == 1
+    await queue.stop()

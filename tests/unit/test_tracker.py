@@ -129,3 +129,57 @@ async def test_learnt_requests_are_bounded_too() -> None:
     for request in requests:
         tracker.learn(request)
     assert [tracker.get(r.id) is not None for r in requests] == [False] * 7 + [True] * 3
+
+
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_not_found_answers_identical_requests_until_its_time_is_up() -> None:
+    ticks = Ticks()
+    tracker = RequestTracker(not_found_ttl_s=30, clock=ticks)
+    first, _ = tracker.submit(product_request("gone"))
+    tracker.complete(first.request.id, RequestStatus.NOT_FOUND, error="no", error_code="vendor_item_not_found")
+    ticks.now += 29
+    again, created = tracker.submit(product_request("gone"))
+    assert not created and again is first
+    assert tracker.not_found("v", "gone") is first
+    assert tracker.not_found("v", "other") is None
+    ticks.now += 1
+    assert tracker.not_found("v", "gone") is None
+    fresh, created = tracker.submit(product_request("gone"))
+    assert created and fresh is not first
+
+
+async def test_only_product_not_founds_are_remembered_and_only_when_a_time_is_set() -> None:
+    tracker = RequestTracker(not_found_ttl_s=30)
+    failed, _ = tracker.submit(product_request("1"))
+    tracker.complete(failed.request.id, RequestStatus.FAILED, error="timeout", error_code="vendor_timeout")
+    assert tracker.submit(product_request("1"))[1]  # a failure is the breaker's business, not remembered
+    off = RequestTracker(not_found_ttl_s=0)
+    state, _ = off.submit(product_request("1"))
+    off.complete(state.request.id, RequestStatus.NOT_FOUND)
+    assert off.not_found("v", "1") is None and off.submit(product_request("1"))[1]
+
+
+async def test_a_not_found_learnt_from_another_node_is_remembered_too() -> None:
+    tracker = RequestTracker(not_found_ttl_s=30)
+    theirs = product_request("gone")
+    tracker.learn(theirs, from_outcome=True)  # as the changelog applier does for a ``product`` update
+    tracker.complete(theirs.id, RequestStatus.NOT_FOUND, error_code="vendor_item_not_found")
+    mine, created = tracker.submit(product_request("gone"))
+    assert not created and mine.request.id == theirs.id and mine.status is RequestStatus.NOT_FOUND
+
+
+async def test_a_redefined_vendor_forgets_what_it_did_not_have() -> None:
+    tracker = RequestTracker(not_found_ttl_s=30)
+    state, _ = tracker.submit(product_request("gone"))
+    tracker.complete(state.request.id, RequestStatus.NOT_FOUND)
+    tracker.forget_vendor("v")
+    assert tracker.not_found("v", "gone") is None and tracker.submit(product_request("gone"))[1]

@@ -115,18 +115,20 @@ async def test_a_parent_id_stores_every_variant_and_answers_with_the_first(world
 
 
 @pytest.mark.parametrize(
-    ("vpid", "error_code"),
-    [("missing", "vendor_item_not_found"), ("empty", "vendor_item_unusable")],
+    ("vpid", "error_code", "failures_after"),
+    # A 404 is neutral (any client can cause one); an item the vendor sent but that cannot be used is an answer.
+    [("missing", "vendor_item_not_found", 1), ("empty", "vendor_item_unusable", 0)],
 )
 async def test_a_product_the_vendor_does_not_have_is_not_found_and_not_a_vendor_failure(
-    world: World, vpid: str, error_code: str
+    world: World, vpid: str, error_code: str, failures_after: int
 ) -> None:
     breaker = world.breakers.get("v")
-    breaker.record_failure()  # one short of opening: the vendor answering must reset it, not open it
+    breaker.record_failure()  # one short of opening: the vendor's answer must not open it
     state = await world.run(product_request(vpid))
     assert (state.status, state.error_code) == (RequestStatus.NOT_FOUND, error_code)
     assert world.store.offers == {}
-    assert breaker.snapshot().consecutive_failures == 0
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.snapshot().consecutive_failures == failures_after
 
 
 async def test_vendor_failures_fail_the_request_and_open_the_breaker(world: World) -> None:

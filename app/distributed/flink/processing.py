@@ -15,6 +15,7 @@ between its slices, and a sync survives a job restart (the continuation is in Ka
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from app.domain.wire import (
 from app.domain.wire import dead_letter as wire_dead_letter
 from app.errors import CatalogError
 from app.ingest.fetch import ProductOutcome, fetch_product
+from app.ingest.not_found import NotFoundMemory
 from app.ingest.pages import slice_budget, walk_pages
 from app.secrets import load_secrets
 from app.settings import Settings
@@ -142,6 +144,7 @@ _VENDOR_SETTINGS = {
     "vendor_max_items_per_page",
     "outbound_allow_private",
     "page_attempts",
+    "not_found_ttl_s",
     # the job opens the sealed credentials of catalog_vendors: the keys travel with the other job settings
     "env",
     "secret_keys",
@@ -158,6 +161,8 @@ class Processor:
         #: Opens the credentials of the vendor definitions the job reads (sealed on ``catalog_vendors``).
         self.secrets = load_secrets(self._settings)
         self._sources = SourceRegistry(make_source_factory(self._settings))
+        self._not_found: NotFoundMemory[ProductOutcome] = NotFoundMemory(self._settings.not_found_ttl_s)
+        self._definitions: dict[str, Vendor] = {}  # the definition each vendor's remembered 404s were answered by
 
     def open(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -178,6 +183,8 @@ class Processor:
 
     def forget(self, vendor_id: str) -> None:
         """The vendor was deleted: its client is closed (on this worker's loop, where the registry retires it)."""
+        self._not_found.forget_vendor(vendor_id)
+        self._definitions.pop(vendor_id, None)
 
         async def drop() -> None:
             self._sources.drop(vendor_id)
@@ -201,8 +208,21 @@ class Processor:
         return await self._catalog_slice(source, work)
 
     async def _product(self, source: VendorSource, request: FetchRequest) -> list[Output]:
-        message = outcome_message(await fetch_product(source, request))
-        return [Output(Sink.UPDATES, request.vendor_id, dumps(message))]
+        """A product the vendor said it lacks a moment ago is answered from memory: the nodes each remember their
+        own 404s, but several nodes missing one unknown id at once each publish a request (keyed by vendor, they all
+        reach this worker one after the other)."""
+        vpid = request.vendor_product_id or ""
+        if self._definitions.get(source.vendor.id) != source.vendor:  # redefined: it may have them now
+            self._not_found.forget_vendor(source.vendor.id)
+            self._definitions[source.vendor.id] = source.vendor
+        remembered = self._not_found.get(request.vendor_id, vpid)
+        if remembered is not None:
+            outcome = dataclasses.replace(remembered, request_id=request.id)
+        else:
+            outcome = await fetch_product(source, request)
+            if outcome.status is RequestStatus.NOT_FOUND:
+                self._not_found.remember(request.vendor_id, vpid, outcome)
+        return [Output(Sink.UPDATES, request.vendor_id, dumps(outcome_message(outcome)))]
 
     async def _catalog_slice(self, source: VendorSource, work: Work) -> list[Output]:
         """Up to ``pages_per_message`` pages (or ``message_budget_s``), the next one fetched while the current one is
