@@ -64,6 +64,15 @@ class StoredProduct:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image some stored offer lists: ``id`` is ``app.domain.images.image_id(url)``."""
+
+    id: str
+    url: str
+    placeholder: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class OfferRef:
     product_id: str
     fetched_at: datetime
