@@ -49,7 +49,9 @@ class ImageServer:
     """Serves ``files`` (path -> (body, media type)) on 127.0.0.1; ``hits`` counts requests per path. A path not
     in ``files`` answers 404; ``redirects`` (path -> location) answer 302."""
 
-    def __init__(self, files: dict[str, tuple[bytes, str]], redirects: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, files: dict[str, tuple[bytes, str]], redirects: dict[str, str] | None = None, *, port: int = 0
+    ) -> None:
         self.files = files
         self.redirects = redirects or {}
         self.hits: Counter[str] = Counter()
@@ -83,7 +85,7 @@ class ImageServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="images", daemon=True)
@@ -101,3 +103,20 @@ class ImageServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+def serve_folder(folder: str, port: int) -> None:
+    """Serve every file of ``folder`` as ``/<name>`` on 127.0.0.1:``port`` until killed (the bench's vendor)."""
+    import mimetypes
+    import time
+    from pathlib import Path
+
+    files = {
+        f"/{path.name}": (path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        for path in Path(folder).iterdir()
+        if path.is_file()
+    }
+    server = ImageServer(files, port=port)
+    with server:
+        while True:
+            time.sleep(3600)
