@@ -219,7 +219,10 @@ def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
     )
 
 
-def image_service(settings: Settings, store: SqliteCatalog, origin: VendorImages) -> ImageService:
+def image_service(
+    settings: Settings, store: SqliteCatalog, origin: VendorImages, changes: KafkaChangePublisher | None
+) -> ImageService:
+    """Placeholders go where the runtime's writes go: the store, or the changelog (every node applies it)."""
     return ImageService(
         store,
         origin,
@@ -227,6 +230,7 @@ def image_service(settings: Settings, store: SqliteCatalog, origin: VendorImages
         DiskCache(
             settings.images_cache_dir or settings.db_path.parent / "images", settings.images_cache_mb * 1024 * 1024
         ),
+        changes.publish_placeholder if changes is not None else store.set_placeholder,
         concurrency=settings.images_concurrency,
     )
 
@@ -326,7 +330,7 @@ def build_container(settings: Settings) -> Container:
     container.image_origin = VendorImages(
         outbound_policy(settings), max_bytes=settings.images_max_bytes, timeout_s=settings.images_timeout_s
     )
-    container.images = image_service(settings, store, container.image_origin)
+    container.images = image_service(settings, store, container.image_origin, changes)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     if leadership is not None:

@@ -69,7 +69,8 @@ class StoredImage:
 
     id: str
     url: str
-    placeholder: str | None
+    vendor_id: str  # a vendor whose offers list it
+    placeholder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

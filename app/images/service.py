@@ -8,8 +8,9 @@
   one until evicted (the known cost of immutable caching).
 - Concurrent requests for the same thumbnail share one download (single flight); renders run in worker threads,
   a bounded number at once, so a burst of cold thumbnails cannot starve the event loop or the CPU.
-- The placeholder (BlurHash) of an image is computed the first time it is thumbnailed on this node and stored;
-  the products leading with it are rebuilt, so their documents carry it from then on.
+- The placeholder (BlurHash) of an image is computed the first time it is thumbnailed and recorded (the store, or
+  on the kafka runtime the changelog, so every node has it); the products leading with it are rebuilt, so their
+  documents carry it from then on.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from app.domain.queries import StoredImage
-from app.errors import NotFound, UnsupportedFormat
+from app.errors import CatalogError, NotFound, UnsupportedFormat
 from app.images.cache import DiskCache
 from app.images.pillow import FORMATS, PillowImaging, can_encode
 
@@ -35,7 +37,11 @@ class ImageRecords(Protocol):
     """What the service needs of the store (``SqliteCatalog``)."""
 
     def image(self, image_id: str) -> StoredImage | None: ...
-    async def set_placeholder(self, image_id: str, placeholder: str) -> int: ...
+
+
+#: Where a new placeholder goes: the store (embedded), or the changelog every node applies (kafka), so all nodes'
+#: documents carry it at the same change-feed position.
+RecordPlaceholder = Callable[[StoredImage, str], Awaitable[object]]
 
 
 class ImageOrigin(Protocol):
@@ -77,10 +83,12 @@ class ImageService:
         origin: ImageOrigin,
         imaging: PillowImaging,
         cache: DiskCache,
+        record_placeholder: RecordPlaceholder,
         *,
         concurrency: int = 2,
     ) -> None:
         self.store = store
+        self.record_placeholder = record_placeholder
         self.origin = origin
         self.imaging = imaging
         self.cache = cache
@@ -132,6 +140,8 @@ class ImageService:
             )
         self.cache.put(variant.key, rendered.body)  # on the loop: the cache's index has one owner thread
         if rendered.placeholder is not None:
-            changed = await self.store.set_placeholder(variant.image_id, rendered.placeholder)
-            log.debug("placeholder of %s: %d product documents rebuilt", variant.image_id, changed)
+            try:
+                await self.record_placeholder(stored, rendered.placeholder)
+            except CatalogError as exc:  # the broker is down, say: the thumbnail is good, the next one tries again
+                log.warning("placeholder of %s not recorded: %s", variant.image_id, exc.message)
         return Thumbnail(rendered.body, rendered.media_type, variant.etag, cached=False)

@@ -281,10 +281,12 @@ class SqliteCatalog:
 
     def image(self, image_id: str) -> StoredImage | None:
         """The URL and placeholder of an image a stored offer brought in; None for any other id."""
-        row = self._db.reader.execute("SELECT url, placeholder FROM images WHERE id = ?", (image_id,)).fetchone()
-        return StoredImage(image_id, row[0], row[1]) if row is not None else None
+        row = self._db.reader.execute(
+            "SELECT url, vendor_id, placeholder FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        return StoredImage(image_id, row[0], row[1], row[2]) if row is not None else None
 
-    async def set_placeholder(self, image_id: str, placeholder: str) -> int:
+    async def set_placeholder(self, image: StoredImage, placeholder: str) -> int:
         """Record the image's placeholder; the products leading with it are rebuilt (their documents carry it).
         Returns how many products changed."""
-        return await self._db.transaction(lambda c: set_placeholder(c, self._offers, image_id, placeholder))
+        return await self._db.transaction(lambda c: set_placeholder(c, self._offers, image, placeholder))

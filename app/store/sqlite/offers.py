@@ -30,7 +30,7 @@ from app.domain.images import image_id
 from app.domain.models import Availability, Offer, Product
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
-from app.domain.queries import UpsertResult
+from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, matched_key, product_id
 from app.store.sqlite.connection import chunks, dt, marks, next_seq
 from app.store.sqlite.transaction import immediate
@@ -414,7 +414,7 @@ class OfferWriter:
             vendor_rows: list[tuple[str, str]] = []
             products = {pid: build_product(pid, offers) for pid, offers in groups.items()}
             placeholders = _placeholders(conn, products.values())
-            image_rows: dict[str, str] = {}
+            image_rows: dict[str, tuple[str, str]] = {}
             lead_rows: list[tuple[str, str]] = []
             for pid, offers in groups.items():
                 product = products[pid]
@@ -446,7 +446,9 @@ class OfferWriter:
                     )
                 )
                 vendor_rows.extend((v, pid) for v in {o.vendor_id for o in offers})
-                image_rows.update((image_id(url), url) for url in product.images)
+                for o in offers:
+                    for url in o.images:
+                        image_rows.setdefault(image_id(url), (url, o.vendor_id))
                 if lead is not None:
                     lead_rows.append((lead, pid))
             if gone:
@@ -478,7 +480,10 @@ class OfferWriter:
             )
             conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
             conn.executemany("INSERT INTO product_vendors (vendor_id, product_id) VALUES (?, ?)", vendor_rows)
-            conn.executemany("INSERT OR IGNORE INTO images (id, url) VALUES (?, ?)", list(image_rows.items()))
+            conn.executemany(
+                "INSERT OR IGNORE INTO images (id, url, vendor_id) VALUES (?, ?, ?)",
+                [(iid, url, vid) for iid, (url, vid) in image_rows.items()],
+            )
             conn.execute(f"DELETE FROM product_images WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
             conn.executemany("INSERT INTO product_images (image_id, product_id) VALUES (?, ?)", lead_rows)
             changed += len(rows)
@@ -499,14 +504,18 @@ def _placeholders(conn: sqlite3.Connection, products: Iterable[Product]) -> dict
     return found
 
 
-def set_placeholder(conn: sqlite3.Connection, writer: OfferWriter, image: str, placeholder: str) -> int:
-    """Record an image's placeholder and rebuild the products that lead with it; returns how many changed."""
+def set_placeholder(conn: sqlite3.Connection, writer: OfferWriter, image: StoredImage, placeholder: str) -> int:
+    """Record an image's placeholder and rebuild the products that lead with it; returns how many changed. The row
+    is created when missing (a node may learn the placeholder before an offer listing the image reaches it)."""
     updated = conn.execute(
-        "UPDATE images SET placeholder = ? WHERE id = ? AND placeholder IS NOT ?", (placeholder, image, placeholder)
+        "INSERT INTO images (id, url, vendor_id, placeholder) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET placeholder = excluded.placeholder "
+        "WHERE images.placeholder IS NOT excluded.placeholder",
+        (image.id, image.url, image.vendor_id, placeholder),
     ).rowcount
     if not updated:
         return 0
-    pids = {pid for (pid,) in conn.execute("SELECT product_id FROM product_images WHERE image_id = ?", (image,))}
+    pids = {pid for (pid,) in conn.execute("SELECT product_id FROM product_images WHERE image_id = ?", (image.id,))}
     return writer.rebuild(conn, pids)
 
 

@@ -1,10 +1,12 @@
 -- Thumbnails (GET /images/{id}): the image URLs the stored offers brought in, by id (app/domain/images.py: a hash of
 -- the URL), so an id a client sends can only name an image a vendor listed, never a URL of the client's choosing.
 -- Rows are written by the offer writer when it rebuilds a product (both runtimes: the kafka node applies updates
--- through the same code). `placeholder` is the BlurHash, set on this node when the image is first thumbnailed.
+-- through the same code). `placeholder` is the BlurHash, set when the image is first thumbnailed (on the kafka
+-- runtime through a `placeholder` update on the changelog, so every node sets it at the same position).
 CREATE TABLE images (
     id          TEXT PRIMARY KEY,
     url         TEXT NOT NULL,
+    vendor_id   TEXT NOT NULL,      -- a vendor listing it: the key its placeholder travels the changelog under
     placeholder TEXT
 ) WITHOUT ROWID;
 
