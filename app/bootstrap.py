@@ -120,6 +120,7 @@ def rate_limits(settings: Settings) -> RateLimits:
         misses=TokenBucket(settings.rate_limit_misses_per_min, settings.rate_limit_miss_burst),
         admin_failures=TokenBucket(settings.rate_limit_admin_failures_per_min, settings.rate_limit_admin_burst),
         clients=ClientAddress(settings.trusted_proxies),
+        thumbnails=TokenBucket(settings.rate_limit_thumbnails_per_min, settings.rate_limit_thumbnail_burst),
     )
 
 

@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         60, ge=0, description="Misses (listings not stored: a vendor call) one client may cause per minute (0: off)."
     )
     rate_limit_miss_burst: int = Field(20, ge=1, description="Misses one client may cause at once.")
+    rate_limit_thumbnails_per_min: float = Field(
+        600,
+        ge=0,
+        description="Thumbnails not cached yet (a download and a render each) one client may cause per minute "
+        "(0: off); cached ones are not limited.",
+    )
+    rate_limit_thumbnail_burst: int = Field(100, ge=1, description="Uncached thumbnails one client may cause at once.")
     rate_limit_admin_failures_per_min: float = Field(
         6, ge=0, description="Admin calls with a missing or wrong key one client may make per minute (0: off)."
     )

@@ -34,6 +34,9 @@ def development_env(**settings: str) -> dict[str, str]:
         "CATALOG_ENV": "development",
         "CATALOG_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",
         "CATALOG_LOG_LEVEL": "warning",
+        # one load generator is one client: the per-client limits would measure themselves
+        "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",
+        "CATALOG_RATE_LIMIT_THUMBNAILS_PER_MIN": "0",
         **settings,
     }
 

@@ -12,7 +12,7 @@ from app.api.responses import not_modified
 from app.bootstrap import Container
 from app.catalog.params import exact_int
 from app.domain.images import ID_PATTERN
-from app.errors import InvalidInput
+from app.errors import InvalidInput, RateLimited
 from app.images.pillow import MAX_SIDE
 from app.images.service import ImageService
 
@@ -68,9 +68,11 @@ def _size(request: Request, name: str) -> int | None:
             404,
             415,
             422,
+            429,
             502,
             504,
             s404="No stored product lists this image, or the vendor no longer has it.",
+            s429="Too many thumbnails not made yet (each a vendor download) from this client; see `Retry-After`.",
             s415="The format asked for cannot be encoded by this build (AVIF needs a Pillow with libavif).",
             s502="The vendor image could not be used: refused address, over `CATALOG_IMAGES_MAX_BYTES` or "
             "`CATALOG_IMAGES_MAX_PIXELS`, not an image, or the vendor failed.",
@@ -100,6 +102,10 @@ async def get_image(
     }
     if not_modified(request, variant.etag):
         return Response(status_code=304, headers=headers)
+    if variant.key not in service.cache:
+        limits = container.limits
+        if (wait := limits.thumbnails.take(limits.clients.of(request))) is not None:
+            raise RateLimited("too many thumbnails not made yet from this client; retry later", retry_after=wait)
     thumbnail = await service.thumbnail(variant)
     headers["X-Cache"] = "hit" if thumbnail.cached else "miss"
     return Response(thumbnail.body, media_type=thumbnail.media_type, headers=headers)

@@ -254,3 +254,16 @@ def test_the_cache_stays_under_its_size_evicting_the_least_recently_used(
     assert api.get(url, params={"w": sizes[-1], "format": "jpeg"}).headers["x-cache"] == "hit"
     assert api.get(url, params={"w": sizes[0], "format": "jpeg"}).headers["x-cache"] == "miss"  # evicted first
     assert images.hits["/shoe.jpg"] == before + len(sizes) + 1
+
+
+def test_thumbnails_not_made_yet_are_rate_limited_per_client_and_cached_ones_are_not(
+    api_of: Any, images: ImageServer
+) -> None:
+    api = api_of(rate_limit_thumbnails_per_min=1, rate_limit_thumbnail_burst=2)
+    url = path_of(images, "/bag.png")
+    assert [api.get(url, params={"w": w}).status_code for w in (31, 32)] == [200, 200]
+    limited = api.get(url, params={"w": 33})
+    assert_error(limited, 429, "rate_limited")
+    assert int(limited.headers["retry-after"]) >= 1
+    for _ in range(5):
+        assert api.get(url, params={"w": 31}).headers["x-cache"] == "hit"
