@@ -26,6 +26,10 @@ from app.domain.cursor import TokenSigner
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
 from app.health.service import HealthService
+from app.images.cache import DiskCache
+from app.images.origin import VendorImages
+from app.images.pillow import MAX_SIDE, PillowImaging
+from app.images.service import ImageService
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.inprocess_queue import InProcessRequestQueue
 from app.ingest.planning import plan_catalog
@@ -116,6 +120,7 @@ def rate_limits(settings: Settings) -> RateLimits:
         misses=TokenBucket(settings.rate_limit_misses_per_min, settings.rate_limit_miss_burst),
         admin_failures=TokenBucket(settings.rate_limit_admin_failures_per_min, settings.rate_limit_admin_burst),
         clients=ClientAddress(settings.trusted_proxies),
+        thumbnails=TokenBucket(settings.rate_limit_thumbnails_per_min, settings.rate_limit_thumbnail_burst),
     )
 
 
@@ -159,9 +164,14 @@ class Container:
     changes: ChangeFeed | None = None
     # per-client rate limits of the public miss path and of admin key failures
     limits: RateLimits = field(default_factory=lambda: rate_limits(Settings(env="development")))
+    # GET /images/{id}: thumbnails of stored products' images
+    images: ImageService | None = None
+    image_origin: VendorImages | None = None
 
     async def start(self) -> None:
         self.store.open()
+        if self.images is not None:
+            self.images.cache.open()
         await self.store.mark_interrupted_syncs()
         if self.replication is not None:
             await self.replication.start()
@@ -183,6 +193,8 @@ class Container:
             await self.changelog.stop()
         await self.queue.stop()
         await self.sources.aclose()
+        if self.image_origin is not None:
+            await self.image_origin.aclose()
         if self.replication is not None:
             await self.replication.stop()
         self.store.close()
@@ -205,6 +217,22 @@ def change_feed(settings: Settings, store: SqliteCatalog) -> ChangeFeed:
     )
     return ChangeFeed(
         store.changes, store.prune_changes, epoch=epoch, local_part=not kafka, retention_s=settings.changes_retention_s
+    )
+
+
+def image_service(
+    settings: Settings, store: SqliteCatalog, origin: VendorImages, changes: KafkaChangePublisher | None
+) -> ImageService:
+    """Placeholders go where the runtime's writes go: the store, or the changelog (every node applies it)."""
+    return ImageService(
+        store,
+        origin,
+        PillowImaging(max_pixels=settings.images_max_pixels, max_side=MAX_SIDE),
+        DiskCache(
+            settings.images_cache_dir or settings.db_path.parent / "images", settings.images_cache_mb * 1024 * 1024
+        ),
+        changes.publish_placeholder if changes is not None else store.set_placeholder,
+        concurrency=settings.images_concurrency,
     )
 
 
@@ -300,6 +328,10 @@ def build_container(settings: Settings) -> Container:
     container.tokens = TokenSigner(settings.token_key())
     container.changes = change_feed(settings, store)
     container.limits = rate_limits(settings)
+    container.image_origin = VendorImages(
+        outbound_policy(settings), max_bytes=settings.images_max_bytes, timeout_s=settings.images_timeout_s
+    )
+    container.images = image_service(settings, store, container.image_origin, changes)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     if leadership is not None:

@@ -11,6 +11,7 @@ deep in a source reaches the client with a meaningful status instead of a bare 5
     ├── InvalidToken                400  (a cursor or change token this API did not issue)
     ├── Gone                        410  (a change token older than the feed keeps: resync)
     ├── PayloadTooLarge             413
+    ├── UnsupportedFormat           415  (an image format this build cannot encode)
     ├── Unauthorized                401
     ├── Forbidden                   403
     ├── RateLimited                 429  (a client over its rate limit; Retry-After)
@@ -21,6 +22,7 @@ deep in a source reaches the client with a meaningful status instead of a bare 5
         ├── VendorRateLimited       503  (429 with Retry-After, retries exhausted)
         ├── VendorTimeout           504
         ├── VendorBadResponse       502  (garbage, malformed JSON, unexpected shape, an answer over the limits)
+        │   └── ImageRefused        502  (an image too large, too many pixels, or not an image)
         └── VendorAddressRefused    502  (the outbound policy refused the URL or its address)
 """
 
@@ -73,6 +75,11 @@ class Gone(CatalogError):
 class PayloadTooLarge(CatalogError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedFormat(CatalogError):
+    status_code = 415
+    code = "unsupported_format"
 
 
 class Unauthorized(CatalogError):
@@ -139,3 +146,9 @@ class VendorAddressRefused(VendorError):
     """The outbound policy (``app.sources.safety``) refused a URL or the address it resolves to: never retried."""
 
     code = "vendor_address_refused"
+
+
+class ImageRefused(VendorBadResponse):
+    """A vendor image not thumbnailed: over the byte or pixel limit (a decompression bomb), or not an image."""
+
+    code = "image_refused"

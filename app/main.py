@@ -24,6 +24,7 @@ from app.catalog import endpoints as products
 from app.changes import endpoints as changes
 from app.health import endpoints as health
 from app.health import metrics
+from app.images import endpoints as images
 from app.ingest import endpoints as requests
 from app.settings import Settings
 from app.vendors import endpoints as vendors
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (products, changes, vendors, requests, health, webhooks, metrics, analytics):
+    for module in (products, changes, images, vendors, requests, health, webhooks, metrics, analytics):
         app.include_router(module.router)
     if settings.bench_routes:
         app.include_router(bench.router)

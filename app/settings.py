@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         60, ge=0, description="Misses (listings not stored: a vendor call) one client may cause per minute (0: off)."
     )
     rate_limit_miss_burst: int = Field(20, ge=1, description="Misses one client may cause at once.")
+    rate_limit_thumbnails_per_min: float = Field(
+        600,
+        ge=0,
+        description="Thumbnails not cached yet (a download and a render each) one client may cause per minute "
+        "(0: off); cached ones are not limited.",
+    )
+    rate_limit_thumbnail_burst: int = Field(100, ge=1, description="Uncached thumbnails one client may cause at once.")
     rate_limit_admin_failures_per_min: float = Field(
         6, ge=0, description="Admin calls with a missing or wrong key one client may make per minute (0: off)."
     )
@@ -173,6 +180,26 @@ class Settings(BaseSettings):
         "reconnects with `Last-Event-ID`).",
     )
     changes_poll_s: float = Field(0.25, gt=0, description="How often an open change stream looks for new changes.")
+    images_cache_dir: Path | None = Field(
+        None, description="Folder of the thumbnail cache, one per node (default: `images/` beside `CATALOG_DB_PATH`)."
+    )
+    images_cache_mb: int = Field(
+        256, ge=1, description="Size cap of the thumbnail cache in MB; least recently used out first."
+    )
+    images_max_bytes: int = Field(
+        15 * 1024 * 1024, ge=1024, description="Largest vendor image downloaded for a thumbnail (over it: 502)."
+    )
+    images_max_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="Most pixels a vendor image may declare before it is decoded (decompression bombs; Pillow's "
+        "`MAX_IMAGE_PIXELS`); over it: 502.",
+    )
+    images_timeout_s: float = Field(10.0, gt=0, description="Time limit of one vendor image download, whole.")
+    images_concurrency: int = Field(2, ge=1, description="Thumbnails rendered at once (CPU-bound, in threads).")
+    images_max_age_s: int = Field(
+        31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails (they are immutable: one URL, one image)."
+    )
     rates_file: Path | None = Field(
         None,
         description="JSON exchange rates for `?currency=` and cross-currency price sorts "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ import httpx
 import orjson
 
 from bench.loadgen import LoadResult, hammer
-from bench.processes import free_port, simulator_command, wait_http
+from bench.processes import development_env, free_port, simulator_command, wait_http
 from bench.table import Row, passed, print_table
 
 ADMIN = {"X-API-Key": "bench-admin-key"}
@@ -90,9 +89,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--suite",
-        choices=["all", "api", "distributed", "replication"],
+        choices=["all", "api", "distributed", "replication", "changes", "images"],
         default="all",
-        help="api: ingest, reads, memory; distributed: Kafka + Flink; replication: SQLite -> PostgreSQL",
+        help="api: ingest, reads, memory; distributed: Kafka + Flink; replication: SQLite -> PostgreSQL; "
+        "changes: the change feed; images: thumbnails and a list screen's bytes",
     )
     parser.add_argument("--products", type=int, default=100_000, help="api: products ingested")
     parser.add_argument("--rounds", type=int, default=5, help="api: alternating rounds per read ratio")
@@ -101,6 +101,8 @@ def main() -> int:
     parser.add_argument("--sync-size", type=int, default=30_000, help="distributed: products of the synced vendor")
     parser.add_argument("--samples", type=int, default=40, help="distributed: timed misses")
     parser.add_argument("--changes", type=int, default=100_000, help="replication: changes pushed")
+    parser.add_argument("--feed-products", type=int, default=20_000, help="changes: products in the feed")
+    parser.add_argument("--side", type=int, default=2000, help="images: pixels of each original's side")
     args = parser.parse_args()
     status = 0
     if args.suite in ("all", "api"):
@@ -118,6 +120,24 @@ def main() -> int:
         rows = replication.run_replication(changes=args.changes)
         print_table(rows)
         status |= 0 if passed(rows) else 1
+    if args.suite in ("all", "changes"):
+        from bench import changes
+
+        print("\n## Change feed (embedded runtime)")
+        rows = changes.run_changes(argparse.Namespace(products=args.feed_products, rounds=min(args.rounds, 3)))
+        print_table(rows)
+        status |= 0 if passed(rows) else 1
+    if args.suite in ("all", "images"):
+        from bench import images
+
+        print("\n## Thumbnails")
+        rows = images.run_images(
+            argparse.Namespace(
+                rounds=min(args.rounds, 3), seconds=args.seconds, connections=args.connections, side=args.side
+            )
+        )
+        print_table(rows)
+        status |= 0 if passed(rows) else 1
     return status
 
 
@@ -126,13 +146,11 @@ def api_suite(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
     sim_port, api_port = free_port(), free_port()
     sim = start_simulator(args.products, sim_port)
-    env = {
-        **os.environ,
-        "CATALOG_DB_PATH": str(workdir / "catalog.db"),
-        "CATALOG_ADMIN_KEY": ADMIN["X-API-Key"],
-        "CATALOG_BENCH_ROUTES": "true",
-        "CATALOG_LOG_LEVEL": "warning",
-    }
+    env = development_env(
+        CATALOG_DB_PATH=str(workdir / "catalog.db"),
+        CATALOG_ADMIN_KEY=ADMIN["X-API-Key"],
+        CATALOG_BENCH_ROUTES="true",
+    )
     api = subprocess.Popen(
         [
             sys.executable,

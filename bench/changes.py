@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from bench.loadgen import hammer
-from bench.processes import free_port, simulator_command, wait_http
+from bench.processes import development_env, free_port, simulator_command, wait_http
 from bench.table import Row, print_table
 
 ADMIN = {"X-API-Key": "bench-admin-key"}
@@ -32,19 +31,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--products", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    print_table(run_changes(parser.parse_args()))
+
+
+def run_changes(args: argparse.Namespace) -> list[Row]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-changes-"))
     sim_port, api_port = free_port(), free_port()
     sim = subprocess.Popen(simulator_command(args.products, sim_port))
-    env = {
-        **os.environ,
-        "CATALOG_DB_PATH": str(tmp / "catalog.db"),
-        "CATALOG_ADMIN_KEY": ADMIN["X-API-Key"],
-        "CATALOG_LOG_LEVEL": "warning",
-        "CATALOG_SCHEDULER_ENABLED": "false",
-        "CATALOG_LIST_CACHE_PAGES": "0",
-        "CATALOG_CHANGES_POLL_S": "0.02",
-    }
+    env = development_env(
+        CATALOG_DB_PATH=str(tmp / "catalog.db"),
+        CATALOG_ADMIN_KEY=ADMIN["X-API-Key"],
+        CATALOG_SCHEDULER_ENABLED="false",
+        CATALOG_LIST_CACHE_PAGES="0",
+        CATALOG_CHANGES_POLL_S="0.02",
+    )
     api = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(api_port), "--log-level", "warning"], env=env
     )
@@ -100,7 +100,7 @@ def main() -> None:
         for proc in (api, sim):
             proc.terminate()
             proc.wait(timeout=10)
-    print_table(rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -23,6 +24,21 @@ def simulator_command(size: int, port: int) -> list[str]:
         f"run_simulators([(SimConfig(kind='dummyjson', size={size}, seed=1), {port})])"
     )
     return [sys.executable, "-c", code]
+
+
+def development_env(**settings: str) -> dict[str, str]:
+    """A benchmark API's environment: development (the bench's short admin key and the public secret key are
+    accepted) and the loopback simulators admitted by the outbound policy, which refuses private addresses."""
+    return {
+        **os.environ,
+        "CATALOG_ENV": "development",
+        "CATALOG_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",
+        "CATALOG_LOG_LEVEL": "warning",
+        # one load generator is one client: the per-client limits would measure themselves
+        "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",
+        "CATALOG_RATE_LIMIT_THUMBNAILS_PER_MIN": "0",
+        **settings,
+    }
 
 
 def wait_http(url: str, timeout_s: float = 60.0) -> None:

@@ -30,6 +30,7 @@ from app.domain.queries import (
     ProductPage,
     ProductQuery,
     Sort,
+    StoredImage,
     StoredProduct,
     SyncProgress,
     UpsertResult,
@@ -110,6 +111,7 @@ class FakeCatalogStore:
         self._applied: dict[str, AppliedSync] = {}
         self._docs: dict[str, _Doc] = {}
         self.deliveries: dict[tuple[str, str], Delivery] = {}
+        self.placeholders: dict[str, str] = {}  # image id -> BlurHash
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -343,6 +345,21 @@ class FakeCatalogStore:
             self._rebuild()
         return len(gone)
 
+    def _render(self, product: Product) -> _Doc:
+        lead = documents.lead_image_id(product)
+        summary, doc = documents.render(product, placeholder=self.placeholders.get(lead) if lead else None)
+        return _Doc(product, summary, doc, documents.etag_of(doc))
+
+    async def set_placeholder(self, image: StoredImage, placeholder: str) -> int:
+        await asyncio.sleep(0)
+        self.placeholders[image.id] = placeholder
+        changed = 0
+        for pid, old in list(self._docs.items()):
+            if documents.lead_image_id(old.product) == image.id:
+                self._docs[pid] = self._render(old.product)
+                changed += self._docs[pid].etag != old.etag
+        return changed
+
     def _rebuild(self) -> int:
         """Re-unify everything; returns how many products appeared, changed or went.
 
@@ -356,8 +373,7 @@ class FakeCatalogStore:
             if prev is not None and _content(prev.product.offers) == _content(product.offers):
                 docs[product.id] = prev
                 continue
-            summary, doc = documents.render(product)
-            docs[product.id] = _Doc(product, summary, doc, documents.etag_of(doc))
+            docs[product.id] = self._render(product)
         self._docs = docs
         before = {pid: d.etag for pid, d in old.items()}
         after = {pid: d.etag for pid, d in docs.items()}

@@ -71,6 +71,7 @@ def fast_settings(db_path: Path, **overrides: Any) -> Settings:
         "env": "development",
         # One test server takes thousands of calls from one address: the rate limits have tests of their own.
         "rate_limit_misses_per_min": 0,
+        "rate_limit_thumbnails_per_min": 0,
         "rate_limit_admin_failures_per_min": 0,
         "log_level": "warning",
         "scheduler_enabled": False,
@@ -277,6 +278,7 @@ def service_env(db_path: Path, **overrides: str) -> dict[str, str]:
             "CATALOG_OUTBOUND_ALLOW_PRIVATE": LOOPBACK,
             "CATALOG_ENV": "development",
             "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",
+            "CATALOG_RATE_LIMIT_THUMBNAILS_PER_MIN": "0",
             "CATALOG_RATE_LIMIT_ADMIN_FAILURES_PER_MIN": "0",
             "CATALOG_LOG_LEVEL": "warning",
             "CATALOG_SCHEDULER_TICK_S": "1",

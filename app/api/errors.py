@@ -118,6 +118,7 @@ ERROR_STATUSES: dict[int, str] = {
     409: "Conflicts with the current state.",
     410: "The change token is older than the feed keeps: resync from the start.",
     413: "The request body is larger than `CATALOG_MAX_BODY_BYTES`.",
+    415: "The format asked for cannot be produced by this build.",
     422: "Invalid input.",
     429: "Too many requests from this client (misses that cost a vendor call, admin key failures); see `Retry-After`.",
     502: "The vendor failed.",

@@ -1,8 +1,10 @@
 """Per-client rate limits: what an anonymous client may cost us (vendor calls) and how often it may guess the key.
 
-Two limits, both token buckets keyed by the client's address (``client_address``):
+Three limits, all token buckets keyed by the client's address (``client_address``):
 - the public miss path: a request for a listing the store does not hold costs a vendor call, so each client gets
   ``CATALOG_RATE_LIMIT_MISSES_PER_MIN`` of them (bursts of ``..._MISS_BURST``); reads of stored data are not limited;
+- thumbnails not in the cache (a vendor download and a render each; a client could otherwise ask for every width
+  of every image): ``CATALOG_RATE_LIMIT_THUMBNAILS_PER_MIN`` (bursts of ``..._THUMBNAIL_BURST``, a few list screens);
 - admin authentication failures: ``CATALOG_RATE_LIMIT_ADMIN_FAILURES_PER_MIN`` (bursts of ``..._ADMIN_BURST``); once
   a client is out of tokens every admin call of it answers 429 until it has one again, the right key included, so
   a key cannot be guessed at network speed.
@@ -105,7 +107,15 @@ class ClientAddress:
 class RateLimits:
     """The service's limits, built from settings once (``app.bootstrap``) and shared by the endpoints."""
 
-    def __init__(self, misses: TokenBucket, admin_failures: TokenBucket, clients: ClientAddress) -> None:
+    def __init__(
+        self,
+        misses: TokenBucket,
+        admin_failures: TokenBucket,
+        clients: ClientAddress,
+        thumbnails: TokenBucket | None = None,
+    ) -> None:
         self.misses = misses
         self.admin_failures = admin_failures
         self.clients = clients
+        #: thumbnails not made yet (each a vendor download and a render); cached ones are not limited
+        self.thumbnails = thumbnails or TokenBucket(0, 1)

@@ -32,6 +32,8 @@ SUMMARY_FIELDS = (
     "category",
     "gtin",
     "image",
+    "thumbnail",
+    "placeholder",
     "currency",
     "min_price",
     "max_price",
@@ -42,7 +44,7 @@ SUMMARY_FIELDS = (
     "updated_at",
     "display",
 )
-DETAIL_FIELDS = (*SUMMARY_FIELDS, "description", "images", "offers")
+DETAIL_FIELDS = (*SUMMARY_FIELDS, "description", "images", "thumbnails", "offers")
 
 #: Marks a parameter whose enum is the rates file's currencies, filled in when the schema is built.
 CURRENCY_ENUM = "x-catalog-currencies"
@@ -121,7 +123,8 @@ class ProductFilters(BaseModel):
     fields: str | None = Field(
         None,
         pattern=SUMMARY_FIELDS_PATTERN,
-        description="Comma-separated fields each item keeps (sparse fields), e.g. `id,name,min_price,image`; "
+        description="Comma-separated fields each item keeps (sparse fields), e.g. "
+        "`id,name,min_price,thumbnail,placeholder`; "
         "default all.",
         json_schema_extra={"x-catalog-list": list(SUMMARY_FIELDS)},
     )

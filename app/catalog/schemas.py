@@ -32,7 +32,17 @@ class ProductSummary(BaseModel):
     brand: str | None = None
     category: str | None = None
     gtin: str | None = Field(None, description="GTIN-14, check digit verified.")
-    image: str | None = None
+    image: str | None = Field(None, description="The lead image: the vendor's original, full size.")
+    thumbnail: str | None = Field(
+        None,
+        description="Path of the lead image's thumbnail (`getImage`): add `?w=&h=&format=`, e.g. "
+        "`/images/i_...?w=200&format=webp`.",
+    )
+    placeholder: str | None = Field(
+        None,
+        description="BlurHash of the lead image, to paint while the thumbnail loads; null until the image was "
+        "first thumbnailed on this node (computed then, not at ingest).",
+    )
     currency: str = Field("", description="The currency most of the product's offers use.")
     min_price: str = Field("", description="Lowest offer price in `currency` (exact decimal as a string).")
     max_price: str = ""
@@ -68,6 +78,7 @@ class OfferOut(BaseModel):
 class ProductDetail(ProductSummary):
     description: str = ""
     images: list[str] = []
+    thumbnails: list[str] = Field([], description="Thumbnail paths of `images`, in the same order.")
     offers: list[OfferOut] = []
 
 

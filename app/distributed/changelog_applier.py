@@ -130,6 +130,9 @@ class ChangelogApplier:
                 elif update.type is UpdateType.REQUEST:
                     assert update.request is not None
                     self._tracker.learn(update.request)
+                elif update.type is UpdateType.PLACEHOLDER:
+                    assert update.placeholder is not None
+                    await self._store.set_placeholder(*update.placeholder)
                 else:
                     await self._apply_sync_edge(update)
             finally:

@@ -15,7 +15,11 @@ from typing import Any
 
 import orjson
 
+from app.domain.images import image_id, thumbnail_path
 from app.domain.models import Offer, Product
+
+#: Bumped when a document gains or loses a field: the store then rebuilds every stored document once at start-up.
+VERSION = 2
 
 
 @functools.lru_cache(maxsize=8192)
@@ -53,7 +57,12 @@ def offer_dict(offer: Offer, product_id: str | None = None) -> dict[str, Any]:
     return data
 
 
-def _summary_dict(product: Product) -> dict[str, Any]:
+def lead_image_id(product: Product) -> str | None:
+    """The id of the image a list item shows (its thumbnail and placeholder are that image's)."""
+    return image_id(product.images[0]) if product.images else None
+
+
+def _summary_dict(product: Product, placeholder: str | None) -> dict[str, Any]:
     return {
         "id": product.id,
         "name": product.name,
@@ -61,6 +70,8 @@ def _summary_dict(product: Product) -> dict[str, Any]:
         "category": product.category,
         "gtin": product.gtin,
         "image": product.images[0] if product.images else None,
+        "thumbnail": thumbnail_path(product.images[0]) if product.images else None,
+        "placeholder": placeholder,
         "currency": product.currency,
         "min_price": str(product.min_price),
         "max_price": str(product.max_price),
@@ -72,15 +83,21 @@ def _summary_dict(product: Product) -> dict[str, Any]:
     }
 
 
-def render(product: Product, wires: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> tuple[bytes, bytes]:
+def render(
+    product: Product,
+    wires: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    placeholder: str | None = None,
+) -> tuple[bytes, bytes]:
     """The product's list-item form (what a catalog grid needs: no description, no offers) and detail form.
 
-    ``wires`` may hold offers' ``offer_dict`` forms already built by the caller.
+    ``wires`` may hold offers' ``offer_dict`` forms already built by the caller; ``placeholder`` is the lead
+    image's BlurHash once known (computed when that image is first thumbnailed).
     """
-    data = _summary_dict(product)
+    data = _summary_dict(product, placeholder)
     summary = orjson.dumps(data)
     data["description"] = product.description
     data["images"] = list(product.images)
+    data["thumbnails"] = [thumbnail_path(url) for url in product.images]
     wires = wires or {}
     data["offers"] = [wires.get(o.key) or offer_dict(o) for o in product.offers]
     return summary, orjson.dumps(data)

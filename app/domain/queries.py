@@ -64,6 +64,16 @@ class StoredProduct:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image some stored offer lists: ``id`` is ``app.domain.images.image_id(url)``."""
+
+    id: str
+    url: str
+    vendor_id: str  # a vendor whose offers list it
+    placeholder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OfferRef:
     product_id: str
     fetched_at: datetime

@@ -13,14 +13,15 @@ topic                              key             value
 ``product_requests``                               continues carries ``"continuation"`` (``Work``)
 ``catalog_vendors`` (compacted)    vendor id       ``vendor_to_dict``, or a tombstone when deleted
 ``product_updates``                vendor id       the job's ``product``, ``sync_started``, ``page``,
-                                                   ``sync_finished``; a node's ``webhook`` and ``request``
-                                                   (``parse_update``)
+                                                   ``sync_finished``; a node's ``webhook``, ``request``
+                                                   and ``placeholder`` (``parse_update``)
 ``catalog_dead_letters``           original key    ``dead_letter``: the refused message and why
 =================================  ==============  ===========================================================
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +32,9 @@ from typing import Any
 import orjson
 
 from app.domain.documents import iso
+from app.domain.images import image_id
 from app.domain.models import Availability, Offer, Vendor, VendorKind, utcnow
+from app.domain.queries import StoredImage
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus, new_request_id
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 from app.secrets import Secrets, SecretsError
@@ -289,6 +292,8 @@ class UpdateType(StrEnum):
     WEBHOOK = "webhook"
     #: A node published this request: every node can now answer ``GET /requests/{id}`` (pending until its outcome).
     REQUEST = "request"
+    #: A node thumbnailed an image first: its placeholder, for every node's documents (at this message's position).
+    PLACEHOLDER = "placeholder"
 
 
 def product_message(
@@ -394,6 +399,32 @@ def request_message(request: FetchRequest) -> dict[str, Any]:
     }
 
 
+def placeholder_message(image: StoredImage, placeholder: str) -> dict[str, Any]:
+    """``{"v", "type": "placeholder", "vendor_id", "image_id", "url", "placeholder"}``: keyed by a vendor listing the
+    image, so it follows the offers that brought the image in on that vendor's partition."""
+    return {
+        "v": VERSION,
+        "type": UpdateType.PLACEHOLDER.value,
+        "vendor_id": image.vendor_id,
+        "image_id": image.id,
+        "url": image.url,
+        "placeholder": placeholder,
+    }
+
+
+#: BlurHash's alphabet (base 83); a placeholder is short.
+_BLURHASH = re.compile(r"^[0-9A-Za-z#$%*+,\-.:;=?@\[\]^_{|}~]{6,128}$")
+
+
+def _placeholder(data: Mapping[str, Any], vendor_id: str) -> tuple[StoredImage, str]:
+    url, image, placeholder = data.get("url"), data.get("image_id"), data.get("placeholder")
+    if not isinstance(url, str) or not isinstance(image, str) or image != image_id(url):
+        raise ChangelogError("placeholder update: image_id must be the id of url")
+    if not isinstance(placeholder, str) or not _BLURHASH.match(placeholder):
+        raise ChangelogError("placeholder update: not a BlurHash")
+    return StoredImage(image, url, vendor_id), placeholder
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """A parsed ``product_updates`` message (what a node applies)."""
@@ -409,6 +440,8 @@ class Update:
     webhook: WebhookChange | None = None
     #: the request a node accepted (``REQUEST``)
     request: FetchRequest | None = None
+    #: the image and its placeholder (``PLACEHOLDER``)
+    placeholder: tuple[StoredImage, str] | None = None
 
 
 def parse_update(data: Any) -> Update:
@@ -440,6 +473,8 @@ def parse_update(data: Any) -> Update:
         if accepted.vendor_id != vendor_id:
             raise ChangelogError("request update of another vendor")
         return Update(kind, vendor_id, accepted.id, (), data, request=accepted)
+    if kind is UpdateType.PLACEHOLDER:
+        return Update(kind, vendor_id, None, (), data, placeholder=_placeholder(data, vendor_id))
     return Update(kind, vendor_id, data.get("request_id"), offers, data, sync=_sync_ref(kind, data, vendor_id))
 
 

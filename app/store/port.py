@@ -14,6 +14,7 @@ from app.domain.queries import (
     OfferRef,
     ProductPage,
     ProductQuery,
+    StoredImage,
     StoredProduct,
     SyncProgress,
     UpsertResult,
@@ -61,6 +62,8 @@ class CatalogStore(Protocol):
     async def set_feed_position(self, position: FeedPosition | None) -> None: ...
     # Webhook deliveries seen, durably: a redelivery (after a restart, to another node) changes nothing.
     def delivery(self, vendor_id: str, delivery_id: str) -> Delivery | None: ...
+    # Thumbnails: an image's placeholder, carried by the documents of the products leading with it.
+    async def set_placeholder(self, image: StoredImage, placeholder: str) -> int: ...
     async def record_delivery(
         self, vendor_id: str, delivery_id: str, *, answer: dict[str, object] | None, applied: bool
     ) -> None: ...

@@ -30,6 +30,7 @@ OPERATION_IDS = {
     "batchGetProducts",
     "getProduct",
     "listChanges",
+    "getImage",
     "streamChanges",
     "listVendors",
     "createVendor",
@@ -141,11 +142,18 @@ type ProductList = components["schemas"]["ProductList"];
 type ListQuery = NonNullable<operations["listProducts"]["parameters"]["query"]>;
 type BatchQuery = operations["batchGetProducts"]["parameters"]["query"];
 type Changes = components["schemas"]["ChangePage"];
+type ImageQuery = NonNullable<operations["getImage"]["parameters"]["query"]>;
 
 const query: ListQuery = {
   q: "phone", min_price: "19.99", currency: "EUR", fields: ["id", "name", "min_price"], limit: 20, sort: "-price",
 };
 const batch: BatchQuery = { ids: ["p_1", "p_2"], fields: ["id", "offers"] };
+const thumb: ImageQuery = { w: 200, h: 200, format: "webp" };
+
+export function thumbnailUrl(page: ProductList): string | undefined {
+  const first = page.items[0];
+  return first?.thumbnail ? `${first.thumbnail}?w=${thumb.w}&format=${thumb.format}` : undefined;
+}
 
 export function cheapest(page: ProductList): string | undefined {
   return page.items.map((p) => p.min_price).find((price) => price !== undefined);
@@ -162,17 +170,19 @@ export function failure(body: components["schemas"]["ErrorResponse"]): string {
   return `${body.error.code}: ${body.error.message}`;
 }
 
-console.log(query, batch);
+console.log(query, batch, thumb);
 """
 
 # What the schema forbids must not compile: a price as a number, a currency the rates do not list, an unknown
-# field name.
+# field name, an image format not served.
 TS_WRONG = """
 import type { operations } from "./api";
 type ListQuery = NonNullable<operations["listProducts"]["parameters"]["query"]>;
 export const a: ListQuery = { min_price: 19.99 };
 export const b: ListQuery = { currency: "XXX" };
 export const c: ListQuery = { fields: ["colour"] };
+type ImageQuery = NonNullable<operations["getImage"]["parameters"]["query"]>;
+export const d: ImageQuery = { format: "gif" };
 """
 
 
@@ -200,7 +210,7 @@ def test_typescript_client_type_checks_a_program(spec_file: Path, tmp_path: Path
     assert ok.returncode == 0, ok.stdout + ok.stderr
     wrong = _tsc(tmp_path, TS_WRONG)
     assert wrong.returncode != 0
-    assert len(re.findall(r"program\.ts\(\d+,\d+\): error", wrong.stdout)) == 3, wrong.stdout
+    assert len(re.findall(r"program\.ts\(\d+,\d+\): error", wrong.stdout)) == 4, wrong.stdout
 
 
 def dart_methods(client: Path) -> set[str]:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ import httpx
 import pytest
 
 from app.bootstrap import make_source_factory
-from app.domain.models import Vendor, VendorKind
+from app.domain.images import image_id
+from app.domain.models import Offer, Vendor, VendorKind
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 from app.domain.wire import vendor_from_dict, vendor_to_dict, webhook_message
 from app.secrets import Secrets
+from simulators.images import ImageServer, encoded, photo
 from tests.kafka_support import Broker, consume, produce, sync_messages, unique
 from tests.support import (
     ApiServer,
@@ -202,3 +205,44 @@ def test_two_nodes_answer_the_same_feed_and_a_client_can_switch_between_them(nod
     assert [(c["id"], c["deleted"]) for c in after_a["changes"]] == [(dj_only[0], False), (dj_only[1], True)]
     assert after_a["changes"][0]["product"]["name"] == "Renamed in the changelog"
     assert after_a["changes"][1]["product"] is None
+
+
+def test_a_placeholder_computed_on_one_node_reaches_every_node_at_one_position(nodes: Nodes) -> None:
+    """Node A thumbnails an image first; its placeholder travels the changelog, so node B's document and both
+    nodes' change feeds carry it, at the same place."""
+    photo_jpeg = encoded(photo(640, 480, seed=7), "JPEG")
+    with ImageServer({"/p.jpg": (photo_jpeg, "image/jpeg")}) as images:
+        body = {**nodes.sims["dj"].vendor_body("pics"), "name": "Pictures"}
+        assert nodes.a.post("/vendors", json=body, headers=admin()).status_code == 201
+
+        def known(client: httpx.Client) -> bool:
+            return client.get("/vendors/pics").status_code == 200
+
+        for client in (nodes.a, nodes.b):
+            wait_until(partial(known, client), timeout=20, what="the vendor on both nodes")
+        item = Offer("pics", "1", "Pictured", Decimal("5.00"), "USD", images=(images.url("/p.jpg"),))
+        webhook = webhook_message(WebhookChange("pics", WebhookEffect.UPDATED, offers=(item,)))
+        produce(nodes.bootstrap, nodes.topics["kafka_topic_updates"], [("pics", webhook)])
+
+        def listed(client: httpx.Client) -> dict[str, Any] | None:
+            items = client.get("/products", params={"vendor": "pics"}).json()["items"]
+            return items[0] if items else None
+
+        on_a = wait_until(partial(listed, nodes.a), timeout=20, what="the product on A")
+        wait_until(partial(listed, nodes.b), timeout=20, what="the product on B")
+        assert on_a["placeholder"] is None and on_a["thumbnail"] == "/images/" + image_id(images.url("/p.jpg"))
+        tokens = {"a": feed(nodes.a)["next"], "b": feed(nodes.b)["next"]}
+
+        assert nodes.a.get(on_a["thumbnail"], params={"w": 80}).status_code == 200
+
+        def placeholder(client: httpx.Client) -> str | None:
+            value: str | None = client.get(f"/products/{on_a['id']}").json()["placeholder"]
+            return value
+
+        on_b = wait_until(partial(placeholder, nodes.b), timeout=20, what="the placeholder on B")
+        assert placeholder(nodes.a) == on_b
+        after = {name: feed(client, tokens[name]) for name, client in (("a", nodes.a), ("b", nodes.b))}
+        for page in after.values():
+            assert [(c["id"], c["product"]["placeholder"]) for c in page["changes"]] == [(on_a["id"], on_b)]
+        assert after["a"]["next"] == after["b"]["next"]  # the same changelog position on both nodes
+        assert images.hits["/p.jpg"] == 1

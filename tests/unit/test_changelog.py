@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from app.distributed.changelog_applier import product_outcome
+from app.distributed.changelog_applier import ChangelogApplier, product_outcome
+from app.domain.images import image_id
 from app.domain.models import Availability, Offer, Vendor, VendorKind
+from app.domain.queries import ProductQuery, StoredImage
 from app.domain.requests import FetchRequest, RequestKind
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 from app.domain.wire import (
@@ -22,6 +24,7 @@ from app.domain.wire import (
     offer_to_dict,
     page_message,
     parse_update,
+    placeholder_message,
     product_message,
     request_from_dict,
     request_to_dict,
@@ -31,7 +34,9 @@ from app.domain.wire import (
     vendor_to_dict,
     webhook_message,
 )
+from app.ingest.tracker import RequestTracker
 from app.secrets import Secrets
+from tests.fakes import FakeCatalogStore, vendor
 
 AT = datetime(2026, 11, 25, 12, 30, 15, 123000, tzinfo=UTC)
 
@@ -200,3 +205,30 @@ def test_a_dead_letter_has_one_shape_whoever_writes_it() -> None:
     assert set(letter) == {"v", "source", "error", "raw", "key", "partition", "offset", "by", "at"}
     assert letter["raw"] == "\ufffd{" and letter["key"] == "dj" and letter["offset"] == 7
     assert letter["partition"] is None
+
+
+def test_placeholder_update_carries_the_image_and_is_checked() -> None:
+    url = "https://cdn.example/p/1.jpg"
+    image = StoredImage(image_id(url), url, "shop")
+    message = json.loads(json.dumps(placeholder_message(image, "LEHV6nWB2yk8pyo0adR*.7kCMdnj")))
+    update = parse_update(message)
+    assert (update.type, update.vendor_id, update.placeholder) == (
+        UpdateType.PLACEHOLDER,
+        "shop",
+        (image, "LEHV6nWB2yk8pyo0adR*.7kCMdnj"),
+    )
+    # an id that is not the URL's would let a message point any image at any URL
+    for wrong in ({"image_id": image_id(url + "?x")}, {"placeholder": "<script>"}, {"placeholder": 7}):
+        with pytest.raises(ChangelogError):
+            parse_update({**message, **wrong})
+
+
+async def test_every_node_applies_a_placeholder_to_the_documents() -> None:
+    store = FakeCatalogStore()
+    await store.add_vendor(vendor("shop"))
+    url = "https://cdn.example/p/1.jpg"
+    await store.upsert_offers([offer("1", images=(url,))])
+    applier = ChangelogApplier(store, RequestTracker())
+    await applier.apply([parse_update(placeholder_message(StoredImage(image_id(url), url, "shop"), "L00000fQfQfQ"))])
+    (summary,) = [json.loads(raw) for raw in store.list_products(ProductQuery()).items]
+    assert summary["placeholder"] == "L00000fQfQfQ" and summary["thumbnail"] == "/images/" + image_id(url)

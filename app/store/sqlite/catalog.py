@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from app.domain import documents
 from app.domain.changes import FeedPosition
 from app.domain.models import Offer, Vendor, utcnow
 from app.domain.money import Rates
@@ -28,6 +29,7 @@ from app.domain.queries import (
     OfferRef,
     ProductPage,
     ProductQuery,
+    StoredImage,
     StoredProduct,
     SyncProgress,
     UpsertResult,
@@ -39,7 +41,7 @@ from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
 from app.store.sqlite.connection import Connections
 from app.store.sqlite.migrate import migrate
-from app.store.sqlite.offers import OfferWriter, refresh_base_prices, unique
+from app.store.sqlite.offers import OfferWriter, rebuild_all, refresh_base_prices, set_placeholder, unique
 from app.store.sqlite.ordering import newer_only
 from app.store.sqlite.reads import ProductReader
 from app.store.sqlite.transaction import immediate
@@ -99,9 +101,20 @@ class SqliteCatalog:
             conn.execute(f"PRAGMA max_page_count = {self.max_mb * 1024 * 1024 // int(page_size)}")
         migrate(conn)
         refresh_base_prices(conn, self.rates)
+        immediate(conn, self._documents_current)
         sealed = immediate(conn, lambda c: vendors.seal_clear_credentials(c, self.secrets))
         if sealed:
             log.warning("sealed the clear-text credentials of %d vendor(s) stored by an older version", sealed)
+
+    def _documents_current(self, conn: sqlite3.Connection) -> None:
+        """Documents of an older shape (``documents.VERSION``) rebuilt once, so every stored product has the
+        fields the schema promises (a list page is stored bytes: nothing adds a field at read time)."""
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'documents_version'").fetchone()
+        if int(version) < documents.VERSION:
+            rebuilt = rebuild_all(conn, self._offers)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'documents_version'", (documents.VERSION,))
+            if rebuilt:
+                log.info("rebuilt %d product documents (document version %d)", rebuilt, documents.VERSION)
 
     def close(self) -> None:
         self._db.close()
@@ -263,3 +276,17 @@ class SqliteCatalog:
 
     def count_products(self) -> int:
         return self._reads.count_products()
+
+    # -- images (app/images) ---------------------------------------------------------------------------------
+
+    def image(self, image_id: str) -> StoredImage | None:
+        """The URL and placeholder of an image a stored offer brought in; None for any other id."""
+        row = self._db.reader.execute(
+            "SELECT url, vendor_id, placeholder FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        return StoredImage(image_id, row[0], row[1], row[2]) if row is not None else None
+
+    async def set_placeholder(self, image: StoredImage, placeholder: str) -> int:
+        """Record the image's placeholder; the products leading with it are rebuilt (their documents carry it).
+        Returns how many products changed."""
+        return await self._db.transaction(lambda c: set_placeholder(c, self._offers, image, placeholder))

@@ -43,8 +43,16 @@ class SqliteChanges:
         return int(row[0])
 
     def parts(self) -> dict[str, int]:
-        """Every part with its highest position."""
-        return dict(self._db.reader.execute("SELECT part, max(pos) FROM feed GROUP BY part").fetchall())
+        """Every part with its highest position. A skip scan of the ``(part, pos)`` index, one seek per part: a
+        ``GROUP BY part`` read the whole feed, every product, on every page (the page rate fell with the catalog's
+        size: 0.42x a list page at 2,000 products, 0.20x at 20,000)."""
+        return dict(
+            self._db.reader.execute(
+                "WITH RECURSIVE p(part) AS (SELECT min(part) FROM feed "
+                "UNION ALL SELECT (SELECT min(part) FROM feed WHERE part > p.part) FROM p WHERE p.part IS NOT NULL) "
+                "SELECT part, (SELECT max(pos) FROM feed WHERE feed.part = p.part) FROM p WHERE part IS NOT NULL"
+            ).fetchall()
+        )
 
     def floors(self) -> dict[str, int]:
         return dict(self._db.reader.execute("SELECT part, pos FROM feed_floor").fetchall())

@@ -26,10 +26,11 @@ from typing import Any
 import orjson
 
 from app.domain import documents
-from app.domain.models import Availability, Offer
+from app.domain.images import image_id
+from app.domain.models import Availability, Offer, Product
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
-from app.domain.queries import UpsertResult
+from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, matched_key, product_id
 from app.store.sqlite.connection import chunks, dt, marks, next_seq
 from app.store.sqlite.transaction import immediate
@@ -411,9 +412,14 @@ class OfferWriter:
                 changed += len(gone)
             rows = []
             vendor_rows: list[tuple[str, str]] = []
+            products = {pid: build_product(pid, offers) for pid, offers in groups.items()}
+            placeholders = _placeholders(conn, products.values())
+            image_rows: dict[str, tuple[str, str]] = {}
+            lead_rows: list[tuple[str, str]] = []
             for pid, offers in groups.items():
-                product = build_product(pid, offers)
-                summary, doc = documents.render(product, wires)
+                product = products[pid]
+                lead = documents.lead_image_id(product)
+                summary, doc = documents.render(product, wires, placeholders.get(lead) if lead else None)
                 etag = documents.etag_of(doc)
                 if etags.get(pid) == etag:
                     continue
@@ -440,6 +446,13 @@ class OfferWriter:
                     )
                 )
                 vendor_rows.extend((v, pid) for v in {o.vendor_id for o in offers})
+                for o in offers:
+                    for url in o.images:
+                        image_rows.setdefault(image_id(url), (url, o.vendor_id))
+                if lead is not None:
+                    lead_rows.append((lead, pid))
+            if gone:
+                conn.execute(f"DELETE FROM product_images WHERE product_id IN ({marks(len(gone))})", gone)
             if not rows:
                 continue
             rebuilt = [r[0] for r in rows]
@@ -467,8 +480,49 @@ class OfferWriter:
             )
             conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
             conn.executemany("INSERT INTO product_vendors (vendor_id, product_id) VALUES (?, ?)", vendor_rows)
+            conn.executemany(
+                "INSERT OR IGNORE INTO images (id, url, vendor_id) VALUES (?, ?, ?)",
+                [(iid, url, vid) for iid, (url, vid) in image_rows.items()],
+            )
+            conn.execute(f"DELETE FROM product_images WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
+            conn.executemany("INSERT INTO product_images (image_id, product_id) VALUES (?, ?)", lead_rows)
             changed += len(rows)
         return changed
+
+
+def _placeholders(conn: sqlite3.Connection, products: Iterable[Product]) -> dict[str, str]:
+    """The known placeholders of these products' lead images."""
+    leads = sorted({lead for p in products if (lead := documents.lead_image_id(p)) is not None})
+    found: dict[str, str] = {}
+    for chunk in chunks(leads):
+        found.update(
+            conn.execute(
+                f"SELECT id, placeholder FROM images WHERE placeholder IS NOT NULL AND id IN ({marks(len(chunk))})",
+                chunk,
+            ).fetchall()
+        )
+    return found
+
+
+def set_placeholder(conn: sqlite3.Connection, writer: OfferWriter, image: StoredImage, placeholder: str) -> int:
+    """Record an image's placeholder and rebuild the products that lead with it; returns how many changed. The row
+    is created when missing (a node may learn the placeholder before an offer listing the image reaches it)."""
+    updated = conn.execute(
+        "INSERT INTO images (id, url, vendor_id, placeholder) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET placeholder = excluded.placeholder "
+        "WHERE images.placeholder IS NOT excluded.placeholder",
+        (image.id, image.url, image.vendor_id, placeholder),
+    ).rowcount
+    if not updated:
+        return 0
+    pids = {pid for (pid,) in conn.execute("SELECT product_id FROM product_images WHERE image_id = ?", (image.id,))}
+    return writer.rebuild(conn, pids)
+
+
+def rebuild_all(conn: sqlite3.Connection, writer: OfferWriter) -> int:
+    """Every product's documents again (their shape changed: ``documents.VERSION``)."""
+    pids = {pid for (pid,) in conn.execute("SELECT id FROM products")}
+    return writer.rebuild(conn, pids)
 
 
 def _fts_remove(conn: sqlite3.Connection, pids: Sequence[str]) -> None:
