@@ -9,12 +9,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 
 from app.api.ratelimit import ClientAddress, RateLimits, TokenBucket
-from app.catalog.service import CatalogService
+from app.catalog.search import CatalogSearch
+from app.catalog.service import Cached, CatalogService
 from app.changes.service import ChangeFeed
 from app.distributed.changelog_applier import ChangelogApplier
 from app.distributed.kafka.consumer import KafkaChangelog
@@ -48,6 +51,7 @@ from app.sources.safety import OutboundPolicy
 from app.sources.webhooks import map_webhook
 from app.store.port import CatalogStore
 from app.store.sqlite.catalog import SqliteCatalog
+from app.store.sqlite.search import SearchSync, default_index_dir
 from app.vendors.service import ChangePublisher, Probe, VendorFeed, VendorService
 
 log = logging.getLogger(__name__)
@@ -167,6 +171,8 @@ class Container:
     # GET /images/{id}: thumbnails of stored products' images
     images: ImageService | None = None
     image_origin: VendorImages | None = None
+    # the thread pools of store reads and searches (CatalogService), shut down on stop
+    pools: list[ThreadPoolExecutor] = field(default_factory=list)
 
     async def start(self) -> None:
         self.store.open()
@@ -198,6 +204,8 @@ class Container:
         if self.replication is not None:
             await self.replication.stop()
         self.store.close()
+        for pool in self.pools:
+            pool.shutdown(wait=False)
 
     async def register_demo_vendors(self) -> None:
         from simulators.demo import demo_vendors  # lazily: only the demo needs the simulators
@@ -236,8 +244,23 @@ def image_service(
     )
 
 
+def read_pools(settings: Settings) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    """Store reads and searches off the event loop, one thread per core each: two pools, so searches that take
+    long (a deep page, a rare word) queue behind each other, never in front of a product read."""
+    n = settings.read_threads or os.cpu_count() or 2
+    return (
+        ThreadPoolExecutor(max_workers=n, thread_name_prefix="store-read"),
+        ThreadPoolExecutor(max_workers=n, thread_name_prefix="search"),
+    )
+
+
 def build_container(settings: Settings) -> Container:
     secrets = load_secrets(settings)
+    search = SearchSync(
+        settings.search_index_dir or default_index_dir(settings.db_path),
+        max_lag_s=settings.search_max_lag_s,
+        catch_up_s=settings.search_catch_up_s,
+    )
     store = SqliteCatalog(
         settings.db_path,
         page_cache_size=settings.list_cache_pages,
@@ -246,6 +269,7 @@ def build_container(settings: Settings) -> Container:
         deliveries_keep_s=settings.webhook_deliveries_keep_s,
         max_mb=settings.db_max_mb,
         min_free_mb=settings.db_min_free_mb,
+        search=search,
     )
     tracker = RequestTracker(
         keep_finished_s=settings.request_keep_s,
@@ -272,6 +296,7 @@ def build_container(settings: Settings) -> Container:
         changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
         queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
+    reads, searches = read_pools(settings)
     catalog = CatalogService(
         store,
         queue,
@@ -279,6 +304,10 @@ def build_container(settings: Settings) -> Container:
         default_wait_ms=settings.wait_ms_default,
         max_wait_ms=settings.wait_ms_max,
         breakers=breakers,
+        search=CatalogSearch(lambda: search.index, store.summaries, lambda: search.ready, store.rates),
+        reads=reads,
+        searches=searches,
+        cached=Cached(store.cached_product, store.cached_page),
     )
     vendors = vendor_service(
         settings, store, sources=sources, breakers=breakers, catalog=catalog, feed=vendor_feed, changes=changes
@@ -307,6 +336,7 @@ def build_container(settings: Settings) -> Container:
         changelog=changelog,
         replication=replication.monitor if replication is not None else None,
         writable=store.write_problem,
+        search=store.search_problem,
     )
     container = Container(
         settings,
@@ -332,6 +362,7 @@ def build_container(settings: Settings) -> Container:
         outbound_policy(settings), max_bytes=settings.images_max_bytes, timeout_s=settings.images_timeout_s
     )
     container.images = image_service(settings, store, container.image_origin, changes)
+    container.pools = [reads, searches]
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     if leadership is not None:

@@ -42,6 +42,8 @@ db_cli = typer.Typer(help="The PostgreSQL long-term store (DATABASE_URL).", no_a
 cli.add_typer(db_cli, name="db")
 secrets_cli = typer.Typer(help="The keys sealing vendor credentials (CATALOG_SECRET_KEYS).", no_args_is_help=True)
 cli.add_typer(secrets_cli, name="secrets")
+search_cli = typer.Typer(help="The search index beside the SQLite file.", no_args_is_help=True)
+cli.add_typer(search_cli, name="search")
 console = Console()
 
 
@@ -398,6 +400,29 @@ def secrets_rotate() -> None:
     except SecretsError as exc:
         raise fail(str(exc)) from None
     console.print(f"re-sealed the credentials of {count} vendor(s) with the first key")
+
+
+@search_cli.command("rebuild")
+def search_rebuild() -> None:
+    """Rebuild the search index from the SQLite file (CATALOG_SEARCH_INDEX_DIR). Stop the API first: one process
+    writes the index at a time, and an API finds a missing or unusable index and rebuilds it itself."""
+    import time
+
+    from app.store.sqlite.search import CLI_REBUILD_HEAP, SearchSync, default_index_dir
+
+    settings = Settings()
+    directory = settings.search_index_dir or default_index_dir(settings.db_path)
+    search = SearchSync(directory, rebuild_heap=CLI_REBUILD_HEAP)
+    store = SqliteCatalog(settings.db_path, rates=load_rates(settings), secrets=load_secrets(settings), search=search)
+    started = time.monotonic()
+    try:
+        store.open()
+        count = store.rebuild_search()
+    except (ValueError, RuntimeError) as exc:  # tantivy: the writer's lock file is held
+        raise fail(f"cannot write the index in {directory} (is an API running on it?): {exc}") from None
+    finally:
+        store.close()
+    console.print(f"indexed {count} products in {time.monotonic() - started:.1f} s into {directory}")
 
 
 @db_cli.command("upgrade")

@@ -151,6 +151,18 @@ class Settings(BaseSettings):
     demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
     demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
+    search_index_dir: Path | None = Field(
+        None, description="Directory of the search index (Tantivy); default `<db_path>.search` beside the file."
+    )
+    search_max_lag_s: float = Field(
+        30.0, gt=0, description="/ready fails when a committed write is not searchable after this long."
+    )
+    search_catch_up_s: float = Field(
+        1.0, gt=0, description="How often the index looks for writes of other processes (the CLI)."
+    )
+    read_threads: int | None = Field(
+        None, ge=1, le=64, description="Threads for store reads, and as many for searches (default: the cores)."
+    )
     gzip_min_bytes: int = Field(1024, ge=0, description="Responses at least this large are gzipped when asked.")
     bench_routes: bool = Field(False, description="Expose `/_bench/*` (benchmark baseline routes).")
     public_url: str = Field(

@@ -89,12 +89,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--suite",
-        choices=["all", "api", "distributed", "replication", "changes", "images"],
+        choices=["all", "api", "search", "distributed", "replication", "changes", "images"],
         default="all",
-        help="api: ingest, reads, memory; distributed: Kafka + Flink; replication: SQLite -> PostgreSQL; "
-        "changes: the change feed; images: thumbnails and a list screen's bytes",
+        help="api: ingest, reads, memory; search: distinct searches and reads under search through the API; "
+        "distributed: Kafka + Flink; replication: SQLite -> PostgreSQL; changes: the change feed; images: "
+        "thumbnails and a list screen's bytes",
     )
-    parser.add_argument("--products", type=int, default=100_000, help="api: products ingested")
+    parser.add_argument("--products", type=int, default=100_000, help="api, search: products ingested")
+    parser.add_argument("--fts5-queries", type=int, default=300, help="search: queries of the FTS5 baseline")
     parser.add_argument("--rounds", type=int, default=5, help="api: alternating rounds per read ratio")
     parser.add_argument("--seconds", type=float, default=2.0, help="api: seconds per round")
     parser.add_argument("--connections", type=int, default=8, help="api: keep-alive connections")
@@ -108,6 +110,11 @@ def main() -> int:
     if args.suite in ("all", "api"):
         print("\n## API: ingest, reads, memory (embedded runtime)")
         status |= api_suite(args)
+    if args.suite in ("all", "search"):
+        from bench.api_search import search_suite
+
+        print(f"\n## Search through the API: {args.products:,} products (embedded runtime)")
+        status |= search_suite(args)
     if args.suite in ("all", "distributed"):
         from bench import distributed
 

@@ -61,7 +61,10 @@ IdsParam = Annotated[
     "/products",
     operation_id="listProducts",
     response_model=ProductList,
-    responses={**NOT_MODIFIED, **errors(400, 422)},
+    responses={
+        **NOT_MODIFIED,
+        **errors(400, 422, 503, s503="`facets=` while the search index is being rebuilt."),
+    },
     openapi_extra=CATALOG_FILTER_PARAMS,
 )
 async def list_products(
@@ -73,7 +76,7 @@ async def list_products(
     """Browse and search the unified catalog, newest first by default; cursor-paginated."""
     view = View(display_rates(catalog, filters.currency), fields_of(filters.fields))
     query = filters.to_query(filters.vendor, verified_cursor(tokens, filters.cursor))
-    return page_response(request, catalog, tokens, query, view)
+    return await page_response(request, catalog, tokens, query, view, filters.facet_request())
 
 
 @router.get(
@@ -94,9 +97,10 @@ async def batch_get_products(
     view = View(display_rates(catalog, currency), fields_of(fields))
     items: list[bytes] = []
     missing: list[str] = []
-    for pid in wanted:
+    found = await catalog.off_loop(lambda: [catalog.store.get_product(pid) for pid in wanted])
+    for pid, stored in zip(wanted, found, strict=True):
         try:
-            items.append(view.render(catalog.product(pid).product.doc))
+            items.append(view.render(catalog.served(pid, stored).product.doc))
         except NotFound:
             missing.append(pid)
     body = b"".join((b'{"items":[', b",".join(items), b'],"missing":', orjson.dumps(missing), b"}"))
@@ -125,4 +129,4 @@ async def get_product(
 ) -> Response:
     """One unified product with all its offers."""
     view = View(display_rates(catalog, currency), fields_of(fields))
-    return served_response(request, catalog.product(product_id), view)
+    return served_response(request, await catalog.product_read(product_id), view)

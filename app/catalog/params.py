@@ -46,6 +46,9 @@ SUMMARY_FIELDS = (
 )
 DETAIL_FIELDS = (*SUMMARY_FIELDS, "description", "images", "thumbnails", "offers")
 
+#: Facet groups ``facets=`` may ask for (``app.search.Facets``).
+FACET_NAMES = ("brand", "category", "vendor", "price", "in_stock")
+
 #: Marks a parameter whose enum is the rates file's currencies, filled in when the schema is built.
 CURRENCY_ENUM = "x-catalog-currencies"
 
@@ -162,6 +165,22 @@ class ProductFilters(BaseModel):
 
 class CatalogFilters(ProductFilters):
     vendor: str | None = Field(None, max_length=63, description="Only products this vendor offers.")
+    facets: str | None = Field(
+        None,
+        pattern=field_list_pattern(FACET_NAMES),
+        description="Facet groups to count, comma-separated (`facets=brand,price,in_stock`): the page gets "
+        "`facets`, counts of the products all these filters (and `q`) return, by each value of the group.",
+        json_schema_extra={"x-catalog-list": list(FACET_NAMES)},
+    )
+    facet_size: int = Field(20, ge=1, le=100, description="Values each of brand, category, vendor keeps at most.")
+
+    @field_validator("facet_size", mode="before")
+    @classmethod
+    def _exact_facet_size(cls, value: object) -> object:
+        return exact_int(value)
+
+    def facet_request(self) -> tuple[tuple[str, ...], int] | None:
+        return (fields_of(self.facets) or (), self.facet_size) if self.facets is not None else None
 
 
 M = TypeVar("M", bound=BaseModel)

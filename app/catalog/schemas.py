@@ -82,9 +82,36 @@ class ProductDetail(ProductSummary):
     offers: list[OfferOut] = []
 
 
+class FacetValueOut(BaseModel):
+    key: str = Field(description="What the filter takes: a brand or category (`brand=`), a vendor id, a price band.")
+    label: str = Field(description="What a screen shows: the most common spelling, or the band (`10-25`, `1000+`).")
+    count: int
+
+
+class StockCounts(BaseModel):
+    true: int
+    false: int
+
+
+class FacetCounts(BaseModel):
+    """Counts of the products the list's filters and `q` return; only the groups asked for are present. Price
+    bands are half-open `[low, high)` in the rates' base currency, over each product's lowest price."""
+
+    total: int = Field(description="Products matched.")
+    brand: list[FacetValueOut] | None = None
+    brand_other: int | None = Field(None, description="Products under brands beyond `facet_size`.")
+    category: list[FacetValueOut] | None = None
+    category_other: int | None = None
+    vendor: list[FacetValueOut] | None = None
+    vendor_other: int | None = None
+    price: list[FacetValueOut] | None = None
+    in_stock: StockCounts | None = None
+
+
 class ProductList(BaseModel):
     items: list[ProductSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    facets: FacetCounts | None = Field(None, description="Only with `facets=`.")
 
 
 class ProductBatch(BaseModel):

@@ -12,20 +12,35 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
+from app.catalog.search import CatalogSearch
 from app.domain.models import Vendor, utcnow
-from app.domain.queries import StoredProduct
+from app.domain.queries import ProductPage, ProductQuery, StoredProduct
 from app.domain.requests import FetchRequest, RequestKind, RequestState, RequestStatus
-from app.errors import CatalogError, Conflict, NotFound, VendorError
+from app.errors import CatalogError, Conflict, NotFound, ServiceUnavailable, VendorError
 from app.ingest.breaker import BreakerRegistry, CircuitOpen
 from app.ingest.port import RequestQueue
 from app.ingest.tracker import RequestTracker
+from app.search import Facets
 from app.store.port import CatalogStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """Look-ups in the store's read caches that never query (a current answer or None)."""
+
+    product: Callable[[str], tuple[StoredProduct | None] | None]
+    page: Callable[[ProductQuery], ProductPage | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +69,57 @@ class CatalogService:
         default_wait_ms: int = 1500,
         max_wait_ms: int = 10_000,
         breakers: BreakerRegistry | None = None,
+        search: CatalogSearch | None = None,
+        reads: Executor | None = None,
+        searches: Executor | None = None,
+        cached: Cached | None = None,
     ) -> None:
+        """``search``: ``q=`` through the search index (None: the store's own FTS5); ``reads``/``searches``: the
+        thread pools store reads and searches run in, off the event loop, each its own so slow searches never
+        queue the product reads (None: the loop's default executor); ``cached``: the store's answers already in
+        its read caches, returned on the loop (a thread hop costs more than such a read: the detail ratio fell
+        from 0.91 to 0.65 with every read hopping)."""
+        self._cached = cached
         self.store = store
+        self.search = search
+        self._reads = reads
+        self._searches = searches
         self.queue = queue
         self.tracker = tracker
         self.breakers = breakers or BreakerRegistry()
         self.default_wait_ms = default_wait_ms
         self.max_wait_ms = max_wait_ms
         self._background: set[asyncio.Task[None]] = set()
+
+    async def off_loop(self, fn: Callable[..., T], *args: object, search: bool = False) -> T:
+        """``fn(*args)`` in the read (or search) pool: a read that takes long delays only its own request."""
+        pool = self._searches if search else self._reads
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+
+    def page(self, query: ProductQuery) -> ProductPage:
+        """One list page (blocking: call through ``list_page``); text searches through the index when it is up."""
+        if query.q and self.search is not None and self.search.ready:
+            return self.search.page(query)
+        return self.store.list_products(query)
+
+    async def list_page(self, query: ProductQuery) -> ProductPage:
+        if self._cached is not None and not query.q:
+            page = self._cached.page(query)
+            if page is not None:
+                return page
+        return await self.off_loop(self.page, query, search=bool(query.q))
+
+    async def facets(self, query: ProductQuery, size: int) -> Facets:
+        """Counts of what ``query``'s filters return (its cursor and sort play no part)."""
+        if self.search is None:
+            raise ServiceUnavailable("facet counts need the search index, which this node does not keep")
+        return await self.off_loop(self.search.facets, query, size, search=True)
+
+    async def product_read(self, pid: str) -> Served:
+        """``product`` with the store read off the loop."""
+        hit = self._cached.product(pid) if self._cached is not None else None
+        stored = hit[0] if hit is not None else await self.off_loop(self.store.get_product, pid)
+        return self.served(pid, stored)
 
     def vendor(self, vendor_id: str) -> Vendor:
         vendor = self.store.get_vendor(vendor_id)
@@ -88,7 +146,10 @@ class CatalogService:
         return await self.submit(FetchRequest(RequestKind.CATALOG, vendor_id, full=full))
 
     def product(self, pid: str) -> Served:
-        stored = self.store.get_product(pid)
+        return self.served(pid, self.store.get_product(pid))
+
+    def served(self, pid: str, stored: StoredProduct | None) -> Served:
+        """On the loop (a stale product's refresh is scheduled on it)."""
         if stored is None:
             raise NotFound(f"product {pid!r} does not exist", details={"product_id": pid})
         now = utcnow()

@@ -21,8 +21,11 @@ from app.domain.cursor import InvalidCursor, TokenSigner
 from app.domain.money import Rates
 from app.domain.queries import ProductQuery
 from app.errors import InvalidInput, InvalidToken
+from app.search import Facets, FacetValue
 
 Display = tuple[Rates, str]
+#: The facet groups asked for and how many values each keeps.
+FacetRequest = tuple[tuple[str, ...], int]
 
 
 def display_rates(catalog: CatalogService, currency: str | None) -> Display | None:
@@ -105,20 +108,46 @@ def verified_cursor(signer: TokenSigner, token: str | None) -> str | None:
         raise InvalidToken(str(exc), details={"parameter": "cursor"}) from None
 
 
-def page_response(
-    request: Request, catalog: CatalogService, signer: TokenSigner, query: ProductQuery | None, view: View
+def facets_json(facets: Facets, names: Sequence[str]) -> bytes:
+    """The groups asked for (``FACET_NAMES``), with ``total`` always: the shape of ``schemas.FacetCounts``."""
+    out: dict[str, Any] = {"total": facets.total}
+    for name in names:
+        if name == "in_stock":
+            out["in_stock"] = {"true": facets.in_stock.get(True, 0), "false": facets.in_stock.get(False, 0)}
+            continue
+        values: list[FacetValue] = getattr(facets, name)
+        out[name] = [{"key": v.key, "label": v.label, "count": v.count} for v in values]
+        if name != "price":
+            out[f"{name}_other"] = getattr(facets, f"{name}_other")
+    return orjson.dumps(out)
+
+
+async def page_response(
+    request: Request,
+    catalog: CatalogService,
+    signer: TokenSigner,
+    query: ProductQuery | None,
+    view: View,
+    facets: FacetRequest | None = None,
 ) -> Response:
-    """One list page; ``query`` None is a query nothing can match (an empty page)."""
+    """One list page; ``query`` None is a query nothing can match (an empty page, zero counts)."""
+    counted = b""
+    if facets is not None:
+        names, size = facets
+        counts = await catalog.facets(query, size) if query is not None else Facets(total=0)
+        counted = b',"facets":' + facets_json(counts, names)
     if query is None:
-        return json_with_etag(request, b'{"items":[],"next_cursor":null}', documents.etag_of(b"empty"))
+        body = b'{"items":[],"next_cursor":null' + counted + b"}"
+        return json_with_etag(request, body, documents.etag_of(body))
     try:
-        page = catalog.store.list_products(query)
+        page = await catalog.list_page(query)
     except InvalidCursor as exc:
         raise InvalidToken(str(exc), details={"parameter": "cursor"}) from None
     items = [view.render(item) for item in page.items]
     next_cursor = signer.sign(page.next_cursor) if page.next_cursor else None
-    body = b"".join((b'{"items":[', b",".join(items), b'],"next_cursor":', orjson.dumps(next_cursor), b"}"))
-    return json_with_etag(request, body, view.etag(page.etag))
+    body = b"".join((b'{"items":[', b",".join(items), b'],"next_cursor":', orjson.dumps(next_cursor), counted, b"}"))
+    etag = view.etag(page.etag) if not counted else documents.etag_of(view.etag(page.etag).encode() + counted)
+    return json_with_etag(request, body, etag)
 
 
 def served_response(request: Request, served: Served, view: View) -> Response:

@@ -23,6 +23,9 @@ from typing import Any
 
 import orjson
 
+from app.domain.normalize import brand_key
+from app.domain.queries import ProductQuery
+
 #: The shape of every signed token: what the OpenAPI schema promises and what ``TokenSigner.verify`` accepts.
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,600}\.[A-Za-z0-9_-]{22}$"
 TOKEN_MAX_LENGTH = 623
@@ -76,6 +79,22 @@ class TokenSigner:
 def fingerprint(filters: dict[str, Any]) -> str:
     canonical = orjson.dumps({k: v for k, v in filters.items() if v is not None}, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(canonical, digest_size=6).hexdigest()
+
+
+def filters_fingerprint(query: ProductQuery) -> str:
+    """What a list cursor is bound to: the query's filters as the store and the search index both apply them."""
+    return fingerprint(
+        {
+            "q": query.q,
+            "vendor": query.vendor,
+            "brand": brand_key(query.brand),
+            "category": brand_key(query.category),
+            "min_price": str(query.min_price) if query.min_price is not None else None,
+            "max_price": str(query.max_price) if query.max_price is not None else None,
+            "price_currency": query.price_currency,
+            "in_stock": query.in_stock,
+        }
+    )
 
 
 def encode_cursor(cursor: Cursor) -> str:

@@ -51,9 +51,12 @@ class HealthService:
         changelog: Running | None = None,
         replication: ReplicationMonitor | None = None,
         writable: Callable[[], str | None] | None = None,
+        search: Callable[[], str | None] | None = None,
     ) -> None:
         """``writable``: why the store's last write failed (disk full, size cap, read-only), None when it did not."""
         self._writable = writable
+        # why searches cannot trust the index (missing, rebuilding, failing, behind), None when they can
+        self._search = search
         """``changelog``: the kafka runtime's consumer; then the queue is the broker, not the embedded workers."""
         self._store = store
         self._queue = queue
@@ -74,6 +77,9 @@ class HealthService:
             checks["broker"] = self._queue.healthy
             checks["changelog"] = self._changelog.running
         checks["scheduler"] = self._scheduler.running or not self._scheduler_enabled
+        search_problem = self._search() if self._search is not None else None
+        if self._search is not None:
+            checks["search"] = search_problem is None
         if replication is not None:
             checks["replication"] = replication.ok
         # No paths, hosts or users in these: /ready is public (the log names them).
@@ -86,6 +92,7 @@ class HealthService:
             "changelog": "the changelog consumer is not running",
             "scheduler": "the refresh scheduler is not running",
             "replication": replication.reason if replication is not None else "",
+            "search": search_problem or "",
         }
         failing = [reasons.get(name, name) for name, ok in checks.items() if not ok]
         if replication is None:

@@ -153,7 +153,7 @@ async def vendor_products(
     status = catalog.store.vendor_status(vendor_id)
     if status.offers == 0 and status.last_success_at is None:
         return accepted(await catalog.request_sync(vendor_id, full=True), retry_after_s=2)
-    return page_response(request, catalog, tokens, filters.to_query(vendor_id, cursor), view)
+    return await page_response(request, catalog, tokens, filters.to_query(vendor_id, cursor), view)
 
 
 @router.get(

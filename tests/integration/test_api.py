@@ -571,7 +571,7 @@ def test_health_and_ready(shared: Shared) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True
-    assert body["checks"] == {"store": True, "workers": True, "scheduler": True}
+    assert body["checks"] == {"store": True, "workers": True, "scheduler": True, "search": True}
     assert body["runtime"] == "embedded"
     assert body["queue_depth"] >= 0 and body["pending_requests"] >= 0
 
@@ -1089,7 +1089,12 @@ def test_openapi_documents_every_query_parameter_and_all_refs_resolve(tmp_path: 
         "cursor",
         "fields",
         "vendor",
+        "facets",
+        "facet_size",
     ]
+    facets = next(p for p in spec["paths"]["/products"]["get"]["parameters"] if p["name"] == "facets")
+    assert facets["schema"]["items"]["enum"] == ["brand", "category", "vendor", "price", "in_stock"]
+    assert "facets" in spec["components"]["schemas"]["ProductList"]["properties"]
     sort = next(p for p in spec["paths"]["/products"]["get"]["parameters"] if p["name"] == "sort")
     assert sort["schema"]["enum"] == ["relevance", "price", "-price", "updated"]
 

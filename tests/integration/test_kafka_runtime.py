@@ -155,7 +155,7 @@ def test_both_nodes_are_ready_on_the_kafka_runtime(cluster: Cluster) -> None:
     for client in (cluster.a, cluster.b):
         body = client.get("/ready").json()
         assert body["runtime"] == "kafka"
-        assert body["checks"] == {"store": True, "broker": True, "changelog": True, "scheduler": True}
+        assert body["checks"] == {"store": True, "broker": True, "changelog": True, "scheduler": True, "search": True}
 
 
 def test_a_vendor_added_on_one_node_is_published_and_reaches_the_other(cluster: Cluster) -> None:

@@ -12,6 +12,7 @@ of it; each read runs inline on the calling thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sqlite3
@@ -44,6 +45,7 @@ from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, rebuild_all, refresh_base_prices, set_placeholder, unique
 from app.store.sqlite.ordering import newer_only
 from app.store.sqlite.reads import ProductReader
+from app.store.sqlite.search import SearchSync, install_removal_trigger
 from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
@@ -67,8 +69,10 @@ class SqliteCatalog:
         deliveries_keep_s: float = 7 * 86_400,
         max_mb: int | None = None,
         min_free_mb: int = 64,
+        search: SearchSync | None = None,
     ) -> None:
-        """``secrets``: seals vendor credentials (default: the public development key, for tools and tests)."""
+        """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
+        ``search``: the search index this store keeps in step with every write it commits."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
@@ -78,6 +82,9 @@ class SqliteCatalog:
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
         self.changes = SqliteChanges(self._db)
+        self.search = search
+        if search is not None:
+            self._db.after_commit = search.after_commit
 
     @property
     def rates(self) -> Rates | None:
@@ -92,8 +99,10 @@ class SqliteCatalog:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the file if needed, bring its schema and base prices up to date (blocking; run once at start)."""
+        """Create the file if needed, bring its schema and base prices up to date, open the search index and
+        bring it up to date too (blocking; run once at start)."""
         self._db.open(self._prepare)
+        self._start_search()
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         if self.max_mb is not None:  # the writer connection's cap; a write past it fails with SQLITE_FULL
@@ -105,6 +114,8 @@ class SqliteCatalog:
         sealed = immediate(conn, lambda c: vendors.seal_clear_credentials(c, self.secrets))
         if sealed:
             log.warning("sealed the clear-text credentials of %d vendor(s) stored by an older version", sealed)
+        if self.search is not None:
+            install_removal_trigger(conn)
 
     def _documents_current(self, conn: sqlite3.Connection) -> None:
         """Documents of an older shape (``documents.VERSION``) rebuilt once, so every stored product has the
@@ -119,6 +130,44 @@ class SqliteCatalog:
     def close(self) -> None:
         self._db.close()
         self._reads.clear()
+        if self.search is not None:
+            self.search.close()
+
+    # -- the search index (app/store/sqlite/search.py) -------------------------------------------------------
+
+    def _start_search(self) -> None:
+        """Rebuild the index in the background when it cannot be trusted, else catch it up with what was written
+        while this process was not running (blocking: a few products in the usual case)."""
+        if self.search is None:
+            return
+        search = self.search
+        search.open(self._db.connect_reader)
+        if self.read(search.needs_rebuild):
+            search.rebuild_in_background(self._db.connect_reader)
+        else:
+            with contextlib.closing(self._db.connect_reader()) as conn:
+                search.catch_up(conn)
+        search.follow()
+
+    async def catch_up_search(self) -> None:
+        """What the index does not have yet, now, on the writer thread (the index's own thread does this on its
+        own within ``catch_up_s``); a no-op when nothing moved."""
+        if self.search is not None and not self.search.rebuilding:
+            await self._db.on_writer(self.search.catch_up)
+
+    def rebuild_search(self) -> int:
+        """The whole index from the store, now (blocking: the CLI's ``catalog search rebuild``)."""
+        if self.search is None:
+            raise RuntimeError("this store keeps no search index")
+        if self.search.wait_rebuilt():  # ``open`` found the index unusable and rebuilt it already
+            if self.search.failure:
+                raise RuntimeError(self.search.failure)
+            return self.search.index.count()
+        with contextlib.closing(self._db.connect_reader()) as conn:
+            return self.search.rebuild(conn)
+
+    def search_problem(self) -> str | None:
+        return self.search.problem(self.change_seq()) if self.search is not None else None
 
     def ping(self) -> bool:
         return self._db.ping()
@@ -268,6 +317,12 @@ class SqliteCatalog:
     def get_product(self, pid: str) -> StoredProduct | None:
         return self._reads.get_product(pid)
 
+    def cached_product(self, pid: str) -> tuple[StoredProduct | None] | None:
+        return self._reads.cached_product(pid)
+
+    def cached_page(self, query: ProductQuery) -> ProductPage | None:
+        return self._reads.cached_page(query)
+
     def find_offer(self, vendor_id: str, vendor_product_id: str) -> OfferRef | None:
         return self._reads.find_offer(vendor_id, vendor_product_id)
 
@@ -290,3 +345,7 @@ class SqliteCatalog:
         """Record the image's placeholder; the products leading with it are rebuilt (their documents carry it).
         Returns how many products changed."""
         return await self._db.transaction(lambda c: set_placeholder(c, self._offers, image, placeholder))
+
+    def summaries(self, ids: Sequence[str]) -> list[tuple[bytes, str]]:
+        """List documents and ETags of these products in this order; ids with no product are left out."""
+        return self._reads.summaries(ids)

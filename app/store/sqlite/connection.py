@@ -74,6 +74,13 @@ class Connections:
         self.write_failure: str | None = None
         self.write_failed_at = 0.0
         self.write_failed_full = False
+        #: Page cache of each reader: reads run on several pool threads, each with its own connection, and every
+        #: one of them filled to ``cache_mb`` was RSS the OS page cache (shared, reclaimable) holds anyway.
+        self.reader_cache_mb = max(2, cache_mb // 4)
+        self._version_conn: sqlite3.Connection | None = None
+        self._version_lock = threading.Lock()
+        #: Runs on the writer thread after each transaction that committed (the search index follows the store).
+        self.after_commit: Callable[[sqlite3.Connection], None] | None = None
 
     def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         """Create the file if needed and start the writer; ``prepare`` (migrations, say) runs on the writer
@@ -82,10 +89,10 @@ class Connections:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer.submit(self._open_writer, prepare).result()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_mb: int | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA cache_size = -{self._cache_mb * 1024}")
+        conn.execute(f"PRAGMA cache_size = -{(cache_mb or self._cache_mb) * 1024}")
         conn.execute("PRAGMA temp_store = MEMORY")
         return conn
 
@@ -101,6 +108,20 @@ class Connections:
         prepare(conn)
         self._w = conn
 
+    def data_version(self) -> tuple[int, int]:
+        """A version of the file that moves whenever anyone commits to it, the same for every thread.
+
+        ``PRAGMA data_version`` is only comparable on one connection, and reads now run on several pool threads
+        with a connection each: keyed by each thread's own, the read caches missed whenever two threads took
+        turns. One connection, under a lock, answers for all (a microsecond).
+        """
+        with self._version_lock:
+            conn = self._version_conn
+            if conn is None:
+                conn = self._version_conn = self._connect(2)
+                conn.execute("PRAGMA query_only = ON")
+            return (id(conn), conn.execute("PRAGMA data_version").fetchone()[0])
+
     def close(self) -> None:
         if self._writer is not None:
             if self._w is not None:
@@ -113,6 +134,10 @@ class Connections:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        with self._version_lock:
+            if self._version_conn is not None:
+                self._version_conn.close()
+                self._version_conn = None
         self._local = threading.local()
 
     @property
@@ -121,7 +146,7 @@ class Connections:
         that use it at once, and opening one per read would cost more than the read)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            conn = self._connect(self.reader_cache_mb)
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             with self._readers_lock:
@@ -158,7 +183,22 @@ class Connections:
             raise
         if not self.write_failed_full:  # a small write that fits says nothing about the batch that did not
             self.write_failure = None
+        if self.after_commit is not None:
+            self.after_commit(conn)
         return result
+
+    async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the writer thread and connection, outside any transaction (it may open a read one)."""
+        if self._writer is None or self._w is None:
+            raise RuntimeError("store is not open")
+        conn = self._w
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, conn)
+
+    def connect_reader(self) -> sqlite3.Connection:
+        """A read-only connection of the caller's own (a long read on a thread of its own), closed by the caller."""
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")
+        return conn
 
     def write_problem(self, full_for_s: float) -> str | None:
         """The last write failure for want of room or permission; "full" holds ``full_for_s`` after the last one."""

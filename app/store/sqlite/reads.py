@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from app.domain import documents
-from app.domain.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
+from app.domain.cursor import Cursor, decode_cursor, encode_cursor, filters_fingerprint
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import OfferFreshness, OfferRef, ProductPage, ProductQuery, Sort, StoredProduct
-from app.store.sqlite.connection import Connections
+from app.store.sqlite.connection import Connections, chunks, marks
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -63,6 +63,14 @@ class _ReadCache(Generic[K, V]):
             self._entries.popitem(last=False)
         return value
 
+    def peek(self, key: K, version: tuple[int, int]) -> tuple[V] | None:
+        """The answer kept for ``key`` if still current (in a 1-tuple: the answer may be None), else None."""
+        hit = self._entries.get(key)
+        if hit is None or hit[0] != version:
+            return None
+        self._entries.move_to_end(key)
+        return (hit[1],)
+
     def clear(self) -> None:
         self._entries.clear()
 
@@ -85,12 +93,19 @@ class ProductReader:
 
     def _version(self) -> tuple[int, int]:
         """Moves whenever anyone else commits to the file (our writer thread, the CLI, another process)."""
-        conn = self._db.reader
-        return (id(conn), conn.execute("PRAGMA data_version").fetchone()[0])
+        return self._db.data_version()
 
     def count_products(self) -> int:
         (n,) = self._db.reader.execute("SELECT count(*) FROM products").fetchone()
         return int(n)
+
+    def cached_product(self, pid: str) -> tuple[StoredProduct | None] | None:
+        """``get_product``'s answer if it is cached and current, without a query (see ``CatalogService``)."""
+        return self._products.peek(pid, self._version())
+
+    def cached_page(self, query: ProductQuery) -> ProductPage | None:
+        hit = self._pages.peek(query, self._version())
+        return hit[0] if hit is not None else None
 
     def get_product(self, pid: str) -> StoredProduct | None:
         """The product's document with its offers' freshness; cached until the next write like list pages."""
@@ -126,6 +141,15 @@ class ProductReader:
             ).fetchone()
         return OfferRef(row[0], datetime.fromisoformat(row[1])) if row else None
 
+    def summaries(self, ids: Sequence[str]) -> list[tuple[bytes, str]]:
+        found: dict[str, tuple[bytes, str]] = {}
+        for chunk in chunks(ids):
+            for pid, summary, etag in self._db.reader.execute(
+                f"SELECT id, summary, etag FROM products WHERE id IN ({marks(len(chunk))})", chunk
+            ):
+                found[pid] = (summary, etag)
+        return [found[pid] for pid in ids if pid in found]
+
     def list_products(self, query: ProductQuery) -> ProductPage:
         """One page of products, cached until the next write. Raises ``InvalidCursor`` for a cursor from another
         query."""
@@ -137,17 +161,7 @@ class ProductReader:
         sort = query.sort
         if sort is Sort.RELEVANCE and not query.q:
             sort = Sort.UPDATED
-        filters = {
-            "q": query.q,
-            "vendor": query.vendor,
-            "brand": brand_key(query.brand),
-            "category": brand_key(query.category),
-            "min_price": str(query.min_price) if query.min_price is not None else None,
-            "max_price": str(query.max_price) if query.max_price is not None else None,
-            "price_currency": query.price_currency,
-            "in_stock": query.in_stock,
-        }
-        fp = fingerprint(filters)
+        fp = filters_fingerprint(query)
         cursor = decode_cursor(query.cursor, sort=sort.value, fingerprint=fp) if query.cursor else None
 
         source = "products p"
@@ -161,12 +175,13 @@ class ProductReader:
         if query.vendor:
             where.append("p.id IN (SELECT product_id FROM product_vendors WHERE vendor_id = ?)")
             params.append(query.vendor)
-        if filters["brand"]:
+        brand, category = brand_key(query.brand), brand_key(query.category)
+        if brand:
             where.append("p.brand_key = ?")
-            params.append(filters["brand"])
-        if filters["category"]:
+            params.append(brand)
+        if category:
             where.append("p.category_key = ?")
-            params.append(filters["category"])
+            params.append(category)
         if query.min_price is not None:
             where.append("p.min_price_base >= ?")
             params.append(self._bound_in_base(query.min_price, query.price_currency))

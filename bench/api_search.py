@@ -1,0 +1,229 @@
+"""`python -m bench --suite search`: search through the API as shoppers use it, at 100k products (or ``--products``).
+
+What it measures, against a real API process over loopback:
+1. A catalog of N products (``bench.search_data``: real DummyJSON products varied the way a large catalog is)
+   written through the store's own write path, then the API started on it: the time until /ready (the index is
+   built at start, from the store).
+2. Distinct searches: each of 600 different queries (words, pairs, prefixes as typed, typos, brand + type) asked
+   once, one at a time, ``GET /products?q=...&limit=20``; p50 and p99. Same-run baselines: the same number of
+   requests to ``/_bench/body`` serving a search page's bytes (the HTTP floor), and the store's FTS5 search of the
+   same queries in this process (what ``q=`` cost before the index, without HTTP).
+3. Product reads while searches run: ``GET /products/{id}`` over distinct ids on one connection while two more
+   connections search without pause; p50 and p99, against the same reads with no search running.
+4. The API's RSS at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from bench.loadgen import hammer
+from bench.processes import free_port, wait_http
+from bench.search_data import CatalogGenerator
+from bench.table import Row, passed, print_table
+
+ADMIN = {"X-API-Key": "bench-admin-key"}
+QUERIES = 600
+BATCH = 5000
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def fill(path: Path, count: int) -> tuple[float, list[str]]:
+    """The catalog through ``upsert_offers`` in batches, one offer per product; returns seconds and queries."""
+    from app.domain.models import Availability, Offer, Vendor, VendorKind
+    from app.store.sqlite.catalog import SqliteCatalog
+
+    generator = CatalogGenerator()
+    store = SqliteCatalog(path)
+    store.open()
+    started = time.perf_counter()
+    try:
+        for vid in generator.vendors:
+            await store.add_vendor(
+                Vendor(id=vid, name=vid, kind=VendorKind.DUMMYJSON, base_url="http://bench.invalid", currency="EUR")
+            )
+        batch: list[Offer] = []
+        for doc in generator.products(count):
+            batch.append(
+                Offer(
+                    vendor_id=doc.vendors[0],
+                    vendor_product_id=doc.id,
+                    title=doc.name,
+                    description=doc.description,
+                    brand=doc.brand,
+                    category=doc.category,
+                    price=Decimal(str(doc.min_price_base)),
+                    currency="EUR",
+                    availability=Availability.IN_STOCK if doc.in_stock else Availability.OUT_OF_STOCK,
+                    vendor_updated_at=doc.updated_at,
+                )
+            )
+            if len(batch) == BATCH:
+                await store.upsert_offers(batch)
+                batch = []
+        if batch:
+            await store.upsert_offers(batch)
+    finally:
+        store.close()
+    return time.perf_counter() - started, [q for _, q in generator.queries(QUERIES)]
+
+
+def fts5_latencies(path: Path, queries: list[str]) -> list[float]:
+    """The store's own FTS5 search of these queries, in this process: what ``q=`` cost before the index."""
+    from app.domain.queries import ProductQuery
+    from app.store.sqlite.catalog import SqliteCatalog
+
+    store = SqliteCatalog(path, page_cache_size=0)
+    store.open()
+    out = []
+    try:
+        for q in queries:
+            started = time.perf_counter()
+            store.list_products(ProductQuery(q=q, limit=20))
+            out.append((time.perf_counter() - started) * 1000)
+    finally:
+        store.close()
+    return out
+
+
+async def once_each(port: int, paths: list[str]) -> list[float]:
+    """Each path once, one after another on one keep-alive connection; latencies in ms."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    out = []
+    try:
+        for path in paths:
+            started = time.perf_counter()
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head[9:12] != b"200":
+                raise RuntimeError(f"{path}: {head[:12]!r}")
+            length = next(int(h[15:]) for h in head.split(b"\r\n") if h[:15].lower() == b"content-length:")
+            await reader.readexactly(length)
+            out.append((time.perf_counter() - started) * 1000)
+    finally:
+        writer.close()
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def reads_under_search(port: int, reads: list[str], searches: list[str], seconds: float) -> tuple[float, ...]:
+    alone = await hammer("127.0.0.1", port, reads, connections=1, seconds=seconds)
+    loaded, load = await asyncio.gather(
+        hammer("127.0.0.1", port, reads, connections=1, seconds=seconds),
+        hammer("127.0.0.1", port, searches, connections=2, seconds=seconds),
+    )
+    if alone.errors or loaded.errors or load.errors:
+        raise RuntimeError("errors while reading under search load")
+    return alone.p50_ms, alone.p99_ms, loaded.p50_ms, loaded.p99_ms, load.rps
+
+
+def search_suite(args: argparse.Namespace) -> int:
+    rows: list[Row] = []
+    workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-search-"))
+    db = workdir / "catalog.db"
+    fill_s, queries = asyncio.run(fill(db, args.products))
+    rows.append(Row(f"write {args.products:,} products through the store", f"{fill_s:.1f} s", "", None))
+    port = free_port()
+    env = {
+        **os.environ,
+        "CATALOG_DB_PATH": str(db),
+        "CATALOG_ADMIN_KEY": ADMIN["X-API-Key"],
+        "CATALOG_BENCH_ROUTES": "true",
+        "CATALOG_LOG_LEVEL": "warning",
+        "CATALOG_SCHEDULER_ENABLED": "false",
+        "CATALOG_ENV": "development",  # a throwaway catalog: the development keys are fine
+    }
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--log-level", "warning"]
+    api = subprocess.Popen([*command, "--no-access-log"], env=env)
+    try:
+        started = time.perf_counter()
+        wait_http(f"http://127.0.0.1:{port}/health", timeout_s=120)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        while client.get("/ready").status_code != 200:
+            if api.poll() is not None:
+                raise RuntimeError("the API exited")
+            time.sleep(0.2)
+        rows.append(Row("  API start to /ready (index built)", f"{time.perf_counter() - started:.1f} s", "", None))
+        paths = [f"/products?q={quote(q)}&limit=20" for q in queries]
+        hits = sum(1 for p in paths[:100] if client.get(p).json()["items"])
+        asyncio.run(once_each(port, paths[:50]))  # warm-up, then every query once, none of them seen before
+        warm, paths = paths[:50], paths[50:]
+        lat = asyncio.run(once_each(port, paths))
+        client.put("/_bench/body", content=client.get(warm[0]).content)
+        base = asyncio.run(once_each(port, ["/_bench/body"] * len(paths)))
+        p50, p99 = statistics.median(lat), pct(lat, 0.99)
+        rows.append(Row(f"{len(paths)} distinct searches, p50", f"{p50:.2f} ms", "<= 10 ms", p50 <= 10))
+        rows.append(Row("  p99", f"{p99:.2f} ms", "<= 50 ms", p99 <= 50))
+        rows.append(
+            Row(
+                "  baseline: /_bench/body, same bytes",
+                f"p50 {statistics.median(base):.2f} ms, p99 {pct(base, 0.99):.2f} ms",
+                "",
+                None,
+            )
+        )
+        fts = fts5_latencies(db, queries[50 : 50 + args.fts5_queries])
+        rows.append(
+            Row(
+                f"  baseline: FTS5 in-process, {len(fts)} of the queries",
+                f"p50 {statistics.median(fts):.2f} ms, p99 {pct(fts, 0.99):.2f} ms",
+                "",
+                None,
+            )
+        )
+        rows.append(Row("  queries with hits (of the first 100)", f"{hits}", "", None))
+        ids = [p["id"] for p in client.get("/products", params={"limit": 100}).json()["items"]]
+        cursor = client.get("/products", params={"limit": 100, "sort": "price"}).json()
+        ids += [p["id"] for p in cursor["items"]]
+        reads = [f"/products/{pid}" for pid in dict.fromkeys(ids)]
+        a50, a99, l50, l99, srps = asyncio.run(reads_under_search(port, reads, paths, args.seconds))
+        rows.append(Row("product reads alone, p50 / p99", f"{a50:.2f} / {a99:.2f} ms", "", None))
+        rows.append(
+            Row(
+                f"product reads while 2 connections search ({srps:,.0f} searches/s)",
+                f"p50 {l50:.2f} ms, p99 {l99:.2f} ms",
+                "p99 <= 50 ms",
+                l99 <= 50,
+            )
+        )
+        facets = asyncio.run(once_each(port, [f"{p}&facets=brand,category,vendor,price,in_stock" for p in paths[:200]]))
+        rows.append(
+            Row(
+                "200 distinct searches with all facets",
+                f"p50 {statistics.median(facets):.2f} ms, p99 {pct(facets, 0.99):.2f} ms",
+                "",
+                None,
+            )
+        )
+        rss = rss_mb(api.pid)
+        rows.append(Row(f"API RSS with {args.products:,} products", f"{rss:.0f} MB", "<= 300 MB", rss <= 300))
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=120)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(rows)
+    return 0 if passed(rows) else 1
