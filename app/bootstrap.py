@@ -240,6 +240,7 @@ def build_container(settings: Settings) -> Container:
     secrets = load_secrets(settings)
     store = SqliteCatalog(
         settings.db_path,
+        bulk_slice_s=settings.bulk_write_slice_ms / 1000,
         page_cache_size=settings.list_cache_pages,
         rates=load_rates(settings),
         secrets=secrets,
@@ -271,7 +272,14 @@ def build_container(settings: Settings) -> Container:
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors, secrets=secrets)
         changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
-        queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
+        queue = InProcessRequestQueue(
+            workers.handle,
+            workers=settings.workers,
+            maxsize=settings.queue_size,
+            interactive_workers=settings.interactive_workers,
+            bulk_per_vendor=settings.bulk_workers_per_vendor,
+            interactive_per_vendor=settings.interactive_workers_per_vendor,
+        )
     catalog = CatalogService(
         store,
         queue,
@@ -332,6 +340,9 @@ def build_container(settings: Settings) -> Container:
         outbound_policy(settings), max_bytes=settings.images_max_bytes, timeout_s=settings.images_timeout_s
     )
     container.images = image_service(settings, store, container.image_origin, changes)
+    if isinstance(queue, InProcessRequestQueue):
+        container.metric_providers.append(queue.metrics)
+    container.metric_providers.append(store.metrics)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     if leadership is not None:

@@ -80,7 +80,22 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `catalog serve` listens on.")
     log_level: str = Field("info", description="Python log level.")
 
-    workers: int = Field(4, ge=1, le=64, description="Embedded request workers (concurrent vendor jobs).")
+    workers: int = Field(4, ge=1, le=64, description="Embedded bulk-lane workers (concurrent catalog syncs).")
+    interactive_workers: int = Field(
+        8, ge=1, le=256, description="Embedded interactive-lane workers (misses, refreshes): never behind a sync."
+    )
+    bulk_workers_per_vendor: int | None = Field(
+        None, ge=1, description="Most bulk workers one vendor may hold at once (default: half of `workers`)."
+    )
+    interactive_workers_per_vendor: int | None = Field(
+        None, ge=1, description="Most interactive workers one vendor may hold (default: half of `interactive_workers`)."
+    )
+    bulk_write_slice_ms: float = Field(
+        20.0,
+        gt=0,
+        description="Longest a bulk (sync) write transaction should hold SQLite's one writer: a sync's batch is cut "
+        "into transactions of about this time, and interactive writes go in between.",
+    )
     queue_size: int = Field(1000, ge=1, description="Pending requests before misses answer 503.")
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")
     wait_ms_max: int = Field(10_000, ge=0, description="Upper bound of the `wait_ms` query parameter.")

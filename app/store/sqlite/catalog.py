@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from app.domain import documents
 from app.domain.changes import FeedPosition
+from app.domain.lanes import Lane, current_lane
 from app.domain.models import Offer, Vendor, utcnow
 from app.domain.money import Rates
 from app.domain.queries import (
@@ -36,6 +38,7 @@ from app.domain.queries import (
     VendorSyncStatus,
 )
 from app.domain.webhooks import Delivery
+from app.observability import Metric
 from app.secrets import Secrets
 from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
@@ -44,6 +47,7 @@ from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, rebuild_all, refresh_base_prices, set_placeholder, unique
 from app.store.sqlite.ordering import newer_only
 from app.store.sqlite.reads import ProductReader
+from app.store.sqlite.slicing import BulkSlicer
 from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
@@ -67,8 +71,10 @@ class SqliteCatalog:
         deliveries_keep_s: float = 7 * 86_400,
         max_mb: int | None = None,
         min_free_mb: int = 64,
+        bulk_slice_s: float = 0.02,
     ) -> None:
-        """``secrets``: seals vendor credentials (default: the public development key, for tools and tests)."""
+        """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
+        ``bulk_slice_s``: about how long one bulk write transaction may hold the writer (``BulkSlicer``)."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
@@ -78,6 +84,7 @@ class SqliteCatalog:
         self._offers = OfferWriter(rates)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
         self.changes = SqliteChanges(self._db)
+        self._slicer = BulkSlicer(bulk_slice_s)
 
     @property
     def rates(self) -> Rates | None:
@@ -146,6 +153,9 @@ class SqliteCatalog:
 
     def change_seq(self) -> int:
         return self._db.change_seq()
+
+    def metrics(self) -> list[Metric]:
+        return self._db.metrics()
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` on the calling thread's read-only connection (replication's /ready status reads the outbox so)."""
@@ -222,7 +232,21 @@ class SqliteCatalog:
         batch = unique(offers)
         if not batch:
             return UpsertResult()
-        return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
+        if current_lane() is Lane.INTERACTIVE:
+            return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
+        # A sync's batch: several short transactions, so a miss's write gets the writer in between.
+        total = UpsertResult()
+        for part in self._slicer.parts(batch):
+            started = time.perf_counter()
+            result = await self._db.transaction(lambda c, p=part: self._offers.upsert(c, newer_only(c, p)))  # type: ignore[misc]
+            self._slicer.took(len(part), time.perf_counter() - started)
+            total = UpsertResult(
+                total.inserted + result.inserted,
+                total.updated + result.updated,
+                total.unchanged + result.unchanged,
+                total.products_changed + result.products_changed,
+            )
+        return total
 
     def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
         """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
@@ -246,14 +270,24 @@ class SqliteCatalog:
         commit for many pages, as ``upsert_offers`` of the whole run did), each product change recorded at the
         position of the message that made it."""
 
-        def run(conn: sqlite3.Connection) -> None:
-            for position, offers in batches:
-                set_position(conn, position)
-                self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
-            set_position(conn, None)
+        def run(part: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> Callable[[sqlite3.Connection], None]:
+            def apply(conn: sqlite3.Connection) -> None:
+                for position, offers in part:
+                    set_position(conn, position)
+                    self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
+                set_position(conn, None)
 
-        if batches:
-            await self._db.transaction(run)
+            return apply
+
+        if not batches:
+            return
+        if current_lane() is Lane.INTERACTIVE:
+            await self._db.transaction(run(batches))
+            return
+        for part in self._slicer.groups(batches):
+            started = time.perf_counter()
+            await self._db.transaction(run(part))
+            self._slicer.took(sum(len(offers) for _, offers in part), time.perf_counter() - started)
 
     async def set_feed_position(self, position: FeedPosition | None) -> None:
         """For the writes of one changelog message that are not plain upserts (a webhook's removals, a sync's

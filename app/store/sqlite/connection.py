@@ -17,12 +17,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from app.domain.lanes import Lane, current_lane
+from app.observability import Metric
 from app.store.sqlite.transaction import immediate
+from app.store.sqlite.writer import PriorityWriter
 
 T = TypeVar("T")
 
@@ -65,7 +67,7 @@ class Connections:
         self.path = path
         self._busy_timeout_s = busy_timeout_s
         self._cache_mb = cache_mb
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: PriorityWriter | None = None
         self._w: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -79,8 +81,8 @@ class Connections:
         """Create the file if needed and start the writer; ``prepare`` (migrations, say) runs on the writer
         connection before any write is accepted. Blocking; run once at start-up."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._writer.submit(self._open_writer, prepare).result()
+        self._writer = PriorityWriter()
+        self._writer.submit(lambda: self._open_writer(prepare)).result()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
@@ -107,7 +109,7 @@ class Connections:
                 w = self._w
                 self._writer.submit(w.close).result()
                 self._w = None
-            self._writer.shutdown(wait=True)
+            self._writer.shutdown()
             self._writer = None
         with self._readers_lock:
             for conn in self._readers:
@@ -139,11 +141,16 @@ class Connections:
         (value,) = self.reader.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()
         return int(value)
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` in one write transaction on the writer thread, off the event loop."""
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T], lane: Lane | None = None) -> T:
+        """``fn`` in one write transaction on the writer thread, off the event loop; interactive ones (the default
+        lane of the running code, ``app.domain.lanes``) go before every bulk one still waiting."""
         if self._writer is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_transaction, fn)
+        future = self._writer.submit(lambda: self._in_transaction(fn), lane or current_lane())
+        return await asyncio.wrap_future(future)
+
+    def metrics(self) -> list[Metric]:
+        return self._writer.metrics() if self._writer is not None else []
 
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._w
