@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     kafka_topic_vendor_requests: str = Field("vendor_requests", description="Topic of vendor catalog requests.")
     kafka_topic_product_requests: str = Field("product_requests", description="Topic of product requests.")
     kafka_topic_updates: str = Field("product_updates", description="Changelog topic every node applies.")
+    kafka_topic_interactive_updates: str = Field(
+        "product_interactive",
+        description="Changelog topic of interactive updates (miss outcomes, webhooks): every node applies it on a "
+        "consumer of its own, never behind a catalog sync's pages.",
+    )
     kafka_topic_vendors: str = Field("catalog_vendors", description="Compacted topic of vendor definitions.")
     kafka_topic_dead_letters: str = Field("catalog_dead_letters", description="Where unreadable messages go.")
     kafka_topic_scheduler: str = Field(

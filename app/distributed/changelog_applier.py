@@ -190,6 +190,9 @@ class ChangelogApplier:
                 continue
             outcome = product_outcome(u)
             self._tracker.learn(outcome_request(u), from_outcome=True)
+            queued_ms = u.raw.get("queued_ms")
+            if isinstance(queued_ms, int | float):
+                self._tracker.started(outcome.request_id, float(queued_ms) / 1000)
             if u.vendor_id not in known:
                 self._tracker.complete(
                     outcome.request_id,
