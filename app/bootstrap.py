@@ -278,7 +278,9 @@ def build_container(settings: Settings) -> Container:
             settings, plan=functools.partial(plan_catalog, store=store, changes_since=supports_changes_since)
         )
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors, secrets=secrets)
-        changes = KafkaChangePublisher(queue, settings.kafka_topic_interactive_updates)  # a webhook is interactive
+        # A webhook stays in the catalog's changelog: ordered with the syncs' pages of its vendor on every node (on
+        # the interactive topic a node catching up could apply them in another order than its peers did).
+        changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
         queue = InProcessRequestQueue(
             workers.handle,

@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     kafka_topic_updates: str = Field("product_updates", description="Changelog topic every node applies.")
     kafka_topic_interactive_updates: str = Field(
         "product_interactive",
-        description="Changelog topic of interactive updates (miss outcomes, webhooks): every node applies it on a "
+        description="Changelog topic of the job's product outcomes (misses): every node applies it on a "
         "consumer of its own, never behind a catalog sync's pages.",
     )
     kafka_topic_vendors: str = Field("catalog_vendors", description="Compacted topic of vendor definitions.")

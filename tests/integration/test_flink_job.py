@@ -368,12 +368,12 @@ def _slow_pages(sim: Sim, page_s: float) -> HostileVendor:
 
 
 def test_a_miss_is_served_while_the_same_vendors_catalog_slice_holds_the_job(setup: Setup) -> None:
-    with running_sims(sim_config(VendorKind.DUMMYJSON, size=500)) as [sim], _slow_pages(sim, 5.0) as slow:
+    with running_sims(sim_config(VendorKind.DUMMYJSON, size=500)) as [sim], _slow_pages(sim, 3.0) as slow:
         body = {**sim.vendor_body("slow-dj"), "base_url": slow.base_url}
         assert setup.a.post("/vendors", json=body, headers=admin()).status_code == 201
-        # The full sync's first slice is fetching its first page (5 s): the product request must not wait for it.
+        # The full sync's first slice is fetching its first page (3 s): the product request must not wait for it.
         wait_until(lambda: any(s.path.startswith("/products?") for s in slow.seen), timeout=60, what="the sync")
-        miss = setup.a.get("/vendors/slow-dj/products/499", params={"wait_ms": 3000})
+        miss = setup.a.get("/vendors/slow-dj/products/499", params={"wait_ms": 2500})
         assert miss.status_code == 200, miss.text
         assert "queue;dur=" in miss.headers["Server-Timing"]
         assert vendor_state(setup.a, "slow-dj")["sync"]["syncs_ok"] == 0, "the miss was served only after the sync"

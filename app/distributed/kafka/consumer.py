@@ -89,8 +89,8 @@ class KafkaChangelog:
     ) -> None:
         """``secrets`` open the credentials of ``catalog_vendors`` definitions (default: from ``settings``).
 
-        ``lane``: bulk reads ``product_updates`` (catalog pages, sync records); interactive reads the interactive
-        topic (miss outcomes, webhooks) on a consumer, a group and a thread of its own, so a shopper's answer never
+        ``lane``: bulk reads ``product_updates`` (catalog pages, sync records, webhooks); interactive reads the
+        interactive topic (the job's product outcomes) on a consumer, a group and a thread of its own, so a shopper's answer never
         waits behind a batch of pages, and its writes go before theirs (``app.domain.lanes``). Only the bulk one
         reads ``catalog_vendors`` (see ``_await_vendors``)."""
         self.lane = lane
