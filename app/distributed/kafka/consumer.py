@@ -90,9 +90,9 @@ class KafkaChangelog:
         """``secrets`` open the credentials of ``catalog_vendors`` definitions (default: from ``settings``).
 
         ``lane``: bulk reads ``product_updates`` (catalog pages, sync records, webhooks); interactive reads the
-        interactive topic (the job's product outcomes) on a consumer, a group and a thread of its own, so a shopper's answer never
-        waits behind a batch of pages, and its writes go before theirs (``app.domain.lanes``). Only the bulk one
-        reads ``catalog_vendors`` (see ``_await_vendors``)."""
+        interactive topic (the job's product outcomes) on a consumer, a group and a thread of its own, so a
+        shopper's answer never waits behind a batch of pages, and its writes go before theirs
+        (``app.domain.lanes``). Only the bulk one reads ``catalog_vendors`` (see ``_await_vendors``)."""
         self.lane = lane
         self._secrets = secrets or load_secrets(settings)
         self._settings = settings
@@ -135,9 +135,23 @@ class KafkaChangelog:
                 ),
                 Metric(
                     "catalog_changelog_interactive_messages_total",
-                    "Interactive changelog and vendor messages read.",
+                    "Interactive changelog messages read.",
                     "counter",
                     self.messages,
+                ),
+                Metric(
+                    "catalog_lane_wait_seconds_total",
+                    "Time requests waited for a worker (kafka: before the job took them), summed, per lane.",
+                    "counter",
+                    getattr(applier, "queued_s_total", 0.0),
+                    {"lane": "interactive"},
+                ),
+                Metric(
+                    "catalog_lane_taken_total",
+                    "Requests a worker (kafka: the job) took, per lane.",
+                    "counter",
+                    getattr(applier, "queued", 0),
+                    {"lane": "interactive"},
                 ),
             ]
         return [
