@@ -91,10 +91,11 @@ class Settings(BaseSettings):
         None, ge=1, description="Most interactive workers one vendor may hold (default: half of `interactive_workers`)."
     )
     bulk_write_slice_ms: float = Field(
-        20.0,
+        10.0,
         gt=0,
-        description="Longest a bulk (sync) write transaction should hold SQLite's one writer: a sync's batch is cut "
-        "into transactions of about this time, and interactive writes go in between.",
+        description="Longest an interactive write should wait behind a bulk (sync) one: a sync's batch is written in "
+        "parts of about this time, and when an interactive write is waiting the bulk transaction commits between two "
+        "parts and lets it in (an idle service still writes the batch in one transaction).",
     )
     queue_size: int = Field(1000, ge=1, description="Pending requests before misses answer 503.")
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")

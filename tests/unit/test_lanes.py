@@ -4,12 +4,17 @@ SQLite's priority writer and the time-sized bulk slices."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from app.domain.lanes import Lane, current_lane, in_lane
 from app.domain.requests import FetchRequest, RequestKind
 from app.ingest.inprocess_queue import InProcessRequestQueue, LaneQueue, lane_of
 from app.sources.limiter import LaneLimiter
+from app.store.sqlite.connection import Connections
 from app.store.sqlite.slicing import MAX_OFFERS, MIN_OFFERS, BulkSlicer
 from app.store.sqlite.writer import PriorityWriter
 
@@ -120,3 +125,34 @@ def test_bulk_slices_follow_the_measured_write_rate_within_bounds() -> None:
     assert slicer.size == MAX_OFFERS
     groups = list(BulkSlicer(0.02).groups([("p1", [1] * 300), ("p2", [1] * 300), ("p3", [1] * 300)]))
     assert [[name for name, _ in g] for g in groups] == [["p1"], ["p2"], ["p3"]]  # a message is never split
+
+
+async def test_a_bulk_write_lets_a_waiting_interactive_one_in_between_two_parts(tmp_path: Path) -> None:
+    db = Connections(tmp_path / "t.db", busy_timeout_s=5, cache_mb=4)
+
+    def prepare(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE t (step TEXT)")
+
+    db.open(prepare)
+    loop = asyncio.get_running_loop()
+    interactive: list[asyncio.Future[None]] = []
+
+    def part(name: str) -> Callable[[sqlite3.Connection], str]:
+        def write(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO t VALUES (?)", (name,))
+            if name == "bulk-1":  # a miss's write arrives while the bulk transaction runs
+                write_miss = db.transaction(lambda c: c.execute("INSERT INTO t VALUES ('miss')"), Lane.INTERACTIVE)
+                interactive.append(asyncio.run_coroutine_threadsafe(write_miss, loop))  # type: ignore[arg-type]
+                while not db._writer or not db._writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            return name
+
+        return write
+
+    try:
+        assert await db.bulk([part("bulk-1"), part("bulk-2"), part("bulk-3")]) == ["bulk-1", "bulk-2", "bulk-3"]
+        await asyncio.wrap_future(interactive[0])
+        steps = [row[0] for row in db.reader.execute("SELECT step FROM t ORDER BY rowid")]
+    finally:
+        db.close()
+    assert steps == ["bulk-1", "miss", "bulk-2", "bulk-3"]

@@ -71,10 +71,11 @@ class SqliteCatalog:
         deliveries_keep_s: float = 7 * 86_400,
         max_mb: int | None = None,
         min_free_mb: int = 64,
-        bulk_slice_s: float = 0.02,
+        bulk_slice_s: float = 0.01,
     ) -> None:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
-        ``bulk_slice_s``: about how long one bulk write transaction may hold the writer (``BulkSlicer``)."""
+        ``bulk_slice_s``: about how long one part of a bulk write holds the writer (``BulkSlicer``,
+        ``Connections.bulk``)."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
@@ -234,19 +235,30 @@ class SqliteCatalog:
             return UpsertResult()
         if current_lane() is Lane.INTERACTIVE:
             return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
-        # A sync's batch: several short transactions, so a miss's write gets the writer in between.
-        total = UpsertResult()
-        for part in self._slicer.parts(batch):
+        # A sync's batch: parts of about ``bulk_slice_s`` each, interactive writes let in between (``bulk``).
+        results = await self._db.bulk(
+            [self._timed(self._upsert(part), len(part)) for part in self._slicer.parts(batch)]
+        )
+        return UpsertResult(
+            sum(r.inserted for r in results),
+            sum(r.updated for r in results),
+            sum(r.unchanged for r in results),
+            sum(r.products_changed for r in results),
+        )
+
+    def _upsert(self, offers: list[Offer]) -> Callable[[sqlite3.Connection], UpsertResult]:
+        return lambda conn: self._offers.upsert(conn, newer_only(conn, offers))
+
+    def _timed(self, fn: Callable[[sqlite3.Connection], T], offers: int) -> Callable[[sqlite3.Connection], T]:
+        """``fn``, its time told to the slicer (so the next parts follow the measured write rate)."""
+
+        def timed(conn: sqlite3.Connection) -> T:
             started = time.perf_counter()
-            result = await self._db.transaction(lambda c, p=part: self._offers.upsert(c, newer_only(c, p)))  # type: ignore[misc]
-            self._slicer.took(len(part), time.perf_counter() - started)
-            total = UpsertResult(
-                total.inserted + result.inserted,
-                total.updated + result.updated,
-                total.unchanged + result.unchanged,
-                total.products_changed + result.products_changed,
-            )
-        return total
+            result = fn(conn)
+            self._slicer.took(offers, time.perf_counter() - started)
+            return result
+
+        return timed
 
     def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
         """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
@@ -284,10 +296,8 @@ class SqliteCatalog:
         if current_lane() is Lane.INTERACTIVE:
             await self._db.transaction(run(batches))
             return
-        for part in self._slicer.groups(batches):
-            started = time.perf_counter()
-            await self._db.transaction(run(part))
-            self._slicer.took(sum(len(offers) for _, offers in part), time.perf_counter() - started)
+        parts = list(self._slicer.groups(batches))
+        await self._db.bulk([self._timed(run(part), sum(len(offers) for _, offers in part)) for part in parts])
 
     async def set_feed_position(self, position: FeedPosition | None) -> None:
         """For the writes of one changelog message that are not plain upserts (a webhook's removals, a sync's

@@ -149,6 +149,36 @@ class Connections:
         future = self._writer.submit(lambda: self._in_transaction(fn), lane or current_lane())
         return await asyncio.wrap_future(future)
 
+    async def bulk(self, parts: Sequence[Callable[[sqlite3.Connection], T]]) -> list[T]:
+        """``parts`` in as few write transactions as possible, yet never holding the writer from an interactive
+        write for longer than one part: between two parts, when an interactive transaction is waiting, what is done
+        is committed, the waiting ones run, and a new transaction goes on with the rest. An idle service thus writes
+        a sync's batch in one transaction (one commit for many pages), a busy one in several."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        writer = self._writer
+        results: list[T] = []
+
+        def run_some(conn: sqlite3.Connection) -> None:
+            while len(results) < len(parts):
+                results.append(parts[len(results)](conn))
+                if writer.waiting(Lane.INTERACTIVE):
+                    return
+
+        def run_all() -> list[T]:
+            while len(results) < len(parts):
+                done = len(results)
+                try:
+                    self._in_transaction(run_some)
+                except BaseException:
+                    del results[done:]  # rolled back
+                    raise
+                if len(results) < len(parts):
+                    writer.run_waiting_interactive()
+            return results
+
+        return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))
+
     def metrics(self) -> list[Metric]:
         return self._writer.metrics() if self._writer is not None else []
 

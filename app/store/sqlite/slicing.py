@@ -1,10 +1,10 @@
-"""Bulk writes cut by time, not by count: how many offers fit in one short write transaction.
+"""Bulk writes cut by time, not by count: how many offers make one part of about ``slice_s``.
 
 One transaction for many offers is what makes a sync fast (each commit rewrites the index pages it touched), but
-while it runs SQLite's one writer is taken and a shopper's miss waits. So a sync's batch is written as transactions
-of about ``slice_s`` each: the number of offers per transaction follows the measured write rate (a moving average),
-so a slow disk or a heavy index gets smaller transactions and an idle fast one larger. Interactive writes take the
-writer between two of them (``app.store.sqlite.writer``).
+while it runs SQLite's one writer is taken and a shopper's miss waits. So a sync's batch is written in parts of about
+``slice_s`` each, and between two parts the writer lets a waiting interactive write in (``Connections.bulk``: it
+commits only then, so an idle service still writes the whole batch in one transaction). The number of offers per
+part follows the measured write rate (a moving average): a slow disk or a heavy index gets smaller parts.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class BulkSlicer:
         if offers >= MIN_OFFERS and seconds > 0:
             self.rate = 0.7 * self.rate + 0.3 * (offers / seconds)
 
-    def parts(self, items: Sequence[T]) -> Iterator[Sequence[T]]:
+    def parts(self, items: list[T]) -> Iterator[list[T]]:
         """Consecutive parts of about ``size`` items (the size read afresh for each part)."""
         start = 0
         while start < len(items):

@@ -53,23 +53,38 @@ class PriorityWriter:
     def waiting(self, lane: Lane) -> int:
         return self._waiting[lane]
 
+    def run_waiting_interactive(self) -> None:
+        """On the writer thread, between two parts of a bulk job: run the interactive jobs waiting now."""
+        while True:
+            with self._jobs.mutex:
+                heap = self._jobs.queue
+                if not heap or heap[0][0] != _PRIORITY[Lane.INTERACTIVE]:
+                    return
+            self._one(self._jobs.get_nowait())
+
     def _run(self) -> None:
         while True:
-            _, _, lane, submitted, fn, future = self._jobs.get()
-            if fn is None or lane is None:
+            job = self._jobs.get()
+            if job[4] is None:
                 return
-            waited = time.monotonic() - submitted
-            with self._lock:
-                self._waiting[lane] -= 1
-                self._ran[lane] += 1
-                self._wait_s_total[lane] += waited
-                self._wait_s_max[lane] = max(self._wait_s_max[lane], waited)
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # handed to the caller, as an executor would
-                future.set_exception(exc)
+            self._one(job)
+
+    def _one(self, job: tuple[int, int, Lane | None, float, Callable[[], Any] | None, Future[Any]]) -> None:
+        _, _, lane, submitted, fn, future = job
+        if fn is None or lane is None:
+            return
+        waited = time.monotonic() - submitted
+        with self._lock:
+            self._waiting[lane] -= 1
+            self._ran[lane] += 1
+            self._wait_s_total[lane] += waited
+            self._wait_s_max[lane] = max(self._wait_s_max[lane], waited)
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the caller, as an executor would
+            future.set_exception(exc)
 
     def metrics(self) -> list[Metric]:
         out: list[Metric] = []
