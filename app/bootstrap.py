@@ -26,6 +26,7 @@ from app.distributed.kafka.queue import KafkaRequestQueue
 from app.distributed.kafka.updates import KafkaChangePublisher
 from app.distributed.kafka.vendor_feed import KafkaVendorFeed
 from app.domain.cursor import TokenSigner
+from app.domain.lanes import Lane
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
 from app.health.service import HealthService
@@ -160,6 +161,8 @@ class Container:
     replication: Replication | None = None
     # runtime=kafka with the scheduler enabled: the election of the one node that runs it
     leadership: KafkaLeadership | None = None
+    # runtime=kafka: the consumer of the interactive updates (miss outcomes, webhooks), apart from the pages
+    interactive_changelog: KafkaChangelog | None = None
     # GET /metrics renders whatever these return; a component adds its gauges by appending a provider
     metric_providers: list[MetricProvider] = field(default_factory=list)
     # signs the cursors and change tokens the API hands out (setting CATALOG_CURSOR_KEY)
@@ -186,6 +189,8 @@ class Container:
         await self.queue.start()
         if self.changelog is not None:
             await self.changelog.start()
+        if self.interactive_changelog is not None:
+            await self.interactive_changelog.start()
         if self.leadership is not None:
             await self.leadership.start()  # the scheduler starts on the node that wins
         elif self.settings.scheduler_enabled:
@@ -195,6 +200,8 @@ class Container:
         if self.leadership is not None:
             await self.leadership.stop()
         await self.scheduler.stop()
+        if self.interactive_changelog is not None:
+            await self.interactive_changelog.stop()
         if self.changelog is not None:
             await self.changelog.stop()
         await self.queue.stop()
@@ -263,6 +270,7 @@ def build_container(settings: Settings) -> Container:
     )
     store = SqliteCatalog(
         settings.db_path,
+        bulk_slice_s=settings.bulk_write_slice_ms / 1000,
         page_cache_size=settings.list_cache_pages,
         rates=load_rates(settings),
         secrets=secrets,
@@ -284,6 +292,7 @@ def build_container(settings: Settings) -> Container:
     workers = EmbeddedWorkers(store, sources, tracker, page_attempts=settings.page_attempts, breakers=breakers)
     queue: InProcessRequestQueue | KafkaRequestQueue
     changelog: KafkaChangelog | None = None
+    interactive_changelog: KafkaChangelog | None = None
     vendor_feed: KafkaVendorFeed | None = None
     changes: KafkaChangePublisher | None = None  # without one, a webhook is applied to this node's store
     if settings.runtime == "kafka":
@@ -293,9 +302,18 @@ def build_container(settings: Settings) -> Container:
             settings, plan=functools.partial(plan_catalog, store=store, changes_since=supports_changes_since)
         )
         vendor_feed = KafkaVendorFeed(queue, settings.kafka_topic_vendors, store.list_vendors, secrets=secrets)
+        # A webhook stays in the catalog's changelog: ordered with the syncs' pages of its vendor on every node (on
+        # the interactive topic a node catching up could apply them in another order than its peers did).
         changes = KafkaChangePublisher(queue, settings.kafka_topic_updates)
     else:
-        queue = InProcessRequestQueue(workers.handle, workers=settings.workers, maxsize=settings.queue_size)
+        queue = InProcessRequestQueue(
+            workers.handle,
+            workers=settings.workers,
+            maxsize=settings.queue_size,
+            interactive_workers=settings.interactive_workers,
+            bulk_per_vendor=settings.bulk_workers_per_vendor,
+            interactive_per_vendor=settings.interactive_workers_per_vendor,
+        )
     reads, searches = read_pools(settings)
     catalog = CatalogService(
         store,
@@ -315,6 +333,7 @@ def build_container(settings: Settings) -> Container:
     if settings.runtime == "kafka":
         applier = ChangelogApplier(store, tracker, on_vendor_removed=vendors.forget, breakers=breakers)
         changelog = KafkaChangelog(settings, applier, secrets=secrets)
+        interactive_changelog = KafkaChangelog(settings, applier, secrets=secrets, lane=Lane.INTERACTIVE)
     scheduler = RefreshScheduler(
         store,
         catalog,
@@ -356,6 +375,7 @@ def build_container(settings: Settings) -> Container:
         leadership,
     )
     container.tokens = TokenSigner(settings.token_key())
+    container.interactive_changelog = interactive_changelog
     container.changes = change_feed(settings, store)
     container.limits = rate_limits(settings)
     container.image_origin = VendorImages(
@@ -363,8 +383,13 @@ def build_container(settings: Settings) -> Container:
     )
     container.images = image_service(settings, store, container.image_origin, changes)
     container.pools = [reads, searches]
+    if isinstance(queue, InProcessRequestQueue):
+        container.metric_providers.append(queue.metrics)
+    container.metric_providers.append(store.metrics)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
+    if interactive_changelog is not None:
+        container.metric_providers.append(interactive_changelog.metrics)
     if leadership is not None:
         container.metric_providers.append(leadership.metrics)
     return container

@@ -80,7 +80,23 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `catalog serve` listens on.")
     log_level: str = Field("info", description="Python log level.")
 
-    workers: int = Field(4, ge=1, le=64, description="Embedded request workers (concurrent vendor jobs).")
+    workers: int = Field(4, ge=1, le=64, description="Embedded bulk-lane workers (concurrent catalog syncs).")
+    interactive_workers: int = Field(
+        8, ge=1, le=256, description="Embedded interactive-lane workers (misses, refreshes): never behind a sync."
+    )
+    bulk_workers_per_vendor: int | None = Field(
+        None, ge=1, description="Most bulk workers one vendor may hold at once (default: half of `workers`)."
+    )
+    interactive_workers_per_vendor: int | None = Field(
+        None, ge=1, description="Most interactive workers one vendor may hold (default: half of `interactive_workers`)."
+    )
+    bulk_write_slice_ms: float = Field(
+        10.0,
+        gt=0,
+        description="Longest an interactive write should wait behind a bulk (sync) one: a sync's batch is written in "
+        "parts of about this time, and when an interactive write is waiting the bulk transaction commits between two "
+        "parts and lets it in (an idle service still writes the batch in one transaction).",
+    )
     queue_size: int = Field(1000, ge=1, description="Pending requests before misses answer 503.")
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")
     wait_ms_max: int = Field(10_000, ge=0, description="Upper bound of the `wait_ms` query parameter.")
@@ -223,6 +239,11 @@ class Settings(BaseSettings):
     kafka_topic_vendor_requests: str = Field("vendor_requests", description="Topic of vendor catalog requests.")
     kafka_topic_product_requests: str = Field("product_requests", description="Topic of product requests.")
     kafka_topic_updates: str = Field("product_updates", description="Changelog topic every node applies.")
+    kafka_topic_interactive_updates: str = Field(
+        "product_interactive",
+        description="Changelog topic of the job's product outcomes (misses): every node applies it on a "
+        "consumer of its own, never behind a catalog sync's pages.",
+    )
     kafka_topic_vendors: str = Field("catalog_vendors", description="Compacted topic of vendor definitions.")
     kafka_topic_dead_letters: str = Field("catalog_dead_letters", description="Where unreadable messages go.")
     kafka_topic_scheduler: str = Field(

@@ -49,6 +49,7 @@ TOPICS = {
     "kafka_topic_vendor_requests": "vendor_requests",
     "kafka_topic_product_requests": "product_requests",
     "kafka_topic_updates": "product_updates",
+    "kafka_topic_interactive_updates": "product_interactive",
     "kafka_topic_vendors": "catalog_vendors",
     "kafka_topic_dead_letters": "catalog_dead_letters",
 }
@@ -220,11 +221,13 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
             sealed = vendor_to_dict(vendor, secrets=Secrets.development_only())  # the node's development key
             publish(TOPICS["kafka_topic_vendors"], vendor.id, sealed)
             updates = Updates(broker.bootstrap, TOPICS["kafka_topic_updates"])
+            # product outcomes have a topic of their own (the interactive lane)
+            outcomes = Updates(broker.bootstrap, TOPICS["kafka_topic_interactive_updates"])
             try:
                 started = time.perf_counter()
                 warm = FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id="1")
                 publish(TOPICS["kafka_topic_product_requests"], vendor.id, request_to_dict(warm))
-                updates.until(warm.id, "product", timeout_s=180)
+                outcomes.until(warm.id, "product", timeout_s=180)
                 ready_s = time.perf_counter() - started
 
                 overheads, totals, directs = [], [], []
@@ -237,7 +240,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                         request = FetchRequest(RequestKind.PRODUCT, vendor.id, vendor_product_id=vpid)
                         t0 = time.perf_counter()
                         publish(TOPICS["kafka_topic_product_requests"], vendor.id, request_to_dict(request))
-                        arrived, _ = updates.until(request.id, "product")
+                        arrived, _ = outcomes.until(request.id, "product")
                         total = arrived - t0
                         directs.append(direct)
                         totals.append(total)
@@ -273,6 +276,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 offers = sum(len(m.get("offers", [])) for m in mine if m.get("type") == "page")
             finally:
                 updates.close()
+                outcomes.close()
                 producers.pop().flush(10)  # gone before the broker stops, or librdkafka logs the lost connection
             base_items, base_s = _baseline_offers_per_s(vendor, settings)
     finally:

@@ -20,7 +20,7 @@ from tests.kafka_support import unique
 from tests.support import ROOT
 
 JARS_DIR = ROOT / "var" / "flink-jars"
-TOPIC_SETTINGS = ("vendor_requests", "product_requests", "updates", "vendors", "dead_letters")
+TOPIC_SETTINGS = ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
 
 
 def private_topics() -> dict[str, str]:

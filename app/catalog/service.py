@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -50,6 +52,17 @@ class Served:
     product: StoredProduct
     age_s: float
     stale: bool
+    #: A miss: how long it waited (see ``MissTiming``); None when answered from the store.
+    timing: MissTiming | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MissTiming:
+    """What a miss answer reports in ``Server-Timing``: the whole wait, and the part before a worker (embedded) or
+    the job (kafka) took the request (None: not known, e.g. the request joined one already running)."""
+
+    total_s: float
+    queued_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +193,14 @@ class CatalogService:
             return self.resolve(remembered)
         # A vendor known to be down: say so at once instead of making the client wait for nothing.
         self._refuse_if_open(vendor_id)
+        started = time.monotonic()
         state = await self.submit(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id))
         wait_s = min(self.default_wait_ms if wait_ms is None else wait_ms, self.max_wait_ms) / 1000
         waited = await self.tracker.wait(state.request.id, wait_s) or state
-        return self.resolve(waited)
+        result = self.resolve(waited)
+        if isinstance(result, Served):
+            return dataclasses.replace(result, timing=MissTiming(time.monotonic() - started, waited.queued_s))
+        return result
 
     def resolve(self, state: RequestState) -> Served | Pending:
         """Turn a request's state into the product, a pending answer, or the vendor's error."""

@@ -15,7 +15,7 @@ import orjson
 from fastapi import Request, Response
 
 from app.api.responses import json_with_etag
-from app.catalog.service import CatalogService, Served
+from app.catalog.service import CatalogService, MissTiming, Served
 from app.domain import documents
 from app.domain.cursor import InvalidCursor, TokenSigner
 from app.domain.money import Rates
@@ -154,4 +154,14 @@ def served_response(request: Request, served: Served, view: View) -> Response:
     headers = {"X-Data-Age": str(int(served.age_s))}
     if served.stale:
         headers["X-Data-Stale"] = "true"
+    if served.timing is not None:
+        headers["Server-Timing"] = server_timing(served.timing)
     return json_with_etag(request, view.render(served.product.doc), view.etag(served.product.etag), headers)
+
+
+def server_timing(timing: MissTiming) -> str:
+    """``miss``: the whole wait for the vendor's answer; ``queue``: the part before a worker or the job took it."""
+    parts = [f'miss;dur={timing.total_s * 1000:.1f};desc="fetched from the vendor"']
+    if timing.queued_s is not None:
+        parts.append(f'queue;dur={timing.queued_s * 1000:.1f};desc="waiting for a worker"')
+    return ", ".join(parts)

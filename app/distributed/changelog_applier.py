@@ -98,6 +98,9 @@ class ChangelogApplier:
         self.offers_applied = 0
         #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
         self.unknown_vendor = 0
+        #: How long the product requests whose outcomes came here waited before the job took them (summed, counted).
+        self.queued_s_total = 0.0
+        self.queued = 0
 
     async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]:
         """Which of these vendors this node does not hold (a coroutine: it runs on the store's loop)."""
@@ -190,6 +193,11 @@ class ChangelogApplier:
                 continue
             outcome = product_outcome(u)
             self._tracker.learn(outcome_request(u), from_outcome=True)
+            queued_ms = u.raw.get("queued_ms")
+            if isinstance(queued_ms, int | float):
+                self._tracker.started(outcome.request_id, float(queued_ms) / 1000)
+                self.queued_s_total += float(queued_ms) / 1000
+                self.queued += 1
             if u.vendor_id not in known:
                 self._tracker.complete(
                     outcome.request_id,

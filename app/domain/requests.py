@@ -63,3 +63,5 @@ class RequestState:
     error: str | None = None
     error_code: str | None = None
     finished_at: datetime | None = None
+    #: How long the request waited before a worker (embedded) or the job took it, in seconds (None: not known).
+    queued_s: float | None = None

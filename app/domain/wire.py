@@ -306,8 +306,11 @@ def product_message(
     error: str | None = None,
     error_code: str | None = None,
     vendor_failure: bool = False,
+    queued_s: float | None = None,
 ) -> dict[str, Any]:
-    """``status`` is a ``RequestStatus`` value: done, not_found or failed."""
+    """``status`` is a ``RequestStatus`` value: done, not_found or failed; ``queued_s`` (optional): how long the
+    request waited before the job took it."""
+    extra = {} if queued_s is None else {"queued_ms": round(queued_s * 1000, 1)}
     return {
         "v": VERSION,
         "type": UpdateType.PRODUCT.value,
@@ -319,6 +322,7 @@ def product_message(
         "error": error,
         "error_code": error_code,
         "vendor_failure": vendor_failure,
+        **extra,
     }
 
 

@@ -16,7 +16,7 @@ from app.domain.models import Offer, Page
 from app.domain.queries import WARNING_PREFIX
 from app.domain.requests import FetchRequest, RequestStatus
 from app.errors import CatalogError, VendorError, VendorNotFound
-from app.ingest.breaker import Verdict
+from app.ingest.breaker import CircuitBreaker, Verdict
 from app.sources.port import VendorSource
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,29 @@ async def fetch_product(source: VendorSource, request: FetchRequest) -> ProductO
             error_code="vendor_item_unusable",
         )
     return ProductOutcome(request.id, request.vendor_id, vpid, RequestStatus.DONE, offers=tuple(offers))
+
+
+async def guarded_fetch_product(source: VendorSource, request: FetchRequest, breaker: CircuitBreaker) -> ProductOutcome:
+    """``fetch_product`` behind the vendor's breaker, the one rule of both runtimes (embedded workers, Flink job):
+    an open breaker answers at once with a failed outcome (``vendor_unavailable``); otherwise the outcome's verdict is
+    recorded (``ProductOutcome.verdict``)."""
+    if not breaker.try_acquire():
+        refusal = breaker.refusal()
+        return ProductOutcome(
+            request.id,
+            request.vendor_id,
+            request.vendor_product_id or "",
+            RequestStatus.FAILED,
+            error=refusal.message,
+            error_code=refusal.code,
+        )
+    try:
+        outcome = await fetch_product(source, request)
+    except BaseException:
+        breaker.release()
+        raise
+    breaker.record(outcome.verdict)
+    return outcome
 
 
 async def fetch_catalog_page(source: VendorSource, cursor: str | None, *, since: datetime | None = None) -> PageOutcome:

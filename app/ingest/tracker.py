@@ -133,6 +133,12 @@ class RequestTracker:
     def pending(self) -> int:
         return len(self._pending_by_key)
 
+    def started(self, request_id: str, queued_s: float) -> None:
+        """A worker (or the job) took the request after ``queued_s`` in a queue: what the miss answer reports."""
+        state = self._states.get(request_id)
+        if state is not None and state.queued_s is None:
+            state.queued_s = queued_s
+
     def complete(
         self,
         request_id: str,

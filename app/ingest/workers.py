@@ -15,7 +15,7 @@ from collections import defaultdict
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.errors import CatalogError
 from app.ingest.breaker import BreakerRegistry
-from app.ingest.fetch import ProductOutcome, fetch_product
+from app.ingest.fetch import ProductOutcome, guarded_fetch_product
 from app.ingest.planning import plan_sync
 from app.ingest.sync import sync_vendor
 from app.ingest.tracker import RequestTracker
@@ -71,7 +71,9 @@ class EmbeddedWorkers:
         # One sync per vendor at a time: a full one requested during an incremental one runs after it.
         self._sync_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def handle(self, request: FetchRequest) -> None:
+    async def handle(self, request: FetchRequest, waited_s: float = 0.0) -> None:
+        """``waited_s``: how long the request waited for a worker (the miss answer reports it)."""
+        self._tracker.started(request.id, waited_s)
         try:
             await self._handle(request)
         except CatalogError as exc:
@@ -95,15 +97,7 @@ class EmbeddedWorkers:
             return
         source = self._sources.get(vendor)
         if request.kind is RequestKind.PRODUCT:
-            breaker = self._breakers.get(vendor.id)
-            if not breaker.try_acquire():
-                raise breaker.refusal()
-            try:
-                outcome = await fetch_product(source, request)
-            except BaseException:
-                breaker.release()
-                raise
-            breaker.record(outcome.verdict)
+            outcome = await guarded_fetch_product(source, request, self._breakers.get(vendor.id))
             await apply_product_outcome(self._store, self._tracker, outcome)
             return
         async with self._sync_locks[vendor.id]:

@@ -38,6 +38,7 @@ from app.errors import (
     VendorRateLimited,
     VendorTimeout,
 )
+from app.sources.limiter import LaneLimiter
 from app.sources.safety import GuardedTransport, OutboundPolicy
 
 logger = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class VendorHttp:
             trust_env=False,  # an environment proxy would connect wherever told, past the address checks
         )
         self._timeout = self.policy.httpx_timeout()
-        self._semaphore = asyncio.Semaphore(self.policy.max_concurrency)
+        self._semaphore = LaneLimiter(self.policy.max_concurrency)  # both lanes' calls, interactive first
         self._sleep: Sleep = sleep or asyncio.sleep
         self._random: Callable[[], float] = random or _random.random
         self._clock: Callable[[], float] = clock or time.monotonic

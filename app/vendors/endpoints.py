@@ -174,6 +174,11 @@ async def vendor_products(
             s404="No such vendor, or the vendor says it has no such product.",
             s409="The vendor is disabled.",
         ),
+        200: {
+            "description": "The product. `X-Data-Age`: seconds since its oldest offer was fetched; `X-Data-Stale: "
+            "true` when a refresh was requested. A miss (fetched now) carries `Server-Timing: miss;dur=<ms>, "
+            "queue;dur=<ms>`: the whole wait, and the part spent before a worker or the job took the request."
+        },
         **ACCEPTED,
     },
 )

@@ -57,7 +57,7 @@ def nodes(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Ite
     tmp = tmp_path_factory.mktemp("kafka_changes")
     topics = {
         f"kafka_topic_{name}": unique(name)
-        for name in ("vendor_requests", "product_requests", "updates", "vendors", "dead_letters")
+        for name in ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
     }
     common = {"runtime": "kafka", "kafka_bootstrap": kafka_broker.bootstrap, "kafka_partitions": 3, **topics}
     env = service_env(

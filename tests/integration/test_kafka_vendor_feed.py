@@ -55,7 +55,7 @@ def _topics() -> dict[str, str]:
     defaults = Settings()
     return {
         f"kafka_topic_{name}": unique(getattr(defaults, f"kafka_topic_{name}"))
-        for name in ("vendor_requests", "product_requests", "updates", "vendors", "dead_letters")
+        for name in ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
     }
 
 

@@ -100,7 +100,7 @@ def test_a_dead_letter_keeps_the_message_and_says_why() -> None:
 def test_a_product_request_for_an_unknown_vendor_fails_visibly() -> None:
     request = FetchRequest(RequestKind.PRODUCT, "ghost", vendor_product_id="1")
     [out] = unknown_vendor(Work(request), 30)
-    assert out.sink is Sink.UPDATES and out.key == "ghost"
+    assert out.sink is Sink.INTERACTIVE and out.key == "ghost"  # a product outcome: the interactive topic
     update = parse_update(orjson.loads(out.value))
     assert update.request_id == request.id
     assert update.raw["status"] == "failed" and update.raw["error_code"] == "unknown_vendor"

@@ -1,10 +1,15 @@
 """The ingest job of the distributed runtime (PyFlink DataStream): requests in, vendor calls, updates out.
 
-    vendor_requests + product_requests --(KafkaSource, committed offsets)--> parse --+--> dead letters
-                                                                                     |
-    catalog_vendors (upsert-kafka, always read whole) ------------------------------+--> key by vendor id
-        --> RequestRouter (vendor definition in keyed state, requests buffered until it arrives)
+    vendor_requests --(KafkaSource, committed offsets)--> parse --+--> dead letters
+                                                                  |
+    catalog_vendors (upsert-kafka, always read whole) -----------+--> key by vendor id
+        --> RequestRouter (vendor definition in keyed state, requests buffered until it arrives; catalog slices)
         --> product_updates  |  continuations --> vendor_requests  |  dead letters
+    product_requests --(a source of its own)--> parse --> key by vendor id, + catalog_vendors
+        --> ProductFetcher (the router's rules, several vendor calls in flight per worker, per-vendor breaker)
+        --> product_interactive (the nodes apply it apart from catalog pages)  |  dead letters
+
+Two lanes, as in the embedded runtime: a product request never waits behind a vendor's catalog slices.
 
 Runs unchanged on a local MiniCluster (``catalog flink run``, or ``python -m app.distributed.flink.job``) and on a
 standalone cluster (``catalog flink submit`` -> ``flink run -py``). Settings are read once, in the driver, from
@@ -25,6 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +101,7 @@ def side_outputs() -> dict[Sink, Any]:
     return {
         Sink.DEAD_LETTERS: OutputTag("dead_letters", record_type()),
         Sink.REQUESTS: OutputTag("continuations", record_type()),
+        Sink.INTERACTIVE: OutputTag("interactive", record_type()),
     }
 
 
@@ -223,6 +230,89 @@ class RequestRouter(KeyedCoProcessFunction):  # type: ignore[misc]
         self.pending.update(keep)
 
 
+class ProductFetcher(RequestRouter):
+    """Product requests, on a path of their own: never behind a vendor's catalog slices, several in flight.
+
+    The router's rules (the vendor definition in keyed state, requests that came before it kept for a while), but a
+    request is handed to the worker's vendor-call thread (``Processor(threaded=True)``) instead of run to its end,
+    so up to ``product_in_flight`` vendor calls overlap; their records are emitted when they are done, on the next
+    element or on a short processing-time timer. A full pool makes the next element wait for the oldest call
+    (back-pressure). The vendor's breaker and concurrency limit are the worker's (``Processor``).
+
+    What this costs: a request whose call is in flight when the job crashes is not replayed from the checkpoint (its
+    node's client gets a 202 and asks again); at-least-once still holds for every record emitted.
+    """
+
+    POLL_MS = 2
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.tags = side_outputs()
+        self.vendor = runtime_context.get_state(ValueStateDescriptor("vendor", Types.STRING()))
+        self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.STRING()))
+        self.processor = Processor(self.config, threaded=True)
+        self.processor.open()
+        self.in_flight: list[tuple[str, Future[list[Output]]]] = []
+        self.ctx: Any = None
+
+    def _handle(self, raw: str, vendor_raw: str) -> Iterator[Any]:
+        assert self.processor is not None
+        try:
+            work = parse_request(raw)
+            vendor = parse_vendor(vendor_raw, secrets=self.processor.secrets)
+        except ChangelogError as exc:
+            yield from RequestRouter._handle(self, raw, vendor_raw)  # the router's dead letter or failure
+            log.debug("not started: %s", exc)
+            return
+        while len(self.in_flight) >= self.config.product_in_flight:
+            wait([f for _, f in self.in_flight], return_when=FIRST_COMPLETED)
+            yield from self._finished()
+        self.in_flight.append((raw, self.processor.start(work, vendor)))
+        yield from self._finished()
+        self._poll_later()
+
+    def _finished(self) -> Iterator[Any]:
+        still: list[tuple[str, Future[list[Output]]]] = []
+        for raw, future in self.in_flight:
+            if not future.done():
+                still.append((raw, future))
+                continue
+            try:
+                outputs = future.result()
+            except Exception as exc:  # a bug must not stop the job: fail the request, keep the evidence
+                log.exception("product request crashed")
+                work = parse_request(raw)
+                outputs = [
+                    *failed(work, "ingest_crashed", repr(exc)),
+                    dead_letter(raw, f"crashed: {exc!r}", source="requests", by=self.group),
+                ]
+            yield from _emit(outputs, self.tags)
+        self.in_flight = still
+
+    def _poll_later(self) -> None:
+        if self.in_flight and self.ctx is not None:
+            timers = self.ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self.POLL_MS)
+
+    def process_element1(self, value: Any, ctx: Any) -> Iterator[Any]:
+        self.ctx = ctx
+        yield from super().process_element1(value, ctx)
+
+    def process_element2(self, value: Any, ctx: Any) -> Iterator[Any]:
+        self.ctx = ctx
+        yield from super().process_element2(value, ctx)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        self.ctx = ctx
+        yield from self._finished()
+        yield from super().on_timer(timestamp, ctx)
+        self._poll_later()
+
+    def close(self) -> None:
+        for _, future in self.in_flight:
+            future.cancel()
+        super().close()
+
+
 def build_job(env: Any, settings: Settings, *, group: str = DEFAULT_GROUP, config: ProcessingConfig) -> None:
     """Adds the whole pipeline to ``env``; the caller executes it (``env.execute``)."""
     from pyflink.common import WatermarkStrategy
@@ -241,33 +331,36 @@ def build_job(env: Any, settings: Settings, *, group: str = DEFAULT_GROUP, confi
     j_initializer = jvm.org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer
     # PyFlink's own committed_offsets() names the shaded Kafka class of the SQL jar; the thin jars are unshaded.
     earliest = jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST
-    builder = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(settings.kafka_bootstrap)
-        .set_topics(settings.kafka_topic_vendor_requests, settings.kafka_topic_product_requests)
-        .set_group_id(group)
-        .set_starting_offsets(KafkaOffsetsInitializer(j_initializer.committedOffsets(earliest)))
-        .set_properties(
-            {
-                **kafka_props,
-                "fetch.max.wait.ms": "10",
-                "session.timeout.ms": str(settings.kafka_session_timeout_ms),
-                "commit.offsets.on.checkpoint": "true",
-                "partition.discovery.interval.ms": "10000",
-                "client.id.prefix": group,
-            }
-        )
-    )
     # Kafka's StringDeserializer turns a tombstone into nothing instead of failing the job (SimpleStringSchema
     # throws on a null value, which would make one `kcat -Z` message a poison pill for the whole job).
     string_deserializer = jvm.org.apache.kafka.common.serialization.StringDeserializer
     j_deserializer = jvm.org.apache.flink.connector.kafka.source.reader.deserializer.KafkaRecordDeserializationSchema
-    builder._j_builder.setDeserializer(j_deserializer.valueOnly(get_java_class(jvm, string_deserializer)))
-    requests = env.from_source(
-        builder.build(), WatermarkStrategy.no_watermarks(), "requests", type_info=Types.STRING()
-    ).uid("requests-source")
 
-    parsed = requests.process(ParseRequest(group), output_type=row_type).name("parse-requests")
+    def request_source(topic: str, name: str) -> Any:
+        builder = (
+            KafkaSource.builder()
+            .set_bootstrap_servers(settings.kafka_bootstrap)
+            .set_topics(topic)
+            .set_group_id(group)
+            .set_starting_offsets(KafkaOffsetsInitializer(j_initializer.committedOffsets(earliest)))
+            .set_properties(
+                {
+                    **kafka_props,
+                    "fetch.max.wait.ms": "10",
+                    "session.timeout.ms": str(settings.kafka_session_timeout_ms),
+                    "commit.offsets.on.checkpoint": "true",
+                    "partition.discovery.interval.ms": "10000",
+                    "client.id.prefix": f"{group}-{name}",
+                }
+            )
+        )
+        builder._j_builder.setDeserializer(j_deserializer.valueOnly(get_java_class(jvm, string_deserializer)))
+        stream = env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), name, type_info=Types.STRING())
+        return stream.uid(f"{name}-source").process(ParseRequest(group), output_type=row_type).name(f"parse-{name}")
+
+    # Two lanes: product requests (a shopper waits) never queue behind a vendor's catalog slices.
+    parsed = request_source(settings.kafka_topic_vendor_requests, "catalog-requests")
+    parsed_products = request_source(settings.kafka_topic_product_requests, "product-requests")
 
     # --- vendor definitions: the whole compacted topic on every start (keyed state starts empty) ---
     t_env = StreamTableEnvironment.create(env)
@@ -290,11 +383,26 @@ def build_job(env: Any, settings: Settings, *, group: str = DEFAULT_GROUP, confi
         .name("route-and-fetch")
         .uid("route-and-fetch")
     )
-    dead = parsed.get_side_output(dead_tag).union(routed.get_side_output(dead_tag))
+    products = (
+        parsed_products.key_by(lambda r: r[0], key_type=Types.STRING())
+        .connect(vendors.key_by(lambda r: r[0], key_type=Types.STRING()))
+        .process(ProductFetcher(config, wait_ms, group), output_type=row_type)
+        .name("fetch-products")
+        .uid("fetch-products")
+    )
+    interactive_tag = tags[Sink.INTERACTIVE]
+    dead = (
+        parsed.get_side_output(dead_tag)
+        .union(routed.get_side_output(dead_tag))
+        .union(parsed_products.get_side_output(dead_tag))
+        .union(products.get_side_output(dead_tag))
+    )
+    interactive = products.get_side_output(interactive_tag).union(routed.get_side_output(interactive_tag))
 
     # --- sinks: keyed records through the Table API's Kafka connector ---
     sinks = {
-        "updates_out": (settings.kafka_topic_updates, routed),
+        "updates_out": (settings.kafka_topic_updates, routed.union(products)),
+        "interactive_out": (settings.kafka_topic_interactive_updates, interactive),
         "continuations_out": (settings.kafka_topic_vendor_requests, routed.get_side_output(continue_tag)),
         "dead_letters_out": (settings.kafka_topic_dead_letters, dead),
     }

@@ -15,8 +15,10 @@ between its slices, and a sync survives a job restart (the continuation is in Ka
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,7 +40,8 @@ from app.domain.wire import (
 )
 from app.domain.wire import dead_letter as wire_dead_letter
 from app.errors import CatalogError
-from app.ingest.fetch import ProductOutcome, fetch_product
+from app.ingest.breaker import BreakerRegistry
+from app.ingest.fetch import ProductOutcome, guarded_fetch_product
 from app.ingest.not_found import NotFoundMemory
 from app.ingest.pages import slice_budget, walk_pages
 from app.secrets import load_secrets
@@ -55,6 +58,7 @@ class Sink(StrEnum):
     """Where an output record goes; the job maps each to its topic."""
 
     UPDATES = "updates"
+    INTERACTIVE = "interactive"  # product outcomes: their own topic, applied by nodes apart from catalog pages
     REQUESTS = "requests"  # continuations, back to the vendor requests topic
     DEAD_LETTERS = "dead_letters"
 
@@ -94,7 +98,7 @@ def failed(work: Work, code: str, reason: str) -> list[Output]:
             error=reason,
             error_code=code,
         )
-        return [Output(Sink.UPDATES, request.vendor_id, dumps(message))]
+        return [Output(Sink.INTERACTIVE, request.vendor_id, dumps(message))]
     ref = _sync_ref(work)
     items = work.continuation.items if work.continuation else 0
     pages = work.continuation.page_no if work.continuation else 0
@@ -123,6 +127,9 @@ class ProcessingConfig:
     page_retry_pause_s: float = 1.0
     #: How long a request waits for its vendor's definition (which may trail it) before it is failed.
     unknown_vendor_wait_s: float = 30.0
+    #: Product requests one worker of the product operator has in flight at once (each vendor's own concurrency
+    #: limit still holds within that).
+    product_in_flight: int = 16
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProcessingConfig:
@@ -145,6 +152,9 @@ _VENDOR_SETTINGS = {
     "outbound_allow_private",
     "page_attempts",
     "not_found_ttl_s",
+    "breaker_failures",
+    "breaker_open_s",
+    "breaker_open_max_s",
     # the job opens the sealed credentials of catalog_vendors: the keys travel with the other job settings
     "env",
     "secret_keys",
@@ -152,27 +162,51 @@ _VENDOR_SETTINGS = {
 
 
 class Processor:
-    """One per Python worker: its own event loop and one source (HTTP connection pool) per vendor."""
+    """One per Python worker: its own event loop, one source (HTTP connection pool) and one circuit breaker per vendor.
 
-    def __init__(self, config: ProcessingConfig) -> None:
+    ``threaded``: the loop runs in a thread of its own and ``start`` hands a request to it without waiting, so one
+    worker has several vendor calls in flight (the product operator); otherwise ``handle`` runs one request to its
+    end (the catalog operator, whose slices are sequential per vendor anyway).
+    """
+
+    def __init__(self, config: ProcessingConfig, *, threaded: bool = False) -> None:
         self.config = config
+        self._threaded = threaded
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._settings = config.build_settings()
         #: Opens the credentials of the vendor definitions the job reads (sealed on ``catalog_vendors``).
         self.secrets = load_secrets(self._settings)
         self._sources = SourceRegistry(make_source_factory(self._settings))
         self._not_found: NotFoundMemory[ProductOutcome] = NotFoundMemory(self._settings.not_found_ttl_s)
         self._definitions: dict[str, Vendor] = {}  # the definition each vendor's remembered 404s were answered by
+        s = self._settings
+        self.breakers = BreakerRegistry(
+            failures=s.breaker_failures, open_s=s.breaker_open_s, max_open_s=s.breaker_open_max_s
+        )
 
     def open(self) -> None:
         self._loop = asyncio.new_event_loop()
+        if self._threaded:
+            self._thread = threading.Thread(target=self._loop.run_forever, name="vendor-calls", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
+        if self._loop is None:
             return
-        loop.run_until_complete(self._sources.aclose())
+        self._run(self._sources.aclose())
+        loop, self._loop = self._loop, None
+        if self._thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(10)
+            self._thread = None
         loop.close()
+
+    def start(self, work: Work, vendor: Vendor) -> concurrent.futures.Future[list[Output]]:
+        """Hand a request to the loop's thread (``threaded`` only); its records when the future is done."""
+        if self._loop is None or not self._threaded:
+            raise RuntimeError("start() needs an open, threaded Processor")
+        return asyncio.run_coroutine_threadsafe(self.handle_async(work, vendor), self._loop)
 
     def __enter__(self) -> Processor:
         self.open()
@@ -194,6 +228,8 @@ class Processor:
     def _run(self, coro: Any) -> Any:
         if self._loop is None:
             raise RuntimeError("Processor.open() was not called")
+        if self._threaded:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
         return self._loop.run_until_complete(coro)
 
     def handle(self, work: Work, vendor: Vendor) -> list[Output]:
@@ -210,7 +246,9 @@ class Processor:
     async def _product(self, source: VendorSource, request: FetchRequest) -> list[Output]:
         """A product the vendor said it lacks a moment ago is answered from memory: the nodes each remember their
         own 404s, but several nodes missing one unknown id at once each publish a request (keyed by vendor, they all
-        reach this worker one after the other)."""
+        reach this worker; only those that arrive after the first answer are saved a call, since several calls are
+        in flight at once)."""
+        queued_s = max(0.0, (utcnow() - request.requested_at).total_seconds())
         vpid = request.vendor_product_id or ""
         if self._definitions.get(source.vendor.id) != source.vendor:  # redefined: it may have them now
             self._not_found.forget_vendor(source.vendor.id)
@@ -219,10 +257,11 @@ class Processor:
         if remembered is not None:
             outcome = dataclasses.replace(remembered, request_id=request.id)
         else:
-            outcome = await fetch_product(source, request)
+            outcome = await guarded_fetch_product(source, request, self.breakers.get(request.vendor_id))
             if outcome.status is RequestStatus.NOT_FOUND:
                 self._not_found.remember(request.vendor_id, vpid, outcome)
-        return [Output(Sink.UPDATES, request.vendor_id, dumps(outcome_message(outcome)))]
+        message = outcome_message(outcome, queued_s=queued_s)
+        return [Output(Sink.INTERACTIVE, request.vendor_id, dumps(message))]
 
     async def _catalog_slice(self, source: VendorSource, work: Work) -> list[Output]:
         """Up to ``pages_per_message`` pages (or ``message_budget_s``), the next one fetched while the current one is
@@ -244,6 +283,7 @@ class Processor:
             since=None if request.full else request.since,
             attempts=self._settings.page_attempts,
             pause_s=config.page_retry_pause_s,
+            breaker=self.breakers.get(vendor_id),
             read_ahead=config.read_ahead,
             stop=slice_budget(config.pages_per_message, config.message_budget_s),
         )
@@ -276,9 +316,11 @@ class Processor:
         return out
 
 
-def outcome_message(outcome: ProductOutcome) -> dict[str, Any]:
-    """The ``product`` update of a product request's outcome: what the job publishes and the nodes apply."""
+def outcome_message(outcome: ProductOutcome, *, queued_s: float | None = None) -> dict[str, Any]:
+    """The ``product`` update of a product request's outcome: what the job publishes and the nodes apply;
+    ``queued_s``: how long the request waited before the job took it (the miss answer reports it)."""
     return product_message(
+        queued_s=queued_s,
         request_id=outcome.request_id,
         vendor_id=outcome.vendor_id,
         vendor_product_id=outcome.vendor_product_id,

@@ -20,6 +20,7 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, str]]:
         settings.kafka_topic_vendor_requests: {},
         settings.kafka_topic_product_requests: {},
         settings.kafka_topic_updates: {},
+        settings.kafka_topic_interactive_updates: {},
         settings.kafka_topic_vendors: {"cleanup.policy": "compact"},
         settings.kafka_topic_dead_letters: {},
         settings.kafka_topic_scheduler: {},

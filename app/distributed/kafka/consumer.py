@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from app.distributed.kafka.config import consumer_config, group_id, producer_config
 from app.domain.changes import FeedPosition
+from app.domain.lanes import Lane, in_lane
 from app.domain.models import Vendor
 from app.domain.wire import ChangelogError, Update, dead_letter, encode, loads, parse_update, parse_vendor
 from app.observability import Metric
@@ -84,8 +85,15 @@ class KafkaChangelog:
         vendor_catch_up_max_s: float = 30.0,
         unknown_retry_s: float = 10.0,
         secrets: Secrets | None = None,
+        lane: Lane = Lane.BULK,
     ) -> None:
-        """``secrets`` open the credentials of ``catalog_vendors`` definitions (default: from ``settings``)."""
+        """``secrets`` open the credentials of ``catalog_vendors`` definitions (default: from ``settings``).
+
+        ``lane``: bulk reads ``product_updates`` (catalog pages, sync records, webhooks); interactive reads the
+        interactive topic (the job's product outcomes) on a consumer, a group and a thread of its own, so a
+        shopper's answer never waits behind a batch of pages, and its writes go before theirs
+        (``app.domain.lanes``). Only the bulk one reads ``catalog_vendors`` (see ``_await_vendors``)."""
+        self.lane = lane
         self._secrets = secrets or load_secrets(settings)
         self._settings = settings
         self._applier = applier
@@ -97,8 +105,11 @@ class KafkaChangelog:
         # vendor id -> monotonic time of the catch-up that did not find it
         self._not_found: dict[str, float] = {}
         self.vendor_catch_ups = 0
-        self.group = group or group_id(settings)
-        self._updates_topic = settings.kafka_topic_updates
+        interactive = lane is Lane.INTERACTIVE
+        self.group = group or (f"{group_id(settings)}-interactive" if interactive else group_id(settings))
+        self._updates_topic = settings.kafka_topic_interactive_updates if interactive else settings.kafka_topic_updates
+        #: How the change feed names this topic's partitions (the same on every node).
+        self._prefix = "i" if interactive else "u"
         self._vendors_topic = settings.kafka_topic_vendors
         self._dead_topic = settings.kafka_topic_dead_letters
         self._thread: threading.Thread | None = None
@@ -114,6 +125,35 @@ class KafkaChangelog:
 
     def metrics(self) -> list[Metric]:
         applier = self._applier
+        if self.lane is Lane.INTERACTIVE:  # the applier's counters are the bulk consumer's to show
+            return [
+                Metric(
+                    "catalog_changelog_interactive_running",
+                    "1 while the interactive changelog consumer runs.",
+                    "gauge",
+                    int(self.running),
+                ),
+                Metric(
+                    "catalog_changelog_interactive_messages_total",
+                    "Interactive changelog messages read.",
+                    "counter",
+                    self.messages,
+                ),
+                Metric(
+                    "catalog_lane_wait_seconds_total",
+                    "Time requests waited for a worker (kafka: before the job took them), summed, per lane.",
+                    "counter",
+                    getattr(applier, "queued_s_total", 0.0),
+                    {"lane": "interactive"},
+                ),
+                Metric(
+                    "catalog_lane_taken_total",
+                    "Requests a worker (kafka: the job) took, per lane.",
+                    "counter",
+                    getattr(applier, "queued", 0),
+                    {"lane": "interactive"},
+                ),
+            ]
         return [
             Metric("catalog_changelog_running", "1 while the changelog consumer runs.", "gauge", int(self.running)),
             Metric("catalog_changelog_messages_total", "Changelog and vendor messages read.", "counter", self.messages),
@@ -155,9 +195,11 @@ class KafkaChangelog:
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
         consumer = Consumer(consumer_config(self._settings, self.group))
-        consumer.subscribe([self._vendors_topic, self._updates_topic])
+        interactive = self.lane is Lane.INTERACTIVE
+        consumer.subscribe([self._updates_topic] if interactive else [self._vendors_topic, self._updates_topic])
         dead = Producer(producer_config(self._settings))
-        self._thread = threading.Thread(target=self._run, args=(consumer, dead), name="kafka-changelog", daemon=True)
+        name = f"kafka-changelog-{self.lane.value}"
+        self._thread = threading.Thread(target=self._run, args=(consumer, dead), name=name, daemon=True)
         self._thread.start()
 
     async def stop(self) -> None:
@@ -203,7 +245,7 @@ class KafkaChangelog:
         vendors, updates = self._decode(dead, messages)
         self._apply_vendors(dead, vendors)
         if self._wants_catch_up({u.vendor_id for _, u in updates}):
-            more = self._catch_up(consumer)
+            more = self._await_vendors(updates) if self.lane is Lane.INTERACTIVE else self._catch_up(consumer)
             more_vendors, more_updates = self._decode(dead, more)
             self._apply_vendors(dead, more_vendors)
             updates += more_updates  # read after the batch's own: partition order is kept
@@ -217,11 +259,12 @@ class KafkaChangelog:
         if (
             updates
             and not self._on_loop(
-                self._applier.apply([u for _, u in updates], [feed_position(m, "u") for m, _ in updates]), APPLYING
+                self._applier.apply([u for _, u in updates], [feed_position(m, self._prefix) for m, _ in updates]),
+                APPLYING,
             )[0]
         ):
             for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
-                if not self._on_loop(self._applier.apply([update], [feed_position(msg, "u")]), APPLYING)[0]:
+                if not self._on_loop(self._applier.apply([update], [feed_position(msg, self._prefix)]), APPLYING)[0]:
                     self._dead_letter(dead, msg, f"not applied: {self.last_error}")
         for msg in messages:
             if msg.error() is None:
@@ -266,6 +309,20 @@ class KafkaChangelog:
         _, unknown = self._on_loop(self._applier.unknown_vendors(vendor_ids), "reading the store")
         now = time.monotonic()
         return any(now - self._not_found.get(v, -1e18) >= self._unknown_retry_s for v in unknown or ())
+
+    def _await_vendors(self, updates: Sequence[tuple[Message, Update]]) -> list[Message]:
+        """The interactive consumer leaves ``catalog_vendors`` to the bulk one (two consumers applying the same
+        definitions would move the change feed's vendor positions back and forth): an update of a vendor this node
+        does not know yet waits, bounded, for the bulk consumer to apply its definition."""
+        self.vendor_catch_ups += 1
+        deadline = time.monotonic() + min(5.0, self._vendor_catch_up_max_s)
+        wanted = {u.vendor_id for _, u in updates}
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            _, unknown = self._on_loop(self._applier.unknown_vendors(wanted), "reading the store")
+            if not unknown:
+                break
+            self._stopping.wait(0.05)
+        return []
 
     def _catch_up(self, consumer: Consumer) -> list[Message]:
         """Read ``catalog_vendors`` until it stays quiet, the updates partitions paused meanwhile; returns what was
@@ -317,7 +374,12 @@ class KafkaChangelog:
     def _on_loop(self, coro: Coroutine[Any, Any, T], doing: str) -> tuple[bool, T | None]:
         """Run a coroutine on the event loop and wait: (True, its result), or (False, None) and ``last_error``."""
         assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+        async def in_its_lane() -> T:
+            with in_lane(self.lane):
+                return await coro
+
+        future = asyncio.run_coroutine_threadsafe(in_its_lane(), self._loop)
         try:
             return True, future.result()
         except Exception as exc:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import TypeVar
 
 from app.domain import documents
 from app.domain.changes import FeedPosition
+from app.domain.lanes import Lane, current_lane
 from app.domain.models import Offer, Vendor, utcnow
 from app.domain.money import Rates
 from app.domain.queries import (
@@ -37,6 +39,7 @@ from app.domain.queries import (
     VendorSyncStatus,
 )
 from app.domain.webhooks import Delivery
+from app.observability import Metric
 from app.secrets import Secrets
 from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
@@ -46,6 +49,7 @@ from app.store.sqlite.offers import OfferWriter, rebuild_all, refresh_base_price
 from app.store.sqlite.ordering import newer_only
 from app.store.sqlite.reads import ProductReader
 from app.store.sqlite.search import SearchSync, install_removal_trigger
+from app.store.sqlite.slicing import BulkSlicer
 from app.store.sqlite.transaction import immediate
 
 T = TypeVar("T")
@@ -70,9 +74,11 @@ class SqliteCatalog:
         max_mb: int | None = None,
         min_free_mb: int = 64,
         search: SearchSync | None = None,
+        bulk_slice_s: float = 0.01,
     ) -> None:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
-        ``search``: the search index this store keeps in step with every write it commits."""
+        ``search``: the search index this store keeps in step with every write it commits; ``bulk_slice_s``: about
+        how long one part of a bulk write holds the writer (``BulkSlicer``, ``Connections.bulk``)."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
@@ -85,6 +91,7 @@ class SqliteCatalog:
         self.search = search
         if search is not None:
             self._db.after_commit = search.after_commit
+        self._slicer = BulkSlicer(bulk_slice_s)
 
     @property
     def rates(self) -> Rates | None:
@@ -196,6 +203,9 @@ class SqliteCatalog:
     def change_seq(self) -> int:
         return self._db.change_seq()
 
+    def metrics(self) -> list[Metric]:
+        return self._db.metrics()
+
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` on the calling thread's read-only connection (replication's /ready status reads the outbox so)."""
         return fn(self._db.reader)
@@ -271,7 +281,32 @@ class SqliteCatalog:
         batch = unique(offers)
         if not batch:
             return UpsertResult()
-        return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
+        if current_lane() is Lane.INTERACTIVE:
+            return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
+        # A sync's batch: parts of about ``bulk_slice_s`` each, interactive writes let in between (``bulk``).
+        results = await self._db.bulk(
+            [self._timed(self._upsert(part), len(part)) for part in self._slicer.parts(batch)]
+        )
+        return UpsertResult(
+            sum(r.inserted for r in results),
+            sum(r.updated for r in results),
+            sum(r.unchanged for r in results),
+            sum(r.products_changed for r in results),
+        )
+
+    def _upsert(self, offers: list[Offer]) -> Callable[[sqlite3.Connection], UpsertResult]:
+        return lambda conn: self._offers.upsert(conn, newer_only(conn, offers))
+
+    def _timed(self, fn: Callable[[sqlite3.Connection], T], offers: int) -> Callable[[sqlite3.Connection], T]:
+        """``fn``, its time told to the slicer (so the next parts follow the measured write rate)."""
+
+        def timed(conn: sqlite3.Connection) -> T:
+            started = time.perf_counter()
+            result = fn(conn)
+            self._slicer.took(offers, time.perf_counter() - started)
+            return result
+
+        return timed
 
     def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
         """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
@@ -295,14 +330,22 @@ class SqliteCatalog:
         commit for many pages, as ``upsert_offers`` of the whole run did), each product change recorded at the
         position of the message that made it."""
 
-        def run(conn: sqlite3.Connection) -> None:
-            for position, offers in batches:
-                set_position(conn, position)
-                self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
-            set_position(conn, None)
+        def run(part: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> Callable[[sqlite3.Connection], None]:
+            def apply(conn: sqlite3.Connection) -> None:
+                for position, offers in part:
+                    set_position(conn, position)
+                    self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
+                set_position(conn, None)
 
-        if batches:
-            await self._db.transaction(run)
+            return apply
+
+        if not batches:
+            return
+        if current_lane() is Lane.INTERACTIVE:
+            await self._db.transaction(run(batches))
+            return
+        parts = list(self._slicer.groups(batches))
+        await self._db.bulk([self._timed(run(part), sum(len(offers) for _, offers in part)) for part in parts])
 
     async def set_feed_position(self, position: FeedPosition | None) -> None:
         """For the writes of one changelog message that are not plain upserts (a webhook's removals, a sync's

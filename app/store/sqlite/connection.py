@@ -17,12 +17,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from app.domain.lanes import Lane, current_lane
+from app.observability import Metric
 from app.store.sqlite.transaction import immediate
+from app.store.sqlite.writer import PriorityWriter
 
 T = TypeVar("T")
 
@@ -65,7 +67,7 @@ class Connections:
         self.path = path
         self._busy_timeout_s = busy_timeout_s
         self._cache_mb = cache_mb
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: PriorityWriter | None = None
         self._w: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -86,8 +88,8 @@ class Connections:
         """Create the file if needed and start the writer; ``prepare`` (migrations, say) runs on the writer
         connection before any write is accepted. Blocking; run once at start-up."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._writer.submit(self._open_writer, prepare).result()
+        self._writer = PriorityWriter()
+        self._writer.submit(lambda: self._open_writer(prepare)).result()
 
     def _connect(self, cache_mb: int | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
@@ -128,7 +130,7 @@ class Connections:
                 w = self._w
                 self._writer.submit(w.close).result()
                 self._w = None
-            self._writer.shutdown(wait=True)
+            self._writer.shutdown()
             self._writer = None
         with self._readers_lock:
             for conn in self._readers:
@@ -164,11 +166,46 @@ class Connections:
         (value,) = self.reader.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()
         return int(value)
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` in one write transaction on the writer thread, off the event loop."""
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T], lane: Lane | None = None) -> T:
+        """``fn`` in one write transaction on the writer thread, off the event loop; interactive ones (the default
+        lane of the running code, ``app.domain.lanes``) go before every bulk one still waiting."""
         if self._writer is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_transaction, fn)
+        future = self._writer.submit(lambda: self._in_transaction(fn), lane or current_lane())
+        return await asyncio.wrap_future(future)
+
+    async def bulk(self, parts: Sequence[Callable[[sqlite3.Connection], T]]) -> list[T]:
+        """``parts`` in as few write transactions as possible, yet never holding the writer from an interactive
+        write for longer than one part: between two parts, when an interactive transaction is waiting, what is done
+        is committed, the waiting ones run, and a new transaction goes on with the rest. An idle service thus writes
+        a sync's batch in one transaction (one commit for many pages), a busy one in several."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        writer = self._writer
+        results: list[T] = []
+
+        def run_some(conn: sqlite3.Connection) -> None:
+            while len(results) < len(parts):
+                results.append(parts[len(results)](conn))
+                if writer.waiting(Lane.INTERACTIVE):
+                    return
+
+        def run_all() -> list[T]:
+            while len(results) < len(parts):
+                done = len(results)
+                try:
+                    self._in_transaction(run_some)
+                except BaseException:
+                    del results[done:]  # rolled back
+                    raise
+                if len(results) < len(parts):
+                    writer.run_waiting_interactive()
+            return results
+
+        return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))
+
+    def metrics(self) -> list[Metric]:
+        return self._writer.metrics() if self._writer is not None else []
 
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._w
@@ -192,7 +229,8 @@ class Connections:
         if self._writer is None or self._w is None:
             raise RuntimeError("store is not open")
         conn = self._w
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, conn)
+        # Background upkeep (the search index catching up at start): the bulk lane, behind any interactive write.
+        return await asyncio.wrap_future(self._writer.submit(lambda: fn(conn), Lane.BULK))
 
     def connect_reader(self) -> sqlite3.Connection:
         """A read-only connection of the caller's own (a long read on a thread of its own), closed by the caller."""

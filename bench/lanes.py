@@ -1,0 +1,245 @@
+"""`python -m bench.lanes`: a shopper's miss while catalog syncs run, in both runtimes, in the same run (issue 15).
+
+Real processes over loopback: the simulators (one process, four DummyJSON vendors of ``--size`` products each), the
+API (embedded; or a kafka node with a Tansu broker and the Flink job). Per runtime:
+1. idle: ``--samples`` misses, one after the other, for vendor ``c`` (registered, its first sync failed on purpose,
+   so none of its items is stored);
+2. sync alone: vendor ``b``'s full sync, nothing else: the throughput baseline;
+3. same vendor: vendor ``a``'s full sync with misses for ``a``'s items at 20/s, taken from the end of its catalog
+   (not reached by the sync yet);
+4. other vendor: vendor ``d``'s full sync with misses for ``c``'s items at 20/s.
+Miss latency is reported as p50/p95 of the whole answer (200 expected) and beyond the vendor's own answer time
+(the same product fetched straight from the simulator just before); the sync's throughput with misses as a ratio to
+the sync alone. Caveat: the four simulators serve the same catalog (the clones' barcodes do not depend on the
+seed), so the later syncs also unify with the products already stored and the "loss" includes that work, not only
+the misses'. Targets: p95 <= 50 ms (embedded), <= 150 ms (kafka) while syncing; throughput loss <= 15%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.distributed import ROOT, TOPICS, _pct, _process
+from bench.processes import free_port, wait_http
+
+ADMIN = {"X-API-Key": "bench-admin-key-0123456789abcdef"}
+VENDORS = ("a", "b", "c", "d")
+
+
+def _sims_command(size: int, ports: dict[str, int]) -> list[str]:
+    configs = ", ".join(f"(SimConfig(kind='dummyjson', size={size}, seed=1), {ports[v]})" for v in VENDORS)
+    code = (
+        "from simulators.config import SimConfig; from simulators.server import run_simulators; "
+        f"run_simulators([{configs}])"
+    )
+    return [sys.executable, "-c", code]
+
+
+class Misses:
+    """Misses at a steady rate from a thread, until stopped; each paired with the vendor's own time for the item."""
+
+    def __init__(self, api: str, sim: str, vendor_id: str, ids: Iterator[int], per_s: float) -> None:
+        self._api, self._sim, self._vendor, self._ids, self._per_s = api, sim, vendor_id, ids, per_s
+        self.totals: list[float] = []
+        self.beyond: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def one(self, api: httpx.Client, sim: httpx.Client) -> None:
+        vpid = str(next(self._ids))
+        t0 = time.perf_counter()
+        sim.get(f"/products/{vpid}").raise_for_status()
+        direct = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        got = api.get(f"/vendors/{self._vendor}/products/{vpid}", params={"wait_ms": 5000})
+        total = time.perf_counter() - t0
+        self.statuses[got.status_code] = self.statuses.get(got.status_code, 0) + 1
+        self.totals.append(total)
+        self.beyond.append(total - direct)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self._api, timeout=30) as api, httpx.Client(base_url=self._sim, timeout=30) as sim:
+            next_at = time.perf_counter()
+            while not self._stop.is_set():
+                self.one(api, sim)
+                next_at += 1 / self._per_s
+                self._stop.wait(max(0.0, next_at - time.perf_counter()))
+
+    def __enter__(self) -> Misses:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def _state(api: httpx.Client, vendor_id: str) -> dict[str, Any]:
+    response = api.get(f"/vendors/{vendor_id}")
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _wait(api: httpx.Client, vendor_id: str, done: Any, timeout_s: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done(_state(api, vendor_id)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"vendor {vendor_id} did not get there within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def _sync(api: httpx.Client, vendor_id: str, size: int, *, register: dict[str, Any] | None) -> float:
+    """A full sync of ``vendor_id`` (registering it, or asking again); returns offers/s until it is recorded."""
+    oks = _state(api, vendor_id)["sync"]["syncs_ok"] if register is None else 0
+    t0 = time.perf_counter()
+    if register is not None:
+        api.post("/vendors", json=register, headers=ADMIN).raise_for_status()
+    else:
+        api.post(f"/vendors/{vendor_id}/sync", params={"full": True}, headers=ADMIN).raise_for_status()
+    _wait(api, vendor_id, lambda s: s["sync"]["syncs_ok"] > oks and s["offers"] >= size)
+    return size / (time.perf_counter() - t0)
+
+
+def _body(vendor_id: str, port: int) -> dict[str, Any]:
+    return {"id": vendor_id, "name": vendor_id, "kind": "dummyjson", "base_url": f"http://127.0.0.1:{port}",
+            "currency": "USD"}  # fmt: skip
+
+
+def _register_unsynced(api: httpx.Client, sim: str, vendor_id: str, port: int) -> None:
+    """Registered with its first sync failed on purpose (the simulator fails every call meanwhile): a vendor the
+    service knows and holds none of, so every product of it is a miss."""
+    httpx.patch(f"{sim}/_sim/config", json={"error_rate": 1.0, "failure_modes": ["500"]}).raise_for_status()
+    api.post("/vendors", json=_body(vendor_id, port), headers=ADMIN).raise_for_status()
+    _wait(api, vendor_id, lambda s: s["sync"]["state"] == "failed", timeout_s=120)
+    httpx.patch(f"{sim}/_sim/config", json={"error_rate": 0.0}).raise_for_status()
+
+
+def run_runtime(runtime: str, size: int, samples: int, log_dir: Path) -> dict[str, Any]:
+    ports = {v: free_port() for v in VENDORS}
+    sims = {v: f"http://127.0.0.1:{ports[v]}" for v in VENDORS}
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
+    env.update(
+        {
+            "CATALOG_ENV": "development",
+            "CATALOG_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",
+            "CATALOG_VENDOR_MAX_ATTEMPTS": "1",
+            "CATALOG_PAGE_ATTEMPTS": "1",
+            "CATALOG_BREAKER_FAILURES": "100",
+        }
+    )
+    node_env = {
+        **env,
+        "CATALOG_RUNTIME": runtime,
+        "CATALOG_NODE_ID": f"lanes-{runtime}",
+        "CATALOG_DB_PATH": str(log_dir / f"{runtime}.db"),
+        "CATALOG_ADMIN_KEY": ADMIN["X-API-Key"],
+        "CATALOG_SCHEDULER_ENABLED": "false",
+        "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",
+        "CATALOG_LOG_LEVEL": "warning",
+    }
+    api_cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(api_port), "--log-level", "warning"]
+    with contextlib.ExitStack() as stack:
+        if runtime == "kafka":
+            from app.distributed.flink.jars import install
+            from app.distributed.kafka.broker import TansuBroker
+
+            jars = ROOT / "var" / "flink-jars"
+            install(jars)
+            broker = TansuBroker(free_port())
+            broker.start()
+            stack.callback(broker.stop)
+            kafka = {"CATALOG_KAFKA_BOOTSTRAP": broker.bootstrap, "CATALOG_KAFKA_PARTITIONS": "1",
+                     "CATALOG_FLINK_JARS_DIR": str(jars)}  # fmt: skip
+            kafka.update({f"CATALOG_{k.upper()}": v for k, v in TOPICS.items()})
+            env.update(kafka)
+            node_env.update(kafka)
+            stack.enter_context(
+                _process(
+                    [sys.executable, "-m", "app.distributed.flink.job", "--no-checkpoints"],
+                    env={**env, "FLINK_LOG_DIR": str(log_dir / "flink")},
+                    log=log_dir / "job.log",
+                )
+            )
+        stack.enter_context(_process(_sims_command(size, ports), log=log_dir / f"sims-{runtime}.log"))
+        stack.enter_context(_process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / f"{runtime}.log"))
+        node = f"http://127.0.0.1:{api_port}"
+        for v in VENDORS:
+            wait_http(f"{sims[v]}/products?limit=1", timeout_s=300)
+        wait_http(f"{node}/health")
+        with httpx.Client(base_url=node, timeout=30) as api:
+            _register_unsynced(api, sims["c"], "c", ports["c"])
+            _register_unsynced(api, sims["a"], "a", ports["a"])
+            c_ids = iter(range(size, 0, -1))
+            idle = Misses(node, sims["c"], "c", c_ids, 20)
+            with httpx.Client(base_url=node, timeout=30) as a, httpx.Client(base_url=sims["c"]) as s:
+                for _ in range(3):  # warm-up (kafka: the job's first calls), not counted
+                    idle.one(a, s)
+                idle.totals.clear()
+                idle.beyond.clear()
+                idle.statuses.clear()
+                for _ in range(samples):
+                    idle.one(a, s)
+            alone = _sync(api, "b", size, register=_body("b", ports["b"]))
+            with Misses(node, sims["a"], "a", iter(range(size, 0, -1)), 20) as same:
+                same_rate = _sync(api, "a", size, register=None)
+            with Misses(node, sims["c"], "c", c_ids, 20) as other:
+                other_rate = _sync(api, "d", size, register=_body("d", ports["d"]))
+    return {"idle": idle, "same": same, "other": other, "alone": alone, "same_rate": same_rate,
+            "other_rate": other_rate}  # fmt: skip
+
+
+def _row(name: str, value: str, note: str = "") -> None:
+    print(f"| {name:<52} | {value:>28} | {note:<40} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
+    args = parser.parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-lanes-"))
+    runtimes = ["embedded", "kafka"] if args.runtime == "both" else [args.runtime]
+    print(f"logs: {log_dir}")
+    print(f"| {'measure':<52} | {'value':>28} | {'target / note':<40} |")
+    print(f"|{'-' * 54}|{'-' * 30}|{'-' * 42}|")
+    for runtime in runtimes:
+        r = run_runtime(runtime, args.size, args.samples, log_dir)
+        target = 50 if runtime == "embedded" else 150
+        ms = 1000
+        for phase, label in (("idle", "idle"), ("same", "same vendor syncing"), ("other", "other vendor syncing")):
+            m: Misses = r[phase]
+            _row(
+                f"{runtime}: miss, {label} (n={len(m.totals)})",
+                f"p50 {statistics.median(m.totals) * ms:.1f} / p95 {_pct(m.totals, 0.95) * ms:.1f} ms",
+                f"beyond vendor p50 {statistics.median(m.beyond) * ms:.1f} / p95 {_pct(m.beyond, 0.95) * ms:.1f}",
+            )
+            _row(f"{runtime}:   answers", str(dict(sorted(m.statuses.items()))), f"p95 target <= {target} ms")
+        _row(f"{runtime}: sync alone ({args.size} offers)", f"{r['alone']:,.0f} offers/s", "baseline")
+        for key, label in (("same_rate", "same"), ("other_rate", "other")):
+            loss = 1 - r[key] / r["alone"]
+            _row(
+                f"{runtime}: sync with 20 misses/s ({label} vendor)",
+                f"{r[key]:,.0f} offers/s",
+                f"loss {loss:.0%} (<= 15%)",
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Two lanes in the embedded runtime, over real HTTP: a shopper's miss never waits behind a catalog sync, and one slow
+vendor cannot hold every worker of a lane."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators.server import SimulatorServer
+from tests.support import ApiServer, Sim, admin, fast_settings, sim_config, vendor_state, wait_until
+
+
+@pytest.fixture
+def sims() -> Iterator[Callable[..., Sim]]:
+    with contextlib.ExitStack() as stack:
+
+        def start(kind: str, **overrides: Any) -> Sim:
+            return Sim(stack.enter_context(SimulatorServer(sim_config(kind, **overrides))))
+
+        yield start
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Callable[..., httpx.Client]]:
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: Any) -> httpx.Client:
+            api = stack.enter_context(ApiServer(fast_settings(tmp_path / "catalog.db", **overrides)))
+            return stack.enter_context(httpx.Client(base_url=api.base_url, timeout=15))
+
+        yield start
+
+
+def register(client: httpx.Client, sim: Sim, vendor_id: str) -> None:
+    response = client.post("/vendors", json=sim.vendor_body(vendor_id), headers=admin())
+    assert response.status_code == 201, response.text
+
+
+def test_misses_are_served_while_the_same_vendors_full_sync_runs(
+    sims: Callable[..., Sim], service: Callable[..., httpx.Client]
+) -> None:
+    # 20 slow pages: the sync runs for seconds. One bulk worker, which the sync holds: a miss in the same queue
+    # would wait for the whole sync and answer 202.
+    sim = sims("dummyjson", size=5000, latency_ms=400)
+    client = service(workers=1, vendor_timeout_s=5.0)
+    register(client, sim, "dj")
+    wait_until(lambda: vendor_state(client, "dj")["sync"]["state"] == "running", timeout=20, what="the sync to run")
+
+    for vpid in ("4990", "4991", "4992"):  # on the sync's last page: not stored yet
+        miss = client.get(f"/vendors/dj/products/{vpid}", params={"wait_ms": 5000})
+        assert miss.status_code == 200, miss.text
+        assert any(o["vendor_product_id"] == vpid for o in miss.json()["offers"])
+        timing = miss.headers["Server-Timing"]
+        assert timing.startswith("miss;dur=") and "queue;dur=" in timing
+
+    state = vendor_state(client, "dj")
+    assert state["sync"]["state"] == "running", "the misses were served only after the sync"
+    assert state["offers"] < 5000
+    metrics = client.get("/metrics").text
+    assert 'catalog_lane_taken_total{lane="interactive"} 3' in metrics
+    assert 'catalog_lane_busy{lane="bulk"} 1' in metrics
+
+
+def test_one_slow_vendor_holds_no_more_than_its_share_of_a_lane(
+    sims: Callable[..., Sim], service: Callable[..., httpx.Client]
+) -> None:
+    slow = sims("dummyjson", size=50, latency_ms=4000)
+    fast = sims("woocommerce", size=50)
+    # Two interactive workers, at most one per vendor: the slow vendor's misses leave the other worker free.
+    client = service(interactive_workers=2, interactive_workers_per_vendor=1, vendor_timeout_s=10.0)
+    register(client, slow, "slow")
+    register(client, fast, "fast")
+    wait_until(lambda: vendor_state(client, "fast")["sync"]["syncs_ok"] >= 1, timeout=20, what="the fast sync")
+    wait_until(lambda: vendor_state(client, "slow")["sync"]["state"] != "running", timeout=30, what="the slow sync")
+
+    for vpid in ("9001", "9002", "9003"):  # not in the catalog: each is a vendor call of 4 s
+        assert client.get(f"/vendors/slow/products/{vpid}", params={"wait_ms": 0}).status_code == 202
+    miss = client.get("/vendors/fast/products/999999", params={"wait_ms": 3000})
+    # Answered (the vendor says it has no such item) instead of waiting behind the slow vendor's three calls.
+    assert miss.status_code == 404, miss.text
+    metrics = client.get("/metrics").text
+    assert 'catalog_lane_depth{lane="interactive"} 2' in metrics  # the slow vendor's other two wait their turn

@@ -1,0 +1,158 @@
+"""The pieces that keep interactive work ahead of bulk work: the lane queue's per-vendor quota, the vendor limiter,
+SQLite's priority writer and the time-sized bulk slices."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from app.domain.lanes import Lane, current_lane, in_lane
+from app.domain.requests import FetchRequest, RequestKind
+from app.ingest.inprocess_queue import InProcessRequestQueue, LaneQueue, lane_of
+from app.sources.limiter import LaneLimiter
+from app.store.sqlite.connection import Connections
+from app.store.sqlite.slicing import MAX_OFFERS, MIN_OFFERS, BulkSlicer
+from app.store.sqlite.writer import PriorityWriter
+
+
+def product(vendor_id: str, vpid: str) -> FetchRequest:
+    return FetchRequest(RequestKind.PRODUCT, vendor_id, vpid)
+
+
+async def test_a_vendor_at_its_quota_waits_while_another_vendors_request_goes() -> None:
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    async def handler(request: FetchRequest, waited_s: float) -> None:
+        handled.append(f"{request.vendor_id}:{request.vendor_product_id}")
+        if request.vendor_id == "slow":
+            await release.wait()
+
+    lane = LaneQueue(Lane.INTERACTIVE, handler, workers=3, per_vendor=1, maxsize=10)
+    lane.start()
+    try:
+        for vpid in ("1", "2", "3"):
+            await lane.put(product("slow", vpid))
+        await lane.put(product("fast", "9"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert handled == ["slow:1", "fast:9"]  # the slow vendor's others wait, free workers notwithstanding
+        assert lane.busy("slow") == 1 and lane.depth == 2
+        release.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert sorted(handled) == ["fast:9", "slow:1", "slow:2", "slow:3"]
+    finally:
+        await lane.stop()
+
+
+async def test_products_and_syncs_take_separate_lanes_and_workers_run_in_their_lane() -> None:
+    seen: list[tuple[str, Lane]] = []
+
+    async def handler(request: FetchRequest, waited_s: float) -> None:
+        seen.append((request.kind.value, current_lane()))
+
+    queue = InProcessRequestQueue(handler, workers=1, interactive_workers=1)
+    await queue.start()
+    try:
+        await queue.publish(FetchRequest(RequestKind.CATALOG, "v", full=True))
+        await queue.publish(product("v", "1"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        await queue.stop()
+    assert sorted(seen) == [("catalog", Lane.BULK), ("product", Lane.INTERACTIVE)]
+    assert lane_of(product("v", "1")) is Lane.INTERACTIVE
+
+
+async def test_the_limiter_gives_a_freed_slot_to_a_waiting_interactive_call_first() -> None:
+    limiter = LaneLimiter(1)
+    order: list[str] = []
+
+    async def call(name: str, lane: Lane) -> None:
+        with in_lane(lane):
+            async with limiter:
+                order.append(name)
+                await asyncio.sleep(0)
+
+    await limiter.__aenter__()  # the slot is taken
+    tasks = [asyncio.create_task(call("bulk-1", Lane.BULK)), asyncio.create_task(call("bulk-2", Lane.BULK))]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(call("miss", Lane.INTERACTIVE)))
+    await asyncio.sleep(0)
+    assert limiter.waiting(Lane.BULK) == 2 and limiter.waiting(Lane.INTERACTIVE) == 1
+    await limiter.__aexit__()
+    await asyncio.gather(*tasks)
+    assert order == ["miss", "bulk-1", "bulk-2"]
+
+
+def test_the_writer_runs_waiting_interactive_jobs_before_waiting_bulk_ones() -> None:
+    writer = PriorityWriter("test-writer")
+    gate = threading.Event()
+    ran: list[str] = []
+    try:
+        blocker = writer.submit(gate.wait, Lane.BULK)
+        futures = [
+            writer.submit(lambda: ran.append("bulk-1"), Lane.BULK),
+            writer.submit(lambda: ran.append("bulk-2"), Lane.BULK),
+            writer.submit(lambda: ran.append("miss"), Lane.INTERACTIVE),
+        ]
+        assert writer.waiting(Lane.BULK) >= 2 and writer.waiting(Lane.INTERACTIVE) == 1
+        gate.set()
+        blocker.result(5)
+        for future in futures:
+            future.result(5)
+    finally:
+        writer.shutdown()
+    assert ran == ["miss", "bulk-1", "bulk-2"]
+
+
+def test_bulk_slices_follow_the_measured_write_rate_within_bounds() -> None:
+    slicer = BulkSlicer(0.02)
+    for _ in range(20):
+        slicer.took(1000, 0.1)  # 10k offers/s: 200 per 20 ms
+    assert 190 <= slicer.size <= 210
+    assert [len(p) for p in slicer.parts(list(range(450)))] == [slicer.size, slicer.size, 450 - 2 * slicer.size]
+    for _ in range(50):
+        slicer.took(MIN_OFFERS, 10.0)
+    assert slicer.size == MIN_OFFERS
+    for _ in range(50):
+        slicer.took(10_000, 0.001)
+    assert slicer.size == MAX_OFFERS
+    groups = list(BulkSlicer(0.02).groups([("p1", [1] * 300), ("p2", [1] * 300), ("p3", [1] * 300)]))
+    assert [[name for name, _ in g] for g in groups] == [["p1"], ["p2"], ["p3"]]  # a message is never split
+
+
+async def test_a_bulk_write_lets_a_waiting_interactive_one_in_between_two_parts(tmp_path: Path) -> None:
+    db = Connections(tmp_path / "t.db", busy_timeout_s=5, cache_mb=4)
+
+    def prepare(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE t (step TEXT)")
+
+    db.open(prepare)
+    loop = asyncio.get_running_loop()
+    interactive: list[asyncio.Future[None]] = []
+
+    def part(name: str) -> Callable[[sqlite3.Connection], str]:
+        def write(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO t VALUES (?)", (name,))
+            if name == "bulk-1":  # a miss's write arrives while the bulk transaction runs
+                write_miss = db.transaction(lambda c: c.execute("INSERT INTO t VALUES ('miss')"), Lane.INTERACTIVE)
+                interactive.append(asyncio.run_coroutine_threadsafe(write_miss, loop))  # type: ignore[arg-type]
+                while not db._writer or not db._writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            return name
+
+        return write
+
+    try:
+        assert await db.bulk([part("bulk-1"), part("bulk-2"), part("bulk-3")]) == ["bulk-1", "bulk-2", "bulk-3"]
+        await asyncio.wrap_future(interactive[0])
+        steps = [row[0] for row in db.reader.execute("SELECT step FROM t ORDER BY rowid")]
+    finally:
+        db.close()
+    assert steps == ["bulk-1", "miss", "bulk-2", "bulk-3"]
