@@ -270,6 +270,7 @@ def build_container(settings: Settings) -> Container:
         max_mb=settings.db_max_mb,
         min_free_mb=settings.db_min_free_mb,
         search=search,
+        matching=settings.matching,
     )
     tracker = RequestTracker(
         keep_finished_s=settings.request_keep_s,
