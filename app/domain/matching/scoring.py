@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app.domain.matching import text
 from app.domain.matching.blocking import blocking_keys as _blocking_keys
 from app.domain.matching.features import FEATURES, Profile, measure_conflicts, pair_features, profile
 from app.domain.matching.model import Model, load_model
@@ -117,14 +118,67 @@ def _nothing_in_common(a: Profile, b: Profile) -> bool:
     return len(a.grams & b.grams) < 0.5 * min(len(a.grams), len(b.grams))
 
 
+# Words a vendor adds or drops when it retitles a listing without naming another product.
+_FILLER = frozenset({"a", "an", "and", "by", "for", "from", "in", "of", "the", "w", "with", "new"})
+
+
 def one_sided(a: Profile, b: Profile) -> list[str]:
-    """Tier or edition words only one title has ("iPhone 13 Pro" / "iPhone 13 Pro Max", "Photoshop" / "Photoshop
-    Upgrade"). Often a vendor just leaves the word out, so ``catalog match`` lets the model weigh it; merging
-    offers into one product does not, since a missed merge costs less than a wrong price."""
+    """What only unification refuses: evidence that often just means a vendor left a word out, which ``catalog
+    match`` lets the model weigh, but which merging offers into one product does not risk, since a missed merge
+    costs less than a wrong price.
+
+    - tier or edition words only one title has ("iPhone 13 Pro" / "iPhone 13 Pro Max", "Photoshop" / "Photoshop
+      Upgrade"); a size or a measured dimension (capacity, length) only one title states ("Shirt" / "Shirt - XL",
+      "Galaxy S10" / "Galaxy S10 256 GB"): the listing without it may be any of the variants;
+    - two brands given and different ("Prada Women Bag" / "Heshe Women's Leather Bag");
+    - no model number in common and a title word only one side has ("Cricket Bat" / "Cricket Ball", "Football" /
+      "American Football"): short titles of one shop's range differ by a word, while a retitled listing (word
+      order, brand moved, "&" for "and") keeps its words.
+    """
     x, y = a.attrs, b.attrs
-    return [
+    out = [
         name for name, left, right in (("tier", x.tiers, y.tiers), ("edition", x.editions, y.editions)) if left != right
     ]
+    if bool(x.sizes) != bool(y.sizes):
+        out.append("size")
+    if {d for d, _ in x.measures} != {d for d, _ in y.measures}:
+        out.append("measure")
+    ra, rb = a.record, b.record
+    if ra.brand and rb.brand and a.brand != b.brand and a.brand_head != b.brand_head:
+        out.append("brand")
+    if sku_conflict(a, b):
+        out.append("sku")
+    if not (a.codes & b.codes or a.stems & b.stems or _contained(a, b)) and not _same_words(a, b):
+        out.append("words")
+    return out
+
+
+def _same_words(a: Profile, b: Profile) -> bool:
+    """The titles' own words agree once filler and either side's brand words are set aside ("Mascara Lash
+    Princess by Essence" is "Essence Mascara Lash Princess")."""
+    brand_words = _brand_words(a.record.brand) | _brand_words(b.record.brand) | {a.brand, b.brand} | _FILLER
+    return all(_said(w, b) for w in a.core_words - brand_words - b.core_words) and all(
+        _said(w, a) for w in b.core_words - brand_words - a.core_words
+    )
+
+
+def _said(word: str, other: Profile) -> bool:
+    """The other title says this word too, spelled apart or run together ("Red/Black" and "Red And Black")."""
+    if word in other.words or word in other.title_alnum:
+        return True
+    return any(word[:i] in other.words and word[i:] in other.words for i in range(2, len(word) - 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _brand_words(brand: str | None) -> frozenset[str | None]:
+    return frozenset(text.words(text.fold(brand))) if brand else frozenset()
+
+
+def sku_conflict(a: Profile, b: Profile) -> bool:
+    """One brand given on both, two different SKUs: the brand + SKU rule trusts a SKU as an identifier across
+    vendors when they agree, so it trusts them when they disagree too ("Rolex Cellini Moonphase" is two watches,
+    MEN-ROL-ROL-096 and WOM-ROL-ROL-191). Unification only: vendors' own SKUs would make this a guess elsewhere."""
+    return bool(a.record.brand and b.record.brand and a.brand == b.brand and a.sku and b.sku and a.sku != b.sku)
 
 
 def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
@@ -146,8 +200,12 @@ class Matcher:
         return _blocking_keys(self.profile(record), self.model.vocabulary)
 
     def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
-        """Two records that must never share a product, whatever links them: different GTINs or variants."""
-        return gtin_conflict(a, b) or bool(variant_conflicts(self.profile(a), self.profile(b)))
+        """Two records that must never share a product, whatever links them: different GTINs, variants, or SKUs
+        of one brand."""
+        if gtin_conflict(a, b):
+            return True
+        pa, pb = self.profile(a), self.profile(b)
+        return sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
 
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
