@@ -39,6 +39,7 @@ from app.ingest.planning import plan_catalog
 from app.ingest.scheduler import RefreshScheduler
 from app.ingest.tracker import RequestTracker
 from app.ingest.workers import EmbeddedWorkers
+from app.matching.service import MatchingService
 from app.observability import MetricProvider
 from app.replication.service import Replication
 from app.secrets import load_secrets
@@ -173,6 +174,8 @@ class Container:
     image_origin: VendorImages | None = None
     # the thread pools of store reads and searches (CatalogService), shut down on stop
     pools: list[ThreadPoolExecutor] = field(default_factory=list)
+    # splits and pins of unification (replaced by build_container: published to every node in runtime kafka)
+    matching: MatchingService | None = None
 
     async def start(self) -> None:
         self.store.open()
@@ -357,6 +360,7 @@ def build_container(settings: Settings) -> Container:
         leadership,
     )
     container.tokens = TokenSigner(settings.token_key())
+    container.matching = MatchingService(store, changes)
     container.changes = change_feed(settings, store)
     container.limits = rate_limits(settings)
     container.image_origin = VendorImages(

@@ -20,7 +20,7 @@ from typing import Any
 from app.domain import documents
 from app.domain.changes import FeedPosition
 from app.domain.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
-from app.domain.matching import Matcher, Overrides, default_matcher, unify_explained
+from app.domain.matching import Matcher, OverrideChange, Overrides, default_matcher, unify_explained
 from app.domain.models import Availability, Offer, Page, Product, Vendor, VendorKind, utcnow
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
@@ -364,6 +364,23 @@ class FakeCatalogStore:
                 self._docs[pid] = self._render(old.product, old.matches)
                 changed += self._docs[pid].etag != old.etag
         return changed
+
+    async def apply_override(self, change: OverrideChange) -> None:
+        """As ``match_overrides`` records it: a split drops the offer's pins, a pin drops both offers' splits."""
+        await asyncio.sleep(0)
+        x = change.offer
+        splits, pins = set(self.overrides.splits), set(self.overrides.pins)
+        if change.kind in ("split", "clear"):
+            splits.discard(x)
+            pins = {p for p in pins if x not in p}
+        if change.kind == "split":
+            splits.add(x)
+        elif change.kind == "pin" and change.other is not None and change.other != x:
+            a, b = sorted((x, change.other))
+            splits -= {a, b}
+            pins.add((a, b))
+        self.overrides = Overrides(frozenset(splits), frozenset(pins))
+        self._rebuild()
 
     def _rebuild(self) -> int:
         """Re-unify everything; returns how many products appeared, changed or went.
