@@ -28,6 +28,7 @@ import orjson
 import psycopg
 import pytest
 
+from app.domain.matching import OverrideChange
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.replication.capture import SqliteOutbox, outbox_stats
 from app.replication.initial_load import initial_load
@@ -541,3 +542,60 @@ def test_a_test_process_killed_outright_leaves_no_server_behind() -> None:
     wait_until(lambda: not running_process(pid), timeout=30, what="the watchdog to stop the server")
     wait_until(lambda: not Path(directory).exists(), timeout=10, what="the watchdog to remove its directory")
     assert not answers(url)
+
+
+def test_unification_overrides_are_replicated_and_a_fresh_node_applies_them(
+    tmp_path: Path, pg_url: str, schema: str
+) -> None:
+    """Splits and pins travel like any table (issue 10): PostgreSQL holds them, their removal too, and a node
+    loaded from PostgreSQL unifies exactly as the node that took the admin calls."""
+    source = tmp_path / "source.db"
+    seeded_store(source, 20)
+
+    async def decide(changes: list[OverrideChange]) -> None:
+        store = SqliteCatalog(source)
+        store.open()
+        try:
+            for change in changes:
+                await store.apply_override(change)
+        finally:
+            store.close()
+
+    asyncio.run(
+        decide(
+            [
+                OverrideChange("split", ("v1", "3")),
+                OverrideChange("pin", ("v1", "4"), ("v2", "9")),
+                OverrideChange("pin", ("v1", "5"), ("v2", "5")),
+                OverrideChange("clear", ("v2", "5")),
+            ]
+        )
+    )
+    pusher = pusher_for(source, pg_url, schema)
+    pusher.prepare()
+    while pusher.step():
+        pass
+    assert_in_step(source, pg_url, schema)
+    rows = pg_scalar(
+        pg_url, schema, "SELECT string_agg(kind || ':' || vendor_product_id, ',' ORDER BY kind) FROM match_overrides"
+    )
+    assert rows == "pin:4,split:3"
+
+    fresh = tmp_path / "fresh.db"
+
+    async def load() -> int | None:
+        store = SqliteCatalog(fresh)
+        store.open()
+        try:
+            return await initial_load(
+                store, PostgresReplica(pg_url, schema=schema, node_id="node-b"), install_capture=True
+            )
+        finally:
+            store.close()
+
+    assert asyncio.run(load()) == 40
+    assert sqlite_digest(fresh) == sqlite_digest(source)
+    assert products_in_full(fresh) == products_in_full(source)
+    pusher.close()
+    pusher.replica.close()
+    pusher.outbox.close()
