@@ -337,7 +337,7 @@ async def test_override_updates_give_every_node_the_same_products(
         assert documents(store) == documents(other) and len(documents(store)) == SIZE - 1
         pinned = store.find_offer(*first.key)
         assert pinned is not None and pinned == other.find_offer(*first.key)
-        assert store.find_offer(*third.key) == pinned  # type: ignore[comparison-overlap]
+        assert store.find_offer(*third.key) == pinned
         assert store.find_offer(*second.key) != pinned
         kinds = [(r[2], r[3]) for r in snapshot(other, "match_overrides")["match_overrides"]]
         assert kinds == [("pin", "dj")]

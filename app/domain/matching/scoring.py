@@ -11,7 +11,8 @@ Order of the rules, each final when it applies:
    code and few letter trigrams are not a match either (``no_common_words``).
 4. Otherwise the model's probability, compared with a threshold: ``match`` (best F1, for ``catalog match``) by
    default, or ``merge`` (chosen for precision) when unification asks. ``merge`` also refuses pairs where only
-   one title names a tier or edition (``variant_differs:tier``), see ``one_sided``.
+   one title names a tier or edition (``variant_differs:tier``), see ``one_sided``; such a refusal is decided
+   before the model and scores 0.
 
 Reasons are short machine-readable strings a product page can show: ``gtin``, ``model:dscw120p``, ``brand``,
 ``title:0.91``, ``price:1.08``, ``variant_conflict:capacity``.
@@ -224,14 +225,14 @@ class Matcher:
         ruled = rule_decision(a, b)
         if ruled is not None:
             return ruled
-        features = pair_features(a, b, self.model.evidence)
-        score = round(self.model.probability(features), 4)
-        reasons = _reasons(a, b, features)
         if threshold == "merge":
+            # Before the model: most candidates a store's blocking finds are refused here, for a tenth of the cost.
             differs = one_sided(a, b)
             if differs:
-                return MatchDecision(score, False, (*reasons, *(f"variant_differs:{d}" for d in differs)))
-        return MatchDecision(score, score >= self.threshold(threshold), reasons)
+                return MatchDecision(0.0, False, tuple(f"variant_differs:{d}" for d in differs))
+        features = pair_features(a, b, self.model.evidence)
+        score = round(self.model.probability(features), 4)
+        return MatchDecision(score, score >= self.threshold(threshold), _reasons(a, b, features))
 
 
 def _reasons(a: Profile, b: Profile, features: Sequence[float]) -> tuple[str, ...]:

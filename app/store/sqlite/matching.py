@@ -108,29 +108,36 @@ class StoreUnifier:
         records = {key: from_offer(o) for key, o in written.items()}
         hashes = {key: sorted({_hash(b) for b in matcher.blocking_keys(rec)}) for key, rec in records.items()}
         stored: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        wanted = sorted({h for hs in hashes.values() for h in hs})
-        for chunk in chunks(wanted):
-            for k, offer, vendor in conn.execute(
-                f"SELECT k, offer, vendor_id FROM match_keys WHERE k IN ({marks(len(chunk))})", chunk
-            ):
-                stored[k].append((offer, vendor))
+        by_vendor: dict[str, set[int]] = defaultdict(set)
+        for key, hs in hashes.items():
+            by_vendor[key[0]].update(hs)
+        for vendor_id, wanted in by_vendor.items():
+            # Two index ranges per key, around the vendor's own offers: a vendor's catalog of look-alikes (one
+            # shop's clones, sizes, colours) costs nothing to skip, where one range would read them all.
+            for chunk in chunks(sorted(wanted)):
+                for op in ("<", ">"):
+                    for k, offer, vendor in conn.execute(
+                        f"SELECT k, offer, vendor_id FROM match_keys "
+                        f"WHERE k IN ({marks(len(chunk))}) AND vendor_id {op} ?",
+                        (*chunk, vendor_id),
+                    ):
+                        stored[k].append((offer, vendor))
         conn.executemany(
-            "INSERT OR IGNORE INTO match_keys (k, offer, vendor_id) VALUES (?, ?, ?)",
-            [(h, rowids[key], key[0]) for key, hs in hashes.items() for h in hs],
+            "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
+            [(h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs],
         )
         # Pairs of other vendors sharing a key: with stored offers, and within this batch (each pair once).
         pairs: set[tuple[int, int]] = set()
         in_batch: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for key, hs in hashes.items():
-            me = rowids[key]
+            me, mine = rowids[key], key[0]
+            others: set[int] = set()
             for h in hs:
-                for other, vendor in stored.get(h, ()):
-                    if vendor != key[0] and other != me:
-                        pairs.add((min(me, other), max(me, other)))
-                for other, vendor in in_batch[h]:
-                    if vendor != key[0]:
-                        pairs.add((min(me, other), max(me, other)))
-                in_batch[h].append((me, key[0]))
+                others.update(other for other, _ in stored.get(h, ()))  # other vendors' only (the lookup)
+                others.update(other for other, vendor in in_batch[h] if vendor != mine)
+                in_batch[h].append((me, mine))
+            others.discard(me)
+            pairs.update((min(me, other), max(me, other)) for other in others)
         if not pairs:
             return
         by_rowid: dict[int, tuple[OfferKey, MatchRecord]] = {rowids[k]: (k, r) for k, r in records.items()}

@@ -3,12 +3,12 @@
 -- decided and is replicated like any other change.
 
 -- The blocking index: a 64-bit hash of each blocking key of each offer (offers.rowid). An offer's candidates are
--- the offers of other vendors under any of its keys.
+-- the offers of other vendors under any of its keys; the vendor in the key lets a lookup skip the vendor's own.
 CREATE TABLE match_keys (
     k         INTEGER NOT NULL,
-    offer     INTEGER NOT NULL,
     vendor_id TEXT NOT NULL,
-    PRIMARY KEY (k, offer)
+    offer     INTEGER NOT NULL,
+    PRIMARY KEY (k, vendor_id, offer)
 ) WITHOUT ROWID;
 CREATE INDEX match_keys_offer ON match_keys (offer);
 
