@@ -8,7 +8,6 @@ import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -54,14 +53,19 @@ def pairs(groups: dict[str, list[tuple[str, str]]]) -> set[Pair]:
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scored]:
+def scored(tmp_path_factory: pytest.TempPathFactory) -> Scored:
+    return score_demo(tmp_path_factory, matching=True)
+
+
+def score_demo(tmp_path_factory: pytest.TempPathFactory, *, matching: bool) -> Scored:
     vendors = demo_vendors()
     with demo_servers() as sims:
         truth: dict[tuple[str, str], str] = {}
         for vendor, sim in zip(vendors, sims, strict=True):
             truth.update({(vendor.id, vpid): item for vpid, item in sim.simulator.truth().items()})
         db = tmp_path_factory.mktemp("demo") / "catalog.db"
-        with ApiServer(fast_settings(db)) as api, httpx.Client(base_url=api.base_url, timeout=30) as client:
+        settings = fast_settings(db, matching=matching)
+        with ApiServer(settings) as api, httpx.Client(base_url=api.base_url, timeout=30) as client:
             for vendor, sim in zip(vendors, sims, strict=True):
                 response = client.post("/vendors", json=vendor_body(vendor, sim.base_url), headers=admin())
                 assert response.status_code == 201, response.text
@@ -76,7 +80,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scored]:
     by_item: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for key, item_id in truth.items():
         by_item[item_id].append(key)
-    yield Scored(pairs(by_item), pairs(products), len(listed), len(by_item), len(products))
+    return Scored(pairs(by_item), pairs(products), len(listed), len(by_item), len(products))
 
 
 @contextlib.contextmanager
@@ -96,7 +100,15 @@ def test_demo_catalog_recall_and_precision_against_the_simulators_truth(scored: 
     assert scored.precision >= 0.99
 
 
-def test_every_demo_item_is_one_product_at_most_once_per_vendor(scored: Scored, tmp_path: Path) -> None:
+def test_identifiers_alone_merge_far_less(scored: Scored, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same catalog with ``CATALOG_MATCHING=false``: what GTINs and brand + SKU find on their own."""
+    plain = score_demo(tmp_path_factory, matching=False)
+    print(f"\nidentifiers only: {plain.products} products; recall {plain.recall:.3f}, precision {plain.precision:.3f}")
+    assert plain.recall < scored.recall - 0.2
+    assert plain.products > scored.products
+
+
+def test_every_demo_item_is_one_product_at_most_once_per_vendor(scored: Scored) -> None:
     # A product never holds two listings of one vendor that are different items (the store never compares them).
     wrong_same_vendor = [p for p in scored.merged_pairs - scored.true_pairs if len({k[0] for k in p}) == 1]
     assert wrong_same_vendor == []
