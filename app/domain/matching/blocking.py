@@ -13,8 +13,7 @@ Kinds of key (the prefix says which):
 - ``w:`` each pair among the title's six rarest words (by the training corpus' IDF): two listings of one
   product almost always share two uncommon words, while common words ("black", "case") would make huge blocks;
   and each of the two rarest alone when it is very rare (IDF >= 5);
-- ``b:`` brand + each of its two rarest title words, for short titles where the brand carries the weight;
-- ``w:`` and ``b:`` keys end in the title's bare numbers ("#5", "12"), see ``blocking_keys``.
+- ``b:`` brand + each of its two rarest title words, for short titles where the brand carries the weight.
 """
 
 from __future__ import annotations
@@ -49,18 +48,15 @@ def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:
         keys.add(f"s:{p.brand}|{p.sku}")
     words = [w for w in p.core_words if len(w) >= 2 and w not in COMPANY_WORDS and vocab.weight(w) >= _MIN_IDF]
     rare = sorted(words, key=lambda w: (-vocab.weight(w), w))[:_RARE_WORDS]
-    # Word keys carry the title's bare numbers: "Mascara #5" and "Mascara #7" (or "iPhone 12" and "iPhone 13")
-    # are kept apart by the number rule anyway, and one shop's numbered range would otherwise be one huge block.
-    tag = "#" + ",".join(sorted(p.attrs.numbers)) if p.attrs.numbers else ""
     for x, y in combinations(sorted(rare), 2):
-        keys.add(f"w:{x}|{y}{tag}")
+        keys.add(f"w:{x}|{y}")
     for w in rare[:2]:
         if vocab.weight(w) >= _SINGLE_IDF:
-            keys.add(f"w:{w}{tag}")
+            keys.add(f"w:{w}")
     if p.brand:
         for w in rare[:2]:
             if w != p.brand:
-                keys.add(f"b:{p.brand}|{w}{tag}")
+                keys.add(f"b:{p.brand}|{w}")
     if len(rare) == 1:
-        keys.add(f"w:{rare[0]}{tag}")
+        keys.add(f"w:{rare[0]}")
     return frozenset(keys)
