@@ -120,6 +120,9 @@ def _nothing_in_common(a: Profile, b: Profile) -> bool:
 
 
 # Words a vendor adds or drops when it retitles a listing without naming another product.
+# Titles of at most this many words are one shop range's short names, where one word tells two items apart;
+# longer ones (the benchmarks' electronics and software) differ by words vendors add or drop.
+_SHORT_TITLE = 5
 _FILLER = frozenset({"a", "an", "and", "by", "for", "from", "in", "of", "the", "w", "with", "new"})
 
 
@@ -132,9 +135,9 @@ def one_sided(a: Profile, b: Profile) -> list[str]:
       Upgrade"); a size or a measured dimension (capacity, length) only one title states ("Shirt" / "Shirt - XL",
       "Galaxy S10" / "Galaxy S10 256 GB"): the listing without it may be any of the variants;
     - two brands given and different ("Prada Women Bag" / "Heshe Women's Leather Bag");
-    - no model number in common and a title word only one side has ("Cricket Bat" / "Cricket Ball", "Football" /
-      "American Football"): short titles of one shop's range differ by a word, while a retitled listing (word
-      order, brand moved, "&" for "and") keeps its words.
+    - short titles (``_SHORT_TITLE``) with no model number in common and a word only one side has ("Cricket Bat" /
+      "Cricket Ball", "Football" / "American Football"): one shop's range differs by a word, while a retitled
+      listing (word order, brand moved, "&" for "and") keeps its words.
     """
     x, y = a.attrs, b.attrs
     out = [
@@ -149,7 +152,8 @@ def one_sided(a: Profile, b: Profile) -> list[str]:
         out.append("brand")
     if sku_conflict(a, b):
         out.append("sku")
-    if not (a.codes & b.codes or a.stems & b.stems or _contained(a, b)) and not _same_words(a, b):
+    short = max(len(a.core_words), len(b.core_words)) <= _SHORT_TITLE
+    if short and not (a.codes & b.codes or a.stems & b.stems or _contained(a, b)) and not _same_words(a, b):
         out.append("words")
     return out
 
