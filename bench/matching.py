@@ -261,7 +261,7 @@ def run_ingest(size: int, rounds: int) -> list[Row]:
     ratio = on / off
     return [
         Row(
-            f"ingest of the 3 demo stores ({offers:,} offers), matching off",
+            f"ingest of the 3 demo stores at {size:,} positions ({offers:,} offers), matching off",
             f"{off:.2f} s ({offers / off:,.0f} offers/s), {counts[False][1]:,} products",
             "",
             None,
