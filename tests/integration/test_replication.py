@@ -36,6 +36,7 @@ from app.replication.postgres.replica import PostgresReplica, SchemaMismatch
 from app.replication.pusher import Pusher
 from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.pg import (
+    MATCHING,
     NoPostgres,
     answers,
     assert_in_step,
@@ -90,7 +91,7 @@ def offers(vendor_id: str, n: int, *, price: str = "10.00", start: int = 0) -> l
 
 def seeded_store(path: Path, n: int = 0) -> None:
     async def run() -> None:
-        store = SqliteCatalog(path)
+        store = SqliteCatalog(path, matching=MATCHING)
         store.open()
         try:
             for v in ("v1", "v2"):
@@ -313,7 +314,7 @@ def test_replayed_or_older_images_change_nothing(tmp_path: Path, pg_url: str, sc
 
 
 async def _reprice(db: Path) -> None:
-    store = SqliteCatalog(db)
+    store = SqliteCatalog(db, matching=MATCHING)
     store.open()
     try:
         await store.upsert_offers(offers("v1", 20, price="20.00"))
@@ -350,7 +351,7 @@ async def _refresh_then_rebuild_by_another_offer(db: Path) -> None:
     """The one case where a product's ``updated_at`` is not a function of PostgreSQL's offers: an offer without a
     vendor timestamp is re-fetched unchanged (its new ``fetched_at`` is not captured), then another offer of the
     same product changes and the product is rebuilt with the newer fetch time."""
-    store = SqliteCatalog(db)
+    store = SqliteCatalog(db, matching=MATCHING)
     store.open()
     try:
         plain = Offer(
@@ -398,7 +399,7 @@ def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema:
     fresh = tmp_path / "fresh.db"
 
     async def load() -> int | None:
-        store = SqliteCatalog(fresh)
+        store = SqliteCatalog(fresh, matching=MATCHING)
         store.open()
         try:
             replica = PostgresReplica(pg_url, schema=schema, node_id="node-b")
@@ -425,7 +426,7 @@ def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema:
 
 
 async def _reprice_to(db: Path, price: str) -> None:
-    store = SqliteCatalog(db)
+    store = SqliteCatalog(db, matching=MATCHING)
     store.open()
     try:
         await store.upsert_offers(offers("v2", 5, price=price))
@@ -441,7 +442,7 @@ def test_every_price_change_between_two_pushes_is_recorded(tmp_path: Path, pg_ur
     pusher.step()
 
     async def changes() -> None:
-        store = SqliteCatalog(db)
+        store = SqliteCatalog(db, matching=MATCHING)
         store.open()
         try:
             for price in ("11.00", "12.00", "12.00", "13.00"):  # the repeat is no change and leaves no row
@@ -553,7 +554,7 @@ def test_unification_overrides_are_replicated_and_a_fresh_node_applies_them(
     seeded_store(source, 20)
 
     async def decide(changes: list[OverrideChange]) -> None:
-        store = SqliteCatalog(source)
+        store = SqliteCatalog(source, matching=MATCHING)
         store.open()
         try:
             for change in changes:
@@ -584,7 +585,7 @@ def test_unification_overrides_are_replicated_and_a_fresh_node_applies_them(
     fresh = tmp_path / "fresh.db"
 
     async def load() -> int | None:
-        store = SqliteCatalog(fresh)
+        store = SqliteCatalog(fresh, matching=MATCHING)
         store.open()
         try:
             return await initial_load(
