@@ -12,7 +12,17 @@ from app.matching.schemas import OfferRefIn, OverrideOut, PinIn, SplitIn
 router = APIRouter(tags=["matching"])
 
 RESPONSES = {
-    **errors(401, 403, 404, 422, 503, s404="No such offer.", s503="The changelog's broker is away (kafka runtime)."),
+    **errors(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        s404="No such offer.",
+        s409="An offer pinned to itself.",
+        s503="The changelog's broker is away (kafka runtime).",
+    ),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.domain.matching import OverrideChange
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, NotFound
 from app.store.port import CatalogStore
 
 
@@ -30,7 +30,7 @@ class MatchingService:
         """Record the decision (or publish it); returns the first offer's product when applied here."""
         named = [change.offer] if change.other is None else [change.offer, change.other]
         if change.other == change.offer:
-            raise InvalidInput("an offer cannot be pinned to itself")
+            raise Conflict("an offer cannot be pinned to itself")
         for vendor_id, vpid in named:
             if self.store.find_offer(vendor_id, vpid) is None:
                 raise NotFound(

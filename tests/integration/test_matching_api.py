@@ -109,5 +109,5 @@ def test_overrides_need_the_admin_key_and_known_offers(client: httpx.Client) -> 
     nope = {"vendor_id": "dj", "vendor_product_id": "no-such-offer"}
     assert_error(client.post("/matching/split", json={"offer": nope}, headers=admin()), 404)
     assert_error(client.post("/matching/pin", json={"offers": [offer, nope]}, headers=admin()), 404)
-    assert_error(client.post("/matching/pin", json={"offers": [offer, offer]}, headers=admin()), 422)
+    assert_error(client.post("/matching/pin", json={"offers": [offer, offer]}, headers=admin()), 409)
     assert_error(client.post("/matching/pin", json={"offers": [offer]}, headers=admin()), 422)

@@ -9,7 +9,7 @@ import pytest
 
 from app.domain.matching import OverrideChange
 from app.domain.models import Offer, Vendor, VendorKind
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, NotFound
 from app.matching.service import MatchingService
 from tests.fakes import FakeCatalogStore
 
@@ -78,5 +78,5 @@ async def test_unknown_offers_and_self_pins_are_refused(store: FakeCatalogStore)
         await service.override(OverrideChange("split", ("a", "nope")))
     with pytest.raises(NotFound):
         await service.override(OverrideChange("pin", ("a", "1"), ("c", "1")))
-    with pytest.raises(InvalidInput):
+    with pytest.raises(Conflict):
         await service.override(OverrideChange("pin", ("a", "1"), ("a", "1")))
