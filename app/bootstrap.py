@@ -40,6 +40,7 @@ from app.ingest.planning import plan_catalog
 from app.ingest.scheduler import RefreshScheduler
 from app.ingest.tracker import RequestTracker
 from app.ingest.workers import EmbeddedWorkers
+from app.matching.service import MatchingService
 from app.observability import MetricProvider
 from app.replication.service import Replication
 from app.secrets import load_secrets
@@ -176,6 +177,8 @@ class Container:
     image_origin: VendorImages | None = None
     # the thread pools of store reads and searches (CatalogService), shut down on stop
     pools: list[ThreadPoolExecutor] = field(default_factory=list)
+    # splits and pins of unification (replaced by build_container: published to every node in runtime kafka)
+    matching: MatchingService | None = None
 
     async def start(self) -> None:
         self.store.open()
@@ -278,6 +281,7 @@ def build_container(settings: Settings) -> Container:
         max_mb=settings.db_max_mb,
         min_free_mb=settings.db_min_free_mb,
         search=search,
+        matching=settings.matching,
     )
     tracker = RequestTracker(
         keep_finished_s=settings.request_keep_s,
@@ -376,6 +380,7 @@ def build_container(settings: Settings) -> Container:
     )
     container.tokens = TokenSigner(settings.token_key())
     container.interactive_changelog = interactive_changelog
+    container.matching = MatchingService(store, changes)
     container.changes = change_feed(settings, store)
     container.limits = rate_limits(settings)
     container.image_origin = VendorImages(

@@ -26,6 +26,7 @@ from app.health import endpoints as health
 from app.health import metrics
 from app.images import endpoints as images
 from app.ingest import endpoints as requests
+from app.matching import endpoints as matching
 from app.settings import Settings
 from app.vendors import endpoints as vendors
 from app.vendors import webhooks
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (products, changes, images, vendors, requests, health, webhooks, metrics, analytics):
+    for module in (products, changes, images, vendors, matching, requests, health, webhooks, metrics, analytics):
         app.include_router(module.router)
     if settings.bench_routes:
         app.include_router(bench.router)

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         None, ge=1, description="Size cap of the SQLite file in MB (writes past it fail and /ready says so)."
     )
     db_min_free_mb: int = Field(64, ge=0, description="Free space under which the store counts as full (/ready 503).")
+    matching: bool = Field(
+        True,
+        description="Unify offers with the matcher (issue 10); false: only GTINs, brand + SKU and overrides decide. "
+        "Every node of a kafka deployment must have the same value.",
+    )
     admin_key: str = Field(
         DEV_ADMIN_KEY,
         repr=False,

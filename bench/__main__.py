@@ -89,11 +89,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--suite",
-        choices=["all", "api", "search", "distributed", "replication", "changes", "images"],
+        choices=["all", "api", "search", "distributed", "replication", "changes", "images", "matching"],
         default="all",
         help="api: ingest, reads, memory; search: distinct searches and reads under search through the API; "
         "distributed: Kafka + Flink; replication: SQLite -> PostgreSQL; changes: the change feed; images: "
-        "thumbnails and a list screen's bytes",
+        "thumbnails and a list screen's bytes; matching: the matcher's throughput and its share of the ingest",
     )
     parser.add_argument("--products", type=int, default=100_000, help="api, search: products ingested")
     parser.add_argument("--fts5-queries", type=int, default=300, help="search: queries of the FTS5 baseline")
@@ -105,6 +105,8 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=100_000, help="replication: changes pushed")
     parser.add_argument("--feed-products", type=int, default=20_000, help="changes: products in the feed")
     parser.add_argument("--side", type=int, default=2000, help="images: pixels of each original's side")
+    parser.add_argument("--matching-size", type=int, default=2_000, help="matching: positions per demo store")
+    parser.add_argument("--matching-rounds", type=int, default=3, help="matching: alternating ingest rounds")
     args = parser.parse_args()
     status = 0
     if args.suite in ("all", "api"):
@@ -120,6 +122,15 @@ def main() -> int:
 
         print("\n## Distributed runtime: Kafka (Tansu) + Flink MiniCluster, parallelism 1\n")
         distributed.print_table(distributed.run_distributed(args.sync_size, args.samples))
+    if args.suite in ("all", "matching"):
+        from bench import matching
+
+        print("\n## Matching (issue 10): the matcher, its blocking, and its share of the ingest")
+        rows = matching.run(matching.default_dir())
+        rows += matching.run_ingest(194, 5)  # the demo stores as served: real products only, no clones
+        rows += matching.run_ingest(args.matching_size, args.matching_rounds)
+        print_table(rows)
+        status |= 0 if passed(rows) else 1
     if args.suite in ("all", "replication"):
         from bench import replication
 

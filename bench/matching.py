@@ -10,6 +10,10 @@ Measures, per dataset (Abt-Buy, Amazon-Google; train and validation records toge
    Reported as µs per offer and offers/s, against the budget of ~100 µs per offer (30% of today's ingest).
 4. The same ingest loop on the demo catalog (194 DummyJSON products, each listed by two "vendors" under
    different spellings), the short-title case the service mostly sees.
+5. (``--ingest``, and ``python -m bench --suite matching``) The service itself: the three demo stores (DummyJSON,
+   Shopify, WooCommerce simulators in one process of their own, each scaled to ``--size`` catalog positions)
+   ingested by the API in its own process, with ``CATALOG_MATCHING`` false and true in alternating rounds of the
+   same run, from an empty store to every vendor synced; the ratio of the medians is what matching adds.
 
 Timings are process CPU time (time.process_time), so other engineers' load on the 2 cores weighs less.
 """
@@ -17,20 +21,31 @@ Timings are process CPU time (time.process_time), so other engineers' load on th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import orjson
 
 from app.domain.matching import Matcher, MatchRecord, default_matcher, from_mapping
+from bench.processes import free_port, wait_http
 from bench.table import Row, print_table
 from tools.matching_data import DATASETS, SPLITS, default_dir, read_split, split_path
 
 BUDGET_US = 100.0
+ADMIN = {"X-API-Key": "bench-admin-key"}
 
 
 def load(data_dir: Path, dataset: str) -> tuple[list[tuple[MatchRecord, MatchRecord, bool]], list[MatchRecord]]:
@@ -157,12 +172,122 @@ def run(data_dir: Path) -> list[Row]:
     return rows
 
 
+def demo_stores_command(size: int, ports: Sequence[int]) -> list[str]:
+    """The demo set's three simulators, scaled, in one process of their own (the vendors' side of the machine)."""
+    code = (
+        "from simulators.server import DEMO_SIMULATORS, run_simulators; "
+        f"ports = {list(ports)!r}; "
+        f"run_simulators([(c.model_copy(update={{'size': {size}, 'change_interval_s': 0.0}}), p) "
+        "for (c, _), p in zip(DEMO_SIMULATORS, ports)])"
+    )
+    return [sys.executable, "-c", code]
+
+
+def ingest_once(matching: bool, ports: Sequence[int], workdir: Path) -> tuple[float, int, int]:
+    """Seconds from the first POST /vendors to every demo vendor synced, offers and products stored."""
+    from simulators.demo import demo_vendors
+
+    api_port = free_port()
+    db = workdir / f"catalog-{matching}-{time.monotonic_ns()}.db"
+    env = {
+        **os.environ,
+        "CATALOG_DB_PATH": str(db),
+        "CATALOG_ADMIN_KEY": ADMIN["X-API-Key"],
+        "CATALOG_LOG_LEVEL": "warning",
+        "CATALOG_MATCHING": "true" if matching else "false",
+        "CATALOG_SCHEDULER_ENABLED": "false",
+        "CATALOG_ENV": "development",  # no secret keys of our own: a benchmark, not a deployment
+        "CATALOG_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",  # the simulators
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(api_port), "--log-level", "warning"],
+        env=env,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/health")
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+            vendors = demo_vendors()
+            started = time.perf_counter()
+            for vendor, port in zip(vendors, ports, strict=True):
+                body = {
+                    "id": vendor.id,
+                    "name": vendor.name,
+                    "kind": str(vendor.kind),
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "credentials": dict(vendor.credentials),
+                    "currency": vendor.currency,
+                    "refresh_interval_s": 86_400,
+                }
+                client.post("/vendors", headers=ADMIN, json=body).raise_for_status()
+            offers = 0
+            for vendor in vendors:
+                while True:
+                    state = client.get(f"/vendors/{vendor.id}").json()
+                    if state["sync"]["state"] in ("ok", "failed"):
+                        break
+                    time.sleep(0.02)
+                if state["sync"]["state"] != "ok":
+                    raise RuntimeError(f"sync of {vendor.id} failed: {state['sync']['last_error']}")
+                offers += state["offers"]
+            elapsed = time.perf_counter() - started
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            (products,) = conn.execute("SELECT count(*) FROM products").fetchone()
+        return elapsed, offers, int(products)
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=30)
+
+
+def run_ingest(size: int, rounds: int) -> list[Row]:
+    """Matching's share of the service's ingest: alternating rounds without and with it, medians compared."""
+    ports = [free_port() for _ in range(3)]
+    stores = subprocess.Popen(demo_stores_command(size, ports))
+    workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-matching-"))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    counts: dict[bool, tuple[int, int]] = {}
+    try:
+        for port in ports:
+            wait_http(f"http://127.0.0.1:{port}/_sim/stats", timeout_s=120)
+        for _ in range(rounds):
+            for matching in (False, True):
+                elapsed, offers, products = ingest_once(matching, ports, workdir)
+                times[matching].append(elapsed)
+                counts[matching] = (offers, products)
+    finally:
+        stores.send_signal(signal.SIGTERM)
+        stores.wait(timeout=30)
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    offers = counts[True][0]
+    ratio = on / off
+    return [
+        Row(
+            f"ingest of the 3 demo stores at {size:,} positions ({offers:,} offers), matching off",
+            f"{off:.2f} s ({offers / off:,.0f} offers/s), {counts[False][1]:,} products",
+            "",
+            None,
+        ),
+        Row(
+            "  matching on",
+            f"{on:.2f} s ({offers / on:,.0f} offers/s), {counts[True][1]:,} products",
+            "",
+            None,
+        ),
+        Row(f"  ratio on/off (medians of {rounds} alternating rounds)", f"{ratio:.2f}", "<= 1.30", ratio <= 1.30),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="folder of the benchmark files")
+    parser.add_argument("--ingest", action="store_true", help="also the service's ingest with and without matching")
+    parser.add_argument("--size", type=int, default=2_000, help="ingest: catalog positions per demo store")
+    parser.add_argument("--rounds", type=int, default=3, help="ingest: alternating rounds")
     args = parser.parse_args()
     print("\n## Matching (issue 10)")
-    print_table(run(args.data or default_dir()))
+    rows = run(args.data or default_dir())
+    if args.ingest:
+        rows += run_ingest(args.size, args.rounds)
+    print_table(rows)
 
 
 if __name__ == "__main__":

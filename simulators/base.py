@@ -81,6 +81,12 @@ class Simulator(ABC):
             return dumps({"id": self.public_id(pos)})
         return self.item_json(pos)
 
+    def truth(self) -> dict[str, str]:
+        """Which item each listing is: the id a catalog client files the listing under (``vendor_product_id``)
+        -> the item's id in the shared catalog. Listings of one item in several stores share that id, so a test
+        can score how a catalog unified them."""
+        return {str(self.public_id(pos)): str(self.state.catalog[pos].id) for pos in self.state.carried}
+
     # -- rendering ----------------------------------------------------------------------------------------
 
     def item_json(self, pos: int) -> bytes:

@@ -4,8 +4,9 @@ Faithful where clients trip: cursor pagination only through the ``Link`` header 
 accompanied by ``limit``/``fields`` only, filters travel inside the cursor), ``limit`` capped at 250, the
 ``X-Shopify-Access-Token`` header, ``X-Shopify-Shop-Api-Call-Limit`` on every response, a float
 ``Retry-After`` on 429, prices as strings in the shop currency, timestamps in the shop's offset. The merchant
-data is realistically untidy: SKUs re-spelled, barcodes present on ~70 % of first variants (then valid
-GTIN-13s), brand-less products filed under the shop's own name, ~1 product in 5 with a second size variant.
+data is realistically untidy: titles in the shop's own spelling (``listing.retitle``), SKUs re-spelled, barcodes on
+~40 % of first variants (then valid GTIN-13s), brand-less products filed under the shop's own name, every phone,
+tablet and laptop in two capacities and ~1 other product in 5 in two sizes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from simulators.common import (
     valid_gtin13,
 )
 from simulators.config import USD_RATES, SimConfig
+from simulators.listing import retitle
 from simulators.webhooks import SHOPIFY_TOPICS, shopify_headers
 
 MEDIA_TYPE = "application/json; charset=utf-8"
@@ -79,6 +81,7 @@ _SALT_POLICY = 0x9011
 _SALT_XL_STOCK = 0x0E15
 
 _XL_MARKUP = Decimal("1.15")
+_CAPACITY_CATEGORIES = frozenset({"smartphones", "tablets", "laptops"})
 
 
 def respell_sku(sku: str, style: int) -> str:
@@ -171,8 +174,29 @@ class ShopifySimulator(Simulator):
             return pos, index
         return None
 
+    def truth(self) -> dict[str, str]:
+        """Listings are variants. A product of two variants (sizes M and XL, or 128 GB and 256 GB of a phone) is
+        two items, neither the one other shops list without a size: near-duplicates that must stay apart."""
+        out = {}
+        for pos in self.state.carried:
+            iid = self.state.catalog[pos].id
+            two = self._variants(pos)
+            if two is None:
+                out[str(self.variant_id(pos, 0))] = str(iid)
+            else:
+                for index, label in enumerate(two):
+                    out[str(self.variant_id(pos, index))] = f"{iid}/{label.replace(' ', '')}"
+        return out
+
     def _has_xl(self, pos: int) -> bool:
-        return unit(self.config.seed, pos + 1, _SALT_TWO) < 0.2
+        return self._variants(pos) is not None
+
+    def _variants(self, pos: int) -> tuple[str, str] | None:
+        """The two variants' titles of a product sold in two, else None: every phone, tablet and laptop in two
+        capacities, ~1 other product in 5 in two sizes."""
+        if self.state.catalog[pos].category in _CAPACITY_CATEGORIES:
+            return ("128 GB", "256 GB")
+        return ("M", "XL") if unit(self.config.seed, pos + 1, _SALT_TWO) < 0.2 else None
 
     # -- rendering ----------------------------------------------------------------------------------------
 
@@ -189,7 +213,7 @@ class ShopifySimulator(Simulator):
         stock = state.stock(pos)
         sku = respell_sku(item.sku, pick(seed, iid, _SALT_SKU, 4))
         barcode: str | None
-        if unit(seed, iid, _SALT_GTIN) < 0.7:
+        if unit(seed, iid, _SALT_GTIN) < 0.4:
             barcode = valid_gtin13(item.barcode)
         else:
             barcode = "" if unit(seed, iid, _SALT_NO_GTIN) < 0.5 else None
@@ -233,20 +257,30 @@ class ShopifySimulator(Simulator):
             }
 
         option_id = _OPTION_BASE + self._seed_part + iid * _STRIDE
-        if self._has_xl(pos):
+        two = self._variants(pos)
+        if two is not None:
+            (first, second), name = two, ("Storage" if item.category in _CAPACITY_CATEGORIES else "Size")
             variants = [
-                variant(0, "Regular", price, stock, sku=sku, barcode=barcode, compare_at=compare_at),
+                variant(
+                    0,
+                    first,
+                    price,
+                    stock,
+                    sku=f"{sku}-{first.replace(' ', '')}",
+                    barcode=None,  # each variant is an item of its own, not the unsized one the barcode names
+                    compare_at=compare_at,
+                ),
                 variant(
                     1,
-                    "XL",
+                    second,
                     cents(price * _XL_MARKUP),
                     (stock * 7 + pick(seed, iid, _SALT_XL_STOCK, 23)) % 41,
-                    sku=f"{sku}-XL",
+                    sku=f"{sku}-{second.replace(' ', '')}",
                     barcode=None,
                     compare_at=None,
                 ),
             ]
-            options = [{"id": option_id, "product_id": pid, "name": "Size", "position": 1, "values": ["Regular", "XL"]}]
+            options = [{"id": option_id, "product_id": pid, "name": name, "position": 1, "values": [first, second]}]
         else:
             variants = [variant(0, "Default Title", price, stock, sku=sku, barcode=barcode, compare_at=compare_at)]
             options = [
@@ -283,7 +317,7 @@ class ShopifySimulator(Simulator):
 
         product: dict[str, Any] = {
             "id": pid,
-            "title": item.title,
+            "title": retitle(item.title, item.brand, seed, iid),
             "body_html": body_html,
             "vendor": item.brand or config.name,
             "product_type": item.category,

@@ -42,6 +42,7 @@ from simulators.common import (
     valid_gtin13,
 )
 from simulators.config import USD_RATES, SimConfig
+from simulators.listing import retitle
 from simulators.webhooks import WOOCOMMERCE_TOPICS, woocommerce_headers
 
 MEDIA_TYPE = "application/json; charset=UTF-8"
@@ -215,7 +216,7 @@ class WooCommerceSimulator(Simulator):
         created = item.created_at
         modified = state.updated_at(pos)
 
-        name, slug = item.title, item.slug
+        name, slug = retitle(item.title, item.brand, seed, iid), item.slug
         if item.brand and item.brand.lower() not in name.lower() and unit(seed, iid, _SALT_NAME) < 0.35:
             name, slug = f"{item.brand} {name}", f"{slugify(item.brand)}-{slug}"
 
@@ -341,7 +342,7 @@ class WooCommerceSimulator(Simulator):
             "menu_order": 0,
             "has_options": False,
             "post_password": "",
-            "global_unique_id": valid_gtin13(item.barcode) if unit(seed, iid, _SALT_GTIN) < 0.5 else "",
+            "global_unique_id": valid_gtin13(item.barcode) if unit(seed, iid, _SALT_GTIN) < 0.3 else "",
             "meta_data": [],
             "_links": {
                 "self": [{"href": f"{self.site}/wp-json/wc/v3/products/{wid}"}],

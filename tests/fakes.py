@@ -20,6 +20,7 @@ from typing import Any
 from app.domain import documents
 from app.domain.changes import FeedPosition
 from app.domain.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
+from app.domain.matching import Matcher, OverrideChange, Overrides, default_matcher, unify_explained
 from app.domain.models import Availability, Offer, Page, Product, Vendor, VendorKind, utcnow
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
@@ -37,7 +38,7 @@ from app.domain.queries import (
     VendorSyncStatus,
 )
 from app.domain.requests import FetchRequest
-from app.domain.unify import unify
+from app.domain.unify import build_product, product_id
 from app.domain.webhooks import Delivery
 from app.errors import Conflict, NotFound, ServiceUnavailable, VendorNotFound
 
@@ -74,6 +75,7 @@ class _Doc:
     summary: bytes
     doc: bytes
     etag: str
+    matches: dict[tuple[str, str], dict[str, object]] = dataclasses.field(default_factory=dict)
 
 
 def _never_synced() -> VendorSyncStatus:
@@ -102,8 +104,10 @@ class FakeCatalogStore:
     (price bounds compare with the product's main-currency minimum).
     """
 
-    def __init__(self, *, rates: Rates | None = None) -> None:
+    def __init__(self, *, rates: Rates | None = None, matcher: Matcher | bool | None = True) -> None:
         self.rates = rates
+        self.matcher: Matcher | None = default_matcher() if matcher is True else (matcher or None)
+        self.overrides = Overrides()
         self.up = True
         self.vendors: dict[str, Vendor] = {}
         self.offers: dict[tuple[str, str], Offer] = {}
@@ -345,10 +349,11 @@ class FakeCatalogStore:
             self._rebuild()
         return len(gone)
 
-    def _render(self, product: Product) -> _Doc:
+    def _render(self, product: Product, matches: dict[tuple[str, str], dict[str, object]]) -> _Doc:
         lead = documents.lead_image_id(product)
-        summary, doc = documents.render(product, placeholder=self.placeholders.get(lead) if lead else None)
-        return _Doc(product, summary, doc, documents.etag_of(doc))
+        placeholder = self.placeholders.get(lead) if lead else None
+        summary, doc = documents.render(product, placeholder=placeholder, matches=matches)
+        return _Doc(product, summary, doc, documents.etag_of(doc), matches)
 
     async def set_placeholder(self, image: StoredImage, placeholder: str) -> int:
         await asyncio.sleep(0)
@@ -356,9 +361,26 @@ class FakeCatalogStore:
         changed = 0
         for pid, old in list(self._docs.items()):
             if documents.lead_image_id(old.product) == image.id:
-                self._docs[pid] = self._render(old.product)
+                self._docs[pid] = self._render(old.product, old.matches)
                 changed += self._docs[pid].etag != old.etag
         return changed
+
+    async def apply_override(self, change: OverrideChange) -> None:
+        """As ``match_overrides`` records it: a split drops the offer's pins, a pin drops both offers' splits."""
+        await asyncio.sleep(0)
+        x = change.offer
+        splits, pins = set(self.overrides.splits), set(self.overrides.pins)
+        if change.kind in ("split", "clear"):
+            splits.discard(x)
+            pins = {p for p in pins if x not in p}
+        if change.kind == "split":
+            splits.add(x)
+        elif change.kind == "pin" and change.other is not None and change.other != x:
+            a, b = sorted((x, change.other))
+            splits -= {a, b}
+            pins.add((a, b))
+        self.overrides = Overrides(frozenset(splits), frozenset(pins))
+        self._rebuild()
 
     def _rebuild(self) -> int:
         """Re-unify everything; returns how many products appeared, changed or went.
@@ -368,12 +390,23 @@ class FakeCatalogStore:
         """
         old = self._docs
         docs: dict[str, _Doc] = {}
-        for product in unify(self.offers.values()):
+        offers = list(self.offers.values())
+        keys, why = unify_explained(offers, self.matcher, self.overrides)
+        groups: dict[str, list[Offer]] = {}
+        for o in offers:
+            groups.setdefault(product_id(keys[o.key]), []).append(o)
+        for pid, group in sorted(groups.items()):
+            product = build_product(pid, group)
             prev = old.get(product.id)
-            if prev is not None and _content(prev.product.offers) == _content(product.offers):
+            matches = {o.key: why[o.key] for o in group}
+            if (
+                prev is not None
+                and _content(prev.product.offers) == _content(product.offers)
+                and prev.matches == matches
+            ):
                 docs[product.id] = prev
                 continue
-            docs[product.id] = self._render(product)
+            docs[product.id] = self._render(product, matches)
         self._docs = docs
         before = {pid: d.etag for pid, d in old.items()}
         after = {pid: d.etag for pid, d in docs.items()}

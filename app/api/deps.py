@@ -12,6 +12,7 @@ from app.bootstrap import Container
 from app.catalog.service import CatalogService
 from app.domain.cursor import TokenSigner
 from app.errors import Forbidden, RateLimited, Unauthorized
+from app.matching.service import MatchingService
 from app.settings import Settings
 from app.vendors.service import VendorService
 
@@ -33,6 +34,11 @@ async def get_vendors(request: Request) -> VendorService:
     return vendors
 
 
+async def get_matching(request: Request) -> MatchingService:
+    matching: MatchingService = request.app.state.container.matching
+    return matching
+
+
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.container.settings
     return settings
@@ -47,6 +53,7 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 TokensDep = Annotated[TokenSigner, Depends(get_tokens)]
 CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
 VendorsDep = Annotated[VendorService, Depends(get_vendors)]
+MatchingDep = Annotated[MatchingService, Depends(get_matching)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

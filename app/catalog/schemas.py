@@ -7,6 +7,8 @@ asked for. Without it every field is present.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -56,6 +58,21 @@ class ProductSummary(BaseModel):
     )
 
 
+class OfferMatch(BaseModel):
+    """Why the offer is in this product (issue 10)."""
+
+    by: Literal["key", "score", "pin", "split"] = Field(
+        description="`key`: an identifier names the product (`key`: `gtin:...`, `bs:<brand>|<sku>` or "
+        "`offer:<vendor>:<id>`); `score`: the matcher linked it (`score`, `reasons`); `pin`: an admin pinned it "
+        "to another offer of the product; `split`: an admin split it out into a product of its own."
+    )
+    key: str | None = Field(None, description="Only with `by: key`.")
+    score: float | None = Field(None, description="Only with `by: score`: the matcher's probability, 0 to 1.")
+    reasons: list[str] | None = Field(
+        None, description="Only with `by: score`: the evidence, e.g. `model:dscw120p`, `brand`, `title:0.91`."
+    )
+
+
 class OfferOut(BaseModel):
     vendor_id: str
     vendor_product_id: str
@@ -73,6 +90,7 @@ class OfferOut(BaseModel):
     parent_id: str | None
     vendor_updated_at: str | None
     display_price: str | None = Field(None, description="Only with `?currency=`: `price` converted to it.")
+    match: OfferMatch
 
 
 class ProductDetail(ProductSummary):

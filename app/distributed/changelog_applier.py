@@ -136,6 +136,9 @@ class ChangelogApplier:
                 elif update.type is UpdateType.PLACEHOLDER:
                     assert update.placeholder is not None
                     await self._store.set_placeholder(*update.placeholder)
+                elif update.type is UpdateType.OVERRIDE:
+                    assert update.override is not None
+                    await self._store.apply_override(update.override)  # as the embedded runtime records it
                 else:
                     await self._apply_sync_edge(update)
             finally:

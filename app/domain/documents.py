@@ -17,9 +17,10 @@ import orjson
 
 from app.domain.images import image_id, thumbnail_path
 from app.domain.models import Offer, Product
+from app.domain.unify import key_for, match_key
 
 #: Bumped when a document gains or loses a field: the store then rebuilds every stored document once at start-up.
-VERSION = 2
+VERSION = 3  # 3: offers[].match (issue 10)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -83,15 +84,22 @@ def _summary_dict(product: Product, placeholder: str | None) -> dict[str, Any]:
     }
 
 
+def default_match(offer: Offer) -> dict[str, Any]:
+    """Why an offer is in its product when nothing else is known: its own identifier names it."""
+    return {"by": "key", "key": key_for(offer, match_key(offer))}
+
+
 def render(
     product: Product,
     wires: Mapping[tuple[str, str], dict[str, Any]] | None = None,
     placeholder: str | None = None,
+    matches: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> tuple[bytes, bytes]:
     """The product's list-item form (what a catalog grid needs: no description, no offers) and detail form.
 
     ``wires`` may hold offers' ``offer_dict`` forms already built by the caller; ``placeholder`` is the lead
-    image's BlurHash once known (computed when that image is first thumbnailed).
+    image's BlurHash once known (computed when that image is first thumbnailed); ``matches`` says why each offer
+    is in the product (``offers[].match``; ``default_match`` for the offers it leaves out).
     """
     data = _summary_dict(product, placeholder)
     summary = orjson.dumps(data)
@@ -99,7 +107,10 @@ def render(
     data["images"] = list(product.images)
     data["thumbnails"] = [thumbnail_path(url) for url in product.images]
     wires = wires or {}
-    data["offers"] = [wires.get(o.key) or offer_dict(o) for o in product.offers]
+    matches = matches or {}
+    data["offers"] = [
+        {**(wires.get(o.key) or offer_dict(o)), "match": matches.get(o.key) or default_match(o)} for o in product.offers
+    ]
     return summary, orjson.dumps(data)
 
 

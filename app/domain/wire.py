@@ -13,8 +13,8 @@ topic                              key             value
 ``product_requests``                               continues carries ``"continuation"`` (``Work``)
 ``catalog_vendors`` (compacted)    vendor id       ``vendor_to_dict``, or a tombstone when deleted
 ``product_updates``                vendor id       the job's ``product``, ``sync_started``, ``page``,
-                                                   ``sync_finished``; a node's ``webhook``, ``request``
-                                                   and ``placeholder`` (``parse_update``)
+                                                   ``sync_finished``; a node's ``webhook``, ``request``,
+                                                   ``placeholder`` and ``override`` (``parse_update``)
 ``catalog_dead_letters``           original key    ``dead_letter``: the refused message and why
 =================================  ==============  ===========================================================
 """
@@ -33,6 +33,7 @@ import orjson
 
 from app.domain.documents import iso
 from app.domain.images import image_id
+from app.domain.matching.clustering import OverrideChange
 from app.domain.models import Availability, Offer, Vendor, VendorKind, utcnow
 from app.domain.queries import StoredImage
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus, new_request_id
@@ -294,6 +295,8 @@ class UpdateType(StrEnum):
     REQUEST = "request"
     #: A node thumbnailed an image first: its placeholder, for every node's documents (at this message's position).
     PLACEHOLDER = "placeholder"
+    #: An admin split an offer out of its product or pinned two together (``OverrideChange``), on one node.
+    OVERRIDE = "override"
 
 
 def product_message(
@@ -392,6 +395,20 @@ def webhook_message(change: WebhookChange) -> dict[str, Any]:
     }
 
 
+def override_message(change: OverrideChange) -> dict[str, Any]:
+    """``{"v", "type": "override", "vendor_id", "kind": "split" | "pin" | "clear", "offer": [vendor_id,
+    vendor_product_id], "other": [...] | null}``: keyed by the offer's vendor, so it stays in order with that
+    vendor's syncs; every node records it and re-clusters the offers it names."""
+    return {
+        "v": VERSION,
+        "type": UpdateType.OVERRIDE.value,
+        "vendor_id": change.offer[0],
+        "kind": change.kind,
+        "offer": list(change.offer),
+        "other": list(change.other) if change.other is not None else None,
+    }
+
+
 def request_message(request: FetchRequest) -> dict[str, Any]:
     """``{"v", "type": "request", "vendor_id", "request": <the request as on its topic>}``: published by the node that
     accepted the request, beside it, so every node learns the request exists (the outcome follows on this topic)."""
@@ -446,6 +463,8 @@ class Update:
     request: FetchRequest | None = None
     #: the image and its placeholder (``PLACEHOLDER``)
     placeholder: tuple[StoredImage, str] | None = None
+    #: the decision to record (``OVERRIDE``)
+    override: OverrideChange | None = None
 
 
 def parse_update(data: Any) -> Update:
@@ -469,6 +488,8 @@ def parse_update(data: Any) -> Update:
         return Update(kind, vendor_id, data.get("request_id"), offers, data)
     if kind is UpdateType.WEBHOOK:
         return Update(kind, vendor_id, None, offers, data, webhook=_webhook_change(data, vendor_id, offers))
+    if kind is UpdateType.OVERRIDE:
+        return Update(kind, vendor_id, None, (), data, override=_override_change(data, vendor_id))
     if kind is UpdateType.REQUEST:
         request = data.get("request")
         if not isinstance(request, dict):
@@ -480,6 +501,25 @@ def parse_update(data: Any) -> Update:
     if kind is UpdateType.PLACEHOLDER:
         return Update(kind, vendor_id, None, (), data, placeholder=_placeholder(data, vendor_id))
     return Update(kind, vendor_id, data.get("request_id"), offers, data, sync=_sync_ref(kind, data, vendor_id))
+
+
+def _offer_ref(value: Any, name: str) -> tuple[str, str]:
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) and v for v in value):
+        raise ChangelogError(f"override {name} must be [vendor_id, vendor_product_id]")
+    return (value[0], value[1])
+
+
+def _override_change(data: Mapping[str, Any], vendor_id: str) -> OverrideChange:
+    kind = data.get("kind")
+    if kind not in ("split", "pin", "clear"):
+        raise ChangelogError(f"unknown override kind {kind!r}")
+    offer = _offer_ref(data.get("offer"), "offer")
+    if offer[0] != vendor_id:
+        raise ChangelogError("override of another vendor's offer")
+    other = _offer_ref(data.get("other"), "other") if kind == "pin" else None
+    if other == offer:
+        raise ChangelogError("an offer cannot be pinned to itself")
+    return OverrideChange(str(kind), offer, other)
 
 
 def _check_product(data: Mapping[str, Any], offers: tuple[Offer, ...]) -> None:

@@ -39,6 +39,8 @@ def _load(target: SqliteLoad, replica: PostgresReplica, *, install_capture: bool
         target.suppress_capture(True)
         target.add_vendors(vendors)
         target.add_rows("vendor_sync", source.rows("vendor_sync", columns["vendor_sync"]))
+        # Before the offers: their unification reads the overrides as each batch is clustered.
+        target.add_rows("match_overrides", source.rows("match_overrides", columns["match_overrides"]))
         loaded = 0
         for offers in source.offers(_CHUNK):
             target.add_offers(offers)

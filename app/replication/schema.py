@@ -43,6 +43,8 @@ REPLICATED: tuple[TableSpec, ...] = (
         carried=frozenset({"fetched_at"}),
     ),
     TableSpec("products", ("id",), frozenset({"summary", "doc", "description", "change_seq"})),
+    # People's splits and pins (issue 10); the blocking index and edges beside it are derived, like the FTS tables.
+    TableSpec("match_overrides", ("vendor_id", "vendor_product_id", "kind", "other_vendor_id", "other_product_id")),
 )
 SPECS = {spec.name: spec for spec in REPLICATED}
 

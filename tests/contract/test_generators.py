@@ -48,6 +48,9 @@ OPERATION_IDS = {
     "receiveWooCommerceWebhook",
     "getProductPriceHistory",
     "listVendorAnalytics",
+    "splitOffer",
+    "pinOffers",
+    "clearOfferOverrides",
 }
 
 
@@ -85,6 +88,9 @@ def test_every_operation_has_its_short_id_and_says_how_to_authenticate(document:
         "syncVendor",
         "getProductPriceHistory",
         "listVendorAnalytics",
+        "splitOffer",
+        "pinOffers",
+        "clearOfferOverrides",
     }
     assert all(op["security"] == [] for name, op in ops.items() if name not in admin)
     assert document["components"]["securitySchemes"]["AdminKey"] == {

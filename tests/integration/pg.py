@@ -40,6 +40,12 @@ from tests.support import ROOT, free_port
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+#: The replication tests' synthetic catalogs hold dozens of identically titled offers per vendor ("Widget 5"): the
+#: matcher would compare each with all of them, which is a matching benchmark, not a replication test. Stores of
+#: these tests (and the writer process) unify on identifiers only; tests/integration/test_sqlite_matching.py and
+#: test_demo_matching.py cover matching.
+MATCHING = False
+
 
 def machine_url() -> str:
     return os.environ.get("CATALOG_TEST_PG_URL") or DEFAULT_URL
@@ -312,7 +318,7 @@ def write_for(db_path: str, seconds: float, seed: int) -> None:
     availabilities = [Availability.IN_STOCK, Availability.OUT_OF_STOCK, Availability.BACKORDER]
 
     async def run() -> None:
-        store = SqliteCatalog(db_path, page_cache_size=0)
+        store = SqliteCatalog(db_path, page_cache_size=0, matching=MATCHING)
         store.open()
         try:
             deadline = time.monotonic() + seconds

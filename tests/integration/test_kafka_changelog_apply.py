@@ -15,10 +15,20 @@ import pytest
 
 from app.bootstrap import make_source_factory
 from app.distributed.changelog_applier import ChangelogApplier
+from app.domain.matching import OverrideChange
 from app.domain.models import Availability, Vendor, VendorKind, utcnow
 from app.domain.requests import FetchRequest, RequestKind, RequestStatus
 from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
-from app.domain.wire import Update, parse_update, product_message, request_message, webhook_message
+from app.domain.wire import (
+    ChangelogError,
+    Update,
+    encode,
+    override_message,
+    parse_update,
+    product_message,
+    request_message,
+    webhook_message,
+)
 from app.ingest.breaker import BreakerRegistry
 from app.ingest.tracker import RequestTracker
 from app.sources.port import VendorSource
@@ -287,9 +297,53 @@ async def test_a_webhook_update_is_applied_like_the_embedded_runtime_and_a_repla
     assert applier.unknown_vendor == 1
 
 
+def documents(store: SqliteCatalog) -> dict[str, tuple[str, bytes]]:
+    """Each product's ETag and document (change sequences are each node's own)."""
+    with sqlite3.connect(store.path) as conn:
+        return {pid: (etag, doc) for pid, etag, doc in conn.execute("SELECT id, etag, doc FROM products")}
+
+
 def _price(store: SqliteCatalog, vpid: str) -> str:
     ref = store.find_offer("dj", vpid)
     assert ref is not None
     stored = store.get_product(ref.product_id)
     assert stored is not None
     return str({o["vendor_product_id"]: o for o in orjson.loads(stored.doc)["offers"]}[vpid]["price"])
+
+
+async def test_override_updates_give_every_node_the_same_products(
+    world: tuple[SqliteCatalog, RequestTracker, ChangelogApplier], source: VendorSource, tmp_path: Path
+) -> None:
+    """A split or pin published by one node travels as an ``override`` update; each node records it and
+    re-clusters, so two stores that applied the same messages hold the same products and documents."""
+    store, _, applier = world
+    other = SqliteCatalog(tmp_path / "other.db")
+    other.open()
+    try:
+        await other.add_vendor(store.get_vendor("dj"))  # type: ignore[arg-type]
+        syncs = parsed(await sync_messages(source))
+        first, second, third = (await source.fetch_page(None)).offers[:3]
+        overrides = [
+            OverrideChange("pin", first.key, second.key),
+            OverrideChange("split", third.key),
+            OverrideChange("pin", third.key, first.key),  # replaces the split of the third
+            OverrideChange("clear", second.key),
+        ]
+        messages = parsed([orjson.loads(encode(override_message(o))) for o in overrides])
+        await applier.apply(syncs + messages)
+        other_applier = ChangelogApplier(other, RequestTracker())
+        await other_applier.apply(syncs[:3])
+        await other_applier.apply(syncs[3:] + messages)
+        assert documents(store) == documents(other) and len(documents(store)) == SIZE - 1
+        pinned = store.find_offer(*first.key)
+        assert pinned is not None and pinned == other.find_offer(*first.key)
+        assert store.find_offer(*third.key) == pinned
+        assert store.find_offer(*second.key) != pinned
+        kinds = [(r[2], r[3]) for r in snapshot(other, "match_overrides")["match_overrides"]]
+        assert kinds == [("pin", "dj")]
+    finally:
+        other.close()
+    with pytest.raises(ChangelogError):
+        parse_update({**override_message(overrides[0]), "other": ["dj"]})
+    with pytest.raises(ChangelogError):
+        parse_update({**override_message(overrides[1]), "offer": ["someone-else", "1"]})

@@ -28,6 +28,7 @@ import orjson
 import psycopg
 import pytest
 
+from app.domain.matching import OverrideChange
 from app.domain.models import Availability, Offer, Vendor, VendorKind
 from app.replication.capture import SqliteOutbox, outbox_stats
 from app.replication.initial_load import initial_load
@@ -35,6 +36,7 @@ from app.replication.postgres.replica import PostgresReplica, SchemaMismatch
 from app.replication.pusher import Pusher
 from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.pg import (
+    MATCHING,
     NoPostgres,
     answers,
     assert_in_step,
@@ -89,7 +91,7 @@ def offers(vendor_id: str, n: int, *, price: str = "10.00", start: int = 0) -> l
 
 def seeded_store(path: Path, n: int = 0) -> None:
     async def run() -> None:
-        store = SqliteCatalog(path)
+        store = SqliteCatalog(path, matching=MATCHING)
         store.open()
         try:
             for v in ("v1", "v2"):
@@ -312,7 +314,7 @@ def test_replayed_or_older_images_change_nothing(tmp_path: Path, pg_url: str, sc
 
 
 async def _reprice(db: Path) -> None:
-    store = SqliteCatalog(db)
+    store = SqliteCatalog(db, matching=MATCHING)
     store.open()
     try:
         await store.upsert_offers(offers("v1", 20, price="20.00"))
@@ -349,7 +351,7 @@ async def _refresh_then_rebuild_by_another_offer(db: Path) -> None:
     """The one case where a product's ``updated_at`` is not a function of PostgreSQL's offers: an offer without a
     vendor timestamp is re-fetched unchanged (its new ``fetched_at`` is not captured), then another offer of the
     same product changes and the product is rebuilt with the newer fetch time."""
-    store = SqliteCatalog(db)
+    store = SqliteCatalog(db, matching=MATCHING)
     store.open()
     try:
         plain = Offer(
@@ -397,7 +399,7 @@ def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema:
     fresh = tmp_path / "fresh.db"
 
     async def load() -> int | None:
-        store = SqliteCatalog(fresh)
+        store = SqliteCatalog(fresh, matching=MATCHING)
         store.open()
         try:
             replica = PostgresReplica(pg_url, schema=schema, node_id="node-b")
@@ -424,7 +426,7 @@ def test_fresh_node_starts_with_the_catalog(tmp_path: Path, pg_url: str, schema:
 
 
 async def _reprice_to(db: Path, price: str) -> None:
-    store = SqliteCatalog(db)
+    store = SqliteCatalog(db, matching=MATCHING)
     store.open()
     try:
         await store.upsert_offers(offers("v2", 5, price=price))
@@ -440,7 +442,7 @@ def test_every_price_change_between_two_pushes_is_recorded(tmp_path: Path, pg_ur
     pusher.step()
 
     async def changes() -> None:
-        store = SqliteCatalog(db)
+        store = SqliteCatalog(db, matching=MATCHING)
         store.open()
         try:
             for price in ("11.00", "12.00", "12.00", "13.00"):  # the repeat is no change and leaves no row
@@ -541,3 +543,60 @@ def test_a_test_process_killed_outright_leaves_no_server_behind() -> None:
     wait_until(lambda: not running_process(pid), timeout=30, what="the watchdog to stop the server")
     wait_until(lambda: not Path(directory).exists(), timeout=10, what="the watchdog to remove its directory")
     assert not answers(url)
+
+
+def test_unification_overrides_are_replicated_and_a_fresh_node_applies_them(
+    tmp_path: Path, pg_url: str, schema: str
+) -> None:
+    """Splits and pins travel like any table (issue 10): PostgreSQL holds them, their removal too, and a node
+    loaded from PostgreSQL unifies exactly as the node that took the admin calls."""
+    source = tmp_path / "source.db"
+    seeded_store(source, 20)
+
+    async def decide(changes: list[OverrideChange]) -> None:
+        store = SqliteCatalog(source, matching=MATCHING)
+        store.open()
+        try:
+            for change in changes:
+                await store.apply_override(change)
+        finally:
+            store.close()
+
+    asyncio.run(
+        decide(
+            [
+                OverrideChange("split", ("v1", "3")),
+                OverrideChange("pin", ("v1", "4"), ("v2", "9")),
+                OverrideChange("pin", ("v1", "5"), ("v2", "5")),
+                OverrideChange("clear", ("v2", "5")),
+            ]
+        )
+    )
+    pusher = pusher_for(source, pg_url, schema)
+    pusher.prepare()
+    while pusher.step():
+        pass
+    assert_in_step(source, pg_url, schema)
+    rows = pg_scalar(
+        pg_url, schema, "SELECT string_agg(kind || ':' || vendor_product_id, ',' ORDER BY kind) FROM match_overrides"
+    )
+    assert rows == "pin:4,split:3"
+
+    fresh = tmp_path / "fresh.db"
+
+    async def load() -> int | None:
+        store = SqliteCatalog(fresh, matching=MATCHING)
+        store.open()
+        try:
+            return await initial_load(
+                store, PostgresReplica(pg_url, schema=schema, node_id="node-b"), install_capture=True
+            )
+        finally:
+            store.close()
+
+    assert asyncio.run(load()) == 40
+    assert sqlite_digest(fresh) == sqlite_digest(source)
+    assert products_in_full(fresh) == products_in_full(source)
+    pusher.close()
+    pusher.replica.close()
+    pusher.outbox.close()

@@ -196,20 +196,23 @@ def test_shopify_products_look_like_a_real_store(serve: Any) -> None:
         assert isinstance(product["tags"], str)
         first, *rest = product["variants"]
         two_variants += bool(rest)
-        normalised = first["sku"].upper().replace(" ", "").replace("-", "")
+        # A product of two variants suffixes each variant's SKU with it ("-M", "-128GB"): items of their own.
+        sku = first["sku"].rsplit("-", 1)[0] if rest else first["sku"]
+        normalised = sku.upper().replace(" ", "").replace("-", "")
         original = next(i for s, i in base.items() if s.replace("-", "") == normalised)
         assert product["vendor"] == (original.brand or "Northwind Outfitters")
         assert product["product_type"] == original.category
         # Prices are the USD ones converted to EUR at 0.92, as strings with two decimals.
         assert first["price"] == str((original.price * Decimal("0.92")).quantize(Decimal("0.01"), ROUND_HALF_UP))
         if rest:
-            assert rest[0]["sku"] == first["sku"] + "-XL" and not rest[0]["barcode"]
+            assert rest[0]["sku"] == f"{sku}-{rest[0]['title'].replace(' ', '')}" and not rest[0]["barcode"]
+            assert not first["barcode"]
         if first["barcode"]:
             barcodes.append(first["barcode"])
             assert first["barcode"][:12] == original.barcode[:12]
         assert product["updated_at"].endswith("+01:00")
-    assert 0.1 < two_variants / len(products) < 0.3
-    assert 0.55 < len(barcodes) / len(products) < 0.85
+    assert 0.15 < two_variants / len(products) < 0.45
+    assert 0.2 < len(barcodes) / len(products) < 0.5
     assert all(is_gtin13(code) for code in barcodes)
 
     one = products[0]
@@ -246,7 +249,7 @@ def test_woocommerce_pages_and_totals(serve: Any) -> None:
     assert item["price"].replace(".", "").isdigit() and "&#8378;" in item["price_html"]
     assert "T" in item["date_modified"] and "+" not in item["date_modified"]
     gtins = [i["global_unique_id"] for i in items if i["global_unique_id"]]
-    assert 0.35 < len(gtins) / len(items) < 0.65 and all(is_gtin13(g) for g in gtins)
+    assert 0.15 < len(gtins) / len(items) < 0.45 and all(is_gtin13(g) for g in gtins)
     assert {i["stock_status"] for i in items} <= {"instock", "outofstock", "onbackorder"}
     single = client.get(f"{WOO_PRODUCTS}/{item['id']}", params=WOO_KEYS)
     assert single.json() == item

@@ -119,11 +119,19 @@ def repriced_item(env: Env, sim: Sim, vendor_id: str) -> int:
 
 
 def only_offer_item(env: Env, vendor_id: str) -> tuple[str, int]:
-    """A product whose only offers are this vendor's listing of one item: deleting it deletes the product."""
-    for summary in all_products(env.client, vendor=vendor_id):
-        product = env.client.get(f"/products/{summary['id']}").json()
+    """A product whose only offers are this vendor's listing of one item, and all of that listing's offers (a
+    Shopify product of two variants is two products): deleting it deletes the product."""
+    details = [env.client.get(f"/products/{s['id']}").json() for s in all_products(env.client, vendor=vendor_id)]
+    listed: dict[str, int] = {}
+    for product in details:
+        for o in product["offers"]:
+            if o["vendor_id"] == vendor_id:
+                parent = o["parent_id"] or o["vendor_product_id"]
+                listed[parent] = listed.get(parent, 0) + 1
+    for product in details:
         parents = {o["parent_id"] or o["vendor_product_id"] for o in product["offers"]}
-        if {o["vendor_id"] for o in product["offers"]} == {vendor_id} and len(parents) == 1:
+        only = {o["vendor_id"] for o in product["offers"]} == {vendor_id} and len(parents) == 1
+        if only and listed[next(iter(parents))] == len(product["offers"]):
             return product["id"], int(parents.pop())
     raise AssertionError(f"no product of {vendor_id} alone")
 

@@ -12,7 +12,19 @@ The API a store calls:
 - ``unify_offers(offers, matcher)``: the same for a complete set, the reference for tests.
 """
 
-from app.domain.matching.clustering import Edge, Group, OfferKey, candidate_edges, cluster, unify_offers
+from app.domain.matching.clustering import (
+    NO_OVERRIDES,
+    Edge,
+    Group,
+    OfferKey,
+    OverrideChange,
+    Overrides,
+    candidate_edges,
+    cluster,
+    explain,
+    unify_explained,
+    unify_offers,
+)
 from app.domain.matching.records import MatchRecord, from_mapping, from_offer
 from app.domain.matching.scoring import (
     MatchDecision,
@@ -25,20 +37,25 @@ from app.domain.matching.scoring import (
 )
 
 __all__ = [
+    "NO_OVERRIDES",
     "Edge",
     "Group",
     "MatchDecision",
     "MatchRecord",
     "Matcher",
     "OfferKey",
+    "OverrideChange",
+    "Overrides",
     "ThresholdName",
     "blocking_keys",
     "candidate_edges",
     "cluster",
     "default_matcher",
+    "explain",
     "from_mapping",
     "from_offer",
     "score",
     "score_many",
+    "unify_explained",
     "unify_offers",
 ]

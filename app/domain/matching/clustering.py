@@ -12,6 +12,10 @@ The rule, written once for the whole catalog and for any part of it:
 3. A group's key is its smallest GTIN key, else its smallest brand+SKU key, else its smallest offer key: the
    key of the strongest identifier, which keeps ids stable when offers join or leave.
 
+People overrule it (``Overrides``): a *split* offer leaves its identifier group and takes no edge, so it is a
+product of its own (``offer:`` key); a *pin* joins two offers before any edge is looked at, and a person's pin is
+not vetoed by conflicts. Both are sets, applied in a fixed order, so the result still depends on the set alone.
+
 Why the result depends only on the set of offers (and edges), never on the order they arrived in: the initial
 groups are a partition computed from the set; edges are processed in an order defined by their own values;
 every decision (merge or refuse) depends only on the two groups the edge touches at that moment. Those groups
@@ -28,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from app.domain.matching.records import MatchRecord, from_offer
-from app.domain.matching.scoring import Matcher, ThresholdName
+from app.domain.matching.scoring import Matcher, ThresholdName, gtin_conflict
 from app.domain.models import Offer
 from app.domain.unify import assign_products
 
@@ -56,6 +60,37 @@ class Group:
     members: tuple[OfferKey, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What people decided: offers split out of their product, and pairs of offers pinned together."""
+
+    splits: frozenset[OfferKey] = frozenset()
+    pins: frozenset[tuple[OfferKey, OfferKey]] = frozenset()  # each pair (smaller, larger)
+
+    def __bool__(self) -> bool:
+        return bool(self.splits or self.pins)
+
+
+NO_OVERRIDES = Overrides()
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideChange:
+    """One decision as it travels (API -> store, or through the changelog to every node).
+
+    ``split``: ``offer`` leaves its product (and any pin of it goes); ``pin``: ``offer`` and ``other`` share a
+    product from now on (a split of either goes); ``clear``: every override naming ``offer`` goes.
+    """
+
+    kind: str  # "split" | "pin" | "clear"
+    offer: OfferKey
+    other: OfferKey | None = None
+
+
+def offer_key_text(offer: OfferKey) -> str:
+    return f"offer:{offer[0]}:{offer[1]}"
+
+
 def key_rank(key: str) -> tuple[int, str]:
     """GTIN keys first, then brand+SKU keys, then offer keys; within a kind, the smallest."""
     return (_KIND_ORDER.get(key.split(":", 1)[0], 3), key)
@@ -66,6 +101,7 @@ def cluster(
     edges: Iterable[Edge],
     conflict: Callable[[OfferKey, OfferKey], bool],
     threshold: float,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> list[Group]:
     """Groups of ``base_keys``' offers (see the module docstring), sorted by key; members sorted.
 
@@ -73,6 +109,9 @@ def cluster(
     several edges for one pair the highest scored counts.
     ``conflict(x, y)`` says two offers may never share a product.
     """
+    if overrides.splits:
+        base_keys = {o: offer_key_text(o) if o in overrides.splits else k for o, k in base_keys.items()}
+        edges = [e for e in edges if e.a not in overrides.splits and e.b not in overrides.splits]
     parent: dict[OfferKey, OfferKey] = {}
     members: dict[OfferKey, list[OfferKey]] = {}
     by_base: dict[str, list[OfferKey]] = defaultdict(list)
@@ -89,6 +128,14 @@ def cluster(
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
+
+    for x, y in sorted(overrides.pins):
+        if x in parent and y in parent:
+            rx, ry = find(x), find(y)
+            if rx != ry:
+                root, other = (rx, ry) if rx < ry else (ry, rx)
+                parent[other] = root
+                members[root] = sorted(members[root] + members.pop(other))
 
     chosen: dict[tuple[OfferKey, OfferKey], Edge] = {}
     for e in edges:  # one edge per pair, the best one whatever order they came in
@@ -107,6 +154,44 @@ def cluster(
         members[root] = sorted(members[root] + members.pop(other))
     groups = [Group(min((base_keys[m] for m in group), key=key_rank), tuple(group)) for group in members.values()]
     return sorted(groups, key=lambda g: g.key)
+
+
+def explain(
+    group: Group,
+    base_keys: Mapping[OfferKey, str],
+    edges: Iterable[Edge],
+    overrides: Overrides = NO_OVERRIDES,
+) -> dict[OfferKey, dict[str, object]]:
+    """Why each member is in the product, as the product detail shows it (``match``).
+
+    ``{"by": "key", "key": ...}``: the offer's own identifier names the product, or ties it to a member that
+    does; ``{"by": "score", "score", "reasons"}``: the best edge from it to another member (its identifier group
+    joined through it); ``{"by": "pin"}`` / ``{"by": "split"}``: a person decided.
+    """
+    inside = set(group.members)
+    best: dict[OfferKey, Edge] = {}
+    for e in edges:
+        if e.a in inside and e.b in inside:
+            for end in (e.a, e.b):
+                seen = best.get(end)
+                if seen is None or (e.score, e.reasons, e.a, e.b) > (seen.score, seen.reasons, seen.a, seen.b):
+                    best[end] = e
+    pinned = {o for pair in overrides.pins for o in pair if pair[0] in inside and pair[1] in inside}
+    out: dict[OfferKey, dict[str, object]] = {}
+    for m in group.members:
+        own = offer_key_text(m) if m in overrides.splits else base_keys[m]
+        if m in overrides.splits and len(group.members) == 1:
+            out[m] = {"by": "split"}
+        elif own == group.key:
+            out[m] = {"by": "key", "key": own}
+        elif m in pinned:
+            out[m] = {"by": "pin"}
+        elif m in best:
+            e = best[m]
+            out[m] = {"by": "score", "score": e.score, "reasons": list(e.reasons)}
+        else:
+            out[m] = {"by": "key", "key": own}
+    return out
 
 
 def candidate_edges(
@@ -137,15 +222,38 @@ def candidate_edges(
 
 
 def unify_offers(
-    offers: Sequence[Offer], matcher: Matcher, threshold: ThresholdName = "merge", same_vendor: bool = False
+    offers: Sequence[Offer],
+    matcher: Matcher,
+    threshold: ThresholdName = "merge",
+    same_vendor: bool = False,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> dict[OfferKey, str]:
     """Product key of every offer of a complete set: the reference an incremental store must agree with."""
+    return unify_explained(offers, matcher, overrides, threshold, same_vendor)[0]
+
+
+def unify_explained(
+    offers: Sequence[Offer],
+    matcher: Matcher | None,
+    overrides: Overrides = NO_OVERRIDES,
+    threshold: ThresholdName = "merge",
+    same_vendor: bool = False,
+) -> tuple[dict[OfferKey, str], dict[OfferKey, dict[str, object]]]:
+    """``unify_offers`` and every offer's ``explain``: what the store's products and their ``match`` must be.
+    Without a matcher only identifiers and overrides decide (``CATALOG_MATCHING=false``)."""
     base = assign_products(offers)
     records = {o.key: from_offer(o) for o in offers}
-    edges = candidate_edges(records, matcher, threshold, same_vendor)
+    edges = candidate_edges(records, matcher, threshold, same_vendor) if matcher is not None else []
 
     def conflict(x: OfferKey, y: OfferKey) -> bool:
+        if matcher is None:
+            return gtin_conflict(records[x], records[y])
         return matcher.conflict(records[x], records[y])
 
-    groups = cluster(base, edges, conflict, matcher.threshold(threshold))
-    return {member: group.key for group in groups for member in group.members}
+    cut = matcher.threshold(threshold) if matcher is not None else 1.0
+    groups = cluster(base, edges, conflict, cut, overrides)
+    keys = {member: group.key for group in groups for member in group.members}
+    why: dict[OfferKey, dict[str, object]] = {}
+    for group in groups:
+        why.update(explain(group, base, edges, overrides))
+    return keys, why

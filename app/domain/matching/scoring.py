@@ -11,7 +11,8 @@ Order of the rules, each final when it applies:
    code and few letter trigrams are not a match either (``no_common_words``).
 4. Otherwise the model's probability, compared with a threshold: ``match`` (best F1, for ``catalog match``) by
    default, or ``merge`` (chosen for precision) when unification asks. ``merge`` also refuses pairs where only
-   one title names a tier or edition (``variant_differs:tier``), see ``one_sided``.
+   one title names a tier or edition (``variant_differs:tier``), see ``one_sided``; such a refusal is decided
+   before the model and scores 0.
 
 Reasons are short machine-readable strings a product page can show: ``gtin``, ``model:dscw120p``, ``brand``,
 ``title:0.91``, ``price:1.08``, ``variant_conflict:capacity``.
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app.domain.matching import text
 from app.domain.matching.blocking import blocking_keys as _blocking_keys
 from app.domain.matching.features import FEATURES, Profile, measure_conflicts, pair_features, profile
 from app.domain.matching.model import Model, load_model
@@ -117,14 +119,71 @@ def _nothing_in_common(a: Profile, b: Profile) -> bool:
     return len(a.grams & b.grams) < 0.5 * min(len(a.grams), len(b.grams))
 
 
+# Words a vendor adds or drops when it retitles a listing without naming another product.
+# Titles of at most this many words are one shop range's short names, where one word tells two items apart;
+# longer ones (the benchmarks' electronics and software) differ by words vendors add or drop.
+_SHORT_TITLE = 5
+_FILLER = frozenset({"a", "an", "and", "by", "for", "from", "in", "of", "the", "w", "with", "new"})
+
+
 def one_sided(a: Profile, b: Profile) -> list[str]:
-    """Tier or edition words only one title has ("iPhone 13 Pro" / "iPhone 13 Pro Max", "Photoshop" / "Photoshop
-    Upgrade"). Often a vendor just leaves the word out, so ``catalog match`` lets the model weigh it; merging
-    offers into one product does not, since a missed merge costs less than a wrong price."""
+    """What only unification refuses: evidence that often just means a vendor left a word out, which ``catalog
+    match`` lets the model weigh, but which merging offers into one product does not risk, since a missed merge
+    costs less than a wrong price.
+
+    - tier or edition words only one title has ("iPhone 13 Pro" / "iPhone 13 Pro Max", "Photoshop" / "Photoshop
+      Upgrade"); a size or a measured dimension (capacity, length) only one title states ("Shirt" / "Shirt - XL",
+      "Galaxy S10" / "Galaxy S10 256 GB"): the listing without it may be any of the variants;
+    - two brands given and different ("Prada Women Bag" / "Heshe Women's Leather Bag");
+    - short titles (``_SHORT_TITLE``) with no model number in common and a word only one side has ("Cricket Bat" /
+      "Cricket Ball", "Football" / "American Football"): one shop's range differs by a word, while a retitled
+      listing (word order, brand moved, "&" for "and") keeps its words.
+    """
     x, y = a.attrs, b.attrs
-    return [
+    out = [
         name for name, left, right in (("tier", x.tiers, y.tiers), ("edition", x.editions, y.editions)) if left != right
     ]
+    if bool(x.sizes) != bool(y.sizes):
+        out.append("size")
+    if {d for d, _ in x.measures} != {d for d, _ in y.measures}:
+        out.append("measure")
+    ra, rb = a.record, b.record
+    if ra.brand and rb.brand and a.brand != b.brand and a.brand_head != b.brand_head:
+        out.append("brand")
+    if sku_conflict(a, b):
+        out.append("sku")
+    short = max(len(a.core_words), len(b.core_words)) <= _SHORT_TITLE
+    if short and not (a.codes & b.codes or a.stems & b.stems or _contained(a, b)) and not _same_words(a, b):
+        out.append("words")
+    return out
+
+
+def _same_words(a: Profile, b: Profile) -> bool:
+    """The titles' own words agree once filler and either side's brand words are set aside ("Mascara Lash
+    Princess by Essence" is "Essence Mascara Lash Princess")."""
+    brand_words = _brand_words(a.record.brand) | _brand_words(b.record.brand) | {a.brand, b.brand} | _FILLER
+    return all(_said(w, b) for w in a.core_words - brand_words - b.core_words) and all(
+        _said(w, a) for w in b.core_words - brand_words - a.core_words
+    )
+
+
+def _said(word: str, other: Profile) -> bool:
+    """The other title says this word too, spelled apart or run together ("Red/Black" and "Red And Black")."""
+    if word in other.words or word in other.title_alnum:
+        return True
+    return any(word[:i] in other.words and word[i:] in other.words for i in range(2, len(word) - 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _brand_words(brand: str | None) -> frozenset[str | None]:
+    return frozenset(text.words(text.fold(brand))) if brand else frozenset()
+
+
+def sku_conflict(a: Profile, b: Profile) -> bool:
+    """One brand given on both, two different SKUs: the brand + SKU rule trusts a SKU as an identifier across
+    vendors when they agree, so it trusts them when they disagree too ("Rolex Cellini Moonphase" is two watches,
+    MEN-ROL-ROL-096 and WOM-ROL-ROL-191). Unification only: vendors' own SKUs would make this a guess elsewhere."""
+    return bool(a.record.brand and b.record.brand and a.brand == b.brand and a.sku and b.sku and a.sku != b.sku)
 
 
 def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
@@ -146,8 +205,12 @@ class Matcher:
         return _blocking_keys(self.profile(record), self.model.vocabulary)
 
     def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
-        """Two records that must never share a product, whatever links them: different GTINs or variants."""
-        return gtin_conflict(a, b) or bool(variant_conflicts(self.profile(a), self.profile(b)))
+        """Two records that must never share a product, whatever links them: different GTINs, variants, or SKUs
+        of one brand."""
+        if gtin_conflict(a, b):
+            return True
+        pa, pb = self.profile(a), self.profile(b)
+        return sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
 
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
@@ -166,14 +229,14 @@ class Matcher:
         ruled = rule_decision(a, b)
         if ruled is not None:
             return ruled
-        features = pair_features(a, b, self.model.evidence)
-        score = round(self.model.probability(features), 4)
-        reasons = _reasons(a, b, features)
         if threshold == "merge":
+            # Before the model: most candidates a store's blocking finds are refused here, for a tenth of the cost.
             differs = one_sided(a, b)
             if differs:
-                return MatchDecision(score, False, (*reasons, *(f"variant_differs:{d}" for d in differs)))
-        return MatchDecision(score, score >= self.threshold(threshold), reasons)
+                return MatchDecision(0.0, False, tuple(f"variant_differs:{d}" for d in differs))
+        features = pair_features(a, b, self.model.evidence)
+        score = round(self.model.probability(features), 4)
+        return MatchDecision(score, score >= self.threshold(threshold), _reasons(a, b, features))
 
 
 def _reasons(a: Profile, b: Profile, features: Sequence[float]) -> tuple[str, ...]:

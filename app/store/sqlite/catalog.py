@@ -25,6 +25,7 @@ from typing import TypeVar
 from app.domain import documents
 from app.domain.changes import FeedPosition
 from app.domain.lanes import Lane, current_lane
+from app.domain.matching import OverrideChange, default_matcher
 from app.domain.models import Offer, Vendor, utcnow
 from app.domain.money import Rates
 from app.domain.queries import (
@@ -44,6 +45,7 @@ from app.secrets import Secrets
 from app.store.sqlite import vendors
 from app.store.sqlite.changes import SqliteChanges, prune, set_position
 from app.store.sqlite.connection import Connections
+from app.store.sqlite.matching import overrides_of, store_override
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, rebuild_all, refresh_base_prices, set_placeholder, unique
 from app.store.sqlite.ordering import newer_only
@@ -75,17 +77,19 @@ class SqliteCatalog:
         min_free_mb: int = 64,
         search: SearchSync | None = None,
         bulk_slice_s: float = 0.01,
+        matching: bool = True,
     ) -> None:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
         ``search``: the search index this store keeps in step with every write it commits; ``bulk_slice_s``: about
-        how long one part of a bulk write holds the writer (``BulkSlicer``, ``Connections.bulk``)."""
+        how long one part of a bulk write holds the writer (``BulkSlicer``, ``Connections.bulk``); ``matching``:
+        unify with the matcher (issue 10), else with identifiers and overrides alone."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
         self.max_mb = max_mb
         self.min_free_mb = min_free_mb
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
-        self._offers = OfferWriter(rates)
+        self._offers = OfferWriter(rates, default_matcher() if matching else None)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
         self.changes = SqliteChanges(self._db)
         self.search = search
@@ -118,6 +122,7 @@ class SqliteCatalog:
         migrate(conn)
         refresh_base_prices(conn, self.rates)
         immediate(conn, self._documents_current)
+        immediate(conn, self._offers.reunify)  # a store that predates matching, or another model: re-index once
         sealed = immediate(conn, lambda c: vendors.seal_clear_credentials(c, self.secrets))
         if sealed:
             log.warning("sealed the clear-text credentials of %d vendor(s) stored by an older version", sealed)
@@ -322,6 +327,19 @@ class SqliteCatalog:
         return await self._db.transaction(
             lambda c: self._offers.delete_offers_of(c, vendor_id, product_or_parent_id, keep)
         )
+
+    async def apply_override(self, change: OverrideChange) -> None:
+        """Record a person's split or pin (``match_overrides``) and re-cluster the offers it names, at once."""
+        at = documents.iso(utcnow())
+
+        def run(conn: sqlite3.Connection) -> None:
+            self._offers.reunify(conn, store_override(conn, change, at or ""))
+
+        await self._db.transaction(run)
+
+    def overrides_of(self, vendor_id: str, vendor_product_id: str) -> list[dict[str, str]]:
+        """The overrides naming this offer, as stored."""
+        return overrides_of(self._db.reader, (vendor_id, vendor_product_id))
 
     # -- the change feed (app/store/sqlite/changes.py) -------------------------------------------------------
 

@@ -27,12 +27,14 @@ import orjson
 
 from app.domain import documents
 from app.domain.images import image_id
+from app.domain.matching import Matcher
 from app.domain.models import Availability, Offer, Product
 from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import StoredImage, UpsertResult
-from app.domain.unify import build_product, key_for, match_key, matched_key, product_id
+from app.domain.unify import build_product, key_for, match_key, product_id
 from app.store.sqlite.connection import chunks, dt, marks, next_seq
+from app.store.sqlite.matching import StoreUnifier, read_why
 from app.store.sqlite.transaction import immediate
 
 _OFFER_COLUMNS = (
@@ -125,49 +127,10 @@ def refresh_base_prices(conn: sqlite3.Connection, rates: Rates | None) -> None:
 # -- unification -------------------------------------------------------------------------------------------------
 
 
-class Unifier:
-    """Which product each stored offer belongs to, kept in agreement with ``app.domain.unify`` batch by batch.
-
-    An offer first gets the product its own fields give (``assign``). Only a GTIN-less offer with a match key
-    can then be wrong, because its product depends on the barcodes of the *other* offers sharing that key; the
-    writer hands ``resolve`` every match key a write touched, and the offers under them are moved.
-    """
-
-    @staticmethod
-    def assign(offer: Offer) -> tuple[str | None, str]:
-        """The offer's match key and provisional product id (final unless ``resolve`` moves it)."""
-        mk = match_key(offer)
-        return mk, product_id(key_for(offer, mk))
-
-    @staticmethod
-    def resolve(conn: sqlite3.Connection, match_keys: set[str]) -> set[str]:
-        """Move GTIN-less offers of these match keys to the product the rules now give; returns the product ids
-        moved from and to (both need a rebuild)."""
-        moved: set[str] = set()
-        for chunk in chunks(sorted(match_keys)):
-            gtins: dict[str, set[str]] = defaultdict(set)
-            for mk, gtin in conn.execute(
-                f"SELECT match_key, gtin FROM offers WHERE match_key IN ({marks(len(chunk))}) AND gtin IS NOT NULL",
-                chunk,
-            ):
-                gtins[mk].add(gtin)
-            updates = []
-            for vendor_id, vpid, mk, pid in conn.execute(
-                f"SELECT vendor_id, vendor_product_id, match_key, product_id FROM offers "
-                f"WHERE match_key IN ({marks(len(chunk))}) AND gtin IS NULL",
-                chunk,
-            ):
-                want = product_id(matched_key(mk, gtins.get(mk, ())))
-                if want != pid:
-                    updates.append((want, vendor_id, vpid))
-                    moved.update((want, pid))
-            if updates:
-                seq = next_seq(conn, len(updates))
-                conn.executemany(
-                    "UPDATE offers SET product_id = ?, change_seq = ? WHERE vendor_id = ? AND vendor_product_id = ?",
-                    [(want, seq + i, v, p) for i, (want, v, p) in enumerate(updates)],
-                )
-        return moved
+def provisional(offer: Offer) -> tuple[str | None, str]:
+    """The offer's match key and the product its own fields give, until the ``StoreUnifier`` clusters it."""
+    mk = match_key(offer)
+    return mk, product_id(key_for(offer, mk))
 
 
 @dataclasses.dataclass(slots=True)
@@ -185,10 +148,11 @@ class OfferWriter:
     """Writes offers and rebuilds the products they touch. Every method runs inside the caller's write
     transaction, so readers see a batch's offers and products change together."""
 
-    def __init__(self, rates: Rates | None, unifier: Unifier | None = None) -> None:
+    def __init__(self, rates: Rates | None, matcher: Matcher | None = None) -> None:
         # Converts prices to the base currency for ``min_price_base``; None compares main-currency prices.
         self.rates = rates
-        self._unifier = unifier or Unifier()
+        # None: identifiers and overrides alone decide (CATALOG_MATCHING=false).
+        self.unifier = StoreUnifier(matcher)
 
     def upsert(self, conn: sqlite3.Connection, batch: list[Offer]) -> UpsertResult:
         """Write offers (one per key: see ``unique``), re-unify and rebuild what they touch."""
@@ -228,7 +192,7 @@ class OfferWriter:
         affected_matches: set[str] = set()
         rows = []
         for i, (o, h) in enumerate(changed):
-            mk, pid = self._unifier.assign(o)
+            mk, pid = provisional(o)
             old = existing.get(o.key)
             if old is not None:
                 affected_products.add(old[1])
@@ -274,6 +238,11 @@ class OfferWriter:
                     content_hash = excluded.content_hash, change_seq = excluded.change_seq""",
             rows,
         )
+        if self.unifier.matcher is not None:
+            written = {o.key: o for o, _ in changed}
+            rowids = _rowids(conn, written)
+            self.unifier.forget(conn, [rowids[k] for k in written if k in existing])
+            self.unifier.index(conn, written, rowids)
         products_changed = self.settle(
             conn, Touched(affected_products, affected_matches), {o.key: o for o, _ in changed}, wires
         )
@@ -330,7 +299,7 @@ class OfferWriter:
         rows = [
             row
             for row in conn.execute(
-                "SELECT vendor_product_id, product_id, match_key FROM offers "
+                "SELECT vendor_product_id, product_id, match_key, rowid FROM offers "
                 "WHERE vendor_id = ? AND (vendor_product_id = ? OR parent_id = ?)",
                 (vendor_id, product_or_parent_id, product_or_parent_id),
             )
@@ -338,6 +307,7 @@ class OfferWriter:
         ]
         if not rows:
             return 0
+        self.unifier.forget(conn, [r[3] for r in rows])
         conn.executemany(
             "DELETE FROM offers WHERE vendor_id = ? AND vendor_product_id = ?", [(vendor_id, r[0]) for r in rows]
         )
@@ -355,6 +325,10 @@ class OfferWriter:
                 "SELECT DISTINCT match_key FROM offers WHERE vendor_id = ? AND match_key IS NOT NULL", (vendor_id,)
             )
         }
+        mine = "SELECT rowid FROM offers WHERE vendor_id = ?"
+        conn.execute(f"DELETE FROM match_keys WHERE offer IN ({mine})", (vendor_id,))
+        conn.execute(f"DELETE FROM match_edges WHERE a IN ({mine}) OR b IN ({mine})", (vendor_id, vendor_id))
+        conn.execute(f"DELETE FROM match_why WHERE offer IN ({mine})", (vendor_id,))
         conn.execute("DELETE FROM offers WHERE vendor_id = ?", (vendor_id,))
         return Touched(products, matches)
 
@@ -365,10 +339,33 @@ class OfferWriter:
         known: dict[OfferKey, Offer] | None = None,
         wires: dict[OfferKey, dict[str, Any]] | None = None,
     ) -> int:
-        """Re-unify the touched match keys, then rebuild every product touched or moved; returns how many of
-        them changed (see ``rebuild`` for ``known`` and ``wires``)."""
-        moved = self._unifier.resolve(conn, touched.match_keys)
+        """Re-cluster around the touched products and match keys, then rebuild every product touched or moved;
+        returns how many of them changed (see ``rebuild`` for ``known`` and ``wires``)."""
+        moved = self.unifier.settle(conn, touched.products, touched.match_keys, known=known)
         return self.rebuild(conn, touched.products | moved, known, wires)
+
+    def reunify(self, conn: sqlite3.Connection, offers: Iterable[OfferKey] = ()) -> int:
+        """Re-cluster around these offers (an override changed), or everything when the matcher's model is not
+        the one the index was built with; returns how many products changed."""
+        products = set(self.unifier.reindex_if_stale(conn) or ())
+        keys = list(offers)
+        by_vendor: dict[str, list[str]] = defaultdict(list)
+        for vendor_id, vpid in keys:
+            by_vendor[vendor_id].append(vpid)
+        for vendor_id, ids in by_vendor.items():  # their products now: a removed pin leaves no link to follow
+            for chunk in chunks(ids):
+                products.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT product_id FROM offers WHERE vendor_id = ? AND vendor_product_id IN "
+                        f"({marks(len(chunk))})",
+                        (vendor_id, *chunk),
+                    )
+                )
+        if not products:
+            return 0
+        moved = self.unifier.settle(conn, products, offers=keys)
+        return self.rebuild(conn, products | moved)
 
     def rebuild(
         self,
@@ -387,12 +384,14 @@ class OfferWriter:
         for chunk in chunks(sorted(product_ids)):
             groups: dict[str, list[Offer]] = defaultdict(list)
             unknown: list[int] = []
+            rowid_of: dict[OfferKey, int] = {}
             # Keys first (from the covering index): offers written by this transaction are not read back.
             for rowid, vendor_id, vpid, pid in conn.execute(
                 f"SELECT rowid, vendor_id, vendor_product_id, product_id FROM offers "
                 f"WHERE product_id IN ({marks(len(chunk))})",
                 chunk,
             ):
+                rowid_of[(vendor_id, vpid)] = rowid
                 offer = known.get((vendor_id, vpid))
                 if offer is None:
                     unknown.append(rowid)
@@ -410,6 +409,8 @@ class OfferWriter:
                 conn.execute(f"DELETE FROM products WHERE id IN ({marks(len(gone))})", gone)
                 conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(gone))})", gone)
                 changed += len(gone)
+            why = read_why(conn, rowid_of.values())
+            matches = {key: why[rowid] for key, rowid in rowid_of.items() if rowid in why}
             rows = []
             vendor_rows: list[tuple[str, str]] = []
             products = {pid: build_product(pid, offers) for pid, offers in groups.items()}
@@ -419,7 +420,9 @@ class OfferWriter:
             for pid, offers in groups.items():
                 product = products[pid]
                 lead = documents.lead_image_id(product)
-                summary, doc = documents.render(product, wires, placeholders.get(lead) if lead else None)
+                summary, doc = documents.render(
+                    product, wires, placeholders.get(lead) if lead else None, matches=matches
+                )
                 etag = documents.etag_of(doc)
                 if etags.get(pid) == etag:
                     continue
@@ -523,6 +526,22 @@ def rebuild_all(conn: sqlite3.Connection, writer: OfferWriter) -> int:
     """Every product's documents again (their shape changed: ``documents.VERSION``)."""
     pids = {pid for (pid,) in conn.execute("SELECT id FROM products")}
     return writer.rebuild(conn, pids)
+
+
+def _rowids(conn: sqlite3.Connection, keys: Iterable[OfferKey]) -> dict[OfferKey, int]:
+    by_vendor: dict[str, list[str]] = defaultdict(list)
+    for vendor_id, vpid in keys:
+        by_vendor[vendor_id].append(vpid)
+    out: dict[OfferKey, int] = {}
+    for vendor_id, ids in by_vendor.items():
+        for chunk in chunks(ids):
+            for rowid, vpid in conn.execute(
+                f"SELECT rowid, vendor_product_id FROM offers WHERE vendor_id = ? AND vendor_product_id IN "
+                f"({marks(len(chunk))})",
+                (vendor_id, *chunk),
+            ):
+                out[(vendor_id, vpid)] = rowid
+    return out
 
 
 def _fts_remove(conn: sqlite3.Connection, pids: Sequence[str]) -> None:
