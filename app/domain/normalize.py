@@ -414,17 +414,22 @@ def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tup
 
 _NON_ALNUM_ASCII = re.compile(r"[^0-9A-Za-z]+")
 
-#: C0/C1 controls, DEL and lone surrogates: a NUL breaks PostgreSQL's text, the rest break terminals and JSON.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-#: The same but for tab and newline, which a multi-line description keeps.
-_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 def strip_controls(text: str, *, keep_lines: bool = False) -> str:
-    """Text without control characters (a cheap check first: almost every vendor string has none)."""
+    """Text that prints: C0/C1 controls, lone surrogates, format characters, private-use and unassigned code points
+    go (a NUL breaks PostgreSQL's text, the rest break terminals, JSON or a shopper's screen; the fuzzer found an
+    unassigned one, U+FFD0, as a whole title). Single-line text gets a space for each, so words stay apart; with
+    ``keep_lines`` tab and newline stay, other spaces become a space and the rest go. A cheap check first: almost
+    every vendor string prints as it is."""
     if text.isprintable():
         return text
-    return (_CONTROLS_BUT_LINES if keep_lines else _CONTROLS).sub(" " if not keep_lines else "", text)
+    kept = "\n\t" if keep_lines else ""
+    out: list[str] = []
+    for char in text:
+        if char.isprintable() or char in kept:
+            out.append(char)
+        elif not keep_lines or char.isspace():
+            out.append(" ")
+    return "".join(out)
 
 
 def sku_key(sku: object) -> str | None:

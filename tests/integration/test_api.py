@@ -995,7 +995,7 @@ def test_full_queue_answers_503_with_retry_after(
     sims: Callable[..., Sim], service: Callable[..., httpx.Client]
 ) -> None:
     dj = sims("dummyjson", latency_ms=800)
-    client = service(workers=1, queue_size=1)
+    client = service(workers=1, interactive_workers=1, queue_size=1)  # misses are the interactive lane's work
     register_unsynced(client, dj, "dj")
 
     first = client.get("/vendors/dj/products/1", params={"wait_ms": 0})
@@ -1006,7 +1006,7 @@ def test_full_queue_answers_503_with_retry_after(
     third = client.get("/vendors/dj/products/3", params={"wait_ms": 0})
     error = assert_error(third, 503, "unavailable")
     assert int(third.headers["retry-after"]) >= 1
-    assert error["details"] == {"queue_size": 1}
+    assert error["details"] == {"queue_size": 1, "lane": "interactive"}
     # an identical request joins the queued one instead of needing a slot
     joined = client.get("/vendors/dj/products/2", params={"wait_ms": 0})
     assert joined.status_code == 202 and joined.json()["id"] == second.json()["id"]
@@ -1035,7 +1035,9 @@ def test_register_with_a_full_queue_is_all_or_nothing(
 
 
 def test_shutdown_during_a_sync_leaves_it_interrupted(sims: Callable[..., Sim], tmp_path: Path) -> None:
-    slow = sims("dummyjson", size=400, latency_ms=400)
+    # Pages are read ahead in parallel (the vendor's concurrency): 4,000 items keep the sync running for seconds
+    # after its first page is stored (400 could all be in before the shutdown).
+    slow = sims("dummyjson", size=4000, latency_ms=400)
     db_path = tmp_path / "catalog.db"
     with ApiServer(fast_settings(db_path)) as api, httpx.Client(base_url=api.base_url, timeout=15) as client:
         register(client, slow, "dj")

@@ -462,6 +462,8 @@ def test_brand_key(value: object, expected: str | None) -> None:
         ("\u00a0Tabs\tand\u00a0nbsp\u00a0", "Tabs and nbsp"),
         ("", None),
         ("   \n ", None),
+        ("\uffd0", None),  # an unassigned code point, found by the mapper fuzzer as a whole title
+        ("Phone\u200bX\ue000 \x00Pro", "Phone X Pro"),  # format, private-use and control characters
         (None, None),
         (12, None),
         (["x"], None),
