@@ -414,6 +414,7 @@ def normalize_images(urls: Iterable[object], base_url: str | None = None) -> tup
 
 _NON_ALNUM_ASCII = re.compile(r"[^0-9A-Za-z]+")
 
+
 def strip_controls(text: str, *, keep_lines: bool = False) -> str:
     """Text that prints: C0/C1 controls, lone surrogates, format characters, private-use and unassigned code points
     go (a NUL breaks PostgreSQL's text, the rest break terminals, JSON or a shopper's screen; the fuzzer found an
