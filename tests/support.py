@@ -371,3 +371,10 @@ def run_cli(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> subpro
         text=True,
         timeout=timeout,
     )
+
+
+def register(client: httpx.Client, sim: Sim, vendor_id: str, **overrides: Any) -> httpx.Response:
+    """Register ``sim`` as vendor ``vendor_id`` over the API (201 asserted)."""
+    response = client.post("/vendors", json=sim.vendor_body(vendor_id, **overrides), headers=admin())
+    assert response.status_code == 201, response.text
+    return response

@@ -41,6 +41,7 @@ from tests.support import (
     all_products,
     assert_error,
     fast_settings,
+    register,
     running_sims,
     sim_config,
     vendor_state,
@@ -58,12 +59,6 @@ def stored_product_ids(db_path: Path) -> set[str]:
     """The truth, read from the SQLite file itself rather than through the API under test."""
     with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
         return {row[0] for row in conn.execute("SELECT id FROM products")}
-
-
-def register(client: httpx.Client, sim: Sim, vendor_id: str, **overrides: Any) -> httpx.Response:
-    response = client.post("/vendors", json=sim.vendor_body(vendor_id, **overrides), headers=admin())
-    assert response.status_code == 201, response.text
-    return response
 
 
 def register_unsynced(client: httpx.Client, sim: Sim, vendor_id: str) -> None:
@@ -115,21 +110,6 @@ def sims() -> Iterator[Callable[..., Sim]]:
         def start(kind: str, **overrides: Any) -> Sim:
             overrides.setdefault("size", SIZE)
             return Sim(stack.enter_context(SimulatorServer(sim_config(kind, **overrides))))
-
-        yield start
-
-
-@pytest.fixture
-def service(sims: Callable[..., Sim], tmp_path: Path) -> Iterator[Callable[..., httpx.Client]]:
-    """Start the API for one test (after, so before in teardown, the simulators): returns a client for it."""
-    with contextlib.ExitStack() as stack:
-        count = 0
-
-        def start(**overrides: Any) -> httpx.Client:
-            nonlocal count
-            count += 1
-            api = stack.enter_context(ApiServer(fast_settings(tmp_path / f"catalog-{count}.db", **overrides)))
-            return stack.enter_context(httpx.Client(base_url=api.base_url, timeout=15))
 
         yield start
 

@@ -3,42 +3,11 @@ vendor cannot hold every worker of a lane."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import httpx
-import pytest
 
-from simulators.server import SimulatorServer
-from tests.support import ApiServer, Sim, admin, fast_settings, sim_config, vendor_state, wait_until
-
-
-@pytest.fixture
-def sims() -> Iterator[Callable[..., Sim]]:
-    with contextlib.ExitStack() as stack:
-
-        def start(kind: str, **overrides: Any) -> Sim:
-            return Sim(stack.enter_context(SimulatorServer(sim_config(kind, **overrides))))
-
-        yield start
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Callable[..., httpx.Client]]:
-    with contextlib.ExitStack() as stack:
-
-        def start(**overrides: Any) -> httpx.Client:
-            api = stack.enter_context(ApiServer(fast_settings(tmp_path / "catalog.db", **overrides)))
-            return stack.enter_context(httpx.Client(base_url=api.base_url, timeout=15))
-
-        yield start
-
-
-def register(client: httpx.Client, sim: Sim, vendor_id: str) -> None:
-    response = client.post("/vendors", json=sim.vendor_body(vendor_id), headers=admin())
-    assert response.status_code == 201, response.text
+from tests.support import Sim, register, vendor_state, wait_until
 
 
 def test_misses_are_served_while_the_same_vendors_full_sync_runs(
