@@ -16,16 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.settings import Settings
-from tests.kafka_support import unique
 from tests.support import ROOT
 
 JARS_DIR = ROOT / "var" / "flink-jars"
-TOPIC_SETTINGS = ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
-
-
-def private_topics() -> dict[str, str]:
-    """``kafka_topic_*`` settings with names private to one test module (the broker is shared)."""
-    return {f"kafka_topic_{name}": unique(name) for name in TOPIC_SETTINGS}
 
 
 def job_env(bootstrap: str, topics: Mapping[str, str], **overrides: str) -> dict[str, str]:

@@ -79,6 +79,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+#: The ``kafka_topic_*`` settings a node or the job reads (each a ``Settings`` field).
+TOPIC_SETTINGS = ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
+
+
+def private_topics() -> dict[str, str]:
+    """``kafka_topic_*`` settings with names private to one test module (the broker is shared)."""
+    return {f"kafka_topic_{name}": unique(name) for name in TOPIC_SETTINGS}
+
+
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, Any]]) -> int:
     """Produce ``(key, value)`` pairs; dict/list values become JSON, ``None`` a tombstone. Returns the count."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "enable.idempotence": True})

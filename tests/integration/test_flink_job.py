@@ -43,9 +43,9 @@ from tests.cluster_support import (
     shopify_webhook,
     stored_prices,
 )
-from tests.flink_support import FlinkJob, ensure_jars, job_env, private_topics
+from tests.flink_support import FlinkJob, ensure_jars, job_env
 from tests.hostile import Answer, HostileVendor, Seen
-from tests.kafka_support import consume, produce, unique
+from tests.kafka_support import consume, private_topics, produce, unique
 from tests.support import (
     CREDENTIALS,
     ApiServer,

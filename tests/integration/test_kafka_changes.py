@@ -23,7 +23,7 @@ from app.domain.webhooks import Removal, WebhookChange, WebhookEffect
 from app.domain.wire import vendor_from_dict, vendor_to_dict, webhook_message
 from app.secrets import Secrets
 from simulators.images import ImageServer, encoded, photo
-from tests.kafka_support import Broker, consume, produce, sync_messages, unique
+from tests.kafka_support import Broker, consume, private_topics, produce, sync_messages, unique
 from tests.support import (
     ApiServer,
     ServiceProcess,
@@ -55,10 +55,7 @@ class Nodes:
 @pytest.fixture(scope="module")
 def nodes(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     tmp = tmp_path_factory.mktemp("kafka_changes")
-    topics = {
-        f"kafka_topic_{name}": unique(name)
-        for name in ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
-    }
+    topics = private_topics()
     common = {"runtime": "kafka", "kafka_bootstrap": kafka_broker.bootstrap, "kafka_partitions": 3, **topics}
     env = service_env(
         tmp / "b.db",

@@ -41,7 +41,16 @@ from app.domain.wire import (
 from app.ingest.planning import SINCE_MARGIN
 from app.secrets import Secrets
 from app.sources.port import VendorSource
-from tests.kafka_support import Broker, consume, produce, product_update, read_raw, sync_messages, unique
+from tests.kafka_support import (
+    Broker,
+    consume,
+    private_topics,
+    produce,
+    product_update,
+    read_raw,
+    sync_messages,
+    unique,
+)
 from tests.support import (
     ApiServer,
     ServiceProcess,
@@ -108,10 +117,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("kafka_runtime")
-    topics = {
-        f"kafka_topic_{name}": unique(name)
-        for name in ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
-    }
+    topics = private_topics()
     common = {"runtime": "kafka", "kafka_bootstrap": kafka_broker.bootstrap, "kafka_partitions": 2, **topics}
     env = service_env(
         tmp / "b.db",

@@ -32,7 +32,7 @@ from app.ingest.tracker import RequestTracker
 from app.secrets import Secrets
 from app.settings import Settings
 from app.store.sqlite.catalog import SqliteCatalog
-from tests.kafka_support import Broker, decoded, produce, read_all, start_broker, sync_messages, unique
+from tests.kafka_support import TOPIC_SETTINGS, Broker, decoded, produce, read_all, start_broker, sync_messages, unique
 from tests.support import ApiServer, Sim, admin, fast_settings, running_sims, sim_config, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -53,10 +53,7 @@ def sim() -> Iterator[Sim]:
 def _topics() -> dict[str, str]:
     """The default names (which sort as in production), made private to the test."""
     defaults = Settings()
-    return {
-        f"kafka_topic_{name}": unique(getattr(defaults, f"kafka_topic_{name}"))
-        for name in ("vendor_requests", "product_requests", "updates", "interactive_updates", "vendors", "dead_letters")
-    }
+    return {f"kafka_topic_{name}": unique(getattr(defaults, f"kafka_topic_{name}")) for name in TOPIC_SETTINGS}
 
 
 def _node_settings(tmp: Path, bootstrap: str, topics: dict[str, str], **more: Any) -> Settings:
