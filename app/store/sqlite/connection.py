@@ -91,11 +91,13 @@ class Connections:
         self._writer = PriorityWriter()
         self._writer.submit(lambda: self._open_writer(prepare)).result()
 
-    def _connect(self, cache_mb: int | None = None) -> sqlite3.Connection:
+    def _connect(self, cache_mb: int | None = None, *, read_only: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA cache_size = -{(cache_mb or self._cache_mb) * 1024}")
         conn.execute("PRAGMA temp_store = MEMORY")
+        if read_only:
+            conn.execute("PRAGMA query_only = ON")
         return conn
 
     def _open_writer(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
@@ -120,8 +122,7 @@ class Connections:
         with self._version_lock:
             conn = self._version_conn
             if conn is None:
-                conn = self._version_conn = self._connect(2)
-                conn.execute("PRAGMA query_only = ON")
+                conn = self._version_conn = self._connect(2, read_only=True)
             return (id(conn), conn.execute("PRAGMA data_version").fetchone()[0])
 
     def close(self) -> None:
@@ -148,8 +149,7 @@ class Connections:
         that use it at once, and opening one per read would cost more than the read)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect(self.reader_cache_mb)
-            conn.execute("PRAGMA query_only = ON")
+            conn = self._connect(self.reader_cache_mb, read_only=True)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -234,9 +234,7 @@ class Connections:
 
     def connect_reader(self) -> sqlite3.Connection:
         """A read-only connection of the caller's own (a long read on a thread of its own), closed by the caller."""
-        conn = self._connect()
-        conn.execute("PRAGMA query_only = ON")
-        return conn
+        return self._connect(read_only=True)
 
     def write_problem(self, full_for_s: float) -> str | None:
         """The last write failure for want of room or permission; "full" holds ``full_for_s`` after the last one."""
