@@ -40,17 +40,22 @@ def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip_tags(data: bytes, pos: int) -> int:
+    """Past a tagged-fields section (count, then tag, size and bytes of each) that starts at ``pos``."""
+    tags, pos = _uvarint(data, pos)
+    for _ in range(tags):
+        _, pos = _uvarint(data, pos)
+        size, pos = _uvarint(data, pos)
+        pos += size
+    return pos
+
+
 def strip_api_versions_tags(body: bytes) -> bytes:
     """An ApiVersions v3 response body (after the length prefix) without its top-level tagged fields."""
     pos = 4 + 2  # correlation id, error code (ApiVersions answers with response header v0)
     count, pos = _uvarint(body, pos)  # compact array: n + 1
     for _ in range(max(count - 1, 0)):
-        pos += 6  # api key, min version, max version
-        tags, pos = _uvarint(body, pos)
-        for _ in range(tags):
-            _, pos = _uvarint(body, pos)
-            size, pos = _uvarint(body, pos)
-            pos += size
+        pos = _skip_tags(body, pos + 6)  # after api key, min version, max version
     pos += 4  # throttle time
     return body[:pos] + b"\x00"  # no tagged fields
 
@@ -62,11 +67,7 @@ def _max_wait_at(body: bytes) -> int:
     client_id = struct.unpack(">h", body[pos : pos + 2])[0]
     pos += 2 + max(client_id, 0)
     if api_version >= 12:  # flexible versions: request header v2 ends with tagged fields
-        tags, pos = _uvarint(body, pos)
-        for _ in range(tags):
-            _, pos = _uvarint(body, pos)
-            size, pos = _uvarint(body, pos)
-            pos += size
+        pos = _skip_tags(body, pos)
     return pos if api_version >= 15 else pos + 4  # up to v14 the body starts with replica_id
 
 
