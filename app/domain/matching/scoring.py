@@ -26,8 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from app.domain.matching import text
-from app.domain.matching.blocking import blocking_keys as _blocking_keys
+from app.domain.matching import blocking, text
 from app.domain.matching.features import FEATURES, Profile, measure_conflicts, pair_features, profile
 from app.domain.matching.model import Model, load_model
 from app.domain.matching.records import MatchRecord
@@ -202,7 +201,12 @@ class Matcher:
         return profile(record, self.model.vocabulary)
 
     def blocking_keys(self, record: MatchRecord) -> frozenset[str]:
-        return _blocking_keys(self.profile(record), self.model.vocabulary)
+        return blocking.blocking_keys(self.profile(record), self.model.vocabulary)
+
+    def index_and_lookup_keys(self, record: MatchRecord) -> tuple[frozenset[str], frozenset[str]]:
+        """The keys to file a record under, and to find its candidates by (records whose index keys share one of
+        its lookup keys; see ``blocking``)."""
+        return blocking.index_and_lookup_keys(self.profile(record), self.model.vocabulary)
 
     def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
         """Two records that must never share a product, whatever links them: different GTINs, variants, or SKUs

@@ -35,6 +35,8 @@ from app.domain.unify import matched_key, product_id
 from app.store.sqlite.connection import chunks, marks, next_seq
 
 _MODEL_META = "match_model"
+#: The blocking scheme's version: part of ``model_version``, so a store indexed with other keys re-indexes at start.
+BLOCKING = 2
 
 
 def _hash(key: str) -> int:
@@ -48,7 +50,7 @@ def model_version(matcher: Matcher | None) -> int:
         return 0
     m = matcher.model
     text = orjson.dumps(
-        {"meta": m.metadata, "trees": m.trees, "t": [m.thresholds.match, m.thresholds.merge]},
+        {"meta": m.metadata, "trees": m.trees, "t": [m.thresholds.match, m.thresholds.merge], "keys": BLOCKING},
         option=orjson.OPT_SORT_KEYS,
     )
     return 1 + int.from_bytes(hashlib.blake2b(text, digest_size=7).digest(), "big")
@@ -106,10 +108,15 @@ class StoreUnifier:
         if matcher is None or not written:
             return
         records = {key: from_offer(o) for key, o in written.items()}
-        hashes = {key: sorted({_hash(b) for b in matcher.blocking_keys(rec)}) for key, rec in records.items()}
+        hashes: dict[OfferKey, list[int]] = {}
+        wanted_of: dict[OfferKey, list[int]] = {}
+        for key, rec in records.items():
+            filed, lookup = matcher.index_and_lookup_keys(rec)
+            hashes[key] = sorted({_hash(b) for b in filed})
+            wanted_of[key] = sorted({_hash(b) for b in lookup})
         stored: dict[int, list[tuple[int, str]]] = defaultdict(list)
         by_vendor: dict[str, set[int]] = defaultdict(set)
-        for key, hs in hashes.items():
+        for key, hs in wanted_of.items():
             by_vendor[key[0]].update(hs)
         for vendor_id, wanted in by_vendor.items():
             # Two index ranges per key, around the vendor's own offers: a vendor's catalog of look-alikes (one
@@ -126,15 +133,17 @@ class StoreUnifier:
             "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
             [(h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs],
         )
-        # Pairs of other vendors sharing a key: with stored offers, and within this batch (each pair once).
+        # Pairs of other vendors meeting on a key: with stored offers, and within this batch (each pair once: the
+        # relation is symmetric, so looking up only the batch's earlier offers finds every pair).
         pairs: set[tuple[int, int]] = set()
         in_batch: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for key, hs in hashes.items():
             me, mine = rowids[key], key[0]
             others: set[int] = set()
-            for h in hs:
+            for h in wanted_of[key]:
                 others.update(other for other, _ in stored.get(h, ()))  # other vendors' only (the lookup)
-                others.update(other for other, vendor in in_batch[h] if vendor != mine)
+                others.update(other for other, vendor in in_batch.get(h, ()) if vendor != mine)
+            for h in hs:
                 in_batch[h].append((me, mine))
             others.discard(me)
             pairs.update((min(me, other), max(me, other)) for other in others)
@@ -292,6 +301,12 @@ class StoreUnifier:
             return self.matcher.conflict(records[x], records[y])
 
         groups = cluster(base, edges, conflict, self.threshold, local)
+        # Each group's own edges: ``explain`` reads only those, and handing it all of them is quadratic.
+        group_of = {m: g.key for g in groups for m in g.members}
+        edges_of: dict[str, list[Edge]] = defaultdict(list)
+        for e in edges:
+            if group_of.get(e.a) == group_of.get(e.b) is not None:
+                edges_of[group_of[e.a]].append(e)
         moves: list[tuple[str, int]] = []
         changed: set[str] = set()
         why: dict[int, str] = {}
@@ -303,7 +318,7 @@ class StoreUnifier:
                     moves.append((pid, row.rowid))
                     changed.update((pid, row.product_id))
             if len(group.members) > 1 or local.splits.intersection(group.members):
-                for m, reason in explain(group, base, edges, local).items():
+                for m, reason in explain(group, base, edges_of.get(group.key, ()), local).items():
                     row = by_key[m]
                     if reason != {"by": "key", "key": default_key(row.gtin, row.match_key, m)}:
                         why[row.rowid] = orjson.dumps(reason, option=orjson.OPT_SORT_KEYS).decode()
