@@ -40,7 +40,7 @@ from app.sources.base import (
     expect_dict,
     expect_list,
     later,
-    map_items,
+    map_page,
     raw_id,
     require_credentials,
     require_id,
@@ -311,7 +311,7 @@ class BigCommerceSource:
         fetched_at = utcnow()
         body = expect_dict(body, "BigCommerce product list")
         items = expect_list(body.get("data"), "BigCommerce product list 'data'")
-        offers, skipped = map_items(
+        offers, skipped = await map_page(
             self.vendor, self.http.bounded_page(items), self._map(fetched_at, brands, categories)
         )
         pagination = as_mapping(as_mapping(body.get("meta")).get("pagination"))

@@ -22,7 +22,7 @@ from app.sources.base import (
     check_offer,
     expect_dict,
     expect_list,
-    map_items,
+    map_page,
     require_id,
     require_price,
     require_title,
@@ -108,7 +108,7 @@ class DummyJsonSource:
         total = data.get("total")
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise VendorBadResponse(f"DummyJSON product list: bad total {total!r}")
-        offers, skipped = map_items(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
+        offers, skipped = await map_page(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
         end = skip + len(items)
         next_cursor = str(end) if items and end < total else None
         return Page(offers=tuple(offers), skipped=tuple(skipped), next_cursor=next_cursor, total=total)

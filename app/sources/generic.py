@@ -56,7 +56,7 @@ from app.sources.base import (
     ItemMapper,
     MappingError,
     check_offer,
-    map_items,
+    map_page,
     raw_id,
     require_price,
     require_title,
@@ -483,7 +483,7 @@ class GenericSource:
         body, response = await self.get_page(cursor)
         fetched_at = utcnow()
         items = find_items(self.mapping, body)
-        offers, skipped = map_items(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
+        offers, skipped = await map_page(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
         next_cursor = self.mapping.pagination.next_cursor(cursor, len(items), body, response.headers)
         return Page(offers=tuple(offers), skipped=tuple(skipped), next_cursor=next_cursor)
 

@@ -37,7 +37,7 @@ from app.sources.base import (
     checked,
     expect_dict,
     expect_list,
-    map_items,
+    map_page,
     raw_id,
     require_credentials,
     require_id,
@@ -263,7 +263,7 @@ class MagentoSource:
         fetched_at = utcnow()
         body = expect_dict(body, "Magento product list")
         items = expect_list(body.get("items"), "Magento product list 'items'")
-        offers, skipped = map_items(
+        offers, skipped = await map_page(
             self.vendor, self.http.bounded_page(items), self._map(fetched_at, brands, categories)
         )
         total = parse_int(body.get("total_count"))

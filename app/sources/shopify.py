@@ -34,7 +34,7 @@ from app.sources.base import (
     expect_dict,
     expect_list,
     later,
-    map_items,
+    map_page,
     raw_id,
     require_credentials,
     require_id,
@@ -210,7 +210,7 @@ class ShopifySource:
         products = expect_list(
             expect_dict(body, "Shopify product list").get("products"), "Shopify product list 'products'"
         )
-        offers, skipped = map_items(self.vendor, self.http.bounded_page(products), self._map(fetched_at))
+        offers, skipped = await map_page(self.vendor, self.http.bounded_page(products), self._map(fetched_at))
         return Page(offers=tuple(offers), skipped=tuple(skipped), next_cursor=next_page_info(response))
 
     async def fetch_product(self, vendor_product_id: str) -> tuple[Offer, ...]:

@@ -35,7 +35,7 @@ from app.sources.base import (
     checked,
     expect_dict,
     expect_list,
-    map_items,
+    map_page,
     raw_id,
     require_credentials,
     require_id,
@@ -161,7 +161,7 @@ class WooCommerceSource:
         body, response = await self.http.get_json(f"{API_PREFIX}/products", params=params, headers=headers)
         fetched_at = utcnow()
         items = expect_list(body, "WooCommerce product list")
-        offers, skipped = map_items(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
+        offers, skipped = await map_page(self.vendor, self.http.bounded_page(items), self._map(fetched_at))
         total_pages = _header_int(response, "X-WP-TotalPages")
         # Without the header (stripped by a proxy) a full page may have a successor.
         has_next = (page < total_pages and bool(items)) if total_pages is not None else len(items) >= self.page_size
