@@ -64,14 +64,14 @@ def load(data_dir: Path, dataset: str) -> tuple[list[tuple[MatchRecord, MatchRec
 def blocking(matcher: Matcher, pairs: Sequence[tuple[MatchRecord, MatchRecord, bool]]) -> tuple[float, float]:
     """Recall over true pairs; mean candidates (other side) per record."""
     true = [(a, b) for a, b, label in pairs if label]
-    hit = sum(1 for a, b in true if matcher.index_and_lookup_keys(a)[1] & matcher.index_and_lookup_keys(b)[0])
+    hit = sum(1 for a, b in true if matcher.blocking_keys(a) & matcher.blocking_keys(b))
     left = {a for a, _, _ in pairs}
     right = {b for _, b, _ in pairs}
     index: dict[str, set[MatchRecord]] = defaultdict(set)
     for r in right:
-        for k in matcher.index_and_lookup_keys(r)[0]:
+        for k in matcher.blocking_keys(r):
             index[k].add(r)
-    candidates = [len(set().union(*(index.get(k, set()) for k in matcher.index_and_lookup_keys(a)[1]))) for a in left]
+    candidates = [len(set().union(*(index.get(k, set()) for k in matcher.blocking_keys(a)))) for a in left]
     return hit / len(true), sum(candidates) / len(candidates)
 
 
@@ -93,14 +93,14 @@ def ingest(records: Sequence[MatchRecord], seed: int = 7) -> tuple[float, float]
     scored = 0
     started = time.process_time()
     for record in order:
-        filed, lookup = matcher.index_and_lookup_keys(record)
+        keys = matcher.blocking_keys(record)
         seen: dict[MatchRecord, None] = {}
-        for k in lookup:
+        for k in keys:
             for c in index.get(k, ()):
                 seen.setdefault(c, None)
         matcher.score_many(record, list(seen), "merge")
         scored += len(seen)
-        for k in filed:
+        for k in keys:
             index[k].append(record)
     elapsed = time.process_time() - started
     return elapsed / len(order) * 1e6, scored / len(order)

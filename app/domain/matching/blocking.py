@@ -18,13 +18,13 @@ Kinds of key (the prefix says which):
   ("Annibale Colombo Sofa #24") make no ``w:`` key but must still meet.
 
 Whole numbers standing alone ("#24", "iPhone 12") make no key by themselves: in a catalog of numbered
-look-alikes ("Tennis Ball #1" ... "#500") a number is as common as a common word. Instead the store indexes the
-word keys (``w: b: t: n:``) qualified by the title's whole numbers (``index_and_lookup_keys``): two listings
-meet on them when their numbers are the same, or when one of them has none (the other may be any of the
-numbered ones). Listings whose numbers differ both ways are refused by the ``number`` rule anyway unless a
-model number ties them, and model numbers (``c: m: g: s:``) are never qualified. Without this, a number-suffixed
-range made every listing a candidate of all the others (270 candidates per offer at 20k offers per vendor,
-growing with the catalog; 9.6 at 40k with it, measured by the issue-10 notes).
+look-alikes ("Tennis Ball #1" ... "#500") a number is as common as a common word. Instead the word keys
+(``w: b: t: n:``) carry the title's whole numbers ("w:ball|tennis#24"), so listings meet on them only when their
+numbers are the same. Listings whose numbers differ are refused when merging anyway (``number``: the conflict
+rule when both have numbers the other lacks, ``one_sided`` when only one has any) unless a model number ties
+them, and model numbers (``c: m: g: s:``) are never qualified. Without this a number-suffixed range made every
+listing a candidate of all the others (270 candidates per offer at 20k offers per vendor, growing with the
+catalog; about 10 at 40k with it, see the issue-10 notes).
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ _MIN_IDF = 2.0
 _MIN_CODE = 4
 
 
-def whole_numbers(p: Profile) -> tuple[str, ...]:
-    """The title's standalone whole numbers, sorted: what qualifies its word keys."""
-    return tuple(sorted(n for n in p.attrs.numbers if n.isdigit()))
+def whole_numbers(p: Profile) -> frozenset[str]:
+    """The title's standalone whole numbers: what qualifies its word keys."""
+    return frozenset(n for n in p.attrs.numbers if n.isdigit())
 
 
 def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:
-    """Every key of the record, unqualified (``index_and_lookup_keys`` gives what a store uses)."""
     keys: set[str] = set()
-    bare = set(whole_numbers(p))
+    bare = whole_numbers(p)
     if p.gtin:
         keys.add(f"g:{p.gtin}")
     for code in p.codes:
@@ -80,28 +79,10 @@ def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:
             keys.add(f"t:{p.brand}|{'|'.join(sorted(p.core_words))}")
     if len(rare) == 1 and rare[0] not in bare:
         keys.add(f"w:{rare[0]}")
-    return frozenset(keys)
+    if not bare:
+        return frozenset(keys)
+    qualifier = ",".join(sorted(bare))
+    return frozenset(f"{k}#{qualifier}" if k.startswith(_QUALIFIED) else k for k in keys)
 
 
 _QUALIFIED = ("w:", "b:", "t:", "n:")
-
-
-def index_and_lookup_keys(p: Profile, vocab: Vocabulary) -> tuple[frozenset[str], frozenset[str]]:
-    """The keys a store files the record under (word keys with its whole numbers, and with ``*``: any), and the
-    keys it looks the record's candidates up by. Two records meet on a word key when their whole numbers are
-    equal or one has none; the relation is symmetric, so which of two offers arrives first never decides
-    whether they are compared."""
-    numbers = ",".join(whole_numbers(p))
-    keys = blocking_keys(p, vocab)
-    if not numbers:
-        return keys, frozenset(x for k in keys for x in ((k, f"{k}#*") if k.startswith(_QUALIFIED) else (k,)))
-    index: set[str] = set()
-    lookup: set[str] = set()
-    for k in keys:
-        if k.startswith(_QUALIFIED):
-            index.update((f"{k}#{numbers}", f"{k}#*"))
-            lookup.update((f"{k}#{numbers}", k))
-        else:
-            index.add(k)
-            lookup.add(k)
-    return frozenset(index), frozenset(lookup)

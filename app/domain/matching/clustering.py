@@ -200,19 +200,17 @@ def candidate_edges(
     threshold: ThresholdName = "merge",
     same_vendor: bool = False,
 ) -> list[Edge]:
-    """Every pair that blocking makes candidates (one's lookup keys meet the other's index keys),
-    scored; above the threshold only. Offers of one vendor are not compared unless ``same_vendor``: a shop
-    listing two near-identical items means two items."""
+    """Every pair sharing a blocking key, scored; above the threshold only. Offers of one vendor are not
+    compared unless ``same_vendor``: a shop listing two near-identical items means two items."""
     index: dict[str, list[OfferKey]] = defaultdict(list)
-    keys = {key: matcher.index_and_lookup_keys(records[key]) for key in sorted(records)}
-    for key, (filed, _) in keys.items():
-        for block in filed:
+    for key in sorted(records):
+        for block in matcher.blocking_keys(records[key]):
             index[block].append(key)
     pairs: set[tuple[OfferKey, OfferKey]] = set()
-    for x, (_, lookup) in keys.items():
-        for block in lookup:
-            for y in index.get(block, ()):
-                if y != x and (same_vendor or x[0] != y[0]):
+    for block_members in index.values():
+        for i, x in enumerate(block_members):
+            for y in block_members[i + 1 :]:
+                if same_vendor or x[0] != y[0]:
                     pairs.add((x, y) if x < y else (y, x))
     cut = matcher.threshold(threshold)
     edges = []

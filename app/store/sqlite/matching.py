@@ -108,15 +108,10 @@ class StoreUnifier:
         if matcher is None or not written:
             return
         records = {key: from_offer(o) for key, o in written.items()}
-        hashes: dict[OfferKey, list[int]] = {}
-        wanted_of: dict[OfferKey, list[int]] = {}
-        for key, rec in records.items():
-            filed, lookup = matcher.index_and_lookup_keys(rec)
-            hashes[key] = sorted({_hash(b) for b in filed})
-            wanted_of[key] = sorted({_hash(b) for b in lookup})
+        hashes = {key: sorted({_hash(b) for b in matcher.blocking_keys(rec)}) for key, rec in records.items()}
         stored: dict[int, list[tuple[int, str]]] = defaultdict(list)
         by_vendor: dict[str, set[int]] = defaultdict(set)
-        for key, hs in wanted_of.items():
+        for key, hs in hashes.items():
             by_vendor[key[0]].update(hs)
         for vendor_id, wanted in by_vendor.items():
             # Two index ranges per key, around the vendor's own offers: a vendor's catalog of look-alikes (one
@@ -133,17 +128,15 @@ class StoreUnifier:
             "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
             [(h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs],
         )
-        # Pairs of other vendors meeting on a key: with stored offers, and within this batch (each pair once: the
-        # relation is symmetric, so looking up only the batch's earlier offers finds every pair).
+        # Pairs of other vendors sharing a key: with stored offers, and within this batch (each pair once).
         pairs: set[tuple[int, int]] = set()
         in_batch: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for key, hs in hashes.items():
             me, mine = rowids[key], key[0]
             others: set[int] = set()
-            for h in wanted_of[key]:
-                others.update(other for other, _ in stored.get(h, ()))  # other vendors' only (the lookup)
-                others.update(other for other, vendor in in_batch.get(h, ()) if vendor != mine)
             for h in hs:
+                others.update(other for other, _ in stored.get(h, ()))  # other vendors' only (the lookup)
+                others.update(other for other, vendor in in_batch[h] if vendor != mine)
                 in_batch[h].append((me, mine))
             others.discard(me)
             pairs.update((min(me, other), max(me, other)) for other in others)
