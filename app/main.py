@@ -7,8 +7,6 @@ module touches no file, socket or thread.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,9 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger(__name__).warning(
                 "CATALOG_ENV=development: the default admin key and the public development secret key are accepted"
             )
-        # Process-wide, so set here at start: short turns keep a shopper's request from waiting behind a sync's
-        # Python work in the mapping and writer threads (issue 15).
-        sys.setswitchinterval(float(os.environ.get("SWITCH_MS_EXPERIMENT", settings.switch_interval_ms)) / 1000)
         container = build_container(settings)
         await container.start()
         app.state.container = container

@@ -95,14 +95,6 @@ class Settings(BaseSettings):
     interactive_workers_per_vendor: int | None = Field(
         None, ge=1, description="Most interactive workers one vendor may hold (default: half of `interactive_workers`)."
     )
-    switch_interval_ms: float = Field(
-        1.0,
-        gt=0,
-        le=100,
-        description="How long one thread may hold Python's interpreter lock while another waits for it "
-        "(`sys.setswitchinterval`; Python's default is 5 ms). A sync maps pages and writes offers in threads; a "
-        "shopper's request on the event loop waits up to this long each time it needs the interpreter back.",
-    )
     bulk_write_slice_ms: float = Field(
         10.0,
         gt=0,

@@ -194,7 +194,7 @@ async def map_page(
 ) -> tuple[list[Offer], list[SkippedItem]]:
     """``map_items`` for a page: a sync's pages (the bulk lane) are mapped in a worker thread. Mapping 250 items
     takes tens of milliseconds of Python; on the event loop that would hold up every shopper's request for as
-    long, while in a thread the loop gets the interpreter back within the switch interval (``app.main``)."""
+    long, while in a thread the loop gets the interpreter back within Python's switch interval (5 ms)."""
     if current_lane() is Lane.BULK:
         return await asyncio.to_thread(map_items, vendor, items, mapper)
     return map_items(vendor, items, mapper)
