@@ -105,9 +105,7 @@ def _paced(misses: Misses, api: httpx.Client, sim: httpx.Client, samples: int, p
         time.sleep(max(0.0, next_at - time.perf_counter()))
 
 
-def run_runtime(
-    runtime: str, size: int, samples: int, rate: float, slow_clients: int, log_dir: Path
-) -> dict[str, Any]:
+def run_runtime(runtime: str, size: int, samples: int, rate: float, slow_clients: int, log_dir: Path) -> dict[str, Any]:
     ports = {"x": free_port(), "s": free_port()}
     sims = {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}
     with running(runtime, _sims_command(size, ports), log_dir) as node:
