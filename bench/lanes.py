@@ -39,7 +39,8 @@ VENDORS = ("a", "b", "c", "d")
 
 
 def _sims_command(size: int, ports: dict[str, int]) -> list[str]:
-    configs = ", ".join(f"(SimConfig(kind='dummyjson', size={size}, seed=1), {ports[v]})" for v in VENDORS)
+    """One process serving a DummyJSON simulator of ``size`` products on each port (vendor id -> port)."""
+    configs = ", ".join(f"(SimConfig(kind='dummyjson', size={size}, seed=1), {port})" for port in ports.values())
     code = (
         "from simulators.config import SimConfig; from simulators.server import run_simulators; "
         f"run_simulators([{configs}])"
@@ -128,9 +129,11 @@ def _register_unsynced(api: httpx.Client, sim: str, vendor_id: str, port: int) -
     httpx.patch(f"{sim}/_sim/config", json={"error_rate": 0.0}).raise_for_status()
 
 
-def run_runtime(runtime: str, size: int, samples: int, log_dir: Path) -> dict[str, Any]:
-    ports = {v: free_port() for v in VENDORS}
-    sims = {v: f"http://127.0.0.1:{ports[v]}" for v in VENDORS}
+@contextlib.contextmanager
+def running(runtime: str, sims_command: list[str], log_dir: Path) -> Iterator[str]:
+    """The simulators (``sims_command``, their own process) and an API node of ``runtime`` over loopback, with what
+    it needs (kafka: a Tansu broker and the Flink job, each its own process); yields the node's URL once it answers.
+    The caller waits for its simulators itself."""
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
     env.update(
@@ -175,12 +178,19 @@ def run_runtime(runtime: str, size: int, samples: int, log_dir: Path) -> dict[st
                     log=log_dir / "job.log",
                 )
             )
-        stack.enter_context(_process(_sims_command(size, ports), log=log_dir / f"sims-{runtime}.log"))
+        stack.enter_context(_process(sims_command, log=log_dir / f"sims-{runtime}.log"))
         stack.enter_context(_process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / f"{runtime}.log"))
         node = f"http://127.0.0.1:{api_port}"
+        wait_http(f"{node}/health")
+        yield node
+
+
+def run_runtime(runtime: str, size: int, samples: int, log_dir: Path) -> dict[str, Any]:
+    ports = {v: free_port() for v in VENDORS}
+    sims = {v: f"http://127.0.0.1:{ports[v]}" for v in VENDORS}
+    with running(runtime, _sims_command(size, ports), log_dir) as node:
         for v in VENDORS:
             wait_http(f"{sims[v]}/products?limit=1", timeout_s=300)
-        wait_http(f"{node}/health")
         with httpx.Client(base_url=node, timeout=30) as api:
             _register_unsynced(api, sims["c"], "c", ports["c"])
             _register_unsynced(api, sims["a"], "a", ports["a"])

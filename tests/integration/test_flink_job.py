@@ -16,6 +16,7 @@ import functools
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -380,6 +381,57 @@ def test_a_miss_is_served_while_the_same_vendors_catalog_slice_holds_the_job(set
         assert vendor_state(setup.a, "slow-dj")["sync"]["syncs_ok"] == 0, "the miss was served only after the sync"
         # Let the sync end here, so its last updates cannot trail into the tests that count updates.
         wait_synced(setup.a, "slow-dj", timeout=60)
+
+
+SLOW_MISSES = 20  # more than a job worker's vendor calls in flight (ProcessingConfig.product_in_flight, 16)
+
+
+def test_a_slow_vendor_holds_only_its_share_of_the_jobs_calls_and_another_vendors_miss_is_answered(
+    setup: Setup,
+) -> None:
+    """A slow vendor's misses beyond every limit (its concurrency, its share of the calls, all the calls): another
+    vendor's miss is answered while the slow vendor still holds each of its calls. Before the share, the slow
+    vendor's requests took all 16 calls and the next request, of any vendor, waited for one of them to end."""
+    release = threading.Event()
+    answered: list[str] = []
+
+    def held(seen: Seen) -> Answer:
+        release.wait(4.0)  # under the job's vendor timeout (5 s): a slow call, not a failed one
+        answered.append(seen.path)
+        return 404, {"Content-Type": "application/json"}, b'{"message": "no such product"}'
+
+    with running_sims(sim_config(VendorKind.DUMMYJSON, size=30)) as [sim], HostileVendor() as slow:
+
+        def catalog(seen: Seen) -> Answer:
+            page = httpx.get(f"{sim.base_url}{seen.path}", timeout=10)
+            return page.status_code, {"Content-Type": "application/json"}, page.content
+
+        slow.routes["/products"] = catalog
+        for i in range(SLOW_MISSES):
+            slow.routes[f"/products/{9000 + i}"] = held
+        try:
+            body = {**sim.vendor_body("held-dj"), "base_url": slow.base_url}
+            assert setup.a.post("/vendors", json=body, headers=admin()).status_code == 201
+            quick = setup.a.post("/vendors", json=setup.dummy.vendor_body("quick-dj"), headers=admin())
+            assert quick.status_code == 201, quick.text
+            wait_synced(setup.a, "held-dj", timeout=60)
+            wait_synced(setup.a, "quick-dj", timeout=60)
+            for i in range(SLOW_MISSES):
+                miss = setup.a.get(f"/vendors/held-dj/products/{9000 + i}", params={"wait_ms": 0})
+                assert miss.status_code == 202, miss.text
+            wait_until(
+                lambda: sum(s.path.startswith("/products/") for s in slow.seen) >= 4,
+                timeout=30,
+                what="the slow vendor to hold its first calls",
+            )
+            miss = setup.a.get("/vendors/quick-dj/products/999999", params={"wait_ms": 3500})
+            # The vendor's own answer (it has no such item), through the job, while the slow calls are held.
+            assert miss.status_code == 404, miss.text
+            assert not answered, f"the quick vendor's miss waited for {len(answered)} of the slow vendor's calls"
+        finally:
+            release.set()
+        # Every held request ends here, so its outcomes cannot trail into the tests that count updates.
+        wait_until(lambda: len(answered) == SLOW_MISSES, timeout=60, what="the slow vendor's calls to end")
 
 
 def test_a_catalog_sync_asked_of_one_node_lands_in_both_nodes_sqlite(setup: Setup) -> None:

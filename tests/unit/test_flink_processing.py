@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from app.distributed.flink.processing import Sink, dead_letter, failed, unknown_vendor
+from app.distributed.flink.processing import Output, ProductCalls, Sink, dead_letter, failed, unknown_vendor
 from app.domain.models import Vendor, VendorKind
 from app.domain.requests import FetchRequest, RequestKind
 from app.domain.wire import (
@@ -131,3 +132,66 @@ def test_a_replayed_request_runs_the_same_sync_id() -> None:
     first = orjson.loads(failed(Work(request), "x", "y")[0].value)["sync_id"]
     again = orjson.loads(failed(parse_request(_json(request_to_dict(request))), "x", "y")[0].value)["sync_id"]
     assert first == again
+
+
+class _Calls:
+    """Vendor calls that finish when the test says so: which were started, in which order."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []  # (vendor id, vendor product id)
+        self.futures: dict[tuple[str, str], concurrent.futures.Future[list[Output]]] = {}
+
+    def start(self, work: Work, vendor: Vendor) -> concurrent.futures.Future[list[Output]]:
+        key = (vendor.id, work.request.vendor_product_id or "")
+        future: concurrent.futures.Future[list[Output]] = concurrent.futures.Future()
+        self.started.append(key)
+        self.futures[key] = future
+        return future
+
+    def finish(self, vendor_id: str, vpid: str) -> None:
+        self.futures[(vendor_id, vpid)].set_result([])
+
+
+def _ask(calls: ProductCalls, vendor_id: str, vpid: str) -> None:
+    vendor = Vendor(id=vendor_id, name=vendor_id, kind=VendorKind.DUMMYJSON, base_url="https://x.test", currency="USD")
+    work = Work(FetchRequest(RequestKind.PRODUCT, vendor_id, vendor_product_id=vpid))
+    calls.add(f"raw-{vendor_id}-{vpid}", work, vendor)
+
+
+def test_a_slow_vendors_requests_hold_only_its_share_of_the_calls_and_the_others_start_at_once() -> None:
+    vendor = _Calls()
+    calls = ProductCalls(vendor.start, limit=4)  # half of them per vendor
+    for vpid in "123456":
+        _ask(calls, "slow", vpid)
+    _ask(calls, "fast", "9")
+    # The slow vendor holds two calls; its four others wait; the fast vendor's request, behind them, started.
+    assert vendor.started == [("slow", "1"), ("slow", "2"), ("fast", "9")]
+    assert (calls.in_flight, calls.waiting, calls.busy("slow")) == (3, 4, 2)
+    assert not calls.full
+
+    vendor.finish("fast", "9")
+    assert [raw for raw, _ in calls.done()] == ["raw-fast-9"]
+    assert vendor.started[-1] == ("fast", "9"), "a slot of the fast vendor is not the slow vendor's to take"
+
+    vendor.finish("slow", "1")
+    assert [raw for raw, _ in calls.done()] == ["raw-slow-1"]
+    assert vendor.started[-1] == ("slow", "3"), "the slow vendor's next one, in arrival order"
+    assert calls.busy("slow") == 2 and calls.waiting == 3
+
+
+def test_when_every_call_is_taken_requests_wait_in_order_and_a_full_backlog_says_so() -> None:
+    vendor = _Calls()
+    calls = ProductCalls(vendor.start, limit=2, per_vendor=2, backlog=2)
+    for vendor_id, vpid in (("a", "1"), ("b", "1"), ("c", "1"), ("a", "2")):
+        _ask(calls, vendor_id, vpid)
+    assert vendor.started == [("a", "1"), ("b", "1")]
+    assert calls.full  # the operator now waits for a call before it reads on
+
+    vendor.finish("b", "1")
+    calls.wait()  # returns: one call is done
+    assert [raw for raw, _ in calls.done()] == ["raw-b-1"]
+    assert vendor.started[-1] == ("c", "1") and not calls.full
+
+    calls.cancel()
+    assert (calls.in_flight, calls.waiting) == (0, 0)
+    assert vendor.futures[("a", "1")].cancelled()

@@ -6,7 +6,8 @@
         --> RequestRouter (vendor definition in keyed state, requests buffered until it arrives; catalog slices)
         --> product_updates  |  continuations --> vendor_requests  |  dead letters
     product_requests --(a source of its own)--> parse --> key by vendor id, + catalog_vendors
-        --> ProductFetcher (the router's rules, several vendor calls in flight per worker, per-vendor breaker)
+        --> ProductFetcher (the router's rules, several vendor calls in flight per worker, a share per vendor,
+            per-vendor breaker)
         --> product_interactive (the nodes apply it apart from catalog pages)  |  dead letters
 
 Two lanes, as in the embedded runtime: a product request never waits behind a vendor's catalog slices.
@@ -30,7 +31,6 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from app.distributed.flink.processing import (
     Output,
     ProcessingConfig,
     Processor,
+    ProductCalls,
     Sink,
     dead_letter,
     failed,
@@ -235,12 +236,14 @@ class ProductFetcher(RequestRouter):
 
     The router's rules (the vendor definition in keyed state, requests that came before it kept for a while), but a
     request is handed to the worker's vendor-call thread (``Processor(threaded=True)``) instead of run to its end,
-    so up to ``product_in_flight`` vendor calls overlap; their records are emitted when they are done, on the next
-    element or on a short processing-time timer. A full pool makes the next element wait for the oldest call
-    (back-pressure). The vendor's breaker and concurrency limit are the worker's (``Processor``).
+    so up to ``product_in_flight`` vendor calls overlap, at most ``product_in_flight_per_vendor`` of one vendor
+    (``ProductCalls``): a vendor that answers in 9 s holds its share and the others' requests still start at once.
+    Records are emitted when a call is done, on the next element or on a short processing-time timer. Only when
+    ``product_backlog`` requests wait for a call does the next element wait for one to finish (back-pressure).
+    The vendor's breaker and concurrency limit are the worker's (``Processor``).
 
-    What this costs: a request whose call is in flight when the job crashes is not replayed from the checkpoint (its
-    node's client gets a 202 and asks again); at-least-once still holds for every record emitted.
+    What this costs: a request whose call is in flight, or waiting for one, when the job crashes is not replayed from
+    the checkpoint (its node's client gets a 202 and asks again); at-least-once still holds for every record emitted.
     """
 
     POLL_MS = 2
@@ -251,7 +254,12 @@ class ProductFetcher(RequestRouter):
         self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.STRING()))
         self.processor = Processor(self.config, threaded=True)
         self.processor.open()
-        self.in_flight: list[tuple[str, Future[list[Output]]]] = []
+        self.calls = ProductCalls(
+            self.processor.start,
+            limit=self.config.product_in_flight,
+            per_vendor=self.config.product_in_flight_per_vendor,
+            backlog=self.config.product_backlog,
+        )
         self.ctx: Any = None
 
     def _handle(self, raw: str, vendor_raw: str) -> Iterator[Any]:
@@ -263,19 +271,15 @@ class ProductFetcher(RequestRouter):
             yield from RequestRouter._handle(self, raw, vendor_raw)  # the router's dead letter or failure
             log.debug("not started: %s", exc)
             return
-        while len(self.in_flight) >= self.config.product_in_flight:
-            wait([f for _, f in self.in_flight], return_when=FIRST_COMPLETED)
+        while self.calls.full:
+            self.calls.wait()
             yield from self._finished()
-        self.in_flight.append((raw, self.processor.start(work, vendor)))
+        self.calls.add(raw, work, vendor)
         yield from self._finished()
         self._poll_later()
 
     def _finished(self) -> Iterator[Any]:
-        still: list[tuple[str, Future[list[Output]]]] = []
-        for raw, future in self.in_flight:
-            if not future.done():
-                still.append((raw, future))
-                continue
+        for raw, future in self.calls.done():
             try:
                 outputs = future.result()
             except Exception as exc:  # a bug must not stop the job: fail the request, keep the evidence
@@ -286,10 +290,9 @@ class ProductFetcher(RequestRouter):
                     dead_letter(raw, f"crashed: {exc!r}", source="requests", by=self.group),
                 ]
             yield from _emit(outputs, self.tags)
-        self.in_flight = still
 
     def _poll_later(self) -> None:
-        if self.in_flight and self.ctx is not None:
+        if self.calls.in_flight and self.ctx is not None:
             timers = self.ctx.timer_service()
             timers.register_processing_time_timer(timers.current_processing_time() + self.POLL_MS)
 
@@ -308,8 +311,7 @@ class ProductFetcher(RequestRouter):
         self._poll_later()
 
     def close(self) -> None:
-        for _, future in self.in_flight:
-            future.cancel()
+        self.calls.cancel()
         super().close()
 
 

@@ -20,7 +20,8 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -130,6 +131,12 @@ class ProcessingConfig:
     #: Product requests one worker of the product operator has in flight at once (each vendor's own concurrency
     #: limit still holds within that).
     product_in_flight: int = 16
+    #: Most of those one vendor may hold (default: half of them, at least one), the embedded lane's rule: a vendor
+    #: that answers in 9 s keeps its share and the others keep theirs.
+    product_in_flight_per_vendor: int | None = None
+    #: Product requests a worker keeps waiting for a free call (their vendor at its share, or all calls taken);
+    #: beyond that the operator stops reading until a call finishes (back-pressure).
+    product_backlog: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProcessingConfig:
@@ -314,6 +321,97 @@ class Processor:
             more = Continuation(ref.sync_id, ref.started_at, walk.next_cursor, page_no, items)
             out.append(Output(Sink.REQUESTS, vendor_id, dumps(Work(request, more).to_dict())))
         return out
+
+
+#: Starts one product request's vendor call; its records when the future is done (``Processor.start``).
+StartCall = Callable[[Work, Vendor], concurrent.futures.Future[list[Output]]]
+
+
+class ProductCalls:
+    """One product worker's vendor calls: at most ``limit`` in flight, at most ``per_vendor`` of them one vendor's;
+    the other requests wait here, in arrival order, and a waiting request whose vendor is at its share lets the
+    ones behind it go first (the embedded lane's rule, ``app.ingest.inprocess_queue``).
+
+    Without the share, one slow vendor's requests took every call (those beyond the vendor's own concurrency limit
+    waiting inside its HTTP client) and the next request, whatever its vendor, waited for one of them to finish.
+    """
+
+    def __init__(self, start: StartCall, *, limit: int, per_vendor: int | None = None, backlog: int = 1000) -> None:
+        self._start = start
+        self.limit = max(1, limit)
+        self.per_vendor = max(1, min(per_vendor or self.limit // 2, self.limit))
+        self.backlog = max(1, backlog)
+        self._waiting: deque[tuple[str, Work, Vendor]] = deque()
+        self._in_flight: list[tuple[str, str, concurrent.futures.Future[list[Output]]]] = []  # vendor id, raw, call
+        self._busy: Counter[str] = Counter()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def busy(self, vendor_id: str) -> int:
+        return self._busy[vendor_id]
+
+    @property
+    def full(self) -> bool:
+        """No room for another waiting request: the caller waits for a call (``wait``), then collects (``done``)."""
+        return len(self._waiting) >= self.backlog
+
+    def add(self, raw: str, work: Work, vendor: Vendor) -> None:
+        """``raw``: the request message, for the dead letter if its call crashes."""
+        self._waiting.append((raw, work, vendor))
+        self._start_waiting()
+
+    def done(self) -> list[tuple[str, concurrent.futures.Future[list[Output]]]]:
+        """The finished calls (raw request, future), taken out; the requests their slots let in are started."""
+        finished, still = [], []
+        for vendor_id, raw, future in self._in_flight:
+            if future.done():
+                finished.append((raw, future))
+                self._busy[vendor_id] -= 1
+                if self._busy[vendor_id] <= 0:
+                    del self._busy[vendor_id]
+            else:
+                still.append((vendor_id, raw, future))
+        self._in_flight = still
+        if finished:
+            self._start_waiting()
+        return finished
+
+    def wait(self) -> None:
+        """Blocks until a call in flight finishes (at once when there is none)."""
+        if self._in_flight:
+            concurrent.futures.wait([f for _, _, f in self._in_flight], return_when=concurrent.futures.FIRST_COMPLETED)
+
+    def cancel(self) -> None:
+        for _, _, future in self._in_flight:
+            future.cancel()
+        self._in_flight.clear()
+        self._waiting.clear()
+        self._busy.clear()
+
+    def _start_waiting(self) -> None:
+        if not self._waiting or len(self._in_flight) >= self.limit:
+            return
+        kept: deque[tuple[str, Work, Vendor]] = deque()
+        while self._waiting:
+            entry = self._waiting.popleft()
+            raw, work, vendor = entry
+            vendor_id = work.request.vendor_id
+            if len(self._in_flight) >= self.limit:
+                kept.append(entry)
+                kept.extend(self._waiting)
+                break
+            if self._busy[vendor_id] >= self.per_vendor:
+                kept.append(entry)
+                continue
+            self._busy[vendor_id] += 1
+            self._in_flight.append((vendor_id, raw, self._start(work, vendor)))
+        self._waiting = kept
 
 
 def outcome_message(outcome: ProductOutcome, *, queued_s: float | None = None) -> dict[str, Any]:
