@@ -8,7 +8,10 @@ interactive: an admin write or a webhook is short and a person waits for it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from enum import StrEnum
@@ -34,3 +37,59 @@ def in_lane(lane: Lane) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+class InteractiveWork:
+    """How many interactive jobs run in this process right now, so bulk work can step aside for them.
+
+    Queues and the writer put interactive work first, but once a miss is being handled it still shares the
+    interpreter (one core's worth under the GIL) with a sync's fetching, mapping and writing threads: measured with
+    a 30k sync running, a miss took 95 ms at the median and 213 ms at p95 against 6 ms idle. A sync that pauses at
+    its natural steps (before a page, between items it maps, between the writer's parts) while a miss runs lets the
+    miss have the process; each pause is bounded, so a steady stream of misses slows a sync but never stops it.
+    """
+
+    def __init__(self, max_pause_s: float = 0.05) -> None:
+        self.max_pause_s = max_pause_s
+        self._running = 0
+        self._lock = threading.Lock()
+        self._quiet = threading.Event()
+        self._quiet.set()
+        self.paused_s = 0.0  # total time bulk work stepped aside (a metric: what the lanes cost the syncs)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with self._lock:
+            self._running += 1
+            self._quiet.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._quiet.set()
+
+    @property
+    def quiet(self) -> bool:
+        return self._quiet.is_set()
+
+    def step_aside(self) -> None:
+        """Bulk work, in a thread: wait (bounded) while interactive work runs."""
+        if self._quiet.is_set():
+            return
+        started = time.monotonic()
+        self._quiet.wait(self.max_pause_s)
+        self.paused_s += time.monotonic() - started
+
+    async def step_aside_async(self) -> None:
+        """Bulk work, on the event loop: the same, without blocking the loop."""
+        if self._quiet.is_set():
+            return
+        started = time.monotonic()
+        await asyncio.to_thread(self._quiet.wait, self.max_pause_s)  # the count changes on other threads too
+        self.paused_s += time.monotonic() - started
+
+
+#: The process's one count (both runtimes' interactive paths enter it; bulk paths step aside).
+interactive_work = InteractiveWork()

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.domain.lanes import interactive_work
 from app.domain.models import Offer, Page
 from app.domain.queries import WARNING_PREFIX
 from app.domain.requests import FetchRequest, RequestStatus
@@ -120,7 +121,9 @@ async def guarded_fetch_product(source: VendorSource, request: FetchRequest, bre
 
 
 async def fetch_catalog_page(source: VendorSource, cursor: str | None, *, since: datetime | None = None) -> PageOutcome:
-    """One page of a vendor's catalog; a page-level failure raises (the caller retries or fails the sync)."""
+    """One page of a vendor's catalog; a page-level failure raises (the caller retries or fails the sync). A page
+    is bulk work: it waits (briefly) while a shopper's miss runs in this process (``interactive_work``)."""
+    await interactive_work.step_aside_async()
     page = await source.fetch_page(cursor, since=since if source.supports_changes_since else None)
     reasons = Counter(_reason_class(s.reason) for s in page.skipped)  # each was logged by the source
     reasons.update(f"{WARNING_PREFIX}{w}" for w in page.warnings)  # counted with the reasons, shown apart

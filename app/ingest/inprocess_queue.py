@@ -13,12 +13,13 @@ workers run the fetch functions the distributed runtime's Flink job reuses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 
-from app.domain.lanes import Lane, in_lane
+from app.domain.lanes import Lane, in_lane, interactive_work
 from app.domain.requests import FetchRequest, RequestKind
 from app.errors import ServiceUnavailable
 from app.observability import Metric
@@ -113,7 +114,8 @@ class LaneQueue:
                 self.wait_s_total += waited_s
                 self.wait_s_max = max(self.wait_s_max, waited_s)
                 try:
-                    await self._handler(request, waited_s)
+                    with interactive_work.running() if self.lane is Lane.INTERACTIVE else contextlib.nullcontext():
+                        await self._handler(request, waited_s)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

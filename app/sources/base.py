@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from app.domain.lanes import Lane, current_lane
+from app.domain.lanes import Lane, current_lane, interactive_work
 from app.domain.models import Offer, SkippedItem, Vendor
 from app.domain.normalize import clean_text, normalize_url, parse_price
 from app.errors import VendorAuthError, VendorBadResponse, VendorError
@@ -171,7 +171,10 @@ def map_items(vendor: Vendor, items: Iterable[object], mapper: ItemMapper) -> tu
     """Map a page's items, turning each item's failure into a ``SkippedItem`` and a warning."""
     offers: list[Offer] = []
     skipped: list[SkippedItem] = []
+    bulk = current_lane() is Lane.BULK
     for item in items:
+        if bulk:
+            interactive_work.step_aside()
         if not isinstance(item, Mapping):
             skip = SkippedItem(None, f"item is not an object ({type(item).__name__})")
         else:

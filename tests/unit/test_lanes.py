@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.domain.lanes import Lane, current_lane, in_lane
+from app.domain.lanes import InteractiveWork, Lane, current_lane, in_lane, interactive_work
 from app.domain.requests import FetchRequest, RequestKind
 from app.ingest.inprocess_queue import InProcessRequestQueue, LaneQueue, lane_of
 from app.sources.limiter import LaneLimiter
@@ -156,3 +156,49 @@ async def test_a_bulk_write_lets_a_waiting_interactive_one_in_between_two_parts(
     finally:
         db.close()
     assert steps == ["bulk-1", "miss", "bulk-2", "bulk-3"]
+
+
+def test_bulk_work_steps_aside_while_an_interactive_job_runs_and_goes_on_when_it_ends() -> None:
+    work = InteractiveWork(max_pause_s=30.0)
+    work.step_aside()  # nothing interactive: returns at once
+    stepped = threading.Event()
+
+    def bulk() -> None:
+        work.step_aside()
+        stepped.set()
+
+    with work.running():
+        assert not work.quiet
+        thread = threading.Thread(target=bulk)
+        thread.start()
+        assert not stepped.wait(0.2)  # still waiting for the miss
+    assert stepped.wait(5.0)  # the miss ended: the sync goes on
+    thread.join()
+    assert work.quiet and work.paused_s > 0
+
+
+async def test_a_pause_is_bounded_so_a_stream_of_misses_never_stops_a_sync() -> None:
+    work = InteractiveWork(max_pause_s=0.01)
+    with work.running():
+        await asyncio.wait_for(work.step_aside_async(), timeout=5.0)
+        work.step_aside()
+        assert not work.quiet  # both returned while the interactive job still ran
+
+
+async def test_interactive_workers_count_as_running_for_as_long_as_they_handle_a_request() -> None:
+    seen: list[bool] = []
+    handled = asyncio.Event()
+
+    async def handler(request: FetchRequest, waited_s: float) -> None:
+        seen.append(interactive_work.quiet)
+        handled.set()
+
+    queue = LaneQueue(Lane.INTERACTIVE, handler, workers=1, per_vendor=1, maxsize=10)
+    queue.start()
+    try:
+        await queue.put(product("v", "1"))
+        await asyncio.wait_for(handled.wait(), timeout=5.0)
+        await asyncio.sleep(0.05)  # the worker leaves the handler and counts itself out
+    finally:
+        await queue.stop()
+    assert seen == [False] and interactive_work.quiet

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from app.domain.lanes import Lane, current_lane
+from app.domain.lanes import Lane, current_lane, interactive_work
 from app.observability import Metric
 from app.store.sqlite.transaction import immediate
 from app.store.sqlite.writer import PriorityWriter
@@ -187,7 +187,7 @@ class Connections:
         def run_some(conn: sqlite3.Connection) -> None:
             while len(results) < len(parts):
                 results.append(parts[len(results)](conn))
-                if writer.waiting(Lane.INTERACTIVE):
+                if writer.waiting(Lane.INTERACTIVE) or not interactive_work.quiet:
                     return
 
         def run_all() -> list[T]:
@@ -200,6 +200,7 @@ class Connections:
                     raise
                 if len(results) < len(parts):
                     writer.run_waiting_interactive()
+                    interactive_work.step_aside()  # committed: a running miss has the process for a moment
             return results
 
         return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))

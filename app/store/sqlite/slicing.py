@@ -16,7 +16,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 #: Bounds of one transaction's offers: never so few that commits dominate, never so many a miss waits long.
-MIN_OFFERS = 50
+MIN_OFFERS = 10
 MAX_OFFERS = 5000
 START_RATE = 20_000.0  # offers/s before anything was measured
 
