@@ -14,6 +14,7 @@ between two nodes, and a tree split could flip.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -92,6 +93,30 @@ class Profile:
     category: str | None
     sku: str | None
     gtin: str | None
+    # Read once here for the pair rules (``scoring``), which run on every candidate pair a store's blocking finds
+    # and refuse most of them: each is what a rule used to recompute from the fields above on every pair.
+    long_title_codes: tuple[str, ...]  # title codes of 4+ characters, the ones looked for in the other's code_text
+    code_shapes: frozenset[str]  # those not all digits, digits as "#": "dscw120p" -> "dscw###p"
+    whole_numbers: frozenset[str]  # attrs.numbers that are whole: "13", not "2.5"
+    measure_values: Mapping[str, frozenset[str]]  # attrs.measures by dimension: {"capacity": {"64gb"}}
+    stated: tuple[tuple[str, int], ...]  # the VARIANTS this title states, in their order
+    brand_words: frozenset[str]  # the brand's own words and key: set aside when comparing two titles' words
+    plain_words: frozenset[str]  # core words without brand_words and text.FILLER
+
+
+# The variant attributes whose disjoint values are a conflict, in the order reasons name them: (name, index into
+# ``text.Attributes``). Measures, numbers and codes have rules of their own.
+VARIANTS = (
+    ("colour", 1),
+    ("size", 2),
+    ("pack", 3),
+    ("year", 4),
+    ("platform", 5),
+    ("edition", 6),
+    ("tier", 7),
+    ("generation", 9),
+)
+_DIGIT = re.compile(r"[0-9]")
 
 
 def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
@@ -124,6 +149,13 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     if brand:
         context.add(brand)
     title_alnum = text.alnum(title)
+    attrs = text.attributes(title, brand_words, title_codes)
+    long_codes = tuple(c for c in title_codes if len(c) >= 4)
+    measure_values: dict[str, set[str]] = {}
+    for dim, value in attrs.measures:
+        measure_values.setdefault(dim, set()).add(value)
+    own_brand = frozenset(brand_list) | ({brand} if brand else frozenset())
+    core = frozenset(core_list)
     return Profile(
         record=record,
         title=title,
@@ -138,16 +170,23 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         code_weights={c: vocab.weight(c) / vocab.default_idf for c in codes},
         stems=frozenset(text.code_stem(c) for c in title_codes),
         core=" ".join(core_list),
-        core_words=frozenset(core_list),
+        core_words=core,
         grams=_trigrams("".join(core_list)),
         brand=brand,
         brand_head=head,
-        attrs=text.attributes(title, brand_words, title_codes),
+        attrs=attrs,
         price=float(record.price) if record.price is not None and record.price > 0 else None,
         currency=record.currency,
         category=brand_key(record.category) if record.category else None,
         sku=sku,
         gtin=record.gtin,
+        long_title_codes=long_codes,
+        code_shapes=frozenset(_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()),
+        whole_numbers=frozenset(n for n in attrs.numbers if n.isdigit()),
+        measure_values={dim: frozenset(values) for dim, values in measure_values.items()},
+        stated=tuple((name, i) for name, i in VARIANTS if attrs[i]),
+        brand_words=own_brand,
+        plain_words=core - own_brand - text.FILLER,
     )
 
 
@@ -199,36 +238,6 @@ FEATURES = (
     "swap_min",
     "swap_max",
 )
-
-
-# Vendors round these ("13.5 megapixel" vs "13 megapixels"): values within 10% agree.
-_ROUNDED = frozenset({"resolution"})
-
-
-def measure_conflicts(a: text.Attributes, b: text.Attributes) -> list[str]:
-    """Dimensions (capacity, length, ...) both titles state with no common value: "64gb" vs "128gb"."""
-    if not a.measures or not b.measures:
-        return []
-    dims_a: dict[str, set[str]] = {}
-    for dim, value in a.measures:
-        dims_a.setdefault(dim, set()).add(value)
-    dims_b: dict[str, set[str]] = {}
-    for dim, value in b.measures:
-        dims_b.setdefault(dim, set()).add(value)
-    out = []
-    for dim in sorted(dims_a.keys() & dims_b.keys()):
-        va, vb = dims_a[dim], dims_b[dim]
-        if not va.isdisjoint(vb):
-            continue
-        if dim in _ROUNDED and any(_close(x, y) for x in va for y in vb):
-            continue
-        out.append(dim)
-    return out
-
-
-def _close(x: str, y: str) -> bool:
-    nx, ny = float(text.leading_number(x)), float(text.leading_number(y))
-    return abs(nx - ny) <= 0.1 * max(nx, ny)
 
 
 def _covered(p: Profile, other: Profile) -> float:

@@ -427,6 +427,8 @@ def infer_brand(folded_title: str, known: frozenset[str]) -> str | None:
 
 
 _STEM = re.compile(r"(.*[0-9])[a-z]{1,4}")
+# Words a vendor adds or drops when it retitles a listing without naming another product.
+FILLER = frozenset({"a", "an", "and", "by", "for", "from", "in", "of", "the", "w", "with", "new"})
 # Words that name the company rather than the product: "encore software inc", "magix entertainment corp".
 COMPANY_WORDS = frozenset(
     {
