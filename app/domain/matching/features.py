@@ -13,6 +13,7 @@ between two nodes, and a tree split could flip.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -120,24 +121,27 @@ _DIGIT = re.compile(r"[0-9]")
 
 
 def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
+    """Read one record. On the ingest path once per new offer, so each text is cut once (``text.split``) and
+    only the first ``_DESCRIPTION_WORDS`` of a description are read."""
     title = text.plus_words(text.fold(record.title))
-    given = brand_key(record.brand) if record.brand else None
-    brand = given or text.infer_brand(title, vocab.brands)
-    brand_list = text.words(text.fold(record.brand)) if record.brand else []
+    cut = text.split(title)
+    given, brand_list = _brand(record.brand)
+    brand = given or text.infer_brand_of(cut.plain, vocab.brands)
     brand_words = frozenset(brand_list) | ({given} if given else frozenset())
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
-    title_words = text.words(title)
+    title_words = text.words_of(cut)
     words = frozenset(title_words)
     core_list = text.core_words(title_words, brand_words | {brand} if brand else brand_words, vocab.brands)
     # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
     # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
-    weights = {w: vocab.weight(w) for w in core_list}
-    desc = text.fold(record.description)
-    desc_words = text.words(desc)[:_DESCRIPTION_WORDS]
+    idf, default_idf = vocab.idf.get, vocab.default_idf
+    weights = {w: idf(w, default_idf) for w in core_list}
+    desc_words = text.leading_words(text.fold(record.description), _DESCRIPTION_WORDS)
     desc_text = " ".join(desc_words)
-    title_codes = text.codes(title, brand_words)
+    title_codes = text.codes_of(cut.chunks, brand_words)
     codes = set(title_codes)
-    codes.update(text.codes(desc_text, brand_words))
+    # The description's chunks are its words' own (spaces end a chunk), and a word of letters has no code.
+    codes.update(text.codes_of((c for w in desc_words if not w.isalpha() for c in text.chunks(w)), brand_words))
     sku = sku_key(record.sku)
     mpn = text.alnum(record.mpn) if record.mpn else None
     for extra in (mpn, sku.lower() if sku else None):
@@ -148,8 +152,8 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     context.update(brand_words)
     if brand:
         context.add(brand)
-    title_alnum = text.alnum(title)
-    attrs = text.attributes(title, brand_words, title_codes)
+    title_alnum = text.alnum_folded(title)
+    attrs = text.attributes_of(cut, brand_words, title_codes)
     long_codes = tuple(c for c in title_codes if len(c) >= 4)
     measure_values: dict[str, set[str]] = {}
     for dim, value in attrs.measures:
@@ -166,8 +170,8 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         context=frozenset(context),
         title_codes=title_codes,
         codes=frozenset(codes),
-        code_text=title_alnum + " " + text.alnum(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
-        code_weights={c: vocab.weight(c) / vocab.default_idf for c in codes},
+        code_text=title_alnum + " " + text.alnum_folded(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
+        code_weights={c: idf(c, default_idf) / default_idf for c in codes},
         stems=frozenset(text.code_stem(c) for c in title_codes),
         core=" ".join(core_list),
         core_words=core,
@@ -188,6 +192,14 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         brand_words=own_brand,
         plain_words=core - own_brand - text.FILLER,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _brand(brand: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """A brand's key and words: a catalog has few brands, each read again for every offer of it."""
+    if not brand:
+        return None, ()
+    return brand_key(brand), tuple(text.words(text.fold(brand)))
 
 
 def _trigrams(joined: str) -> frozenset[str]:
