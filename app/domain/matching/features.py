@@ -118,6 +118,8 @@ VARIANTS = (
     ("generation", 9),
 )
 _DIGIT = re.compile(r"[0-9]")
+# Most records state no code, number or variant: their sets are this one, not one built from nothing.
+_NONE: frozenset[str] = frozenset()
 
 
 def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
@@ -172,7 +174,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         codes=frozenset(codes),
         code_text=title_alnum + " " + text.alnum_folded(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
         code_weights={c: idf(c, default_idf) / default_idf for c in codes},
-        stems=frozenset(text.code_stem(c) for c in title_codes),
+        stems=frozenset([text.code_stem(c) for c in title_codes]) if title_codes else _NONE,
         core=" ".join(core_list),
         core_words=core,
         grams=_trigrams("".join(core_list)),
@@ -185,10 +187,10 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         sku=sku,
         gtin=record.gtin,
         long_title_codes=long_codes,
-        code_shapes=frozenset(_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()),
-        whole_numbers=frozenset(n for n in attrs.numbers if n.isdigit()),
+        code_shapes=frozenset([_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()]) if long_codes else _NONE,
+        whole_numbers=frozenset([n for n in attrs.numbers if n.isdigit()]) if attrs.numbers else _NONE,
         measure_values={dim: frozenset(values) for dim, values in measure_values.items()},
-        stated=tuple((name, i) for name, i in VARIANTS if attrs[i]),
+        stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if any(attrs) else (),
         brand_words=own_brand,
         plain_words=core - own_brand - text.FILLER,
     )
