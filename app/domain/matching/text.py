@@ -302,7 +302,9 @@ def leading_words(folded: str, n: int) -> list[str]:
     plain = _WORD.findall(folded)
     if len(plain) >= n or ("-" not in folded and "/" not in folded):
         return plain[:n]
-    return (plain + _joined(_CHUNK.findall(folded)))[:n]
+    # No chunk spans a space, so the hyphenated ones are those of the pieces with a hyphen or slash.
+    pieces = [piece for piece in folded.split() if "-" in piece or "/" in piece]
+    return (plain + _joined(c for piece in pieces for c in _CHUNK.findall(piece)))[:n]
 
 
 def _is_measure(token: str) -> bool:
