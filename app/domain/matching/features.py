@@ -14,6 +14,7 @@ between two nodes, and a tree split could flip.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -149,11 +150,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     for extra in (mpn, sku.lower() if sku else None):
         if extra and len(extra) >= 3 and any(c.isdigit() for c in extra):
             codes.add(extra)
-    context = set(words)
-    context.update(desc_words)
-    context.update(brand_words)
-    if brand:
-        context.add(brand)
+    context = frozenset(itertools.chain(words, desc_words, brand_words, (brand,) if brand else ()))
     title_alnum = text.alnum_folded(title)
     attrs = text.attributes_of(cut, brand_words, title_codes)
     long_codes = tuple(c for c in title_codes if len(c) >= 4)
@@ -169,7 +166,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         words=words,
         word_weights=weights,
         norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
-        context=frozenset(context),
+        context=context,
         title_codes=title_codes,
         codes=frozenset(codes),
         code_text=title_alnum + " " + text.alnum_folded(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),

@@ -87,6 +87,9 @@ _GENERATION_WORDS = frozenset({"edition", "ed", "generation", "gen", "series"})
 _ORDINAL = re.compile(r"[0-9]+(?:st|nd|rd|th)")
 _NUMBER_UNIT = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]+)")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# A token of ``_ATTRIBUTE_TOKEN`` that starts with a digit: its number and the letters glued to it ("64", "gb").
+_LEADING_NUMBER = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]*)")
+_ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 _SMALL_NUMBERS = {
     "one": "1",
     "two": "2",
@@ -429,21 +432,30 @@ def attributes_of(cut: Split, skip: frozenset[str], title_codes: frozenset[str])
         after_platform = False
         if tok[0].isalpha() and tok not in _ATTRIBUTE_WORDS:
             continue
+        if tok == "#":  # nothing by itself, only the neighbour of a number ("#5")
+            continue
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         prev = tokens[i - 1] if i else ""
-        if _ORDINAL.fullmatch(tok):
-            if nxt in _GENERATION_WORDS:
-                generations.add(tok[:-2])
-            continue
-        glued = _NUMBER_UNIT.fullmatch(tok)
-        if glued and glued.group(2) in _UNITS:
-            dim, value = _unit_value(glued.group(1), glued.group(2))
-            if dim == "pack":
-                packs.add(value)
-            else:
-                measures.add((dim, value))
-            continue
-        number = tok if _NUMBER.fullmatch(tok) else _SMALL_NUMBERS.get(tok) if nxt in _PACK_WORDS else None
+        number = None
+        led = _LEADING_NUMBER.fullmatch(tok) if tok[0].isdigit() else None
+        if led is not None:
+            # One match where an ordinal, a glued unit and a bare number used to be tried in turn.
+            digits, glued = led.groups()
+            if glued in _ORDINAL_SUFFIXES and "." not in digits:
+                if nxt in _GENERATION_WORDS:
+                    generations.add(tok[:-2])
+                continue
+            if glued in _UNITS:
+                dim, value = _unit_value(digits, glued)
+                if dim == "pack":
+                    packs.add(value)
+                else:
+                    measures.add((dim, value))
+                continue
+            if not glued:
+                number = tok
+        elif nxt in _PACK_WORDS:
+            number = _SMALL_NUMBERS.get(tok)
         if number is not None:
             if nxt in _UNITS and nxt not in _GLUED_ONLY:
                 dim, value = _unit_value(number, nxt)
