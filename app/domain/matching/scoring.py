@@ -37,7 +37,7 @@ ThresholdName = Literal["match", "merge"]
 # of two vendors, one after the other: 4,096 and 8,192 both cost 29% more CPU than keeping all 20k (the second
 # vendor's candidates were evicted either way), for 146 MB (and 107 MB) less.
 _PROFILE_CACHE = 4_096
-# Record objects whose profile is found by identity (``Matcher.profile``): a store's batch and its candidates.
+# Record objects whose profile is found by identity (``Matcher._known``): a store's batch and its candidates.
 # Their profiles are mostly the cache's too; those it evicted meanwhile add at most ~22 MB.
 _SAME_OBJECTS = 2048
 
@@ -232,50 +232,50 @@ class Matcher:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self._by_value = functools.lru_cache(maxsize=_PROFILE_CACHE)(self._read)
+        self.profile = functools.lru_cache(maxsize=_PROFILE_CACHE)(self._profile)
         self._by_object: dict[int, tuple[MatchRecord, Profile]] = {}
 
-    def profile(self, record: MatchRecord) -> Profile:
-        """The record's profile, read once per process for equal records.
+    def _profile(self, record: MatchRecord) -> Profile:
+        return profile(record, self.model.vocabulary)
 
-        Looked up twice per scored pair, mostly for the same record objects (a batch's offers, their candidates),
-        so the object's identity is tried first: hashing a record's nine fields cost more than a refused pair's
-        rules. An entry keeps its record alive, so its ``id`` cannot be reused while the entry exists."""
+    def _known(self, record: MatchRecord) -> Profile:
+        """``profile(record)``, the record object's identity tried first.
+
+        Scoring looks up two profiles per pair, mostly of the same record objects (a batch's offers, their
+        candidates), and hashing a record's nine fields for the cache cost more than a refused pair's rules. An
+        entry keeps its record alive, so its ``id`` cannot be reused while the entry exists."""
         hit = self._by_object.get(id(record))
         if hit is not None and hit[0] is record:
             return hit[1]
-        found = self._by_value(record)
+        found = self.profile(record)
         if len(self._by_object) >= _SAME_OBJECTS:
             self._by_object.clear()
         self._by_object[id(record)] = (record, found)
         return found
 
-    def _read(self, record: MatchRecord) -> Profile:
-        return profile(record, self.model.vocabulary)
-
     def blocking_keys(self, record: MatchRecord) -> frozenset[str]:
-        return blocking.blocking_keys(self.profile(record), self.model.vocabulary)
+        return blocking.blocking_keys(self._known(record), self.model.vocabulary)
 
     def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
         """Two records that must never share a product, whatever links them: different GTINs, variants, or SKUs
         of one brand."""
         if gtin_conflict(a, b):
             return True
-        pa, pb = self.profile(a), self.profile(b)
+        pa, pb = self._known(a), self._known(b)
         return sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
 
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
 
     def score(self, a: MatchRecord, b: MatchRecord, threshold: ThresholdName = "match") -> MatchDecision:
-        return self._decide(self.profile(a), self.profile(b), threshold)
+        return self._decide(self._known(a), self._known(b), threshold)
 
     def score_many(
         self, a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
     ) -> list[MatchDecision]:
         """One new record against its candidates (ingest): its profile is read once."""
-        pa = self.profile(a)
-        return [self._decide(pa, self.profile(c), threshold) for c in candidates]
+        pa = self._known(a)
+        return [self._decide(pa, self._known(c), threshold) for c in candidates]
 
     def _decide(self, a: Profile, b: Profile, threshold: ThresholdName) -> MatchDecision:
         ruled = rule_decision(a, b)
