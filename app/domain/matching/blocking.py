@@ -43,8 +43,8 @@ _MIN_CODE = 4
 
 
 def whole_numbers(p: Profile) -> frozenset[str]:
-    """The title's standalone whole numbers: what qualifies its word keys."""
-    return frozenset(n for n in p.attrs.numbers if n.isdigit())
+    """The title's standalone whole numbers: what qualifies its word keys (``profile`` reads them)."""
+    return p.whole_numbers
 
 
 def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:

@@ -13,7 +13,10 @@ between two nodes, and a tree split could flip.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -92,38 +95,70 @@ class Profile:
     category: str | None
     sku: str | None
     gtin: str | None
+    # Read once here for the pair rules (``scoring``), which run on every candidate pair a store's blocking finds
+    # and refuse most of them: each is what a rule used to recompute from the fields above on every pair.
+    long_title_codes: tuple[str, ...]  # title codes of 4+ characters, the ones looked for in the other's code_text
+    code_shapes: frozenset[str]  # those not all digits, digits as "#": "dscw120p" -> "dscw###p"
+    whole_numbers: frozenset[str]  # attrs.numbers that are whole: "13", not "2.5"
+    measure_values: Mapping[str, frozenset[str]]  # attrs.measures by dimension: {"capacity": {"64gb"}}
+    stated: tuple[tuple[str, int], ...]  # the VARIANTS this title states, in their order
+    brand_words: frozenset[str]  # the brand's own words and key: set aside when comparing two titles' words
+    plain_words: frozenset[str]  # core words without brand_words and text.FILLER
+
+
+# The variant attributes whose disjoint values are a conflict, in the order reasons name them: (name, index into
+# ``text.Attributes``). Measures, numbers and codes have rules of their own.
+VARIANTS = (
+    ("colour", 1),
+    ("size", 2),
+    ("pack", 3),
+    ("year", 4),
+    ("platform", 5),
+    ("edition", 6),
+    ("tier", 7),
+    ("generation", 9),
+)
+_DIGIT = re.compile(r"[0-9]")
+# Most records state no code, number or variant: their sets are this one, not one built from nothing.
+_NONE: frozenset[str] = frozenset()
 
 
 def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
+    """Read one record. On the ingest path once per new offer, so each text is cut once (``text.split``) and
+    only the first ``_DESCRIPTION_WORDS`` of a description are read."""
     title = text.plus_words(text.fold(record.title))
-    given = brand_key(record.brand) if record.brand else None
-    brand = given or text.infer_brand(title, vocab.brands)
-    brand_list = text.words(text.fold(record.brand)) if record.brand else []
+    cut = text.split(title)
+    given, brand_list = _brand(record.brand)
+    brand = given or text.infer_brand_of(cut.plain, vocab.brands)
     brand_words = frozenset(brand_list) | ({given} if given else frozenset())
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
-    title_words = text.words(title)
+    title_words = text.words_of(cut)
     words = frozenset(title_words)
     core_list = text.core_words(title_words, brand_words | {brand} if brand else brand_words, vocab.brands)
     # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
     # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
-    weights = {w: vocab.weight(w) for w in core_list}
-    desc = text.fold(record.description)
-    desc_words = text.words(desc)[:_DESCRIPTION_WORDS]
+    idf, default_idf = vocab.idf.get, vocab.default_idf
+    weights = {w: idf(w, default_idf) for w in core_list}
+    desc_words = text.leading_words(text.fold(record.description), _DESCRIPTION_WORDS)
     desc_text = " ".join(desc_words)
-    title_codes = text.codes(title, brand_words)
+    title_codes = text.codes_of(cut.chunks, brand_words)
     codes = set(title_codes)
-    codes.update(text.codes(desc_text, brand_words))
+    # The description's chunks are its words' own (spaces end a chunk), and a word of letters has no code.
+    codes.update(text.codes_of((c for w in desc_words if not w.isalpha() for c in text.chunks(w)), brand_words))
     sku = sku_key(record.sku)
     mpn = text.alnum(record.mpn) if record.mpn else None
     for extra in (mpn, sku.lower() if sku else None):
         if extra and len(extra) >= 3 and any(c.isdigit() for c in extra):
             codes.add(extra)
-    context = set(words)
-    context.update(desc_words)
-    context.update(brand_words)
-    if brand:
-        context.add(brand)
-    title_alnum = text.alnum(title)
+    context = frozenset(itertools.chain(words, desc_words, brand_words, (brand,) if brand else ()))
+    title_alnum = text.alnum_folded(title)
+    attrs = text.attributes_of(cut, brand_words, title_codes)
+    long_codes = tuple(c for c in title_codes if len(c) >= 4)
+    measure_values: dict[str, set[str]] = {}
+    for dim, value in attrs.measures:
+        measure_values.setdefault(dim, set()).add(value)
+    own_brand = frozenset(brand_list) | ({brand} if brand else frozenset())
+    core = frozenset(core_list)
     return Profile(
         record=record,
         title=title,
@@ -131,24 +166,39 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         words=words,
         word_weights=weights,
         norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
-        context=frozenset(context),
+        context=context,
         title_codes=title_codes,
         codes=frozenset(codes),
-        code_text=title_alnum + " " + text.alnum(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
-        code_weights={c: vocab.weight(c) / vocab.default_idf for c in codes},
-        stems=frozenset(text.code_stem(c) for c in title_codes),
+        code_text=title_alnum + " " + text.alnum_folded(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
+        code_weights={c: idf(c, default_idf) / default_idf for c in codes},
+        stems=frozenset([text.code_stem(c) for c in title_codes]) if title_codes else _NONE,
         core=" ".join(core_list),
-        core_words=frozenset(core_list),
+        core_words=core,
         grams=_trigrams("".join(core_list)),
         brand=brand,
         brand_head=head,
-        attrs=text.attributes(title, brand_words, title_codes),
+        attrs=attrs,
         price=float(record.price) if record.price is not None and record.price > 0 else None,
         currency=record.currency,
         category=brand_key(record.category) if record.category else None,
         sku=sku,
         gtin=record.gtin,
+        long_title_codes=long_codes,
+        code_shapes=frozenset([_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()]) if long_codes else _NONE,
+        whole_numbers=frozenset([n for n in attrs.numbers if n.isdigit()]) if attrs.numbers else _NONE,
+        measure_values={dim: frozenset(values) for dim, values in measure_values.items()},
+        stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if any(attrs) else (),
+        brand_words=own_brand,
+        plain_words=core - own_brand - text.FILLER,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _brand(brand: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """A brand's key and words: a catalog has few brands, each read again for every offer of it."""
+    if not brand:
+        return None, ()
+    return brand_key(brand), tuple(text.words(text.fold(brand)))
 
 
 def _trigrams(joined: str) -> frozenset[str]:
@@ -199,36 +249,6 @@ FEATURES = (
     "swap_min",
     "swap_max",
 )
-
-
-# Vendors round these ("13.5 megapixel" vs "13 megapixels"): values within 10% agree.
-_ROUNDED = frozenset({"resolution"})
-
-
-def measure_conflicts(a: text.Attributes, b: text.Attributes) -> list[str]:
-    """Dimensions (capacity, length, ...) both titles state with no common value: "64gb" vs "128gb"."""
-    if not a.measures or not b.measures:
-        return []
-    dims_a: dict[str, set[str]] = {}
-    for dim, value in a.measures:
-        dims_a.setdefault(dim, set()).add(value)
-    dims_b: dict[str, set[str]] = {}
-    for dim, value in b.measures:
-        dims_b.setdefault(dim, set()).add(value)
-    out = []
-    for dim in sorted(dims_a.keys() & dims_b.keys()):
-        va, vb = dims_a[dim], dims_b[dim]
-        if not va.isdisjoint(vb):
-            continue
-        if dim in _ROUNDED and any(_close(x, y) for x in va for y in vb):
-            continue
-        out.append(dim)
-    return out
-
-
-def _close(x: str, y: str) -> bool:
-    nx, ny = float(text.leading_number(x)), float(text.leading_number(y))
-    return abs(nx - ny) <= 0.1 * max(nx, ny)
 
 
 def _covered(p: Profile, other: Profile) -> float:

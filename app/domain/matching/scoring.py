@@ -21,13 +21,12 @@ Reasons are short machine-readable strings a product page can show: ``gtin``, ``
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from app.domain.matching import blocking, text
-from app.domain.matching.features import FEATURES, Profile, measure_conflicts, pair_features, profile
+from app.domain.matching.features import FEATURES, Profile, pair_features, profile
 from app.domain.matching.model import Model, load_model
 from app.domain.matching.records import MatchRecord
 
@@ -38,6 +37,9 @@ ThresholdName = Literal["match", "merge"]
 # of two vendors, one after the other: 4,096 and 8,192 both cost 29% more CPU than keeping all 20k (the second
 # vendor's candidates were evicted either way), for 146 MB (and 107 MB) less.
 _PROFILE_CACHE = 4_096
+# Record objects whose profile is found by identity (``Matcher._known``): a store's batch and its candidates.
+# Their profiles are mostly the cache's too; those it evicted meanwhile add at most ~22 MB.
+_SAME_OBJECTS = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +50,14 @@ class MatchDecision:
 
 
 def variant_conflicts(a: Profile, b: Profile) -> list[str]:
-    """What both titles state differently, by name; empty when nothing conflicts."""
+    """What both titles state differently, by name; empty when nothing conflicts.
+
+    Runs on every candidate pair, so it reads what ``profile`` prepared (``stated``, ``measure_values``, ...)
+    and tests the costlier rules (numbers, model numbers) only when their cheap preconditions hold."""
+    found = _measure_conflicts(a, b) if a.measure_values and b.measure_values else []
     x, y = a.attrs, b.attrs
-    found = measure_conflicts(x, y)
-    for name, left, right in (
-        ("colour", x.colours, y.colours),
-        ("size", x.sizes, y.sizes),
-        ("pack", x.packs, y.packs),
-        ("year", x.years, y.years),
-        ("platform", x.platforms, y.platforms),
-        ("edition", x.editions, y.editions),
-        ("tier", x.tiers, y.tiers),
-        ("generation", x.generations, y.generations),
-    ):
-        if left and right and left.isdisjoint(right):
+    for name, i in a.stated:
+        if y[i] and x[i].isdisjoint(y[i]):
             found.append(name)
     if _number_conflict(a, b):
         found.append("number")
@@ -70,68 +66,95 @@ def variant_conflicts(a: Profile, b: Profile) -> list[str]:
     return found
 
 
-_DIGIT = re.compile(r"[0-9]")
+# Vendors round these ("13.5 megapixel" vs "13 megapixels"): values within 10% agree.
+_ROUNDED = frozenset({"resolution"})
+
+
+def _measure_conflicts(a: Profile, b: Profile) -> list[str]:
+    """Dimensions (capacity, length, ...) both titles state with no common value: "64gb" vs "128gb"."""
+    out = []
+    for dim in sorted(a.measure_values.keys() & b.measure_values.keys()):
+        va, vb = a.measure_values[dim], b.measure_values[dim]
+        if va.isdisjoint(vb) and not (dim in _ROUNDED and any(_close(x, y) for x in va for y in vb)):
+            out.append(dim)
+    return out
+
+
+def _close(x: str, y: str) -> bool:
+    nx, ny = float(text.leading_number(x)), float(text.leading_number(y))
+    return abs(nx - ny) <= 0.1 * max(nx, ny)
 
 
 def _model_conflict(a: Profile, b: Profile) -> bool:
     """Model numbers of one shape with other digits ("dscw120p" / "dscw130p", "ln22a451" / "ln22a450") and no
     code in common: on the benchmarks ~1,000 such pairs are different products for 3 that are not."""
-    if not a.title_codes or not b.title_codes or a.codes & b.codes or a.stems & b.stems or _contained(a, b):
+    if a.code_shapes.isdisjoint(b.code_shapes):
         return False
-    shapes = {_DIGIT.sub("#", c) for c in a.title_codes if len(c) >= 4 and not c.isdigit()}
-    return any(_DIGIT.sub("#", c) in shapes for c in b.title_codes if len(c) >= 4 and not c.isdigit())
+    return not _tied(a, b)
 
 
 def _number_conflict(a: Profile, b: Profile) -> bool:
     """Each title has a whole number the other lacks ("XPS 13 9300" / "XPS 13 9310", "iPhone 12" / "13", "#2" /
     "#3") and no model number ties them: a shared code outweighs the spec numbers long titles carry."""
-    only_a = [n for n in a.attrs.numbers - b.attrs.numbers if n.isdigit()]
-    if not only_a or not any(n.isdigit() for n in b.attrs.numbers - a.attrs.numbers):
+    if not a.whole_numbers or not b.whole_numbers:
         return False
-    return not (a.codes & b.codes or a.stems & b.stems or _contained(a, b))
-
-
-def _contained(a: Profile, b: Profile) -> bool:
-    return any(len(c) >= 4 and c in b.code_text for c in a.title_codes) or any(
-        len(c) >= 4 and c in a.code_text for c in b.title_codes
-    )
+    if a.whole_numbers <= b.attrs.numbers or b.whole_numbers <= a.attrs.numbers:
+        return False
+    return not _tied(a, b)
 
 
 def _tied(a: Profile, b: Profile) -> bool:
-    """A model number in common (or one's inside the other's text): it outweighs what the numbers say."""
-    return bool(a.codes & b.codes or a.stems & b.stems or _contained(a, b))
+    """A model number ties the two records (a code or a code stem in common, or a title code inside the other's
+    text): it outweighs what the numbers say.
+
+    Asked for most candidate pairs (a store's titles mostly carry numbers), hence ``map`` rather than a generator.
+    """
+    if not a.codes.isdisjoint(b.codes) or not a.stems.isdisjoint(b.stems):
+        return True
+    return any(map(b.code_text.__contains__, a.long_title_codes)) or any(
+        map(a.code_text.__contains__, b.long_title_codes)
+    )
 
 
 def rule_decision(a: Profile, b: Profile) -> MatchDecision | None:
     """Rules 1 to 3 of the module docstring, and titles with nothing in common; ``None`` leaves it to the model."""
     ra, rb = a.record, b.record
     if ra.gtin is not None and rb.gtin is not None:
-        if ra.gtin == rb.gtin:
-            return MatchDecision(1.0, True, ("gtin",))
-        return MatchDecision(0.0, False, ("gtin_conflict",))
+        return _GTIN if ra.gtin == rb.gtin else _GTIN_CONFLICT
     if a.sku and a.sku == b.sku and a.brand and a.brand == b.brand:
-        return MatchDecision(1.0, True, ("brand_sku",))
+        return _BRAND_SKU
     conflicts = variant_conflicts(a, b)
     if conflicts:
-        return MatchDecision(0.0, False, tuple(f"variant_conflict:{c}" for c in conflicts))
+        return _refusal("variant_conflict", tuple(conflicts))
     if _nothing_in_common(a, b):
-        return MatchDecision(0.0, False, ("no_common_words",))
+        return _NO_COMMON_WORDS
     return None
+
+
+# Decisions the rules return, shared (they are immutable): building one costs more than the rules that chose it.
+_GTIN = MatchDecision(1.0, True, ("gtin",))
+_GTIN_CONFLICT = MatchDecision(0.0, False, ("gtin_conflict",))
+_BRAND_SKU = MatchDecision(1.0, True, ("brand_sku",))
+_NO_COMMON_WORDS = MatchDecision(0.0, False, ("no_common_words",))
+
+
+@functools.lru_cache(maxsize=1024)
+def _refusal(kind: str, names: tuple[str, ...]) -> MatchDecision:
+    """The refusal naming these conflicts; few combinations occur, so each is built once."""
+    return MatchDecision(0.0, False, tuple(f"{kind}:{name}" for name in names))
 
 
 def _nothing_in_common(a: Profile, b: Profile) -> bool:
     """No title word but the brand's, no code, under half the letter trigrams: "Realme X" and "Realme XT". On the
     benchmarks such pairs are different products 683 times out of 684; the model was never shown them."""
-    if a.core_words & b.core_words or a.codes & b.codes:
+    if not a.core_words.isdisjoint(b.core_words) or not a.codes.isdisjoint(b.codes):
         return False
     return len(a.grams & b.grams) < 0.5 * min(len(a.grams), len(b.grams))
 
 
-# Words a vendor adds or drops when it retitles a listing without naming another product.
 # Titles of at most this many words are one shop range's short names, where one word tells two items apart;
 # longer ones (the benchmarks' electronics and software) differ by words vendors add or drop.
 _SHORT_TITLE = 5
-_FILLER = frozenset({"a", "an", "and", "by", "for", "from", "in", "of", "the", "w", "with", "new"})
 
 
 def one_sided(a: Profile, b: Profile) -> list[str]:
@@ -150,22 +173,24 @@ def one_sided(a: Profile, b: Profile) -> list[str]:
       listing (word order, brand moved, "&" for "and") keeps its words.
     """
     x, y = a.attrs, b.attrs
-    out = [
-        name for name, left, right in (("tier", x.tiers, y.tiers), ("edition", x.editions, y.editions)) if left != right
-    ]
+    out = []
+    if x.tiers != y.tiers:
+        out.append("tier")
+    if x.editions != y.editions:
+        out.append("edition")
     if bool(x.sizes) != bool(y.sizes):
         out.append("size")
-    if {d for d, _ in x.measures} != {d for d, _ in y.measures}:
+    if a.measure_values.keys() != b.measure_values.keys():
         out.append("measure")
     ra, rb = a.record, b.record
     if ra.brand and rb.brand and a.brand != b.brand and a.brand_head != b.brand_head:
         out.append("brand")
     if sku_conflict(a, b):
         out.append("sku")
-    if bool(blocking.whole_numbers(a)) != bool(blocking.whole_numbers(b)) and not _tied(a, b):
+    if bool(a.whole_numbers) != bool(b.whole_numbers) and not _tied(a, b):
         out.append("number")
     short = max(len(a.core_words), len(b.core_words)) <= _SHORT_TITLE
-    if short and not (a.codes & b.codes or a.stems & b.stems or _contained(a, b)) and not _same_words(a, b):
+    if short and not _same_words(a, b) and not _tied(a, b):
         out.append("words")
     return out
 
@@ -173,22 +198,21 @@ def one_sided(a: Profile, b: Profile) -> list[str]:
 def _same_words(a: Profile, b: Profile) -> bool:
     """The titles' own words agree once filler and either side's brand words are set aside ("Mascara Lash
     Princess by Essence" is "Essence Mascara Lash Princess")."""
-    brand_words = _brand_words(a.record.brand) | _brand_words(b.record.brand) | {a.brand, b.brand} | _FILLER
-    return all(_said(w, b) for w in a.core_words - brand_words - b.core_words) and all(
-        _said(w, a) for w in b.core_words - brand_words - a.core_words
-    )
+    return _all_said(a, b) and _all_said(b, a)
+
+
+def _all_said(a: Profile, b: Profile) -> bool:
+    """Every own word of a that b's title lacks is still said by b (``_said``)."""
+    unsaid = a.plain_words - b.core_words
+    return not unsaid or all(_said(w, b) for w in unsaid - b.brand_words)
 
 
 def _said(word: str, other: Profile) -> bool:
     """The other title says this word too, spelled apart or run together ("Red/Black" and "Red And Black")."""
-    if word in other.words or word in other.title_alnum:
+    words = other.words
+    if word in words or word in other.title_alnum:
         return True
-    return any(word[:i] in other.words and word[i:] in other.words for i in range(2, len(word) - 1))
-
-
-@functools.lru_cache(maxsize=4096)
-def _brand_words(brand: str | None) -> frozenset[str | None]:
-    return frozenset(text.words(text.fold(brand))) if brand else frozenset()
+    return any(word[:i] in words and word[i:] in words for i in range(2, len(word) - 1))
 
 
 def sku_conflict(a: Profile, b: Profile) -> bool:
@@ -209,33 +233,49 @@ class Matcher:
     def __init__(self, model: Model) -> None:
         self.model = model
         self.profile = functools.lru_cache(maxsize=_PROFILE_CACHE)(self._profile)
+        self._by_object: dict[int, tuple[MatchRecord, Profile]] = {}
 
     def _profile(self, record: MatchRecord) -> Profile:
         return profile(record, self.model.vocabulary)
 
+    def _known(self, record: MatchRecord) -> Profile:
+        """``profile(record)``, the record object's identity tried first.
+
+        Scoring looks up two profiles per pair, mostly of the same record objects (a batch's offers, their
+        candidates), and hashing a record's nine fields for the cache cost more than a refused pair's rules. An
+        entry keeps its record alive, so its ``id`` cannot be reused while the entry exists."""
+        hit = self._by_object.get(id(record))
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        found = self.profile(record)
+        if len(self._by_object) >= _SAME_OBJECTS:
+            self._by_object.clear()
+        self._by_object[id(record)] = (record, found)
+        return found
+
     def blocking_keys(self, record: MatchRecord) -> frozenset[str]:
-        return blocking.blocking_keys(self.profile(record), self.model.vocabulary)
+        return blocking.blocking_keys(self._known(record), self.model.vocabulary)
 
     def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
         """Two records that must never share a product, whatever links them: different GTINs, variants, or SKUs
         of one brand."""
         if gtin_conflict(a, b):
             return True
-        pa, pb = self.profile(a), self.profile(b)
+        pa, pb = self._known(a), self._known(b)
         return sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
 
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
 
     def score(self, a: MatchRecord, b: MatchRecord, threshold: ThresholdName = "match") -> MatchDecision:
-        return self._decide(self.profile(a), self.profile(b), threshold)
+        return self._decide(self._known(a), self._known(b), threshold)
 
     def score_many(
         self, a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
     ) -> list[MatchDecision]:
         """One new record against its candidates (ingest): its profile is read once."""
-        pa = self.profile(a)
-        return [self._decide(pa, self.profile(c), threshold) for c in candidates]
+        pa = self._known(a)
+        return [self._decide(pa, self._known(c), threshold) for c in candidates]
 
     def _decide(self, a: Profile, b: Profile, threshold: ThresholdName) -> MatchDecision:
         ruled = rule_decision(a, b)
@@ -245,7 +285,7 @@ class Matcher:
             # Before the model: most candidates a store's blocking finds are refused here, for a tenth of the cost.
             differs = one_sided(a, b)
             if differs:
-                return MatchDecision(0.0, False, tuple(f"variant_differs:{d}" for d in differs))
+                return _refusal("variant_differs", tuple(differs))
         features = pair_features(a, b, self.model.evidence)
         score = round(self.model.probability(features), 4)
         return MatchDecision(score, score >= self.threshold(threshold), _reasons(a, b, features))

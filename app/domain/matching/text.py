@@ -16,7 +16,6 @@ import unicodedata
 from collections.abc import Iterable
 from typing import NamedTuple
 
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
 # Words for similarity: letters/digits runs; a decimal number stays one word ("7.2"), "#5" keeps its number.
 _WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)?|[a-z]+")
 # Candidate codes: whitespace-delimited chunks of letters, digits and the separators vendors put inside model
@@ -88,6 +87,9 @@ _GENERATION_WORDS = frozenset({"edition", "ed", "generation", "gen", "series"})
 _ORDINAL = re.compile(r"[0-9]+(?:st|nd|rd|th)")
 _NUMBER_UNIT = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]+)")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# A token of ``_ATTRIBUTE_TOKEN`` that starts with a digit: its number and the letters glued to it ("64", "gb").
+_LEADING_NUMBER = re.compile(r"([0-9]+(?:\.[0-9]+)?)([a-z]*)")
+_ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 _SMALL_NUMBERS = {
     "one": "1",
     "two": "2",
@@ -218,20 +220,94 @@ def plus_words(folded: str) -> str:
     return _PLUS.sub(" plus", folded) if "+" in folded else folded
 
 
+# Every ASCII byte but digits and lower-case letters: what ``alnum`` deletes from folded text.
+_NOT_ALNUM_BYTES = bytes(c for c in range(128) if not (48 <= c <= 57 or 97 <= c <= 122))
+
+
 def alnum(text: str) -> str:
     """The letters and digits only: how model numbers and brands are compared (``DSC-W120/P`` = ``dscw120p``)."""
-    return _NON_ALNUM.sub("", fold(text))
+    return alnum_folded(fold(text))
+
+
+def alnum_folded(folded: str) -> str:
+    """``alnum`` of text ``fold`` returned (ASCII, lower-case): one C pass deleting bytes, where the regular
+    expression cost a tenth of a profile on a description's 80 words."""
+    return folded.encode("ascii").translate(None, _NOT_ALNUM_BYTES).decode("ascii")
+
+
+class Split(NamedTuple):
+    """A folded text cut once, for every reader of it (words, codes, attributes, brand) to share; each used to
+    cut the title again, and the regular expressions were most of the cost of reading a record."""
+
+    text: str
+    plain: list[str]  # _WORD runs, in order: "cyber-shot dsc-w120/p" -> cyber, shot, dsc, w, 120, p
+    parts: list[str]  # _CHUNK runs at odd indices, the text between them at even ones (``re.split``)
+
+    @property
+    def chunks(self) -> list[str]:
+        """The _CHUNK runs, in order: "cyber-shot", "dsc-w120/p"."""
+        return self.parts[1::2]
+
+
+_CHUNKS = re.compile(f"({_CHUNK.pattern})")
+
+
+def chunks(folded: str) -> list[str]:
+    """The _CHUNK runs of a text (``Split.chunks`` without the rest)."""
+    return _CHUNK.findall(folded)
+
+
+def split(folded: str) -> Split:
+    return Split(folded, _WORD.findall(folded), _CHUNKS.split(folded))
 
 
 def words(folded: str) -> list[str]:
     """Similarity words, plus the joined form of hyphenated words ("cyber-shot" also gives "cybershot")."""
-    out = _WORD.findall(folded)
-    for chunk in _CHUNK.findall(folded):
+    return words_of(split(folded))
+
+
+def words_of(cut: Split) -> list[str]:
+    """``words`` of a text already cut."""
+    if "-" not in cut.text and "/" not in cut.text:
+        return list(cut.plain)
+    return cut.plain + _joined(cut.chunks)
+
+
+def _joined(chunks: Iterable[str]) -> list[str]:
+    """ "cyber-shot" -> "cybershot": hyphenated or slashed words, run together, when they are letters only."""
+    out = []
+    for chunk in chunks:
         if "-" in chunk or "/" in chunk:
-            joined = _NON_ALNUM.sub("", chunk)
+            joined = alnum_folded(chunk)
             if joined.isalpha():
                 out.append(joined)
     return out
+
+
+# Characters of a long text read for its first words: enough for ``leading_words``' n words of most texts, so
+# a 5,000-word description is cut no further than a short one.
+_CHARS_PER_WORD = 16
+
+
+def leading_words(folded: str, n: int) -> list[str]:
+    """``words(folded)[:n]``, reading only the start of a long text.
+
+    ``findall`` up to ``endpos`` sees the text as if it ended there, so only its last matches may differ from the
+    whole text's (a run cut short, or "7." whose ".2" lies beyond); with n + 2 matches found, the first n end
+    at least two characters before ``endpos`` and are the whole text's. The joined hyphenated words ``words``
+    appends come after every plain word, so they only count when the text has fewer than n of those.
+    """
+    end = n * _CHARS_PER_WORD
+    if len(folded) > end:
+        head = _WORD.findall(folded, 0, end)
+        if len(head) >= n + 2:
+            return head[:n]
+    plain = _WORD.findall(folded)
+    if len(plain) >= n or ("-" not in folded and "/" not in folded):
+        return plain[:n]
+    # No chunk spans a space, so the hyphenated ones are those of the pieces with a hyphen or slash.
+    pieces = [piece for piece in folded.split() if "-" in piece or "/" in piece]
+    return (plain + _joined(c for piece in pieces for c in _CHUNK.findall(piece)))[:n]
 
 
 def _is_measure(token: str) -> bool:
@@ -245,12 +321,17 @@ def codes(folded: str, brand_words: Iterable[str] = ()) -> frozenset[str]:
     Measures ("64gb", "1080p", "4th") are attributes, not codes. Brand words and keys (``brand_words``) are
     skipped, so the brand "7-Eleven" is no model number.
     """
-    skip = set(brand_words)
+    return codes_of(_CHUNK.findall(folded), frozenset(brand_words))
+
+
+def codes_of(chunks: Iterable[str], skip: frozenset[str]) -> frozenset[str]:
+    """``codes`` of a text's chunks (``Split.chunks``), ``skip`` its brand words. Most chunks are words of
+    letters only, told apart by ``isalpha`` before any regular expression looks at them."""
     found: set[str] = set()
-    for chunk in _CHUNK.findall(folded):
-        if not _HAS_DIGIT.search(chunk) or chunk in skip or _VERSION.fullmatch(chunk):
+    for chunk in chunks:
+        if chunk.isalpha() or chunk in skip or not _HAS_DIGIT.search(chunk) or _VERSION.fullmatch(chunk):
             continue
-        key = _NON_ALNUM.sub("", chunk)
+        key = chunk if chunk.isalnum() else alnum_folded(chunk)
         if len(key) < 3 or key in skip or _is_measure(key):
             continue
         if key.isdigit():
@@ -262,9 +343,12 @@ def codes(folded: str, brand_words: Iterable[str] = ()) -> frozenset[str]:
     return frozenset(found)
 
 
+_SEPARATOR = re.compile(r"[-/._]")
+
+
 def _only_unit_parts(chunk: str) -> bool:
     """ "4.0-cu" or "2.26ghz/4gb": every part is a measure, so the chunk is no model number."""
-    parts = [p for p in re.split(r"[-/._]", chunk) if p]
+    parts = [p for p in _SEPARATOR.split(chunk) if p]
     return all(p.isdigit() or _is_measure(p) or p in _UNITS for p in parts)
 
 
@@ -318,9 +402,18 @@ def attributes(folded: str, brand_words: Iterable[str] = (), title_codes: frozen
 
     Model numbers are taken out first: the "120" of "dsc-w120" is no version number.
     """
-    skip = set(brand_words)
+    return attributes_of(split(folded), frozenset(brand_words), title_codes)
+
+
+def attributes_of(cut: Split, skip: frozenset[str], title_codes: frozenset[str]) -> Attributes:
+    """``attributes`` of a title already cut, ``skip`` its brand words."""
+    folded = cut.text
     if title_codes:
-        folded = _CHUNK.sub(lambda m: " " if _NON_ALNUM.sub("", m.group()) in title_codes else m.group(), folded)
+        parts = list(cut.parts)
+        for i in range(1, len(parts), 2):
+            if alnum_folded(parts[i]) in title_codes:
+                parts[i] = " "
+        folded = "".join(parts)
     tokens = [t for t in _ATTRIBUTE_TOKEN.findall(folded) if t not in skip]
     measures: set[tuple[str, str]] = set()
     colours: set[str] = set()
@@ -339,21 +432,30 @@ def attributes(folded: str, brand_words: Iterable[str] = (), title_codes: frozen
         after_platform = False
         if tok[0].isalpha() and tok not in _ATTRIBUTE_WORDS:
             continue
+        if tok == "#":  # nothing by itself, only the neighbour of a number ("#5")
+            continue
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         prev = tokens[i - 1] if i else ""
-        if _ORDINAL.fullmatch(tok):
-            if nxt in _GENERATION_WORDS:
-                generations.add(tok[:-2])
-            continue
-        glued = _NUMBER_UNIT.fullmatch(tok)
-        if glued and glued.group(2) in _UNITS:
-            dim, value = _unit_value(glued.group(1), glued.group(2))
-            if dim == "pack":
-                packs.add(value)
-            else:
-                measures.add((dim, value))
-            continue
-        number = tok if _NUMBER.fullmatch(tok) else _SMALL_NUMBERS.get(tok) if nxt in _PACK_WORDS else None
+        number = None
+        led = _LEADING_NUMBER.fullmatch(tok) if tok[0].isdigit() else None
+        if led is not None:
+            # One match where an ordinal, a glued unit and a bare number used to be tried in turn.
+            digits, glued = led.groups()
+            if glued in _ORDINAL_SUFFIXES and "." not in digits:
+                if nxt in _GENERATION_WORDS:
+                    generations.add(tok[:-2])
+                continue
+            if glued in _UNITS:
+                dim, value = _unit_value(digits, glued)
+                if dim == "pack":
+                    packs.add(value)
+                else:
+                    measures.add((dim, value))
+                continue
+            if not glued:
+                number = tok
+        elif nxt in _PACK_WORDS:
+            number = _SMALL_NUMBERS.get(tok)
         if number is not None:
             if nxt in _UNITS and nxt not in _GLUED_ONLY:
                 dim, value = _unit_value(number, nxt)
@@ -410,7 +512,11 @@ def infer_brand(folded_title: str, known: frozenset[str]) -> str | None:
     Tries the first one to three words joined ("dolce gabbana", "calvin klein"); only brands the model has seen
     (its vocabulary) or the caller passes in count, so "Red Lipstick" does not infer the brand "red".
     """
-    ws: list[str] = _WORD.findall(folded_title)
+    return infer_brand_of(_WORD.findall(folded_title), known)
+
+
+def infer_brand_of(ws: list[str], known: frozenset[str]) -> str | None:
+    """``infer_brand`` of a title's plain words (``Split.plain``)."""
     for n in (3, 2, 1):
         if len(ws) >= n:
             head = "".join(ws[:n])
@@ -427,6 +533,8 @@ def infer_brand(folded_title: str, known: frozenset[str]) -> str | None:
 
 
 _STEM = re.compile(r"(.*[0-9])[a-z]{1,4}")
+# Words a vendor adds or drops when it retitles a listing without naming another product.
+FILLER = frozenset({"a", "an", "and", "by", "for", "from", "in", "of", "the", "w", "with", "new"})
 # Words that name the company rather than the product: "encore software inc", "magix entertainment corp".
 COMPANY_WORDS = frozenset(
     {
