@@ -21,6 +21,7 @@ looked for again for ``unknown_retry_s``, so the trailing pages of a deleted ven
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -32,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from app.distributed.kafka.config import consumer_config, group_id, producer_config
 from app.domain.changes import FeedPosition
-from app.domain.lanes import Lane, in_lane
+from app.domain.lanes import Lane, in_lane, interactive_work
 from app.domain.models import Vendor
 from app.domain.wire import ChangelogError, Update, dead_letter, encode, loads, parse_update, parse_vendor
 from app.observability import Metric
@@ -376,7 +377,9 @@ class KafkaChangelog:
         assert self._loop is not None
 
         async def in_its_lane() -> T:
-            with in_lane(self.lane):
+            # The interactive consumer applies shoppers' misses: the node's bulk applying steps aside meanwhile.
+            counted = interactive_work.running() if self.lane is Lane.INTERACTIVE else contextlib.nullcontext()
+            with in_lane(self.lane), counted:
                 return await coro
 
         future = asyncio.run_coroutine_threadsafe(in_its_lane(), self._loop)
