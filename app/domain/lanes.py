@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from enum import StrEnum
 
@@ -74,12 +74,19 @@ class InteractiveWork:
     def quiet(self) -> bool:
         return self._quiet.is_set()
 
-    def step_aside(self) -> None:
-        """Bulk work, in a thread: wait (bounded) while interactive work runs."""
+    def step_aside(self, between: Callable[[], object] | None = None) -> None:
+        """Bulk work, in a thread: wait (bounded) while interactive work runs. ``between`` is called every 2 ms
+        meanwhile: the writer thread runs the interactive writes that arrive while it waits (the miss it steps
+        aside for needs it)."""
         if self._quiet.is_set():
             return
         started = time.monotonic()
-        self._quiet.wait(self.max_pause_s)
+        deadline = started + self.max_pause_s
+        while not self._quiet.wait(0.002 if between is not None else self.max_pause_s):
+            if time.monotonic() >= deadline:
+                break
+            if between is not None:
+                between()
         self.paused_s += time.monotonic() - started
 
     async def step_aside_async(self) -> None:

@@ -202,3 +202,11 @@ async def test_interactive_workers_count_as_running_for_as_long_as_they_handle_a
     finally:
         await queue.stop()
     assert seen == [False] and interactive_work.quiet
+
+
+def test_the_writer_runs_interactive_writes_while_it_steps_aside() -> None:
+    work = InteractiveWork(max_pause_s=0.05)
+    calls: list[None] = []
+    with work.running():
+        work.step_aside(lambda: calls.append(None))
+    assert calls  # what arrived meanwhile (the miss's own write) was not left waiting for the pause to end

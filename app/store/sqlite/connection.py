@@ -200,7 +200,8 @@ class Connections:
                     raise
                 if len(results) < len(parts):
                     writer.run_waiting_interactive()
-                    interactive_work.step_aside()  # committed: a running miss has the process for a moment
+                    # Committed: a running miss has the process for a moment, its writes run as they come.
+                    interactive_work.step_aside(writer.run_waiting_interactive)
             return results
 
         return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))
