@@ -78,11 +78,56 @@ async def test_upsert_is_idempotent_and_sequence_moves_only_on_change(store: Sql
     ref = store.find_offer("a", "0")
     assert ref is not None and ref.fetched_at == T0 + timedelta(hours=1)
 
-    third = await store.upsert_offers([replace(offers[0], price=Decimal("11.00"))])
+    third = await store.upsert_offers([replace(offers[0], price=Decimal("11.00"), fetched_at=T0 + timedelta(hours=2))])
     assert third.updated == 1 and third.products_changed == 1
     assert store.change_seq() > seq
     doc = orjson.loads(store.get_product(ref.product_id).doc)  # type: ignore[union-attr]
     assert doc["min_price"] == "11.00"
+
+
+async def test_a_late_older_fetch_of_the_same_version_changes_nothing_and_the_sweep_keeps_the_offer(
+    store: SqliteCatalog,
+) -> None:
+    """The kafka runtime applies a miss (its own topic) and a sync page in no fixed order: the miss fetched first
+    but applied last must neither roll the offer back nor move its fetch time back before the sync's start."""
+    await with_vendors(store, "a")
+    synced_at, sync_started = T0 + timedelta(minutes=10), T0 + timedelta(minutes=5)
+    await store.upsert_offers([offer("a", "1", stock=5, fetched_at=synced_at, availability=Availability.IN_STOCK)])
+    await store.upsert_offers([offer("a", "1", stock=9, fetched_at=T0)])  # same vendor time, fetched earlier
+    ref = store.find_offer("a", "1")
+    assert ref is not None and ref.fetched_at == synced_at
+    assert await store.mark_unlisted("a", sync_started) == 0
+    doc = orjson.loads(store.get_product(ref.product_id).doc)  # type: ignore[union-attr]
+    assert doc["in_stock"] is True
+    # In one batch too: the newest observation wins, whatever the order.
+    await store.upsert_offers([offer("a", "2", stock=3, fetched_at=synced_at), offer("a", "2", stock=7, fetched_at=T0)])
+    assert stored(store, "a", "2", "stock") == 3
+    assert stored(store, "a", "1", "stock") == 5
+
+
+async def test_a_sync_reading_an_older_version_than_a_webhook_still_counts_the_offer_as_listed(
+    store: SqliteCatalog,
+) -> None:
+    await with_vendors(store, "a")
+    hook = offer("a", "1", title="Newer", vendor_updated_at=T0 + timedelta(hours=1), fetched_at=T0, stock=2)
+    await store.upsert_offers([hook])
+    read_by_sync = offer("a", "1", title="Older", vendor_updated_at=T0, fetched_at=T0 + timedelta(minutes=20))
+    await store.upsert_offers([read_by_sync])
+    assert await store.mark_unlisted("a", T0 + timedelta(minutes=15)) == 0
+    ref = store.find_offer("a", "1")
+    assert ref is not None and ref.fetched_at == T0 + timedelta(minutes=20)
+    doc = orjson.loads(store.get_product(ref.product_id).doc)  # type: ignore[union-attr]
+    assert doc["name"] == "Newer" and stored(store, "a", "1", "availability") == "unknown"  # not discontinued
+
+
+def stored(store: SqliteCatalog, vendor_id: str, vendor_product_id: str, column: str) -> object:
+    """One column of a stored offer row, read apart from the store's own code."""
+    conn = sqlite3.connect(store.path)
+    (value,) = conn.execute(
+        f"SELECT {column} FROM offers WHERE vendor_id = ? AND vendor_product_id = ?", (vendor_id, vendor_product_id)
+    ).fetchone()
+    conn.close()
+    return value
 
 
 async def test_change_seq_is_strictly_increasing_per_row(store: SqliteCatalog) -> None:

@@ -35,6 +35,7 @@ from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, product_id
 from app.store.sqlite.connection import chunks, dt, marks, next_seq
 from app.store.sqlite.matching import StoreUnifier, read_why
+from app.store.sqlite.ordering import observed_before
 from app.store.sqlite.transaction import immediate
 
 _OFFER_COLUMNS = (
@@ -75,8 +76,14 @@ def row_to_offer(row: sqlite3.Row | tuple[Any, ...]) -> Offer:
 
 
 def unique(offers: Iterable[Offer]) -> list[Offer]:
-    """One offer per key, the last one given winning: a batch writes each row once."""
-    return list({o.key: o for o in offers}.values())
+    """One offer per key, the newest observation winning (``ordering``; of equals, the last one given): a batch
+    writes each row once."""
+    newest: dict[OfferKey, Offer] = {}
+    for o in offers:
+        kept = newest.get(o.key)
+        if kept is None or not observed_before(o, kept.vendor_updated_at, kept.fetched_at):
+            newest[o.key] = o
+    return list(newest.values())
 
 
 def _content_hash(wire: dict[str, Any], offer: Offer) -> bytes:

@@ -1,10 +1,18 @@
 """The ordering guard: an offer older than the one stored never overwrites it.
 
-Webhooks arrive late and out of order, a sync page read before a webhook can be written after it, and a changelog is
-replayed; each carries the vendor's own change time (``vendor_updated_at``). Written last must not mean newest, so
-every offer write (syncs, webhooks, the changelog: they all go through ``SqliteCatalog.upsert_offers``) first drops
-the offers whose vendor change time is before the stored one's. Equal times pass (a re-fetch of the same version is
-idempotent by content anyway); an offer or a stored row without a time passes (nothing to compare).
+Webhooks arrive late and out of order, a sync page read before a webhook can be written after it, a changelog is
+replayed, and in the kafka runtime a shopper's miss (the interactive topic) and a catalog page (``product_updates``)
+are applied by two consumers in no fixed order. Written last must not mean newest, so every offer write (syncs,
+webhooks, the changelog: they all go through ``SqliteCatalog.upsert_offers``) first drops the offers observed
+before the stored one:
+- the vendor's own change time (``vendor_updated_at``) decides when both carry one and they differ;
+- otherwise the time the offer was fetched does: a vendor whose update time did not move (DummyJSON's does not
+  when only the stock changes) or that sends none. Equal times pass (a re-fetch of the same version is idempotent
+  by content anyway).
+Without the second rule a late miss of the same version moved ``fetched_at`` back, and the full sync that had
+just re-fetched the offer then marked it discontinued as if the vendor had stopped listing it. For the same reason
+a dropped offer fetched later than the stored one still moves the stored ``fetched_at`` on: the vendor listed the
+item then (a sync reading a version older than a webhook's has seen it), so the sweep after a full sync keeps it.
 
 Kept apart from the offer writer (``offers.py``): it is a filter before the write, not part of unification.
 """
@@ -16,32 +24,44 @@ import sqlite3
 from collections import defaultdict
 from datetime import datetime
 
+from app.domain.documents import iso
 from app.domain.models import Offer
 from app.store.sqlite.connection import chunks, dt, marks
 
 log = logging.getLogger(__name__)
 
 
+def observed_before(offer: Offer, vendor_updated_at: datetime | None, fetched_at: datetime) -> bool:
+    """Whether ``offer`` is an older observation than one with these times (the rule above)."""
+    theirs = offer.vendor_updated_at
+    if theirs is not None and vendor_updated_at is not None and theirs != vendor_updated_at:
+        return theirs < vendor_updated_at
+    return offer.fetched_at < fetched_at
+
+
 def newer_only(conn: sqlite3.Connection, batch: list[Offer]) -> list[Offer]:
     """``batch`` without the offers older than what is stored (read inside the caller's write transaction)."""
-    timed: dict[str, dict[str, datetime]] = defaultdict(dict)
+    incoming: dict[str, dict[str, Offer]] = defaultdict(dict)
     for offer in batch:
-        if offer.vendor_updated_at is not None:
-            timed[offer.vendor_id][offer.vendor_product_id] = offer.vendor_updated_at
-    if not timed:
-        return batch
+        incoming[offer.vendor_id][offer.vendor_product_id] = offer
     older: set[tuple[str, str]] = set()
-    for vendor_id, incoming in timed.items():
-        for chunk in chunks(list(incoming)):
-            for vpid, stored in conn.execute(
-                f"SELECT vendor_product_id, vendor_updated_at FROM offers "
-                f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))}) AND vendor_updated_at IS NOT NULL",
+    seen: list[tuple[str | None, str, str]] = []  # dropped, but fetched after the stored version
+    for vendor_id, offers in incoming.items():
+        for chunk in chunks(list(offers)):
+            for vpid, vendor_at, fetched in conn.execute(
+                f"SELECT vendor_product_id, vendor_updated_at, fetched_at FROM offers "
+                f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
                 (vendor_id, *chunk),
             ):
-                stored_at = dt(stored)
-                if stored_at is not None and incoming[vpid] < stored_at:
+                offer = offers[vpid]
+                stored_fetch = datetime.fromisoformat(fetched)
+                if observed_before(offer, dt(vendor_at), stored_fetch):
                     older.add((vendor_id, vpid))
+                    if offer.fetched_at > stored_fetch:
+                        seen.append((iso(offer.fetched_at), vendor_id, vpid))
     if not older:
         return batch
+    if seen:
+        conn.executemany("UPDATE offers SET fetched_at = ? WHERE vendor_id = ? AND vendor_product_id = ?", seen)
     log.info("dropped %d offer update(s) older than the stored version", len(older))
     return [o for o in batch if o.key not in older]
