@@ -217,17 +217,23 @@ def _row(name: str, value: str, note: str = "") -> None:
     print(f"| {name:<52} | {value:>28} | {note:<40} |")
 
 
+def _start_table(prefix: str, runtime: str) -> tuple[Path, list[str]]:
+    """A fresh log folder and the runtimes asked for (``both``: embedded, then kafka), printed with the table's
+    header; shared by the lanes and slow-vendor benches."""
+    log_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    print(f"logs: {log_dir}")
+    print(f"| {'measure':<52} | {'value':>28} | {'target / note':<40} |")
+    print(f"|{'-' * 54}|{'-' * 30}|{'-' * 42}|")
+    return log_dir, ["embedded", "kafka"] if runtime == "both" else [runtime]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
     args = parser.parse_args(argv)
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-lanes-"))
-    runtimes = ["embedded", "kafka"] if args.runtime == "both" else [args.runtime]
-    print(f"logs: {log_dir}")
-    print(f"| {'measure':<52} | {'value':>28} | {'target / note':<40} |")
-    print(f"|{'-' * 54}|{'-' * 30}|{'-' * 42}|")
+    log_dir, runtimes = _start_table("bench-lanes-", args.runtime)
     for runtime in runtimes:
         r = run_runtime(runtime, args.size, args.samples, log_dir)
         target = 50 if runtime == "embedded" else 150

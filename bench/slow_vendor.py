@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench.distributed import _pct
-from bench.lanes import Misses, _register_unsynced, _row, _sims_command, running
+from bench.lanes import Misses, _register_unsynced, _row, _sims_command, _start_table, running
 from bench.processes import free_port, wait_http
 
 SLOW_MS = 9000
@@ -157,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-clients", type=int, default=24, help="misses for the slow vendor pending at once")
     parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
     args = parser.parse_args(argv)
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-slow-vendor-"))
-    runtimes = ["embedded", "kafka"] if args.runtime == "both" else [args.runtime]
-    print(f"logs: {log_dir}")
-    print(f"| {'measure':<52} | {'value':>28} | {'target / note':<40} |")
-    print(f"|{'-' * 54}|{'-' * 30}|{'-' * 42}|")
+    log_dir, runtimes = _start_table("bench-slow-vendor-", args.runtime)
     for runtime in runtimes:
         r = run_runtime(runtime, args.size, args.samples, args.rate, args.slow_clients, log_dir)
         idle: Misses = r["idle"]

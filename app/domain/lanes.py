@@ -55,7 +55,7 @@ class InteractiveWork:
         self._lock = threading.Lock()
         self._quiet = threading.Event()
         self._quiet.set()
-        self.paused_s = 0.0  # total time bulk work stepped aside (a metric: what the lanes cost the syncs)
+        self.paused_s = 0.0  # total time bulk work stepped aside: what the lanes cost the syncs (``/metrics``)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -87,7 +87,7 @@ class InteractiveWork:
                 break
             if between is not None:
                 between()
-        self.paused_s += time.monotonic() - started
+        self._paused(started)
 
     async def step_aside_async(self) -> None:
         """Bulk work, on the event loop: the same, without blocking the loop."""
@@ -95,7 +95,11 @@ class InteractiveWork:
             return
         started = time.monotonic()
         await asyncio.to_thread(self._quiet.wait, self.max_pause_s)  # the count changes on other threads too
-        self.paused_s += time.monotonic() - started
+        self._paused(started)
+
+    def _paused(self, started: float) -> None:
+        with self._lock:  # bulk threads and the event loop add to it
+            self.paused_s += time.monotonic() - started
 
 
 #: The process's one count (both runtimes' interactive paths enter it; bulk paths step aside).

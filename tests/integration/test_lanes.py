@@ -33,6 +33,7 @@ def test_misses_are_served_while_the_same_vendors_full_sync_runs(
     metrics = client.get("/metrics").text
     assert 'catalog_lane_taken_total{lane="interactive"} 3' in metrics
     assert 'catalog_lane_busy{lane="bulk"} 1' in metrics
+    assert "catalog_bulk_paused_seconds_total " in metrics  # what the misses cost the sync
 
 
 def test_one_slow_vendor_holds_no_more_than_its_share_of_a_lane(

@@ -42,14 +42,9 @@ _MIN_IDF = 2.0
 _MIN_CODE = 4
 
 
-def whole_numbers(p: Profile) -> frozenset[str]:
-    """The title's standalone whole numbers: what qualifies its word keys (``profile`` reads them)."""
-    return p.whole_numbers
-
-
 def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:
     keys: set[str] = set()
-    bare = whole_numbers(p)
+    bare = p.whole_numbers  # the title's standalone whole numbers: what qualifies its word keys
     if p.gtin:
         keys.add(f"g:{p.gtin}")
     for code in p.codes:

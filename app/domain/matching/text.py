@@ -426,6 +426,15 @@ def attributes_of(cut: Split, skip: frozenset[str], title_codes: frozenset[str])
     numbers: set[str] = set()
     generations: set[str] = set()
     after_platform = False
+
+    def add_unit(number: str, unit: str) -> None:
+        """A number with its unit, glued ("64gb") or apart ("64 GB"): a pack count or a measure."""
+        dim, value = _unit_value(number, unit)
+        if dim == "pack":
+            packs.add(value)
+        else:
+            measures.add((dim, value))
+
     for i, tok in enumerate(tokens):
         if after_platform and tok in _OS_WORDS:
             continue
@@ -446,11 +455,7 @@ def attributes_of(cut: Split, skip: frozenset[str], title_codes: frozenset[str])
                     generations.add(tok[:-2])
                 continue
             if glued in _UNITS:
-                dim, value = _unit_value(digits, glued)
-                if dim == "pack":
-                    packs.add(value)
-                else:
-                    measures.add((dim, value))
+                add_unit(digits, glued)
                 continue
             if not glued:
                 number = tok
@@ -458,11 +463,7 @@ def attributes_of(cut: Split, skip: frozenset[str], title_codes: frozenset[str])
             number = _SMALL_NUMBERS.get(tok)
         if number is not None:
             if nxt in _UNITS and nxt not in _GLUED_ONLY:
-                dim, value = _unit_value(number, nxt)
-                if dim == "pack":
-                    packs.add(value)
-                else:
-                    measures.add((dim, value))
+                add_unit(number, nxt)
                 continue
             if nxt in _PACK_WORDS or (prev == "of" and i >= 2 and tokens[i - 2] in _PACK_WORDS):
                 packs.add(_fmt(float(number)))

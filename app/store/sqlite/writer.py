@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from app.domain.lanes import Lane
+from app.domain.lanes import Lane, interactive_work
 from app.observability import Metric
 
 T = TypeVar("T")
@@ -122,4 +122,13 @@ class PriorityWriter:
                     labels,
                 ),
             ]
+        out.append(
+            Metric(
+                "catalog_bulk_paused_seconds_total",
+                "Time bulk work (sync pages, mapping, the writer's parts) stepped aside for running interactive work.",
+                "counter",
+                interactive_work.paused_s,
+                {},
+            )
+        )
         return out
