@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -147,12 +148,17 @@ def shop_items(sim: Sim, count: int) -> list[int]:
 
 
 def priced_product(sim: Sim, item: int, price: str) -> dict[str, Any]:
-    """The vendor's own product JSON (from its admin API) with every variant at ``price``."""
+    """The vendor's own product JSON (from its admin API) with every variant at ``price``, stamped now as Shopify
+    stamps a changed product. The simulator itself keeps the old price: without the stamp, the next scheduled sync
+    (same vendor time, fetched later) would rightly put it back, a race with the test's reading of every node."""
     response = httpx.get(f"{sim.base_url}/admin/api/2024-01/products/{item}.json", headers=shop_token(sim))
     assert response.status_code == 200, response.text
     product: dict[str, Any] = response.json()["product"]
+    stamp = datetime.now(UTC).isoformat()
+    product["updated_at"] = stamp
     for variant in product["variants"]:
         variant["price"] = price
+        variant["updated_at"] = stamp
     return product
 
 

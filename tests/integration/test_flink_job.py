@@ -641,11 +641,12 @@ def test_three_nodes_behind_nginx_share_requests_webhooks_and_one_scheduler_and_
         restarted = time.monotonic()
 
         def converged() -> bool:
-            # Not the webhook's price itself: the next scheduled sync (every 10 s) reads the vendor's own back.
+            # Every node: the late webhook's price (the scheduled syncs read an older version of the item since).
             return len({content_hash(c) for c in nodes.values()}) == 1
 
         wait_until(converged, timeout=60, interval=0.2, what="the same content hash on every node")
         print(f"all three nodes hold the same content {time.monotonic() - restarted:.2f}s after the restart")
+        assert all(repriced(c, "0.08") for c in nodes.values())  # the restarted nodes applied what they missed
         assert len(_owners(nodes)) == 1
 
 
