@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
+from app.allocator import limit_malloc_arenas
 from app.analytics import endpoints as analytics
 from app.api import bench
 from app.api.docs import install_docs
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger(__name__).warning(
                 "CATALOG_ENV=development: the default admin key and the public development secret key are accepted"
             )
+        limit_malloc_arenas(settings.malloc_arenas)  # before any adapter starts a thread
         container = build_container(settings)
         await container.start()
         app.state.container = container

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     demo_vendors: bool = Field(False, description="Register the demo vendors (local simulators) at start-up.")
     demo_host: str = Field("127.0.0.1", description="Where the demo simulators listen.")
     list_cache_pages: int = Field(256, ge=0, description="List pages cached until the next write (0: off).")
+    malloc_arenas: int = Field(
+        2, ge=0, le=64, description="glibc malloc arenas of the process (0: glibc's default): fewer keep RSS down."
+    )
     search_index_dir: Path | None = Field(
         None, description="Directory of the search index (Tantivy); default `<db_path>.search` beside the file."
     )
