@@ -14,25 +14,40 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 _M_ARENA_MAX = -8  # <malloc.h>
 
 
+def _libc_function(name: str) -> Any | None:
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def limit_malloc_arenas(arenas: int) -> bool:
     """Cap glibc's arenas at ``arenas`` (0: leave the default); False where there is no glibc (musl, macOS)."""
-    if arenas <= 0:
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt") if arenas > 0 else None
+    if mallopt is None:
         return False
     applied = bool(mallopt(_M_ARENA_MAX, arenas))
     if not applied:
         log.warning("mallopt(M_ARENA_MAX, %d) refused: glibc's default arenas stay", arenas)
     return applied
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the system (``malloc_trim``); False where there is no glibc.
+
+    Called once the adapters are built: compiling the matcher's 250 trees into one function parses ~40 MB of
+    source (its AST is freed at once, the function is small), and without this the process kept about 40 MB of it
+    (measured: RSS +59 MB for the compile, -37 MB after the trim). Compiling the trees in parts instead would
+    keep less but doubles the cost of every pair scored."""
+    trim = _libc_function("malloc_trim")
+    return trim is not None and bool(trim(0))

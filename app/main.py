@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
-from app.allocator import limit_malloc_arenas
+from app.allocator import limit_malloc_arenas, release_free_memory
 from app.analytics import endpoints as analytics
 from app.api import bench
 from app.api.docs import install_docs
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         limit_malloc_arenas(settings.malloc_arenas)  # before any adapter starts a thread
         container = build_container(settings)
+        release_free_memory()  # what building it parsed and freed (the matcher's trees)
         await container.start()
         app.state.container = container
         try:
