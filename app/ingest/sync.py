@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from app.allocator import release_free_memory
 from app.domain.models import utcnow
 from app.domain.queries import SyncProgress
 from app.errors import CatalogError
@@ -45,6 +46,9 @@ async def finish_sync(
             log.info("vendor %s: %d offers no longer listed, marked discontinued", vendor_id, unlisted)
     await store.sync_progress(vendor_id, progress)
     await store.sync_finished(vendor_id, error=error, full=full, sync_id=sync_id)
+    # A sync's pages, mapped offers and product documents are freed by now, but glibc keeps their pages: 324 ->
+    # 279 MB after a 30k first sync. A few ms off the loop, once per sync.
+    await asyncio.to_thread(release_free_memory)
 
 
 async def sync_vendor(
