@@ -133,14 +133,70 @@ def _wait_vendor(api: httpx.Client, vendor_id: str, timeout_s: float = 60.0) -> 
 
 
 def _wait_landed(api: httpx.Client, vendor_id: str, size: int, timeout_s: float = 600.0) -> float:
-    """When the node's SQLite holds the whole catalog and the sync is recorded as done."""
+    """When the node's SQLite holds the whole catalog and the sync is recorded as done. Polled every 0.2 s: the
+    vendor's status counts its offers and products on the node's event loop, and polled every 20 ms it took a third
+    as many of the node's samples as its SQLite writer (py-spy), slowing what it measures."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         vendor = api.get(f"/vendors/{vendor_id}").json()
         if vendor["offers"] >= size and vendor["sync"]["state"] == "ok":
             return time.perf_counter()
-        time.sleep(0.02)
+        time.sleep(0.2)
     raise RuntimeError(f"the node did not store {size} offers of {vendor_id} within {timeout_s} s")
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far, all its threads (the machine is shared: wall time says little)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _counters(api: httpx.Client, *names: str) -> dict[str, float]:
+    """Sums of these ``/metrics`` counters over their labels."""
+    out = dict.fromkeys(names, 0.0)
+    for line in api.get("/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        name = name.split("{", 1)[0]
+        if name in out:
+            out[name] += float(value.split()[0])
+    return out
+
+
+NODE_COUNTERS = (
+    "catalog_changelog_messages_total",
+    "catalog_changelog_batches_total",
+    "catalog_writer_transactions_total",
+)
+
+
+def _store_floor(messages: list[dict[str, Any]], settings: Settings, path: Path, vendor: Vendor) -> tuple[float, int]:
+    """The sync's own updates applied to a fresh store built as a node builds it, in one ``apply`` call in this
+    process (no Kafka, no decoding, no HTTP beside it): the CPU the store's writes themselves take, the index caught
+    up included. Returns (CPU seconds, offers)."""
+    from app.bootstrap import build_container
+    from app.distributed.changelog_applier import ChangelogApplier
+    from app.domain.changes import FeedPosition
+    from app.domain.lanes import Lane, in_lane
+    from app.domain.wire import parse_update
+    from app.ingest.tracker import RequestTracker
+
+    async def run() -> tuple[float, int]:
+        store = build_container(settings.model_copy(update={"db_path": path})).store
+        store.open()
+        try:
+            await store.add_vendor(vendor)
+            updates = [parse_update(m) for m in messages]
+            positions = [FeedPosition("u0", i + 1, 0.0) for i in range(len(updates))]
+            applier = ChangelogApplier(store, RequestTracker())
+            started = time.process_time()
+            with in_lane(Lane.BULK):  # as the node's bulk consumer applies
+                await applier.apply(updates, positions)
+            await store.catch_up_search()
+            return time.process_time() - started, applier.offers_applied
+        finally:
+            store.close()
+
+    return asyncio.run(run())
 
 
 def _baseline_offers_per_s(vendor: Vendor, settings: Settings) -> tuple[int, float]:
@@ -207,7 +263,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 env={**env, "FLINK_LOG_DIR": str(log_dir / "flink")},
                 log=log_dir / "job.log",
             ),
-            _process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / "node.log"),
+            _process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / "node.log") as node_pid,
         ):
             wait_http(f"{base_url}/products?limit=1")
             vendor = Vendor(id="bench", name="bench", kind=VendorKind.DUMMYJSON, base_url=base_url, currency="USD")
@@ -267,11 +323,15 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                         node_overheads.append(total - direct)
 
                     catalog = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
+                    counted = _counters(api, *NODE_COUNTERS)
+                    cpu0 = _cpu_s(node_pid)
                     t0 = time.perf_counter()
                     publish(TOPICS["kafka_topic_vendor_requests"], vendor.id, request_to_dict(catalog))
                     arrived, mine = updates.until(catalog.id, "sync_finished", timeout_s=600)
                     sync_s = arrived - t0
                     landed_s = _wait_landed(api, vendor.id, size) - t0
+                    node_cpu_s = _cpu_s(node_pid) - cpu0
+                    node_counts = {k: v - counted[k] for k, v in _counters(api, *NODE_COUNTERS).items()}
                 finished = mine[-1]
                 offers = sum(len(m.get("offers", [])) for m in mine if m.get("type") == "page")
             finally:
@@ -279,12 +339,15 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
                 outcomes.close()
                 producers.pop().flush(10)  # gone before the broker stops, or librdkafka logs the lost connection
             base_items, base_s = _baseline_offers_per_s(vendor, settings)
+        floor_cpu_s, floor_offers = _store_floor(mine, settings, log_dir / "floor.db", vendor)
     finally:
         broker.stop()
 
     if finished.get("error") is not None or offers != size:
         raise RuntimeError(f"the sync did not read the whole catalog: {offers}/{size} offers, {finished}")
     ms = 1000.0
+    batches = max(1.0, node_counts["catalog_changelog_batches_total"])
+    transactions = max(1.0, node_counts["catalog_writer_transactions_total"])
     flink_rate = offers / sync_s
     base_rate = base_items / base_s
     return [
@@ -325,6 +388,19 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
             "target >= 5,000 offers/s",
             f"{size / landed_s / base_rate:.2f}x",
         ),
+        Row(
+            "  node CPU, publish to landed",
+            f"{size / node_cpu_s:,.0f} offers/cpu-s ({node_cpu_s:.1f} s)",
+            f"store alone {floor_offers / floor_cpu_s:,.0f} offers/cpu-s ({floor_cpu_s:.1f} s)",
+            f"{floor_cpu_s / node_cpu_s:.2f}x",
+        ),
+        Row(
+            "  node batches, write transactions",
+            f"{batches:.0f} batches of {node_counts['catalog_changelog_messages_total'] / batches:.1f} msgs",
+            f"{transactions:.0f} write transactions",
+            f"{size / transactions:.0f} offers/txn",
+        ),
+        Row("  load average (1 min) at the end", f"{os.getloadavg()[0]:.1f}"),
     ]
 
 

@@ -96,6 +96,8 @@ class ChangelogApplier:
         self._finished: OrderedDict[str, None] = OrderedDict()  # a cache of the store's finished syncs
         self.applied = 0
         self.offers_applied = 0
+        #: ``apply`` calls (a consumer's batches): offers per batch is what one transaction can carry at most.
+        self.batches = 0
         #: Updates of a vendor this node does not know (deleted; the consumer catches up on definitions first).
         self.unknown_vendor = 0
         #: How long the product requests whose outcomes came here waited before the job took them (summed, counted).
@@ -146,6 +148,7 @@ class ChangelogApplier:
                     await self._store.set_feed_position(None)
         await self._apply_run(run)
         self.applied += len(updates)
+        self.batches += 1
 
     async def _apply_run(self, positioned: list[tuple[Update, FeedPosition | None]]) -> None:
         if not positioned:

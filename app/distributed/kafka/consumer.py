@@ -51,6 +51,7 @@ class Applier(Protocol):
 
     applied: int
     offers_applied: int
+    batches: int
     unknown_vendor: int
 
     async def apply(self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None) -> None: ...
@@ -169,6 +170,12 @@ class KafkaChangelog:
                 "Offers upserted from the changelog.",
                 "counter",
                 applier.offers_applied,
+            ),
+            Metric(
+                "catalog_changelog_batches_total",
+                "Batches of updates applied (both lanes): offers per batch bounds the offers per write transaction.",
+                "counter",
+                applier.batches,
             ),
             Metric(
                 "catalog_changelog_unknown_vendor_total",
