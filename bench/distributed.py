@@ -181,7 +181,7 @@ def _store_floor(messages: list[dict[str, Any]], settings: Settings, path: Path,
     from app.ingest.tracker import RequestTracker
 
     async def run() -> tuple[float, int]:
-        store = build_container(settings.model_copy(update={"db_path": path})).store
+        store = build_container(Settings(db_path=path, env="development")).store
         store.open()
         try:
             await store.add_vendor(vendor)
