@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: Sync ids known to be finished, kept in memory too so most updates cost no store read.
 FINISHED_SYNCS_CACHED = 10_000
+#: Most offers one store call (one write transaction, when no interactive write cuts in) carries. A sync's store CPU
+#: falls with the offers per transaction (30,000 offers at 250 per transaction: 19.9 s, 5,000: 14.0 s, 30,000:
+#: 12.9 s), while the WAL grows with it (30,000 offers in one: 155 MB) and a consumer's batch can hold 1,000 pages.
+MAX_UPSERT = 20_000
 SYNC_FAILED = "sync_failed"
 
 
@@ -83,7 +87,7 @@ class ChangelogApplier:
         store: CatalogStore,
         tracker: RequestTracker,
         *,
-        max_upsert: int = 5000,
+        max_upsert: int = MAX_UPSERT,
         on_vendor_removed: Callable[[str], None] | None = None,
         breakers: BreakerRegistry | None = None,
     ) -> None:
