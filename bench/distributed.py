@@ -137,8 +137,8 @@ def _wait_vendor(api: httpx.Client, vendor_id: str, timeout_s: float = 60.0) -> 
 def _wait_landed(db_path: Path, vendor_id: str, size: int, timeout_s: float = 600.0) -> float:
     """When the node's SQLite holds the whole catalog and the sync is recorded as done, read from the file itself
     (read-only, beside the node's writer: WAL). Asking the node's API instead costs the node what is measured: its
-    vendor status counts offers and products on its event loop, and polled every 20 ms it took a third as many of the
-    node's samples as its SQLite writer (py-spy); every 0.2 s, still 14% (with one more poller)."""
+    vendor status counts offers and products on its event loop; polled every 20 ms, those requests had half as many
+    of the node's py-spy samples as its SQLite writer, and every 0.2 s (two pollers) still 14% of them."""
     deadline = time.monotonic() + timeout_s
     with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)) as conn:
         while time.monotonic() < deadline:

@@ -103,6 +103,7 @@ async def test_a_full_sync_lands_completes_its_request_and_replays_change_nothin
     assert snapshot(store, "offers", "products", "vendor_sync") == before
     assert store.vendor_status("dj").syncs_ok == 1
     assert (applier.offers_applied, fresh.offers_applied) == (2 * SIZE, SIZE)  # rewritten, identical: no change
+    assert (applier.batches, fresh.batches) == (3, 1)  # one per apply call: offers per batch bound a transaction's
 
 
 async def test_a_node_restarted_mid_sync_goes_on_where_it_stopped_and_counts_each_page_once(
