@@ -407,10 +407,15 @@ class OfferWriter:
             for part in chunks(unknown):
                 for row in conn.execute(f"SELECT {OFFER_READ} FROM offers WHERE rowid IN ({marks(len(part))})", part):
                     groups[row[17]].append(row_to_offer(row))
-            etags = dict(
-                conn.execute(f"SELECT id, etag FROM products WHERE id IN ({marks(len(chunk))})", chunk).fetchall()
-            )
-            gone = [pid for pid in chunk if pid not in groups and pid in etags]
+            # What each stored product's search entry was made from, beside its ETag: a rebuild that leaves name,
+            # description and brand as they were leaves its FTS entry as it is (a re-price re-tokenised it twice).
+            stored: dict[str, tuple[str, str, str, str | None]] = {
+                pid: (etag, name, description, brand)
+                for pid, etag, name, description, brand in conn.execute(
+                    f"SELECT id, etag, name, description, brand FROM products WHERE id IN ({marks(len(chunk))})", chunk
+                )
+            }
+            gone = [pid for pid in chunk if pid not in groups and pid in stored]
             if gone:
                 _fts_remove(conn, gone)
                 conn.execute(f"DELETE FROM products WHERE id IN ({marks(len(gone))})", gone)
@@ -431,7 +436,8 @@ class OfferWriter:
                     product, wires, placeholders.get(lead) if lead else None, matches=matches
                 )
                 etag = documents.etag_of(doc)
-                if etags.get(pid) == etag:
+                old = stored.get(pid)
+                if old is not None and old[0] == etag:
                     continue
                 rows.append(
                     (
@@ -466,7 +472,10 @@ class OfferWriter:
             if not rows:
                 continue
             rebuilt = [r[0] for r in rows]
-            _fts_remove(conn, [pid for pid in rebuilt if pid in etags])
+            # Indexed anew: new products and those whose searched text changed (taken out first, while their old
+            # row is there); the others keep their entry, the same rowid holding the same text.
+            reindexed = [r[0] for r in rows if (old := stored.get(r[0])) is None or old[1:] != (r[1], r[2], r[3])]
+            _fts_remove(conn, [pid for pid in reindexed if pid in stored])
             first = next_seq(conn, len(rows))
             conn.executemany(
                 f"""INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
@@ -483,19 +492,18 @@ class OfferWriter:
                         etag = excluded.etag, change_seq = excluded.change_seq""",
                 [(*r, first + i) for i, r in enumerate(rows)],
             )
-            conn.execute(
-                f"INSERT INTO products_fts (rowid, name, description, brand) "
-                f"SELECT rowid, name, description, brand FROM products WHERE id IN ({marks(len(rebuilt))})",
-                rebuilt,
-            )
-            conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
-            conn.executemany("INSERT INTO product_vendors (vendor_id, product_id) VALUES (?, ?)", vendor_rows)
+            if reindexed:
+                conn.execute(
+                    f"INSERT INTO products_fts (rowid, name, description, brand) "
+                    f"SELECT rowid, name, description, brand FROM products WHERE id IN ({marks(len(reindexed))})",
+                    reindexed,
+                )
+            _replace_pairs(conn, "product_vendors", "vendor_id", rebuilt, vendor_rows)
             conn.executemany(
                 "INSERT OR IGNORE INTO images (id, url, vendor_id) VALUES (?, ?, ?)",
                 [(iid, url, vid) for iid, (url, vid) in image_rows.items()],
             )
-            conn.execute(f"DELETE FROM product_images WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
-            conn.executemany("INSERT INTO product_images (image_id, product_id) VALUES (?, ?)", lead_rows)
+            _replace_pairs(conn, "product_images", "image_id", rebuilt, lead_rows)
             changed += len(rows)
         return changed
 
@@ -549,6 +557,19 @@ def _rowids(conn: sqlite3.Connection, keys: Iterable[OfferKey]) -> dict[OfferKey
             ):
                 out[(vendor_id, vpid)] = rowid
     return out
+
+
+def _replace_pairs(
+    conn: sqlite3.Connection, table: str, column: str, pids: Sequence[str], wanted: Iterable[tuple[str, str]]
+) -> None:
+    """Make ``table``'s (``column``, product_id) rows of these products exactly ``wanted``, writing only the
+    difference: a rebuild mostly leaves a product's vendors and lead image as they were."""
+    have = set(conn.execute(f"SELECT {column}, product_id FROM {table} WHERE product_id IN ({marks(len(pids))})", pids))
+    want = set(wanted)
+    if have - want:
+        conn.executemany(f"DELETE FROM {table} WHERE {column} = ? AND product_id = ?", sorted(have - want))
+    if want - have:
+        conn.executemany(f"INSERT INTO {table} ({column}, product_id) VALUES (?, ?)", sorted(want - have))
 
 
 def _fts_remove(conn: sqlite3.Connection, pids: Sequence[str]) -> None:
