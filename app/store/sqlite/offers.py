@@ -35,7 +35,7 @@ from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, product_id
 from app.store.sqlite.connection import chunks, dt, marks, next_seq
 from app.store.sqlite.matching import StoreUnifier, read_why
-from app.store.sqlite.ordering import observed_before
+from app.store.sqlite.ordering import Stored, observed_before
 from app.store.sqlite.transaction import immediate
 
 _OFFER_COLUMNS = (
@@ -135,9 +135,10 @@ def refresh_base_prices(conn: sqlite3.Connection, rates: Rates | None) -> None:
 
 
 def provisional(offer: Offer) -> tuple[str | None, str]:
-    """The offer's match key and the product its own fields give, until the ``StoreUnifier`` clusters it."""
+    """The offer's match key and the key of the product its own fields give, until the ``StoreUnifier`` clusters
+    it (the key is also what ``offers[].match`` names when nothing else explains the offer)."""
     mk = match_key(offer)
-    return mk, product_id(key_for(offer, mk))
+    return mk, key_for(offer, mk)
 
 
 @dataclasses.dataclass(slots=True)
@@ -161,22 +162,24 @@ class OfferWriter:
         # None: identifiers and overrides alone decide (CATALOG_MATCHING=false).
         self.unifier = StoreUnifier(matcher)
 
-    def upsert(self, conn: sqlite3.Connection, batch: list[Offer]) -> UpsertResult:
-        """Write offers (one per key: see ``unique``), re-unify and rebuild what they touch."""
+    def upsert(self, conn: sqlite3.Connection, batch: list[Offer], existing: Stored | None = None) -> UpsertResult:
+        """Write offers (one per key: see ``unique``), re-unify and rebuild what they touch. ``existing``: the
+        stored rows of these offers when the caller read them already (``ordering.newer_only``)."""
         if not batch:
             return UpsertResult()
-        existing: dict[OfferKey, tuple[bytes, str, str | None]] = {}
-        by_vendor: dict[str, list[str]] = defaultdict(list)
-        for o in batch:
-            by_vendor[o.vendor_id].append(o.vendor_product_id)
-        for vendor_id, ids in by_vendor.items():
-            for chunk in chunks(ids):
-                for vpid, h, pid, mk in conn.execute(
-                    f"SELECT vendor_product_id, content_hash, product_id, match_key FROM offers "
-                    f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
-                    (vendor_id, *chunk),
-                ):
-                    existing[(vendor_id, vpid)] = (h, pid, mk)
+        if existing is None:
+            existing = {}
+            by_vendor: dict[str, list[str]] = defaultdict(list)
+            for o in batch:
+                by_vendor[o.vendor_id].append(o.vendor_product_id)
+            for vendor_id, ids in by_vendor.items():
+                for chunk in chunks(ids):
+                    for vpid, h, pid, mk in conn.execute(
+                        f"SELECT vendor_product_id, content_hash, product_id, match_key FROM offers "
+                        f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
+                        (vendor_id, *chunk),
+                    ):
+                        existing[(vendor_id, vpid)] = (h, pid, mk)
 
         touched: list[tuple[str | None, str, str]] = []
         changed: list[tuple[Offer, bytes]] = []
@@ -198,8 +201,11 @@ class OfferWriter:
         affected_products: set[str] = set()
         affected_matches: set[str] = set()
         rows = []
+        own_keys: dict[OfferKey, str] = {}
         for i, (o, h) in enumerate(changed):
-            mk, pid = provisional(o)
+            mk, key = provisional(o)
+            pid = product_id(key)
+            own_keys[o.key] = key
             old = existing.get(o.key)
             if old is not None:
                 affected_products.add(old[1])
@@ -251,7 +257,7 @@ class OfferWriter:
             self.unifier.forget(conn, [rowids[k] for k in written if k in existing])
             self.unifier.index(conn, written, rowids)
         products_changed = self.settle(
-            conn, Touched(affected_products, affected_matches), {o.key: o for o, _ in changed}, wires
+            conn, Touched(affected_products, affected_matches), {o.key: o for o, _ in changed}, wires, own_keys
         )
         inserted = sum(1 for o, _ in changed if o.key not in existing)
         return UpsertResult(
@@ -345,11 +351,12 @@ class OfferWriter:
         touched: Touched,
         known: dict[OfferKey, Offer] | None = None,
         wires: dict[OfferKey, dict[str, Any]] | None = None,
+        own_keys: dict[OfferKey, str] | None = None,
     ) -> int:
         """Re-cluster around the touched products and match keys, then rebuild every product touched or moved;
-        returns how many of them changed (see ``rebuild`` for ``known`` and ``wires``)."""
+        returns how many of them changed (see ``rebuild`` for ``known``, ``wires`` and ``own_keys``)."""
         moved = self.unifier.settle(conn, touched.products, touched.match_keys, known=known)
-        return self.rebuild(conn, touched.products | moved, known, wires)
+        return self.rebuild(conn, touched.products | moved, known, wires, own_keys)
 
     def reunify(self, conn: sqlite3.Connection, offers: Iterable[OfferKey] = ()) -> int:
         """Re-cluster around these offers (an override changed), or everything when the matcher's model is not
@@ -380,13 +387,16 @@ class OfferWriter:
         product_ids: set[str],
         known: dict[OfferKey, Offer] | None = None,
         wires: dict[OfferKey, dict[str, Any]] | None = None,
+        own_keys: dict[OfferKey, str] | None = None,
     ) -> int:
         """Recompute the given products from their offers; returns how many actually changed.
 
         ``known`` are offers this transaction just wrote (used as they are instead of decoding their rows again),
-        ``wires`` their already built wire forms.
+        ``wires`` their already built wire forms, ``own_keys`` the product keys their own fields name
+        (``provisional``: what ``offers[].match`` says of an offer nothing else explains).
         """
         known = known or {}
+        own_keys = own_keys or {}
         changed = 0
         for chunk in chunks(sorted(product_ids)):
             groups: dict[str, list[Offer]] = defaultdict(list)
@@ -422,7 +432,12 @@ class OfferWriter:
                 conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(gone))})", gone)
                 changed += len(gone)
             why = read_why(conn, rowid_of.values())
-            matches = {key: why[rowid] for key, rowid in rowid_of.items() if rowid in why}
+            matches: dict[OfferKey, dict[str, object]] = {}
+            for key, rowid in rowid_of.items():
+                if (reason := why.get(rowid)) is not None:
+                    matches[key] = reason
+                elif (own := own_keys.get(key)) is not None:  # ``documents.default_match``, its key known
+                    matches[key] = {"by": "key", "key": own}
             rows = []
             vendor_rows: list[tuple[str, str]] = []
             products = {pid: build_product(pid, offers) for pid, offers in groups.items()}
