@@ -33,7 +33,7 @@ from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, product_id
-from app.store.sqlite.connection import chunks, dt, marks, next_seq
+from app.store.sqlite.connection import chunks, dt, insert_rows, marks, next_seq
 from app.store.sqlite.matching import StoreUnifier, read_why
 from app.store.sqlite.ordering import Stored, observed_before
 from app.store.sqlite.transaction import immediate
@@ -239,9 +239,12 @@ class OfferWriter:
                     first + i,
                 )
             )
-        conn.executemany(
-            f"""INSERT INTO offers ({_OFFER_COLUMNS}) VALUES ({marks(21)})
-                ON CONFLICT (vendor_id, vendor_product_id) DO UPDATE SET
+        insert_rows(
+            conn,
+            f"INSERT INTO offers ({_OFFER_COLUMNS})",
+            21,
+            rows,
+            """ON CONFLICT (vendor_id, vendor_product_id) DO UPDATE SET
                     product_id = excluded.product_id, parent_id = excluded.parent_id, title = excluded.title,
                     description = excluded.description, price = excluded.price, currency = excluded.currency,
                     images = excluded.images, sku = excluded.sku, gtin = excluded.gtin, brand = excluded.brand,
@@ -249,7 +252,6 @@ class OfferWriter:
                     url = excluded.url, vendor_updated_at = excluded.vendor_updated_at,
                     fetched_at = excluded.fetched_at, match_key = excluded.match_key,
                     content_hash = excluded.content_hash, change_seq = excluded.change_seq""",
-            rows,
         )
         if self.unifier.matcher is not None:
             written = {o.key: o for o, _ in changed}
@@ -492,12 +494,14 @@ class OfferWriter:
             reindexed = [r[0] for r in rows if (old := stored.get(r[0])) is None or old[1:] != (r[1], r[2], r[3])]
             _fts_remove(conn, [pid for pid in reindexed if pid in stored])
             first = next_seq(conn, len(rows))
-            conn.executemany(
-                f"""INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
+            insert_rows(
+                conn,
+                """INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
                         currency, min_price, max_price, min_price_base, in_stock, offer_count, updated_at, summary,
-                        doc, etag, change_seq)
-                    VALUES ({marks(19)})
-                    ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+                        doc, etag, change_seq)""",
+                19,
+                [(*r, first + i) for i, r in enumerate(rows)],
+                """ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
                         brand = excluded.brand, brand_key = excluded.brand_key, category = excluded.category,
                         category_key = excluded.category_key, gtin = excluded.gtin, currency = excluded.currency,
                         min_price = excluded.min_price, max_price = excluded.max_price,
@@ -505,7 +509,6 @@ class OfferWriter:
                         offer_count = excluded.offer_count,
                         updated_at = excluded.updated_at, summary = excluded.summary, doc = excluded.doc,
                         etag = excluded.etag, change_seq = excluded.change_seq""",
-                [(*r, first + i) for i, r in enumerate(rows)],
             )
             if reindexed:
                 conn.execute(
