@@ -58,6 +58,16 @@ def _values(width: int, rows: int) -> str:
     return ",".join([one] * rows)
 
 
+def value_lists(width: int, rows: Sequence[Sequence[object]]) -> Iterator[tuple[str, list[object]]]:
+    """The VALUES lists and parameters of multi-row statements over ``rows``, in order."""
+    start = 0
+    while start < len(rows):
+        left = len(rows) - start
+        size = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+        yield _values(width, size), [value for row in rows[start : start + size] for value in row]
+        start += size
+
+
 def insert_rows(
     conn: sqlite3.Connection, head: str, width: int, rows: Sequence[Sequence[object]], tail: str = ""
 ) -> None:
@@ -69,13 +79,8 @@ def insert_rows(
     statement, a page is copied once for all its rows. Row by row the effect is the same: triggers fire per row, in
     order, and an ``ON CONFLICT`` clause in ``tail`` sees each row as it would alone (a batch has no duplicates).
     """
-    start = 0
-    while start < len(rows):
-        left = len(rows) - start
-        size = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
-        part = rows[start : start + size]
-        conn.execute(f"{head} VALUES {_values(width, size)} {tail}", [value for row in part for value in row])
-        start += size
+    for values, params in value_lists(width, rows):
+        conn.execute(f"{head} VALUES {values} {tail}", params)
 
 
 def dt(value: str | None) -> datetime | None:
