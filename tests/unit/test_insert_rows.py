@@ -42,3 +42,13 @@ def test_multi_row_statements_store_what_one_statement_per_row_stores(n: int) ->
         conn.close()
     assert results[0] == results[1]
     assert len(results[0][0]) == n + 1
+
+
+def test_statements_stay_within_the_parameter_limit_of_the_sqlite_at_hand() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SCHEMA)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)  # 16 rows of 3 per statement at most
+    rows = [(f"k{i}", i, b"") for i in range(300)]
+    insert_rows(conn, "INSERT INTO t (k, v, blob)", 3, rows, UPSERT)
+    assert conn.execute("SELECT k, v, blob FROM t ORDER BY rowid").fetchall() == rows
+    conn.close()

@@ -58,12 +58,16 @@ def _values(width: int, rows: int) -> str:
     return ",".join([one] * rows)
 
 
-def value_lists(width: int, rows: Sequence[Sequence[object]]) -> Iterator[tuple[str, list[object]]]:
-    """The VALUES lists and parameters of multi-row statements over ``rows``, in order."""
+def value_lists(
+    conn: sqlite3.Connection, width: int, rows: Sequence[Sequence[object]]
+) -> Iterator[tuple[str, list[object]]]:
+    """The VALUES lists and parameters of multi-row statements over ``rows``, in order; never more parameters in
+    one statement than this SQLite takes (999 in builds before 3.32)."""
+    most = max(1, min(ROWS_PER_STATEMENT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
     start = 0
     while start < len(rows):
         left = len(rows) - start
-        size = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+        size = most if left >= most else 1 << (left.bit_length() - 1)
         yield _values(width, size), [value for row in rows[start : start + size] for value in row]
         start += size
 
@@ -79,7 +83,7 @@ def insert_rows(
     statement, a page is copied once for all its rows. Row by row the effect is the same: triggers fire per row, in
     order, and an ``ON CONFLICT`` clause in ``tail`` sees each row as it would alone (a batch has no duplicates).
     """
-    for values, params in value_lists(width, rows):
+    for values, params in value_lists(conn, width, rows):
         conn.execute(f"{head} VALUES {values} {tail}", params)
 
 

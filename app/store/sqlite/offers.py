@@ -10,6 +10,11 @@ Why it is shaped like this:
   bookkeeping, not a change.
 - Products keep a comparable price in the rates' base currency (``min_price_base``) for sorting and price
   filters; it is computed with the product and recomputed everywhere when the rates change.
+- Per offer, a bulk write costs what SQLite must do and little more: rows go in multi-row statements
+  (``connection.insert_rows``: with triggers on a table, one statement per row journaled every page it touched),
+  the guard's read of the stored rows is the writer's too, and a rebuilt product's FTS entry, vendors and lead
+  image are written only when they change. ``python -m bench.write_path`` measures it, and ``--check`` proves the
+  stored bytes the same as before such a change.
 """
 
 from __future__ import annotations
@@ -594,7 +599,7 @@ def _touch_fetched(conn: sqlite3.Connection, rows: Sequence[tuple[str | None, st
     """``UPDATE offers SET fetched_at`` for many (fetched_at, vendor_id, vendor_product_id), in multi-row
     statements for the reason ``insert_rows`` gives (replication's triggers on ``offers``); each row is found by
     the offer's unique key, so the cost follows the rows given, not the catalog. Keys must be distinct."""
-    for values, params in value_lists(3, rows):
+    for values, params in value_lists(conn, 3, rows):
         conn.execute(
             f"UPDATE offers SET fetched_at = v.column1 FROM (VALUES {values}) AS v "
             f"WHERE offers.vendor_id = v.column2 AND offers.vendor_product_id = v.column3",
