@@ -210,6 +210,12 @@ def main() -> None:
     parser.add_argument("--matching", choices=("off", "on", "both"), default="both")
     parser.add_argument("--profile", metavar="PASS", help="cProfile the pass whose name contains this (e.g. first)")
     parser.add_argument("--capture", action="store_true", help="with the replication capture triggers installed")
+    parser.add_argument(
+        "--slice-s",
+        type=float,
+        default=0.01,
+        help="the writer's part length (CATALOG_BULK_WRITE_SLICE_MS); 1e9: whole batches, the same parts every run",
+    )
     parser.add_argument("--check", action="store_true", help="only print digests of the stored rows (see check)")
     args = parser.parse_args()
 
@@ -226,7 +232,14 @@ def main() -> None:
         return
     for matching in modes:
         passes, _ = asyncio.run(
-            run_passes(vendors, matching=matching, path=args.path, profile=args.profile, capture=args.capture)
+            run_passes(
+                vendors,
+                matching=matching,
+                path=args.path,
+                profile=args.profile,
+                capture=args.capture,
+                slice_s=args.slice_s,
+            )
         )
         label = "matching on" if matching else "matching off"
         for p in passes:
