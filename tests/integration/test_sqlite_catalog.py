@@ -345,3 +345,69 @@ async def test_cached_product_reads_follow_every_commit_even_fetch_time_touches(
     assert touched.offers[0].fetched_at == T0 + timedelta(days=1)
     await store.delete_vendor("a")
     assert store.get_product(pid) is None
+
+
+def fts_matches_products(store: SqliteCatalog) -> None:
+    """FTS5's own check of the search index against the rows of ``products`` (rank 1: the content too), so an
+    entry left stale by a skipped re-index fails here, not in a shopper's search."""
+    conn = sqlite3.connect(store.path)
+    try:
+        conn.execute("INSERT INTO products_fts (products_fts, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
+
+
+async def test_the_search_index_holds_what_products_say_through_reprices_renames_and_moves(
+    store: SqliteCatalog,
+) -> None:
+    await with_vendors(store, "a", "b")
+    await store.upsert_offers(
+        [offer("a", "1", title="Walnut desk", brand="Acme", sku="D1"), offer("a", "2", title="Oak chair")]
+    )
+    fts_matches_products(store)
+    # A re-price leaves the searched text as it was: its entry is kept, and still finds it.
+    await store.upsert_offers([offer("a", "1", title="Walnut desk", brand="Acme", sku="D1", price=Decimal("12"))])
+    fts_matches_products(store)
+    assert [i["name"] for i in walk(store, ProductQuery(q="walnut"))] == ["Walnut desk"]
+    # Another vendor's offer joins the product (brand + SKU) with a description: the text changes.
+    await store.upsert_offers([offer("b", "9", title="Desk", brand="Acme", sku="D1", description="Solid maple top")])
+    fts_matches_products(store)
+    assert [i["name"] for i in walk(store, ProductQuery(q="maple"))] == ["Desk"]
+    # A brand change alone re-indexes too (brand is searched).
+    await store.upsert_offers([offer("a", "2", title="Oak chair", brand="Globex")])
+    fts_matches_products(store)
+    assert [i["name"] for i in walk(store, ProductQuery(q="globex"))] == ["Oak chair"]
+    await store.delete_offers_of("b", "9")
+    fts_matches_products(store)
+    assert walk(store, ProductQuery(q="maple")) == []
+    assert [i["name"] for i in walk(store, ProductQuery(q="walnut"))] == ["Walnut desk"]
+
+
+async def test_a_rebuild_keeps_product_vendors_and_lead_images_exact(store: SqliteCatalog) -> None:
+    await with_vendors(store, "a", "b")
+
+    def pairs() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        conn = sqlite3.connect(store.path)
+        try:
+            vendors = set(conn.execute("SELECT vendor_id, product_id FROM product_vendors"))
+            leads = set(conn.execute("SELECT image_id, product_id FROM product_images"))
+        finally:
+            conn.close()
+        return vendors, leads
+
+    def expected() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        docs = stored_products(store)
+        vendors = {(v, pid) for pid, d in docs.items() for v in d["vendors"]}  # type: ignore[attr-defined]
+        leads = {(str(d["thumbnail"]).rsplit("/", 1)[1], pid) for pid, d in docs.items() if d["thumbnail"]}
+        return vendors, leads
+
+    await store.upsert_offers([offer("a", "1", gtin=GTINS[0], images=("http://i/1.jpg",))])
+    await store.upsert_offers([offer("b", "1", gtin=GTINS[0], images=("http://i/0.jpg",), description="Has one")])
+    assert pairs() == expected() and len(pairs()[0]) == 2
+    # The lead image moves to the offer with a description; a re-price changes neither.
+    await store.upsert_offers([offer("b", "1", gtin=GTINS[0], images=("http://i/0.jpg",), price=Decimal("9"))])
+    assert pairs() == expected()
+    await store.upsert_offers([offer("b", "1", gtin=GTINS[1], images=("http://i/2.jpg",))])  # leaves the product
+    assert pairs() == expected() and len(stored_products(store)) == 2
+    await store.delete_offers_of("a", "1")
+    assert pairs() == expected()

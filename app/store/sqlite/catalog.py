@@ -48,7 +48,7 @@ from app.store.sqlite.connection import Connections
 from app.store.sqlite.matching import overrides_of, store_override
 from app.store.sqlite.migrate import migrate
 from app.store.sqlite.offers import OfferWriter, rebuild_all, refresh_base_prices, set_placeholder, unique
-from app.store.sqlite.ordering import newer_only
+from app.store.sqlite.ordering import Stored, newer_only
 from app.store.sqlite.reads import ProductReader
 from app.store.sqlite.search import SearchSync, install_removal_trigger
 from app.store.sqlite.slicing import BulkSlicer
@@ -287,7 +287,7 @@ class SqliteCatalog:
         if not batch:
             return UpsertResult()
         if current_lane() is Lane.INTERACTIVE:
-            return await self._db.transaction(lambda c: self._offers.upsert(c, newer_only(c, batch)))
+            return await self._db.transaction(lambda c: self._guarded(c, batch))
         # A sync's batch: parts of about ``bulk_slice_s`` each, interactive writes let in between (``bulk``).
         results = await self._db.bulk(
             [self._timed(self._upsert(part), len(part)) for part in self._slicer.parts(batch)]
@@ -300,7 +300,12 @@ class SqliteCatalog:
         )
 
     def _upsert(self, offers: list[Offer]) -> Callable[[sqlite3.Connection], UpsertResult]:
-        return lambda conn: self._offers.upsert(conn, newer_only(conn, offers))
+        return lambda conn: self._guarded(conn, offers)
+
+    def _guarded(self, conn: sqlite3.Connection, offers: list[Offer]) -> UpsertResult:
+        """The ordering guard (``newer_only``), then the write, over one read of the stored rows."""
+        stored: Stored = {}
+        return self._offers.upsert(conn, newer_only(conn, offers, stored), stored)
 
     def _timed(self, fn: Callable[[sqlite3.Connection], T], offers: int) -> Callable[[sqlite3.Connection], T]:
         """``fn``, its time told to the slicer (so the next parts follow the measured write rate)."""
@@ -315,7 +320,7 @@ class SqliteCatalog:
 
     def upsert_in(self, conn: sqlite3.Connection, offers: Iterable[Offer]) -> UpsertResult:
         """``upsert_offers`` inside a transaction the caller already holds (``run_in_transaction``)."""
-        return self._offers.upsert(conn, newer_only(conn, unique(offers)))
+        return self._guarded(conn, unique(offers))
 
     async def mark_unlisted(self, vendor_id: str, before: datetime) -> int:
         """Mark the vendor's offers not fetched since ``before`` discontinued (after a full sync that started
@@ -352,7 +357,7 @@ class SqliteCatalog:
             def apply(conn: sqlite3.Connection) -> None:
                 for position, offers in part:
                     set_position(conn, position)
-                    self._offers.upsert(conn, newer_only(conn, unique(offers)))  # the ordering guard, as upsert_offers
+                    self._guarded(conn, unique(offers))  # the ordering guard, as upsert_offers
                 set_position(conn, None)
 
             return apply

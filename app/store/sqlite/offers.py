@@ -10,6 +10,11 @@ Why it is shaped like this:
   bookkeeping, not a change.
 - Products keep a comparable price in the rates' base currency (``min_price_base``) for sorting and price
   filters; it is computed with the product and recomputed everywhere when the rates change.
+- Per offer, a bulk write costs what SQLite must do and little more: rows go in multi-row statements
+  (``connection.insert_rows``: with triggers on a table, one statement per row journaled every page it touched),
+  the guard's read of the stored rows is the writer's too, and a rebuilt product's FTS entry, vendors and lead
+  image are written only when they change. ``python -m bench.write_path`` measures it, and ``--check`` proves the
+  stored bytes the same as before such a change.
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, product_id
-from app.store.sqlite.connection import chunks, dt, marks, next_seq
+from app.store.sqlite.connection import chunks, dt, insert_rows, marks, next_seq, value_lists
 from app.store.sqlite.matching import StoreUnifier, read_why
-from app.store.sqlite.ordering import observed_before
+from app.store.sqlite.ordering import Stored, observed_before
 from app.store.sqlite.transaction import immediate
 
 _OFFER_COLUMNS = (
@@ -135,9 +140,10 @@ def refresh_base_prices(conn: sqlite3.Connection, rates: Rates | None) -> None:
 
 
 def provisional(offer: Offer) -> tuple[str | None, str]:
-    """The offer's match key and the product its own fields give, until the ``StoreUnifier`` clusters it."""
+    """The offer's match key and the key of the product its own fields give, until the ``StoreUnifier`` clusters
+    it (the key is also what ``offers[].match`` names when nothing else explains the offer)."""
     mk = match_key(offer)
-    return mk, product_id(key_for(offer, mk))
+    return mk, key_for(offer, mk)
 
 
 @dataclasses.dataclass(slots=True)
@@ -161,22 +167,24 @@ class OfferWriter:
         # None: identifiers and overrides alone decide (CATALOG_MATCHING=false).
         self.unifier = StoreUnifier(matcher)
 
-    def upsert(self, conn: sqlite3.Connection, batch: list[Offer]) -> UpsertResult:
-        """Write offers (one per key: see ``unique``), re-unify and rebuild what they touch."""
+    def upsert(self, conn: sqlite3.Connection, batch: list[Offer], existing: Stored | None = None) -> UpsertResult:
+        """Write offers (one per key: see ``unique``), re-unify and rebuild what they touch. ``existing``: the
+        stored rows of these offers when the caller read them already (``ordering.newer_only``)."""
         if not batch:
             return UpsertResult()
-        existing: dict[OfferKey, tuple[bytes, str, str | None]] = {}
-        by_vendor: dict[str, list[str]] = defaultdict(list)
-        for o in batch:
-            by_vendor[o.vendor_id].append(o.vendor_product_id)
-        for vendor_id, ids in by_vendor.items():
-            for chunk in chunks(ids):
-                for vpid, h, pid, mk in conn.execute(
-                    f"SELECT vendor_product_id, content_hash, product_id, match_key FROM offers "
-                    f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
-                    (vendor_id, *chunk),
-                ):
-                    existing[(vendor_id, vpid)] = (h, pid, mk)
+        if existing is None:
+            existing = {}
+            by_vendor: dict[str, list[str]] = defaultdict(list)
+            for o in batch:
+                by_vendor[o.vendor_id].append(o.vendor_product_id)
+            for vendor_id, ids in by_vendor.items():
+                for chunk in chunks(ids):
+                    for vpid, h, pid, mk in conn.execute(
+                        f"SELECT vendor_product_id, content_hash, product_id, match_key FROM offers "
+                        f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
+                        (vendor_id, *chunk),
+                    ):
+                        existing[(vendor_id, vpid)] = (h, pid, mk)
 
         touched: list[tuple[str | None, str, str]] = []
         changed: list[tuple[Offer, bytes]] = []
@@ -190,7 +198,7 @@ class OfferWriter:
             else:
                 changed.append((o, h))
         if touched:
-            conn.executemany("UPDATE offers SET fetched_at = ? WHERE vendor_id = ? AND vendor_product_id = ?", touched)
+            _touch_fetched(conn, touched)
         if not changed:
             return UpsertResult(unchanged=len(touched))
 
@@ -198,8 +206,11 @@ class OfferWriter:
         affected_products: set[str] = set()
         affected_matches: set[str] = set()
         rows = []
+        own_keys: dict[OfferKey, str] = {}
         for i, (o, h) in enumerate(changed):
-            mk, pid = provisional(o)
+            mk, key = provisional(o)
+            pid = product_id(key)
+            own_keys[o.key] = key
             old = existing.get(o.key)
             if old is not None:
                 affected_products.add(old[1])
@@ -233,9 +244,12 @@ class OfferWriter:
                     first + i,
                 )
             )
-        conn.executemany(
-            f"""INSERT INTO offers ({_OFFER_COLUMNS}) VALUES ({marks(21)})
-                ON CONFLICT (vendor_id, vendor_product_id) DO UPDATE SET
+        insert_rows(
+            conn,
+            f"INSERT INTO offers ({_OFFER_COLUMNS})",
+            21,
+            rows,
+            """ON CONFLICT (vendor_id, vendor_product_id) DO UPDATE SET
                     product_id = excluded.product_id, parent_id = excluded.parent_id, title = excluded.title,
                     description = excluded.description, price = excluded.price, currency = excluded.currency,
                     images = excluded.images, sku = excluded.sku, gtin = excluded.gtin, brand = excluded.brand,
@@ -243,7 +257,6 @@ class OfferWriter:
                     url = excluded.url, vendor_updated_at = excluded.vendor_updated_at,
                     fetched_at = excluded.fetched_at, match_key = excluded.match_key,
                     content_hash = excluded.content_hash, change_seq = excluded.change_seq""",
-            rows,
         )
         if self.unifier.matcher is not None:
             written = {o.key: o for o, _ in changed}
@@ -251,7 +264,7 @@ class OfferWriter:
             self.unifier.forget(conn, [rowids[k] for k in written if k in existing])
             self.unifier.index(conn, written, rowids)
         products_changed = self.settle(
-            conn, Touched(affected_products, affected_matches), {o.key: o for o, _ in changed}, wires
+            conn, Touched(affected_products, affected_matches), {o.key: o for o, _ in changed}, wires, own_keys
         )
         inserted = sum(1 for o, _ in changed if o.key not in existing)
         return UpsertResult(
@@ -345,11 +358,12 @@ class OfferWriter:
         touched: Touched,
         known: dict[OfferKey, Offer] | None = None,
         wires: dict[OfferKey, dict[str, Any]] | None = None,
+        own_keys: dict[OfferKey, str] | None = None,
     ) -> int:
         """Re-cluster around the touched products and match keys, then rebuild every product touched or moved;
-        returns how many of them changed (see ``rebuild`` for ``known`` and ``wires``)."""
+        returns how many of them changed (see ``rebuild`` for ``known``, ``wires`` and ``own_keys``)."""
         moved = self.unifier.settle(conn, touched.products, touched.match_keys, known=known)
-        return self.rebuild(conn, touched.products | moved, known, wires)
+        return self.rebuild(conn, touched.products | moved, known, wires, own_keys)
 
     def reunify(self, conn: sqlite3.Connection, offers: Iterable[OfferKey] = ()) -> int:
         """Re-cluster around these offers (an override changed), or everything when the matcher's model is not
@@ -380,13 +394,16 @@ class OfferWriter:
         product_ids: set[str],
         known: dict[OfferKey, Offer] | None = None,
         wires: dict[OfferKey, dict[str, Any]] | None = None,
+        own_keys: dict[OfferKey, str] | None = None,
     ) -> int:
         """Recompute the given products from their offers; returns how many actually changed.
 
         ``known`` are offers this transaction just wrote (used as they are instead of decoding their rows again),
-        ``wires`` their already built wire forms.
+        ``wires`` their already built wire forms, ``own_keys`` the product keys their own fields name
+        (``provisional``: what ``offers[].match`` says of an offer nothing else explains).
         """
         known = known or {}
+        own_keys = own_keys or {}
         changed = 0
         for chunk in chunks(sorted(product_ids)):
             groups: dict[str, list[Offer]] = defaultdict(list)
@@ -407,17 +424,27 @@ class OfferWriter:
             for part in chunks(unknown):
                 for row in conn.execute(f"SELECT {OFFER_READ} FROM offers WHERE rowid IN ({marks(len(part))})", part):
                     groups[row[17]].append(row_to_offer(row))
-            etags = dict(
-                conn.execute(f"SELECT id, etag FROM products WHERE id IN ({marks(len(chunk))})", chunk).fetchall()
-            )
-            gone = [pid for pid in chunk if pid not in groups and pid in etags]
+            # What each stored product's search entry was made from, beside its ETag: a rebuild that leaves name,
+            # description and brand as they were leaves its FTS entry as it is (a re-price re-tokenised it twice).
+            stored: dict[str, tuple[str, str, str, str | None]] = {
+                pid: (etag, name, description, brand)
+                for pid, etag, name, description, brand in conn.execute(
+                    f"SELECT id, etag, name, description, brand FROM products WHERE id IN ({marks(len(chunk))})", chunk
+                )
+            }
+            gone = [pid for pid in chunk if pid not in groups and pid in stored]
             if gone:
                 _fts_remove(conn, gone)
                 conn.execute(f"DELETE FROM products WHERE id IN ({marks(len(gone))})", gone)
                 conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(gone))})", gone)
                 changed += len(gone)
             why = read_why(conn, rowid_of.values())
-            matches = {key: why[rowid] for key, rowid in rowid_of.items() if rowid in why}
+            matches: dict[OfferKey, dict[str, object]] = {}
+            for key, rowid in rowid_of.items():
+                if (reason := why.get(rowid)) is not None:
+                    matches[key] = reason
+                elif (own := own_keys.get(key)) is not None:  # ``documents.default_match``, its key known
+                    matches[key] = {"by": "key", "key": own}
             rows = []
             vendor_rows: list[tuple[str, str]] = []
             products = {pid: build_product(pid, offers) for pid, offers in groups.items()}
@@ -431,7 +458,8 @@ class OfferWriter:
                     product, wires, placeholders.get(lead) if lead else None, matches=matches
                 )
                 etag = documents.etag_of(doc)
-                if etags.get(pid) == etag:
+                old = stored.get(pid)
+                if old is not None and old[0] == etag:
                     continue
                 rows.append(
                     (
@@ -466,14 +494,19 @@ class OfferWriter:
             if not rows:
                 continue
             rebuilt = [r[0] for r in rows]
-            _fts_remove(conn, [pid for pid in rebuilt if pid in etags])
+            # Indexed anew: new products and those whose searched text changed (taken out first, while their old
+            # row is there); the others keep their entry, the same rowid holding the same text.
+            reindexed = [r[0] for r in rows if (old := stored.get(r[0])) is None or old[1:] != (r[1], r[2], r[3])]
+            _fts_remove(conn, [pid for pid in reindexed if pid in stored])
             first = next_seq(conn, len(rows))
-            conn.executemany(
-                f"""INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
+            insert_rows(
+                conn,
+                """INSERT INTO products (id, name, description, brand, brand_key, category, category_key, gtin,
                         currency, min_price, max_price, min_price_base, in_stock, offer_count, updated_at, summary,
-                        doc, etag, change_seq)
-                    VALUES ({marks(19)})
-                    ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+                        doc, etag, change_seq)""",
+                19,
+                [(*r, first + i) for i, r in enumerate(rows)],
+                """ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
                         brand = excluded.brand, brand_key = excluded.brand_key, category = excluded.category,
                         category_key = excluded.category_key, gtin = excluded.gtin, currency = excluded.currency,
                         min_price = excluded.min_price, max_price = excluded.max_price,
@@ -481,21 +514,19 @@ class OfferWriter:
                         offer_count = excluded.offer_count,
                         updated_at = excluded.updated_at, summary = excluded.summary, doc = excluded.doc,
                         etag = excluded.etag, change_seq = excluded.change_seq""",
-                [(*r, first + i) for i, r in enumerate(rows)],
             )
-            conn.execute(
-                f"INSERT INTO products_fts (rowid, name, description, brand) "
-                f"SELECT rowid, name, description, brand FROM products WHERE id IN ({marks(len(rebuilt))})",
-                rebuilt,
-            )
-            conn.execute(f"DELETE FROM product_vendors WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
-            conn.executemany("INSERT INTO product_vendors (vendor_id, product_id) VALUES (?, ?)", vendor_rows)
+            if reindexed:
+                conn.execute(
+                    f"INSERT INTO products_fts (rowid, name, description, brand) "
+                    f"SELECT rowid, name, description, brand FROM products WHERE id IN ({marks(len(reindexed))})",
+                    reindexed,
+                )
+            _replace_pairs(conn, "product_vendors", "vendor_id", rebuilt, vendor_rows)
             conn.executemany(
                 "INSERT OR IGNORE INTO images (id, url, vendor_id) VALUES (?, ?, ?)",
                 [(iid, url, vid) for iid, (url, vid) in image_rows.items()],
             )
-            conn.execute(f"DELETE FROM product_images WHERE product_id IN ({marks(len(rebuilt))})", rebuilt)
-            conn.executemany("INSERT INTO product_images (image_id, product_id) VALUES (?, ?)", lead_rows)
+            _replace_pairs(conn, "product_images", "image_id", rebuilt, lead_rows)
             changed += len(rows)
         return changed
 
@@ -549,6 +580,31 @@ def _rowids(conn: sqlite3.Connection, keys: Iterable[OfferKey]) -> dict[OfferKey
             ):
                 out[(vendor_id, vpid)] = rowid
     return out
+
+
+def _replace_pairs(
+    conn: sqlite3.Connection, table: str, column: str, pids: Sequence[str], wanted: Iterable[tuple[str, str]]
+) -> None:
+    """Make ``table``'s (``column``, product_id) rows of these products exactly ``wanted``, writing only the
+    difference: a rebuild mostly leaves a product's vendors and lead image as they were."""
+    have = set(conn.execute(f"SELECT {column}, product_id FROM {table} WHERE product_id IN ({marks(len(pids))})", pids))
+    want = set(wanted)
+    if have - want:
+        conn.executemany(f"DELETE FROM {table} WHERE {column} = ? AND product_id = ?", sorted(have - want))
+    if want - have:
+        conn.executemany(f"INSERT INTO {table} ({column}, product_id) VALUES (?, ?)", sorted(want - have))
+
+
+def _touch_fetched(conn: sqlite3.Connection, rows: Sequence[tuple[str | None, str, str]]) -> None:
+    """``UPDATE offers SET fetched_at`` for many (fetched_at, vendor_id, vendor_product_id), in multi-row
+    statements for the reason ``insert_rows`` gives (replication's triggers on ``offers``); each row is found by
+    the offer's unique key, so the cost follows the rows given, not the catalog. Keys must be distinct."""
+    for values, params in value_lists(conn, 3, rows):
+        conn.execute(
+            f"UPDATE offers SET fetched_at = v.column1 FROM (VALUES {values}) AS v "
+            f"WHERE offers.vendor_id = v.column2 AND offers.vendor_product_id = v.column3",
+            params,
+        )
 
 
 def _fts_remove(conn: sqlite3.Connection, pids: Sequence[str]) -> None:

@@ -39,8 +39,16 @@ def observed_before(offer: Offer, vendor_updated_at: datetime | None, fetched_at
     return offer.fetched_at < fetched_at
 
 
-def newer_only(conn: sqlite3.Connection, batch: list[Offer]) -> list[Offer]:
-    """``batch`` without the offers older than what is stored (read inside the caller's write transaction)."""
+#: What the writer needs next of each stored offer: its content hash, product and match key.
+Stored = dict[tuple[str, str], tuple[bytes, str, str | None]]
+
+
+def newer_only(conn: sqlite3.Connection, batch: list[Offer], stored: Stored | None = None) -> list[Offer]:
+    """``batch`` without the offers older than what is stored (read inside the caller's write transaction).
+
+    ``stored``, when given, receives the rows read (``Stored``): the writer looks them up next, and reading the
+    same rows a second time was one more lookup per offer.
+    """
     incoming: dict[str, dict[str, Offer]] = defaultdict(dict)
     for offer in batch:
         incoming[offer.vendor_id][offer.vendor_product_id] = offer
@@ -48,11 +56,13 @@ def newer_only(conn: sqlite3.Connection, batch: list[Offer]) -> list[Offer]:
     seen: list[tuple[str | None, str, str]] = []  # dropped, but fetched after the stored version
     for vendor_id, offers in incoming.items():
         for chunk in chunks(list(offers)):
-            for vpid, vendor_at, fetched in conn.execute(
-                f"SELECT vendor_product_id, vendor_updated_at, fetched_at FROM offers "
-                f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
+            for vpid, vendor_at, fetched, content_hash, product_id, mk in conn.execute(
+                f"SELECT vendor_product_id, vendor_updated_at, fetched_at, content_hash, product_id, match_key "
+                f"FROM offers WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
                 (vendor_id, *chunk),
             ):
+                if stored is not None:
+                    stored[(vendor_id, vpid)] = (content_hash, product_id, mk)
                 offer = offers[vpid]
                 stored_fetch = datetime.fromisoformat(fetched)
                 if observed_before(offer, dt(vendor_at), stored_fetch):
