@@ -128,36 +128,34 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     only the first ``_DESCRIPTION_WORDS`` of a description are read."""
     title = text.plus_words(text.fold(record.title))
     cut = text.split(title)
-    given, brand_list = _brand(record.brand)
+    given, brand_list, brand_words = _brand(record.brand)
     brand = given or text.infer_brand_of(cut.plain, vocab.brands)
-    brand_words = frozenset(brand_list) | ({given} if given else frozenset())
+    # The brand's own words and key, with the brand read from the title when none was given.
+    own_brand = brand_words if brand == given or not brand else _with(brand_words, brand)
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
     title_words = text.words_of(cut)
     words = frozenset(title_words)
-    core_list = text.core_words(title_words, brand_words | {brand} if brand else brand_words, vocab.brands)
+    core_list = text.core_words(title_words, own_brand, vocab.brands)
     # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
     # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
     idf, default_idf = vocab.idf.get, vocab.default_idf
     weights = {w: idf(w, default_idf) for w in core_list}
-    desc_words = text.leading_words(text.fold(record.description), _DESCRIPTION_WORDS)
-    desc_text = " ".join(desc_words)
+    desc_words, desc_alnum, desc_chunks = _description(record.description)
     title_codes = text.codes_of(cut.chunks, brand_words)
     codes = set(title_codes)
-    # The description's chunks are its words' own (spaces end a chunk), and a word of letters has no code.
-    codes.update(text.codes_of((c for w in desc_words if not w.isalpha() for c in text.chunks(w)), brand_words))
+    if desc_chunks:
+        codes.update(text.codes_of(desc_chunks, brand_words))
     sku = sku_key(record.sku)
     mpn = text.alnum(record.mpn) if record.mpn else None
     for extra in (mpn, sku.lower() if sku else None):
         if extra and len(extra) >= 3 and any(c.isdigit() for c in extra):
             codes.add(extra)
-    context = frozenset(itertools.chain(words, desc_words, brand_words, (brand,) if brand else ()))
     title_alnum = text.alnum_folded(title)
     attrs = text.attributes_of(cut, brand_words, title_codes)
     long_codes = tuple(c for c in title_codes if len(c) >= 4)
     measure_values: dict[str, set[str]] = {}
     for dim, value in attrs.measures:
         measure_values.setdefault(dim, set()).add(value)
-    own_brand = frozenset(brand_list) | ({brand} if brand else frozenset())
     core = frozenset(core_list)
     return Profile(
         record=record,
@@ -166,10 +164,11 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         words=words,
         word_weights=weights,
         norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
-        context=context,
+        # brand_words | {brand} is own_brand, as the brand read from the title is the given one when there is one
+        context=frozenset(itertools.chain(words, desc_words, own_brand)),
         title_codes=title_codes,
-        codes=frozenset(codes),
-        code_text=title_alnum + " " + text.alnum_folded(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
+        codes=text.frozen(codes),
+        code_text=title_alnum + " " + desc_alnum + " " + (mpn or "") + " " + (sku or "").lower(),
         code_weights={c: idf(c, default_idf) / default_idf for c in codes},
         stems=frozenset([text.code_stem(c) for c in title_codes]) if title_codes else _NONE,
         core=" ".join(core_list),
@@ -184,21 +183,41 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         sku=sku,
         gtin=record.gtin,
         long_title_codes=long_codes,
-        code_shapes=frozenset([_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()]) if long_codes else _NONE,
-        whole_numbers=frozenset([n for n in attrs.numbers if n.isdigit()]) if attrs.numbers else _NONE,
+        code_shapes=text.frozen({_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()}) if long_codes else _NONE,
+        whole_numbers=text.frozen({n for n in attrs.numbers if n.isdigit()}) if attrs.numbers else _NONE,
         measure_values={dim: frozenset(values) for dim, values in measure_values.items()},
-        stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if any(attrs) else (),
+        stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if attrs is not text.NO_ATTRIBUTES else (),
         brand_words=own_brand,
-        plain_words=core - own_brand - text.FILLER,
+        plain_words=(core - own_brand - text.FILLER) or _NONE,
     )
 
 
 @functools.lru_cache(maxsize=4096)
-def _brand(brand: str | None) -> tuple[str | None, tuple[str, ...]]:
-    """A brand's key and words: a catalog has few brands, each read again for every offer of it."""
+def _brand(brand: str | None) -> tuple[str | None, tuple[str, ...], frozenset[str]]:
+    """A brand's key, its words, and both as one set: a catalog has few brands, each read again for every offer
+    of it (and every profile of a brand shares its set)."""
     if not brand:
-        return None, ()
-    return brand_key(brand), tuple(text.words(text.fold(brand)))
+        return None, (), _NONE
+    key, words = brand_key(brand), tuple(text.words(text.fold(brand)))
+    return key, words, frozenset(words) | ({key} if key else _NONE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _with(words: frozenset[str], brand: str) -> frozenset[str]:
+    """``words | {brand}``, shared by the profiles whose titles name the same brand."""
+    return words | {brand}
+
+
+@functools.lru_cache(maxsize=1024)
+def _description(description: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """What a profile reads of a description: its first ``_DESCRIPTION_WORDS`` words, those words' letters and
+    digits (for codes of the other record), and the chunks of its words that may be codes. Cached: a vendor's
+    variants (sizes, colours, pack counts) mostly share one description, and reading it was a sixth of a profile.
+    """
+    desc_words = tuple(text.leading_words(text.fold(description), _DESCRIPTION_WORDS))
+    # The description's chunks are its words' own (spaces end a chunk), and a word of letters has no code.
+    chunks = tuple(c for w in desc_words if not w.isalpha() for c in text.chunks(w))
+    return desc_words, text.alnum_folded(" ".join(desc_words)), chunks
 
 
 def _trigrams(joined: str) -> frozenset[str]:
