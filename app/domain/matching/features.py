@@ -18,7 +18,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel
@@ -56,16 +56,48 @@ class WordEvidence:
     one_side: Mapping[str, float]
     both: Mapping[str, float]
     swaps: Mapping[str, float]  # "2007|2008", "pro|professional": a word of one title against one of the other
+    # ``swaps`` by word, both ways round: {"2007": {"2008": v}, "2008": {"2007": v}}. A pair looks up the words
+    # only one title has instead of spelling every "x|y" of them, which was a tenth of a pair's features.
+    by_word: Mapping[str, Mapping[str, float]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_word: dict[str, dict[str, float]] = {}
+        for key, value in self.swaps.items():
+            x, bar, y = key.partition("|")
+            if bar and "|" not in y and x < y:  # the spelling ``swap_keys`` looks up
+                by_word.setdefault(x, {})[y] = value
+                by_word.setdefault(y, {})[x] = value
+        object.__setattr__(self, "by_word", by_word)
 
 
 NO_EVIDENCE = WordEvidence({}, {}, {})
 
 
+_MAX_SWAPS = 64
+
+
 def swap_keys(only_a: frozenset[str], only_b: frozenset[str]) -> list[str]:
     """Word pairs (one from each title's own words), order-free: what one title says instead of the other."""
-    if len(only_a) * len(only_b) > 64:
+    if len(only_a) * len(only_b) > _MAX_SWAPS:
         return []
     return [f"{x}|{y}" if x < y else f"{y}|{x}" for x in only_a for y in only_b]
+
+
+def swap_range(only_a: frozenset[str], only_b: frozenset[str], evidence: WordEvidence) -> tuple[float, float]:
+    """The smallest and largest evidence of ``swap_keys(only_a, only_b)``, a key without any counting 0.0 (both
+    0.0 when there are no keys): what the features take of them, read through ``WordEvidence.by_word``."""
+    n = len(only_a) * len(only_b)
+    if not n or n > _MAX_SWAPS:
+        return 0.0, 0.0
+    by_word = evidence.by_word
+    found = []
+    for x in only_a:
+        row = by_word.get(x)
+        if row is not None:
+            found += [row[y] for y in only_b if y in row]
+    if len(found) < n:
+        found.append(0.0)
+    return min(found), max(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +109,7 @@ class Profile:
     title_alnum: str
     words: frozenset[str]
     word_weights: Mapping[str, float]
+    weight: float  # their sum
     norm: float
     context: frozenset[str]  # title, description (truncated), brand, sku words
     title_codes: frozenset[str]
@@ -163,6 +196,7 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         title_alnum=title_alnum,
         words=words,
         word_weights=weights,
+        weight=math.fsum(weights.values()),
         norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
         # brand_words | {brand} is own_brand, as the brand read from the title is the given one when there is one
         context=frozenset(itertools.chain(words, desc_words, own_brand)),
@@ -272,7 +306,7 @@ FEATURES = (
 
 def _covered(p: Profile, other: Profile) -> float:
     """Share of p's title weight the other record mentions anywhere (title, description, brand, SKU)."""
-    total = math.fsum(p.word_weights.values())
+    total = p.weight
     if not total:
         return _MISSING
     return math.fsum(w for word, w in p.word_weights.items() if word in other.context) / total
@@ -335,7 +369,7 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     core_union = len(a.core_words | b.core_words)
     shared_grams = len(a.grams & b.grams)
     one_side = [evidence.one_side.get(w, 0.0) for w in a.core_words ^ b.core_words]
-    swaps = [evidence.swaps.get(k, 0.0) for k in swap_keys(a.core_words - b.core_words, b.core_words - a.core_words)]
+    swap_min, swap_max = swap_range(a.core_words - b.core_words, b.core_words - a.core_words, evidence)
     both = [evidence.both.get(w, 0.0) for w in a.core_words & b.core_words]
     return [
         float(min(len(shared_codes), 3)),
@@ -378,8 +412,8 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         math.fsum(one_side),
         max(both, default=0.0),
         math.fsum(both),
-        min(swaps, default=0.0),
-        max(swaps, default=0.0),
+        swap_min,
+        swap_max,
     ]
 
 
