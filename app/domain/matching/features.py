@@ -320,8 +320,9 @@ def _mentions(p: Profile, other: Profile) -> bool:
 
 
 def _code_contained(a: Profile, b: Profile) -> bool:
-    return any(len(c) >= 4 and c in b.code_text for c in a.title_codes) or any(
-        len(c) >= 4 and c in a.code_text for c in b.title_codes
+    """A title code of 4+ characters of one record inside the other's code text."""
+    return any(map(b.code_text.__contains__, a.long_title_codes)) or any(
+        map(a.code_text.__contains__, b.long_title_codes)
     )
 
 
