@@ -12,10 +12,12 @@ from pathlib import Path
 
 import orjson
 
-from app.domain.matching import NO_OVERRIDES, OverrideChange, Overrides, default_matcher, unify_explained
+from app.domain.matching import NO_OVERRIDES, OverrideChange, Overrides, default_matcher, from_offer, unify_explained
 from app.domain.models import Offer
 from app.domain.unify import product_id
 from app.store.sqlite.catalog import SqliteCatalog
+from app.store.sqlite.matching import _RECORD, _record
+from app.store.sqlite.offers import OFFER_READ, row_to_offer
 from tests.integration.test_sqlite_catalog import T0, offer, with_vendors
 
 GTIN_A = "04006381333931"
@@ -172,3 +174,20 @@ async def test_a_store_opened_without_matching_reclusters_on_identifiers(tmp_pat
         assert assignment(again) == expected(offers)
     finally:
         again.close()
+
+
+async def test_the_candidates_record_is_the_stored_offers_record(tmp_path: Path) -> None:
+    """The unifier reads a candidate's match fields only (``_RECORD``): the record must be the one the whole
+    stored offer gives, or a pair's score would depend on which side was read back."""
+    store = await fresh(tmp_path / "c.db")
+    try:
+        await store.upsert_offers([*catalog(), offer("shop1", "n", title="Déjà Vu 2", description="x", sku="A-1")])
+        conn = sqlite3.connect(store.path)
+        whole = {
+            int(r[0]): from_offer(row_to_offer(r[1:])) for r in conn.execute(f"SELECT rowid, {OFFER_READ} FROM offers")
+        }
+        read = {int(r[0]): _record(r) for r in conn.execute(f"SELECT {_RECORD} FROM offers")}
+        conn.close()
+        assert read == whole and len(read) == len(catalog()) + 1
+    finally:
+        store.close()

@@ -18,7 +18,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel
@@ -56,16 +56,48 @@ class WordEvidence:
     one_side: Mapping[str, float]
     both: Mapping[str, float]
     swaps: Mapping[str, float]  # "2007|2008", "pro|professional": a word of one title against one of the other
+    # ``swaps`` by word, both ways round: {"2007": {"2008": v}, "2008": {"2007": v}}. A pair looks up the words
+    # only one title has instead of spelling every "x|y" of them, which was a tenth of a pair's features.
+    by_word: Mapping[str, Mapping[str, float]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_word: dict[str, dict[str, float]] = {}
+        for key, value in self.swaps.items():
+            x, bar, y = key.partition("|")
+            if bar and "|" not in y and x < y:  # the spelling ``swap_keys`` looks up
+                by_word.setdefault(x, {})[y] = value
+                by_word.setdefault(y, {})[x] = value
+        object.__setattr__(self, "by_word", by_word)
 
 
 NO_EVIDENCE = WordEvidence({}, {}, {})
 
 
+_MAX_SWAPS = 64
+
+
 def swap_keys(only_a: frozenset[str], only_b: frozenset[str]) -> list[str]:
     """Word pairs (one from each title's own words), order-free: what one title says instead of the other."""
-    if len(only_a) * len(only_b) > 64:
+    if len(only_a) * len(only_b) > _MAX_SWAPS:
         return []
     return [f"{x}|{y}" if x < y else f"{y}|{x}" for x in only_a for y in only_b]
+
+
+def swap_range(only_a: frozenset[str], only_b: frozenset[str], evidence: WordEvidence) -> tuple[float, float]:
+    """The smallest and largest evidence of ``swap_keys(only_a, only_b)``, a key without any counting 0.0 (both
+    0.0 when there are no keys): what the features take of them, read through ``WordEvidence.by_word``."""
+    n = len(only_a) * len(only_b)
+    if not n or n > _MAX_SWAPS:
+        return 0.0, 0.0
+    by_word = evidence.by_word
+    found = []
+    for x in only_a:
+        row = by_word.get(x)
+        if row is not None:
+            found += [row[y] for y in only_b if y in row]
+    if len(found) < n:
+        found.append(0.0)
+    return min(found), max(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +109,7 @@ class Profile:
     title_alnum: str
     words: frozenset[str]
     word_weights: Mapping[str, float]
+    weight: float  # their sum
     norm: float
     context: frozenset[str]  # title, description (truncated), brand, sku words
     title_codes: frozenset[str]
@@ -128,36 +161,34 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
     only the first ``_DESCRIPTION_WORDS`` of a description are read."""
     title = text.plus_words(text.fold(record.title))
     cut = text.split(title)
-    given, brand_list = _brand(record.brand)
+    given, brand_list, brand_words = _brand(record.brand)
     brand = given or text.infer_brand_of(cut.plain, vocab.brands)
-    brand_words = frozenset(brand_list) | ({given} if given else frozenset())
+    # The brand's own words and key, with the brand read from the title when none was given.
+    own_brand = brand_words if brand == given or not brand else _with(brand_words, brand)
     head = brand_list[0] if brand_list and len(brand_list[0]) >= 2 else brand
     title_words = text.words_of(cut)
     words = frozenset(title_words)
-    core_list = text.core_words(title_words, brand_words | {brand} if brand else brand_words, vocab.brands)
+    core_list = text.core_words(title_words, own_brand, vocab.brands)
     # Weights of the core words only: a brand the vocabulary never saw would otherwise weigh most, and make
     # "Annibale Colombo Bed" and "Annibale Colombo Sofa" look alike.
     idf, default_idf = vocab.idf.get, vocab.default_idf
     weights = {w: idf(w, default_idf) for w in core_list}
-    desc_words = text.leading_words(text.fold(record.description), _DESCRIPTION_WORDS)
-    desc_text = " ".join(desc_words)
+    desc_words, desc_alnum, desc_chunks = _description(record.description)
     title_codes = text.codes_of(cut.chunks, brand_words)
     codes = set(title_codes)
-    # The description's chunks are its words' own (spaces end a chunk), and a word of letters has no code.
-    codes.update(text.codes_of((c for w in desc_words if not w.isalpha() for c in text.chunks(w)), brand_words))
+    if desc_chunks:
+        codes.update(text.codes_of(desc_chunks, brand_words))
     sku = sku_key(record.sku)
     mpn = text.alnum(record.mpn) if record.mpn else None
     for extra in (mpn, sku.lower() if sku else None):
         if extra and len(extra) >= 3 and any(c.isdigit() for c in extra):
             codes.add(extra)
-    context = frozenset(itertools.chain(words, desc_words, brand_words, (brand,) if brand else ()))
     title_alnum = text.alnum_folded(title)
     attrs = text.attributes_of(cut, brand_words, title_codes)
     long_codes = tuple(c for c in title_codes if len(c) >= 4)
     measure_values: dict[str, set[str]] = {}
     for dim, value in attrs.measures:
         measure_values.setdefault(dim, set()).add(value)
-    own_brand = frozenset(brand_list) | ({brand} if brand else frozenset())
     core = frozenset(core_list)
     return Profile(
         record=record,
@@ -165,11 +196,13 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         title_alnum=title_alnum,
         words=words,
         word_weights=weights,
+        weight=math.fsum(weights.values()),
         norm=math.sqrt(math.fsum(v * v for v in weights.values())) or 1.0,
-        context=context,
+        # brand_words | {brand} is own_brand, as the brand read from the title is the given one when there is one
+        context=frozenset(itertools.chain(words, desc_words, own_brand)),
         title_codes=title_codes,
-        codes=frozenset(codes),
-        code_text=title_alnum + " " + text.alnum_folded(desc_text) + " " + (mpn or "") + " " + (sku or "").lower(),
+        codes=text.frozen(codes),
+        code_text=title_alnum + " " + desc_alnum + " " + (mpn or "") + " " + (sku or "").lower(),
         code_weights={c: idf(c, default_idf) / default_idf for c in codes},
         stems=frozenset([text.code_stem(c) for c in title_codes]) if title_codes else _NONE,
         core=" ".join(core_list),
@@ -184,21 +217,41 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         sku=sku,
         gtin=record.gtin,
         long_title_codes=long_codes,
-        code_shapes=frozenset([_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()]) if long_codes else _NONE,
-        whole_numbers=frozenset([n for n in attrs.numbers if n.isdigit()]) if attrs.numbers else _NONE,
+        code_shapes=text.frozen({_DIGIT.sub("#", c) for c in long_codes if not c.isdigit()}) if long_codes else _NONE,
+        whole_numbers=text.frozen({n for n in attrs.numbers if n.isdigit()}) if attrs.numbers else _NONE,
         measure_values={dim: frozenset(values) for dim, values in measure_values.items()},
-        stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if any(attrs) else (),
+        stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if attrs is not text.NO_ATTRIBUTES else (),
         brand_words=own_brand,
-        plain_words=core - own_brand - text.FILLER,
+        plain_words=(core - own_brand - text.FILLER) or _NONE,
     )
 
 
 @functools.lru_cache(maxsize=4096)
-def _brand(brand: str | None) -> tuple[str | None, tuple[str, ...]]:
-    """A brand's key and words: a catalog has few brands, each read again for every offer of it."""
+def _brand(brand: str | None) -> tuple[str | None, tuple[str, ...], frozenset[str]]:
+    """A brand's key, its words, and both as one set: a catalog has few brands, each read again for every offer
+    of it (and every profile of a brand shares its set)."""
     if not brand:
-        return None, ()
-    return brand_key(brand), tuple(text.words(text.fold(brand)))
+        return None, (), _NONE
+    key, words = brand_key(brand), tuple(text.words(text.fold(brand)))
+    return key, words, frozenset(words) | ({key} if key else _NONE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _with(words: frozenset[str], brand: str) -> frozenset[str]:
+    """``words | {brand}``, shared by the profiles whose titles name the same brand."""
+    return words | {brand}
+
+
+@functools.lru_cache(maxsize=1024)
+def _description(description: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    """What a profile reads of a description: its first ``_DESCRIPTION_WORDS`` words, those words' letters and
+    digits (for codes of the other record), and the chunks of its words that may be codes. Cached: a vendor's
+    variants (sizes, colours, pack counts) mostly share one description, and reading it was a sixth of a profile.
+    """
+    desc_words = tuple(text.leading_words(text.fold(description), _DESCRIPTION_WORDS))
+    # The description's chunks are its words' own (spaces end a chunk), and a word of letters has no code.
+    chunks = tuple(c for w in desc_words if not w.isalpha() for c in text.chunks(w))
+    return desc_words, text.alnum_folded(" ".join(desc_words)), chunks
 
 
 def _trigrams(joined: str) -> frozenset[str]:
@@ -253,7 +306,7 @@ FEATURES = (
 
 def _covered(p: Profile, other: Profile) -> float:
     """Share of p's title weight the other record mentions anywhere (title, description, brand, SKU)."""
-    total = math.fsum(p.word_weights.values())
+    total = p.weight
     if not total:
         return _MISSING
     return math.fsum(w for word, w in p.word_weights.items() if word in other.context) / total
@@ -267,8 +320,9 @@ def _mentions(p: Profile, other: Profile) -> bool:
 
 
 def _code_contained(a: Profile, b: Profile) -> bool:
-    return any(len(c) >= 4 and c in b.code_text for c in a.title_codes) or any(
-        len(c) >= 4 and c in a.code_text for c in b.title_codes
+    """A title code of 4+ characters of one record inside the other's code text."""
+    return any(map(b.code_text.__contains__, a.long_title_codes)) or any(
+        map(a.code_text.__contains__, b.long_title_codes)
     )
 
 
@@ -316,7 +370,7 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
     core_union = len(a.core_words | b.core_words)
     shared_grams = len(a.grams & b.grams)
     one_side = [evidence.one_side.get(w, 0.0) for w in a.core_words ^ b.core_words]
-    swaps = [evidence.swaps.get(k, 0.0) for k in swap_keys(a.core_words - b.core_words, b.core_words - a.core_words)]
+    swap_min, swap_max = swap_range(a.core_words - b.core_words, b.core_words - a.core_words, evidence)
     both = [evidence.both.get(w, 0.0) for w in a.core_words & b.core_words]
     return [
         float(min(len(shared_codes), 3)),
@@ -359,8 +413,8 @@ def pair_features(a: Profile, b: Profile, evidence: WordEvidence = NO_EVIDENCE) 
         math.fsum(one_side),
         max(both, default=0.0),
         math.fsum(both),
-        min(swaps, default=0.0),
-        max(swaps, default=0.0),
+        swap_min,
+        swap_max,
     ]
 
 

@@ -22,6 +22,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -72,6 +73,26 @@ def _row(r: tuple[Any, ...]) -> _Row:
     return _Row(int(r[0]), (str(r[1]), str(r[2])), r[3], r[4], str(r[5]))
 
 
+# What the matcher reads of a stored offer (``from_offer`` of ``row_to_offer``, without decoding the columns it
+# does not read: images, timestamps, availability), after its rowid and key.
+_RECORD = "rowid, vendor_id, vendor_product_id, title, description, brand, category, price, currency, sku, gtin"
+
+
+def _record(r: tuple[Any, ...]) -> MatchRecord:
+    """The record of a row selected with ``_RECORD``: what ``from_offer(row_to_offer(row))`` gives."""
+    return MatchRecord(
+        title=r[3],
+        description=r[4],
+        brand=r[5],
+        category=r[6],
+        price=Decimal(r[7]),
+        currency=r[8],
+        sku=r[9],
+        mpn=None,
+        gtin=r[10],
+    )
+
+
 def default_key(gtin: str | None, mk: str | None, key: OfferKey) -> str:
     """The key an offer names on its own (``unify.key_for`` with no linked GTINs)."""
     if gtin:
@@ -109,7 +130,7 @@ class StoreUnifier:
             return
         records = {key: from_offer(o) for key, o in written.items()}
         hashes = {key: sorted({_hash(b) for b in matcher.blocking_keys(rec)}) for key, rec in records.items()}
-        stored: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        stored: dict[int, list[int]] = defaultdict(list)
         by_vendor: dict[str, set[int]] = defaultdict(set)
         for key, hs in hashes.items():
             by_vendor[key[0]].update(hs)
@@ -118,40 +139,24 @@ class StoreUnifier:
             # shop's clones, sizes, colours) costs nothing to skip, where one range would read them all.
             for chunk in chunks(sorted(wanted)):
                 for op in ("<", ">"):
-                    for k, offer, vendor in conn.execute(
-                        f"SELECT k, offer, vendor_id FROM match_keys "
-                        f"WHERE k IN ({marks(len(chunk))}) AND vendor_id {op} ?",
+                    for k, offer in conn.execute(
+                        f"SELECT k, offer FROM match_keys WHERE k IN ({marks(len(chunk))}) AND vendor_id {op} ?",
                         (*chunk, vendor_id),
                     ):
-                        stored[k].append((offer, vendor))
+                        stored[k].append(offer)
+        # In key order: the index's B-tree takes sorted rows for a fraction of the page writes of random ones.
         conn.executemany(
             "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
-            [(h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs],
+            sorted((h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs),
         )
-        # Pairs of other vendors sharing a key: with stored offers, and within this batch (each pair once).
-        pairs: set[tuple[int, int]] = set()
-        in_batch: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        for key, hs in hashes.items():
-            me, mine = rowids[key], key[0]
-            others: set[int] = set()
-            for h in hs:
-                others.update(other for other, _ in stored.get(h, ()))  # other vendors' only (the lookup)
-                others.update(other for other, vendor in in_batch[h] if vendor != mine)
-                in_batch[h].append((me, mine))
-            others.discard(me)
-            pairs.update((min(me, other), max(me, other)) for other in others)
+        pairs = _pairs(hashes, rowids, stored)
         if not pairs:
             return
         by_rowid: dict[int, tuple[OfferKey, MatchRecord]] = {rowids[k]: (k, r) for k, r in records.items()}
         missing = sorted({x for pair in pairs for x in pair if x not in by_rowid})
-        from app.store.sqlite.offers import OFFER_READ, row_to_offer  # the writer imports this module
-
         for chunk in chunks(missing):
-            for row in conn.execute(
-                f"SELECT rowid, {OFFER_READ} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk
-            ):
-                offer = row_to_offer(row[1:])
-                by_rowid[int(row[0])] = (offer.key, from_offer(offer))
+            for row in conn.execute(f"SELECT {_RECORD} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk):
+                by_rowid[int(row[0])] = ((row[1], row[2]), _record(row))
         edges = []
         for x, y in sorted(pairs):
             (kx, rx), (ky, ry) = by_rowid[x], by_rowid[y]
@@ -338,14 +343,11 @@ class StoreUnifier:
     def _records(
         conn: sqlite3.Connection, rows: Mapping[int, _Row], known: Mapping[OfferKey, Offer]
     ) -> dict[OfferKey, MatchRecord]:
-        from app.store.sqlite.offers import OFFER_READ, row_to_offer
-
         out = {r.key: from_offer(known[r.key]) for r in rows.values() if r.key in known}
         missing = sorted(r.rowid for r in rows.values() if r.key not in known)
         for chunk in chunks(missing):
-            for row in conn.execute(f"SELECT {OFFER_READ} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk):
-                offer = row_to_offer(row)
-                out[offer.key] = from_offer(offer)
+            for row in conn.execute(f"SELECT {_RECORD} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk):
+                out[(row[1], row[2])] = _record(row)
         return out
 
     # -- whole catalog -----------------------------------------------------------------------------------------
@@ -375,6 +377,36 @@ class StoreUnifier:
         self.index(conn, batch, rowids)
         conn.execute(f"UPDATE meta SET value = ? WHERE key = '{_MODEL_META}'", (version,))
         return products
+
+
+def _pairs(
+    hashes: Mapping[OfferKey, list[int]], rowids: Mapping[OfferKey, int], stored: Mapping[int, list[int]]
+) -> set[tuple[int, int]]:
+    """Pairs of other vendors sharing a key: the written offers with stored ones (``stored``: the other vendors'
+    offers under each key, as the lookup found them), and with each other (each pair once, smaller rowid first).
+
+    The batch's offers under a key are kept by vendor: a page of one vendor's look-alikes shares keys, and
+    filtering them one by one made this quadratic in the page."""
+    pairs: set[tuple[int, int]] = set()
+    in_batch: dict[int, dict[str, list[int]]] = {}
+    for key, hs in hashes.items():
+        me, mine = rowids[key], key[0]
+        others: set[int] = set()
+        for h in hs:
+            found = stored.get(h)
+            if found is not None:
+                others.update(found)
+            members = in_batch.get(h)
+            if members is None:
+                in_batch[h] = {mine: [me]}
+                continue
+            for vendor, ids in members.items():
+                if vendor != mine:
+                    others.update(ids)
+            members.setdefault(mine, []).append(me)
+        others.discard(me)
+        pairs.update((me, other) if me < other else (other, me) for other in others)
+    return pairs
 
 
 def store_override(conn: sqlite3.Connection, change: OverrideChange, at: str) -> list[OfferKey]:
