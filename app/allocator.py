@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from typing import Any
 
@@ -21,14 +22,20 @@ log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # <malloc.h>
 
 
-def _libc_function(name: str) -> Any | None:
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """Found once: ``find_library`` runs ``ldconfig`` in a subprocess, and the trim runs at every sync's end."""
     library = ctypes.util.find_library("c")
     if library is None:
         return None
     try:
-        return getattr(ctypes.CDLL(library), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(library)
+    except OSError:
         return None
+
+
+def _libc_function(name: str) -> Any | None:
+    return getattr(_libc(), name, None)
 
 
 def limit_malloc_arenas(arenas: int) -> bool:

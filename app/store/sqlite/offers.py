@@ -38,9 +38,9 @@ from app.domain.money import Rates
 from app.domain.normalize import brand_key
 from app.domain.queries import StoredImage, UpsertResult
 from app.domain.unify import build_product, key_for, match_key, product_id
-from app.store.sqlite.connection import chunks, dt, insert_rows, marks, next_seq, value_lists
+from app.store.sqlite.connection import chunks, dt, insert_rows, marks, next_seq
 from app.store.sqlite.matching import StoreUnifier, read_why
-from app.store.sqlite.ordering import Stored, observed_before
+from app.store.sqlite.ordering import Stored, observed_before, touch_fetched
 from app.store.sqlite.transaction import immediate
 
 _OFFER_COLUMNS = (
@@ -198,7 +198,7 @@ class OfferWriter:
             else:
                 changed.append((o, h))
         if touched:
-            _touch_fetched(conn, touched)
+            touch_fetched(conn, touched)
         if not changed:
             return UpsertResult(unchanged=len(touched))
 
@@ -593,18 +593,6 @@ def _replace_pairs(
         conn.executemany(f"DELETE FROM {table} WHERE {column} = ? AND product_id = ?", sorted(have - want))
     if want - have:
         conn.executemany(f"INSERT INTO {table} ({column}, product_id) VALUES (?, ?)", sorted(want - have))
-
-
-def _touch_fetched(conn: sqlite3.Connection, rows: Sequence[tuple[str | None, str, str]]) -> None:
-    """``UPDATE offers SET fetched_at`` for many (fetched_at, vendor_id, vendor_product_id), in multi-row
-    statements for the reason ``insert_rows`` gives (replication's triggers on ``offers``); each row is found by
-    the offer's unique key, so the cost follows the rows given, not the catalog. Keys must be distinct."""
-    for values, params in value_lists(conn, 3, rows):
-        conn.execute(
-            f"UPDATE offers SET fetched_at = v.column1 FROM (VALUES {values}) AS v "
-            f"WHERE offers.vendor_id = v.column2 AND offers.vendor_product_id = v.column3",
-            params,
-        )
 
 
 def _fts_remove(conn: sqlite3.Connection, pids: Sequence[str]) -> None:

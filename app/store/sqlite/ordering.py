@@ -22,11 +22,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 from app.domain.documents import iso
 from app.domain.models import Offer
-from app.store.sqlite.connection import chunks, dt, marks
+from app.store.sqlite.connection import chunks, dt, marks, value_lists
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,18 @@ def newer_only(conn: sqlite3.Connection, batch: list[Offer], stored: Stored | No
     if not older:
         return batch
     if seen:
-        conn.executemany("UPDATE offers SET fetched_at = ? WHERE vendor_id = ? AND vendor_product_id = ?", seen)
+        touch_fetched(conn, seen)
     log.info("dropped %d offer update(s) older than the stored version", len(older))
     return [o for o in batch if o.key not in older]
+
+
+def touch_fetched(conn: sqlite3.Connection, rows: Sequence[tuple[str | None, str, str]]) -> None:
+    """``UPDATE offers SET fetched_at`` for many (fetched_at, vendor_id, vendor_product_id), in multi-row
+    statements for the reason ``insert_rows`` gives (replication's triggers on ``offers``); each row is found by
+    the offer's unique key, so the cost follows the rows given, not the catalog. Keys must be distinct."""
+    for values, params in value_lists(conn, 3, rows):
+        conn.execute(
+            f"UPDATE offers SET fetched_at = v.column1 FROM (VALUES {values}) AS v "
+            f"WHERE offers.vendor_id = v.column2 AND offers.vendor_product_id = v.column3",
+            params,
+        )
