@@ -167,24 +167,11 @@ class OfferWriter:
         # None: identifiers and overrides alone decide (CATALOG_MATCHING=false).
         self.unifier = StoreUnifier(matcher)
 
-    def upsert(self, conn: sqlite3.Connection, batch: list[Offer], existing: Stored | None = None) -> UpsertResult:
+    def upsert(self, conn: sqlite3.Connection, batch: list[Offer], existing: Stored) -> UpsertResult:
         """Write offers (one per key: see ``unique``), re-unify and rebuild what they touch. ``existing``: the
-        stored rows of these offers when the caller read them already (``ordering.newer_only``)."""
+        stored rows of these offers, as the ordering guard read them (``ordering.newer_only``)."""
         if not batch:
             return UpsertResult()
-        if existing is None:
-            existing = {}
-            by_vendor: dict[str, list[str]] = defaultdict(list)
-            for o in batch:
-                by_vendor[o.vendor_id].append(o.vendor_product_id)
-            for vendor_id, ids in by_vendor.items():
-                for chunk in chunks(ids):
-                    for vpid, h, pid, mk in conn.execute(
-                        f"SELECT vendor_product_id, content_hash, product_id, match_key FROM offers "
-                        f"WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
-                        (vendor_id, *chunk),
-                    ):
-                        existing[(vendor_id, vpid)] = (h, pid, mk)
 
         touched: list[tuple[str | None, str, str]] = []
         changed: list[tuple[Offer, bytes]] = []

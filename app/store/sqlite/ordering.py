@@ -44,11 +44,11 @@ def observed_before(offer: Offer, vendor_updated_at: datetime | None, fetched_at
 Stored = dict[tuple[str, str], tuple[bytes, str, str | None]]
 
 
-def newer_only(conn: sqlite3.Connection, batch: list[Offer], stored: Stored | None = None) -> list[Offer]:
+def newer_only(conn: sqlite3.Connection, batch: list[Offer], stored: Stored) -> list[Offer]:
     """``batch`` without the offers older than what is stored (read inside the caller's write transaction).
 
-    ``stored``, when given, receives the rows read (``Stored``): the writer looks them up next, and reading the
-    same rows a second time was one more lookup per offer.
+    ``stored`` receives the rows read (``Stored``): the writer looks them up next, and reading the same rows a
+    second time was one more lookup per offer.
     """
     incoming: dict[str, dict[str, Offer]] = defaultdict(dict)
     for offer in batch:
@@ -62,8 +62,7 @@ def newer_only(conn: sqlite3.Connection, batch: list[Offer], stored: Stored | No
                 f"FROM offers WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
                 (vendor_id, *chunk),
             ):
-                if stored is not None:
-                    stored[(vendor_id, vpid)] = (content_hash, product_id, mk)
+                stored[(vendor_id, vpid)] = (content_hash, product_id, mk)
                 offer = offers[vpid]
                 stored_fetch = datetime.fromisoformat(fetched)
                 if observed_before(offer, dt(vendor_at), stored_fetch):
