@@ -136,10 +136,12 @@ def _register_unsynced(api: httpx.Client, sim: str, vendor_id: str, port: int) -
 
 
 @contextlib.contextmanager
-def running(runtime: str, sims_command: list[str], log_dir: Path) -> Iterator[str]:
+def running(
+    runtime: str, sims_command: list[str], log_dir: Path, settings: dict[str, str] | None = None
+) -> Iterator[str]:
     """The simulators (``sims_command``, their own process) and an API node of ``runtime`` over loopback, with what
     it needs (kafka: a Tansu broker and the Flink job, each its own process); yields the node's URL once it answers.
-    The caller waits for its simulators itself."""
+    The caller waits for its simulators itself. ``settings``: more of the node's environment (``--env``)."""
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
     env.update(
@@ -160,6 +162,7 @@ def running(runtime: str, sims_command: list[str], log_dir: Path) -> Iterator[st
         "CATALOG_SCHEDULER_ENABLED": "false",
         "CATALOG_RATE_LIMIT_MISSES_PER_MIN": "0",
         "CATALOG_LOG_LEVEL": "warning",
+        **(settings or {}),
     }
     api_cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(api_port), "--log-level", "warning"]
     with contextlib.ExitStack() as stack:
@@ -191,10 +194,12 @@ def running(runtime: str, sims_command: list[str], log_dir: Path) -> Iterator[st
         yield node
 
 
-def run_runtime(runtime: str, size: int, samples: int, log_dir: Path) -> dict[str, Any]:
+def run_runtime(
+    runtime: str, size: int, samples: int, log_dir: Path, settings: dict[str, str] | None = None
+) -> dict[str, Any]:
     ports = {v: free_port() for v in VENDORS}
     sims = {v: f"http://127.0.0.1:{ports[v]}" for v in VENDORS}
-    with running(runtime, _sims_command(size, ports), log_dir) as node:
+    with running(runtime, _sims_command(size, ports), log_dir, settings) as node:
         for v in VENDORS:
             wait_http(f"{sims[v]}/products?limit=1", timeout_s=300)
         with httpx.Client(base_url=node, timeout=30) as api:
@@ -240,10 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--runtime", choices=["embedded", "kafka", "both"], default="both")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the API node, e.g. CATALOG_BULK_WRITE_SLICE_MS=30 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.env)
     log_dir, runtimes = _start_table("bench-lanes-", args.runtime)
+    if settings:
+        print(f"node settings: {settings}")
     for runtime in runtimes:
-        r = run_runtime(runtime, args.size, args.samples, log_dir)
+        r = run_runtime(runtime, args.size, args.samples, log_dir, settings)
         target = 50 if runtime == "embedded" else 150
         ms = 1000
         for phase, label in (("idle", "idle"), ("same", "same vendor syncing"), ("other", "other vendor syncing")):

@@ -23,6 +23,8 @@ class Lane(StrEnum):
 
 
 _current: ContextVar[Lane] = ContextVar("catalog_lane", default=Lane.INTERACTIVE)
+#: True inside ``InteractiveWork.running`` (and not ``away``): this task is one of the counted interactive jobs.
+_counted: ContextVar[bool] = ContextVar("catalog_interactive_counted", default=False)
 
 
 def current_lane() -> Lane:
@@ -47,6 +49,8 @@ class InteractiveWork:
     a 30k sync running, a miss took 95 ms at the median and 213 ms at p95 against 6 ms idle. A sync that pauses at
     its natural steps (before a page, between items it maps, between the writer's parts) while a miss runs lets the
     miss have the process; each pause is bounded, so a steady stream of misses slows a sync but never stops it.
+    A miss that waits long for its vendor stops counting meanwhile (``away``): a vendor answering in 9 s would
+    otherwise hold every sync back for 9 s at each of its steps.
     """
 
     def __init__(self, max_pause_s: float = 0.05) -> None:
@@ -59,16 +63,51 @@ class InteractiveWork:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        with self._lock:
-            self._running += 1
-            self._quiet.clear()
+        self._enter()
+        token = _counted.set(True)
         try:
             yield
         finally:
-            with self._lock:
-                self._running -= 1
-                if not self._running:
-                    self._quiet.set()
+            _counted.reset(token)
+            self._leave()
+
+    @contextlib.contextmanager
+    def away(self, after_s: float = 0.0) -> Iterator[None]:
+        """Inside ``running``, on the event loop: the block waits on something outside the process (the vendor's
+        answer), so once it has waited ``after_s`` it no longer counts, until it ends. A vendor answering within
+        ``after_s`` changes nothing (the sync steps aside for the whole miss, which then is fastest); a slow one
+        no longer holds every sync back for as long as it takes. Anywhere else (bulk work, a task never counted)
+        it changes nothing."""
+        if not _counted.get():
+            yield
+            return
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            left = True
+            self._leave()
+
+        handle = asyncio.get_running_loop().call_later(after_s, leave)
+        token = _counted.set(False)
+        try:
+            yield
+        finally:
+            handle.cancel()
+            _counted.reset(token)
+            if left:
+                self._enter()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._running += 1
+            self._quiet.clear()
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if not self._running:
+                self._quiet.set()
 
     @property
     def quiet(self) -> bool:

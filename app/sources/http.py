@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import orjson
 
+from app.domain.lanes import interactive_work
 from app.errors import (
     VendorAddressRefused,
     VendorAuthError,
@@ -40,6 +41,10 @@ from app.errors import (
 )
 from app.sources.limiter import LaneLimiter
 from app.sources.safety import GuardedTransport, OutboundPolicy
+
+#: How long a shopper's vendor call may keep bulk work stepping aside (``InteractiveWork.away``): longer than a
+#: healthy vendor's answer (1-50 ms), so a miss stays as fast as it was, short against a slow vendor's seconds.
+AWAY_AFTER_S = 0.1
 
 logger = logging.getLogger(__name__)
 
@@ -387,6 +392,21 @@ class VendorHttp:
         self, url: str, params: QueryParams | None, headers: Mapping[str, str], *, wait_turn: bool = True
     ) -> tuple[Any, httpx.Response]:
         details: dict[str, Any] = {"path": path_of(url)}
+        # The vendor's turn and its answer are waits outside the process: a shopper's miss that waits long does not
+        # hold bulk work back meanwhile (``interactive_work.away``); it counts again for the mapping and the write.
+        with interactive_work.away(AWAY_AFTER_S):
+            response, body = await self._exchange(url, params, headers, details, wait_turn=wait_turn)
+        return self._handle(response, body, details)
+
+    async def _exchange(
+        self,
+        url: str,
+        params: QueryParams | None,
+        headers: Mapping[str, str],
+        details: dict[str, Any],
+        *,
+        wait_turn: bool,
+    ) -> tuple[httpx.Response, bytes]:
         async with self._semaphore:
             if wait_turn:
                 pause = self._resume_at - self._clock()
@@ -419,7 +439,7 @@ class VendorHttp:
             except httpx.TransportError as exc:
                 self.stats.transport_errors += 1
                 raise _Retry(VendorError(f"vendor unreachable ({type(exc).__name__})", details=details)) from exc
-        return self._handle(response, body, details)
+        return response, body
 
     async def _read(self, response: httpx.Response, details: dict[str, Any]) -> bytes:
         """The body, streamed and counted on the wire and unpacked; an error answer only up to its excerpt."""

@@ -411,3 +411,55 @@ async def test_a_rebuild_keeps_product_vendors_and_lead_images_exact(store: Sqli
     assert pairs() == expected() and len(stored_products(store)) == 2
     await store.delete_offers_of("a", "1")
     assert pairs() == expected()
+
+
+def counted(store: SqliteCatalog, vendor_id: str) -> tuple[int, int]:
+    """The vendor's offers and products, counted from the rows themselves."""
+    conn = sqlite3.connect(store.path)
+    (offers,) = conn.execute("SELECT count(*) FROM offers WHERE vendor_id = ?", (vendor_id,)).fetchone()
+    (products,) = conn.execute("SELECT count(*) FROM product_vendors WHERE vendor_id = ?", (vendor_id,)).fetchone()
+    conn.close()
+    return offers, products
+
+
+def status_counts(store: SqliteCatalog, vendor_id: str) -> tuple[int, int]:
+    s = store.vendor_status(vendor_id)
+    return s.offers, s.products
+
+
+async def test_vendor_status_counts_follow_every_write_without_counting_rows(store: SqliteCatalog) -> None:
+    await with_vendors(store, "a", "b")
+    await store.upsert_offers([offer("a", str(i), sku=f"S{i}") for i in range(6)])
+    # Two of b's offers join a's products (shared barcodes), one is its own.
+    await store.upsert_offers([offer("a", "g0", gtin=GTINS[0]), offer("a", "g1", gtin=GTINS[1])])
+    await store.upsert_offers(
+        [offer("b", "x0", gtin=GTINS[0]), offer("b", "x1", gtin=GTINS[1]), offer("b", "own", title="Other")]
+    )
+    assert status_counts(store, "a") == counted(store, "a") == (8, 8)
+    assert status_counts(store, "b") == counted(store, "b") == (3, 3)
+    await store.delete_offers_of("a", "g0")
+    assert status_counts(store, "a") == counted(store, "a") == (7, 7)
+    assert status_counts(store, "b") == counted(store, "b") == (3, 3)
+    await store.delete_vendor("b")
+    assert status_counts(store, "a") == counted(store, "a") == (7, 7)
+    await store.add_vendor(vendor("b"))  # the same id again starts from nothing
+    assert status_counts(store, "b") == (0, 0)
+
+
+async def test_a_file_from_before_the_counts_gets_them_from_its_rows(store: SqliteCatalog) -> None:
+    await with_vendors(store, "a")
+    await store.upsert_offers([offer("a", str(i), sku=f"S{i}") for i in range(4)])
+    store.close()
+    conn = sqlite3.connect(store.path)  # as the file was before 0012_vendor_counts.sql
+    for trigger in ("offer_in", "offer_out", "product_in", "product_out"):
+        conn.execute(f"DROP TRIGGER vendor_counts_{trigger}")
+    conn.execute("DROP TABLE vendor_counts")
+    conn.execute("DELETE FROM schema_migrations WHERE name = '0012_vendor_counts.sql'")
+    conn.commit()
+    conn.close()
+    again = SqliteCatalog(store.path)
+    again.open()
+    try:
+        assert status_counts(again, "a") == (4, 4)
+    finally:
+        again.close()

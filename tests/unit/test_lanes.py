@@ -210,3 +210,29 @@ def test_the_writer_runs_interactive_writes_while_it_steps_aside() -> None:
     with work.running():
         work.step_aside(lambda: calls.append(None))
     assert calls  # what arrived meanwhile (the miss's own write) was not left waiting for the pause to end
+
+
+async def test_a_miss_waiting_long_on_its_vendor_stops_holding_bulk_work_back_until_it_ends() -> None:
+    work = InteractiveWork()
+    with work.running():
+        with work.away(0.02):
+            assert not work.quiet  # a vendor answering within 20 ms: the sync keeps stepping aside
+            await asyncio.sleep(0.06)
+            assert work.quiet  # waited longer: bulk work goes on meanwhile
+        assert not work.quiet  # the answer is back: mapping and writing count again
+    assert work.quiet
+
+
+async def test_a_fast_vendor_answer_leaves_the_count_as_it_was_and_bulk_work_is_never_counted() -> None:
+    work = InteractiveWork()
+    with work.running():
+        with work.away(0.5):
+            await asyncio.sleep(0.01)
+        assert not work.quiet
+        await asyncio.sleep(0.6)  # the timer was cancelled with the block: nothing leaves later
+        assert not work.quiet
+    assert work.quiet
+    with work.away(0.0):  # outside ``running`` (a sync's page): nothing to leave
+        await asyncio.sleep(0.01)
+        assert work.quiet
+    assert work.quiet

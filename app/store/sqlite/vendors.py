@@ -145,8 +145,8 @@ def status(conn: sqlite3.Connection, vendor_id: str) -> VendorSyncStatus:
     ).fetchone()
     if row is None:
         raise _missing(vendor_id)
-    (offers,) = conn.execute("SELECT count(*) FROM offers WHERE vendor_id = ?", (vendor_id,)).fetchone()
-    (products,) = conn.execute("SELECT count(*) FROM product_vendors WHERE vendor_id = ?", (vendor_id,)).fetchone()
+    counted = conn.execute("SELECT offers, products FROM vendor_counts WHERE vendor_id = ?", (vendor_id,)).fetchone()
+    offers, products = counted if counted is not None else (0, 0)  # kept by triggers (0012_vendor_counts.sql)
     return VendorSyncStatus(
         state=row[0],
         started_at=dt(row[1]),
