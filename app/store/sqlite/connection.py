@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from app.domain.lanes import Lane, current_lane, interactive_work
 from app.observability import Metric
+from app.store.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from app.store.sqlite.transaction import immediate
 from app.store.sqlite.writer import PriorityWriter
 
@@ -109,6 +110,7 @@ class Connections:
         self._busy_timeout_s = busy_timeout_s
         self._cache_mb = cache_mb
         self._writer: PriorityWriter | None = None
+        self._checkpointer: Checkpointer | None = None
         self._w: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -131,6 +133,8 @@ class Connections:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = PriorityWriter()
         self._writer.submit(lambda: self._open_writer(prepare)).result()
+        self._checkpointer = Checkpointer(lambda: self._connect(2))
+        self._checkpointer.start()
 
     def _connect(self, cache_mb: int | None = None, *, read_only: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
@@ -147,8 +151,8 @@ class Connections:
         # list scans touch fewer pages. Only takes effect on a new file (WAL fixes the page size).
         conn.execute("PRAGMA page_size = 8192")
         conn.execute("PRAGMA journal_mode = WAL")
-        # Checkpoints fsync; on bulk ingests the default (every 1000 pages) made them a third of the write time.
-        conn.execute("PRAGMA wal_autocheckpoint = 5000")
+        # Checkpoints run on their own thread (``checkpoint``); the writer's own is only a backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         conn.execute("PRAGMA synchronous = NORMAL")
         prepare(conn)
         self._w = conn
@@ -167,6 +171,9 @@ class Connections:
             return (id(conn), conn.execute("PRAGMA data_version").fetchone()[0])
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._writer is not None:
             if self._w is not None:
                 w = self._w
@@ -248,7 +255,8 @@ class Connections:
         return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))
 
     def metrics(self) -> list[Metric]:
-        return self._writer.metrics() if self._writer is not None else []
+        out = self._writer.metrics() if self._writer is not None else []
+        return out + (self._checkpointer.metrics() if self._checkpointer is not None else [])
 
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._w
