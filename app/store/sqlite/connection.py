@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from app.domain.lanes import Lane, current_lane, interactive_work
 from app.observability import Metric
-from app.store.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
+from app.store.sqlite.checkpoint import WRITER_PAGES, Checkpointer
 from app.store.sqlite.transaction import immediate
 from app.store.sqlite.writer import PriorityWriter
 
@@ -151,8 +151,8 @@ class Connections:
         # list scans touch fewer pages. Only takes effect on a new file (WAL fixes the page size).
         conn.execute("PRAGMA page_size = 8192")
         conn.execute("PRAGMA journal_mode = WAL")
-        # Checkpoints run on their own thread (``checkpoint``); the writer's own is only a backstop.
-        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        # Checkpoints mostly run on their own thread (``checkpoint``); the writer's own finishes them, the log restarts.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_PAGES}")
         conn.execute("PRAGMA synchronous = NORMAL")
         prepare(conn)
         self._w = conn
