@@ -3,9 +3,9 @@
 Why: with SQLite's automatic checkpoints, the commit that crosses the WAL's page threshold copies the whole log into
 the database file and fsyncs it, on the writer thread, inside the write. During a sync that is ~100 ms every few
 seconds, and a shopper's miss whose write comes next waits for it (the interactive lane's wait for the writer
-averaged 20 ms per write with a 30k sync running). A ``PASSIVE`` checkpoint on another connection copies the log
-without taking the writer's lock or blocking readers, and SQLite releases the GIL meanwhile, so the copy overlaps the
-writer's own work on the second core.
+averaged 20 ms per write with a 30k sync running; 9.8 ms with this thread and a writer threshold of 50,000 pages).
+A ``PASSIVE`` checkpoint on another connection copies the log without taking the writer's lock or blocking readers,
+and SQLite releases the GIL meanwhile, so the copy overlaps the writer's own work on the second core.
 
 It cannot do it all: the log restarts from its beginning only when a write transaction begins with every frame
 copied, which a writer that never pauses rarely gives a checkpoint on another connection, so left alone the log

@@ -1,6 +1,6 @@
 -- Each vendor's offers and products, kept by triggers: the vendor status (admin pages, a client following a sync)
--- counted both rows per call, O(catalog) on the event loop: 4.5 ms at 31.5k offers, 150 ms at a million, polled
--- every 50 ms while a sync runs. Local bookkeeping: derived from offers and product_vendors, not replicated.
+-- counted both rows per call, O(catalog) on the event loop: 4.5 ms at 31.5k offers (about 150 ms at a million,
+-- extrapolated, not measured), and bench.lanes polls it every 50 ms while a sync runs. Local bookkeeping: derived from offers and product_vendors, not replicated.
 CREATE TABLE vendor_counts (
     vendor_id TEXT PRIMARY KEY,
     offers    INTEGER NOT NULL DEFAULT 0,
