@@ -10,10 +10,13 @@ API (embedded; or a kafka node with a Tansu broker and the Flink job). Per runti
 4. other vendor: vendor ``d``'s full sync with misses for ``c``'s items at 20/s.
 Miss latency is reported as p50/p95 of the whole answer (200 expected) and beyond the vendor's own answer time
 (the same product fetched straight from the simulator just before); the sync's throughput with misses as a ratio to
-the sync alone. The four simulators serve the same catalog (the clones' barcodes do not depend on the seed), so
-each synced vendor is deleted before the next sync: every sync is a first sync into the same (empty) store, and
-the loss is the misses' alone, not the unification with a catalog stored before (the baseline was unfair so until
-2026-12-01). Targets: p95 <= 50 ms (embedded), <= 150 ms (kafka) while syncing; throughput loss <= 15%.
+the sync alone. The API process's CPU (``/proc``) says where the loss goes: per idle miss, and per synced offer
+alone and with misses (also with the misses taken out at their idle cost: what the sync itself paid more, mostly
+commits, see ``python -m bench.write_path --commit-every``). The four simulators serve the same catalog (the
+clones' barcodes do not depend on the seed), so each synced vendor is deleted before the next sync: every sync is a
+first sync into the same (empty) store, and the loss is the misses' alone, not the unification with a catalog
+stored before (the baseline was unfair so until 2026-12-01). Targets: p95 <= 50 ms (embedded), <= 150 ms (kafka)
+while syncing; throughput loss <= 15%.
 """
 
 from __future__ import annotations
@@ -89,6 +92,12 @@ class Misses:
         self._thread.join(60)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process has used (user + system, all its threads), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _state(api: httpx.Client, vendor_id: str) -> dict[str, Any]:
     response = api.get(f"/vendors/{vendor_id}")
     response.raise_for_status()
@@ -137,11 +146,16 @@ def _register_unsynced(api: httpx.Client, sim: str, vendor_id: str, port: int) -
 
 @contextlib.contextmanager
 def running(
-    runtime: str, sims_command: list[str], log_dir: Path, settings: dict[str, str] | None = None
+    runtime: str,
+    sims_command: list[str],
+    log_dir: Path,
+    settings: dict[str, str] | None = None,
+    pids: dict[str, int] | None = None,
 ) -> Iterator[str]:
     """The simulators (``sims_command``, their own process) and an API node of ``runtime`` over loopback, with what
     it needs (kafka: a Tansu broker and the Flink job, each its own process); yields the node's URL once it answers.
-    The caller waits for its simulators itself. ``settings``: more of the node's environment (``--env``)."""
+    The caller waits for its simulators itself. ``settings``: more of the node's environment (``--env``); ``pids``
+    gets the node's process id (``"api"``)."""
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALOG_")}
     env.update(
@@ -188,7 +202,11 @@ def running(
                 )
             )
         stack.enter_context(_process(sims_command, log=log_dir / f"sims-{runtime}.log"))
-        stack.enter_context(_process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / f"{runtime}.log"))
+        api_pid = stack.enter_context(
+            _process([*api_cmd, "--no-access-log"], env=node_env, log=log_dir / f"{runtime}.log")
+        )
+        if pids is not None:
+            pids["api"] = api_pid
         node = f"http://127.0.0.1:{api_port}"
         wait_http(f"{node}/health")
         yield node
@@ -199,7 +217,9 @@ def run_runtime(
 ) -> dict[str, Any]:
     ports = {v: free_port() for v in VENDORS}
     sims = {v: f"http://127.0.0.1:{ports[v]}" for v in VENDORS}
-    with running(runtime, _sims_command(size, ports), log_dir, settings) as node:
+    pids: dict[str, int] = {}
+    cpu: dict[str, float] = {}
+    with running(runtime, _sims_command(size, ports), log_dir, settings, pids) as node:
         for v in VENDORS:
             wait_http(f"{sims[v]}/products?limit=1", timeout_s=300)
         with httpx.Client(base_url=node, timeout=30) as api:
@@ -213,17 +233,25 @@ def run_runtime(
                 idle.totals.clear()
                 idle.beyond.clear()
                 idle.statuses.clear()
+                started = cpu_s(pids["api"])
                 for _ in range(samples):
                     idle.one(a, s)
+                cpu["idle"] = cpu_s(pids["api"]) - started
+            started = cpu_s(pids["api"])
             alone = _sync(api, "b", size, register=_body("b", ports["b"]))
+            cpu["alone"] = cpu_s(pids["api"]) - started
             _delete(api, "b")
+            started = cpu_s(pids["api"])
             with Misses(node, sims["a"], "a", iter(range(size, 0, -1)), 20) as same:
                 same_rate = _sync(api, "a", size, register=None)
+            cpu["same"] = cpu_s(pids["api"]) - started
             _delete(api, "a")
+            started = cpu_s(pids["api"])
             with Misses(node, sims["c"], "c", c_ids, 20) as other:
                 other_rate = _sync(api, "d", size, register=_body("d", ports["d"]))
+            cpu["other"] = cpu_s(pids["api"]) - started
     return {"idle": idle, "same": same, "other": other, "alone": alone, "same_rate": same_rate,
-            "other_rate": other_rate}  # fmt: skip
+            "other_rate": other_rate, "cpu": cpu}  # fmt: skip
 
 
 def _row(name: str, value: str, note: str = "") -> None:
@@ -269,13 +297,28 @@ def main(argv: list[str] | None = None) -> int:
                 f"beyond vendor p50 {statistics.median(m.beyond) * ms:.1f} / p95 {_pct(m.beyond, 0.95) * ms:.1f}",
             )
             _row(f"{runtime}:   answers", str(dict(sorted(m.statuses.items()))), f"p95 target <= {target} ms")
+        cpu = r["cpu"]
+        per_miss = cpu["idle"] / len(r["idle"].totals)
+        _row(
+            f"{runtime}: API CPU per idle miss",
+            f"{per_miss * ms:.2f} ms",
+            f"20/s: {20 * per_miss:.0%} of a core",
+        )
         _row(f"{runtime}: sync alone ({args.size} offers)", f"{r['alone']:,.0f} offers/s", "baseline")
+        _row(f"{runtime}:   API CPU per offer", f"{cpu['alone'] / args.size * 1e6:,.0f} µs", "")
         for key, label in (("same_rate", "same"), ("other_rate", "other")):
             loss = 1 - r[key] / r["alone"]
             _row(
                 f"{runtime}: sync with 20 misses/s ({label} vendor)",
                 f"{r[key]:,.0f} offers/s",
                 f"loss {loss:.0%} (<= 15%)",
+            )
+            misses = len(r[label].totals)
+            own = (cpu[label] - misses * per_miss) / args.size * 1e6  # the misses at their idle cost taken out
+            _row(
+                f"{runtime}:   API CPU per offer",
+                f"{cpu[label] / args.size * 1e6:,.0f} µs",
+                f"{own:,.0f} µs without {misses} misses at idle cost",
             )
     return 0
 

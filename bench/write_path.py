@@ -16,6 +16,10 @@ every thread, the writer's included), so the other work on a shared machine weig
 ``--check`` prints digests of every table the write path fills instead (``check``), so two versions of the code
 can be compared on the very same input: the same offers in the same parts must store the same bytes.
 ``--profile`` prints the top of a cProfile of one pass.
+``--commit-every N,...`` measures instead what a commit costs a sync (issue 15): the first sync's offers written in
+transactions of N offers each (one ``upsert_offers`` call per N), as a sync's batch is cut when a shopper's miss
+must write in between (about one commit per miss), against whole batches in the same run; CPU per offer, its ratio
+to whole batches, and the bytes the process wrote per offer (the WAL: every commit writes each page it dirtied).
 """
 
 from __future__ import annotations
@@ -191,6 +195,51 @@ async def run_passes(
         return out, digests(db)
 
 
+def _written_bytes() -> int:
+    """Bytes this process has written so far (``/proc/self/io``: the WAL, the checkpoints, the search index)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise RuntimeError("no wchar in /proc/self/io")
+
+
+async def commit_cost(offers: Sequence[Offer], every: int, *, matching: bool) -> tuple[float, float]:
+    """CPU µs and written KB per offer of a first sync written in transactions of ``every`` offers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteCatalog(Path(tmp) / "catalog.db", matching=matching, bulk_slice_s=1e9)  # one part per call
+        store.open()
+        for v in VENDORS:
+            await store.add_vendor(v)
+        started, written = time.process_time(), _written_bytes()
+        with in_lane(Lane.BULK):
+            for start in range(0, len(offers), every):
+                await store.upsert_offers(offers[start : start + every])
+        cpu, wrote = time.process_time() - started, _written_bytes() - written
+        store.close()
+    return cpu / len(offers) * 1e6, wrote / len(offers) / 1e3
+
+
+def commit_rows(vendors: list[list[Offer]], sizes: Sequence[int], modes: Sequence[bool]) -> list[Row]:
+    """Whole batches (``PAGE * PAGES_PER_WRITE`` offers, what an idle sync commits at once) first, then each size."""
+    offers = [o for v in vendors for o in v]
+    rows = []
+    for matching in modes:
+        base, base_kb = asyncio.run(commit_cost(offers, PAGE * PAGES_PER_WRITE, matching=matching))
+        label = "matching on" if matching else "matching off"
+        rows.append(Row(f"{label}: first sync, whole batches", f"{base:,.0f} µs, {base_kb:,.1f} KB/offer", "", None))
+        for every in sizes:
+            us, kb = asyncio.run(commit_cost(offers, every, matching=matching))
+            rows.append(
+                Row(
+                    f"{label}: first sync, a commit every {every} offers",
+                    f"{us:,.0f} µs ({us / base:.2f}x), {kb:,.1f} KB/offer",
+                    "",
+                    None,
+                )
+            )
+    return rows
+
+
 def check(vendors: list[list[Offer]], modes: Sequence[bool], path: str) -> None:
     """The digests of what the three passes store, capture on, with parts of a fixed size: the writer's parts
     otherwise follow the measured write rate, and where a batch is cut decides the sequence numbers. Both bounds:
@@ -217,6 +266,11 @@ def main() -> None:
         help="the writer's part length (CATALOG_BULK_WRITE_SLICE_MS); 1e9: whole batches, the same parts every run",
     )
     parser.add_argument("--check", action="store_true", help="only print digests of the stored rows (see check)")
+    parser.add_argument(
+        "--commit-every",
+        metavar="N,...",
+        help="only measure a first sync committed every N offers against whole batches (see commit_cost)",
+    )
     args = parser.parse_args()
 
     vendors = demo_offers(args.size)
@@ -229,6 +283,10 @@ def main() -> None:
     modes = (False, True) if args.matching == "both" else (args.matching == "on",)
     if args.check:
         check(vendors, modes, args.path)
+        return
+    if args.commit_every:
+        print_table(commit_rows(vendors, [int(n) for n in args.commit_every.split(",")], modes))
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         return
     for matching in modes:
         passes, _ = asyncio.run(

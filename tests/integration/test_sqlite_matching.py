@@ -11,8 +11,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+from pytest import MonkeyPatch
 
-from app.domain.matching import NO_OVERRIDES, OverrideChange, Overrides, default_matcher, from_offer, unify_explained
+from app.domain.matching import (
+    NO_OVERRIDES,
+    OverrideChange,
+    Overrides,
+    blocking,
+    default_matcher,
+    from_offer,
+    unify_explained,
+)
 from app.domain.models import Offer
 from app.domain.unify import product_id
 from app.store.sqlite.catalog import SqliteCatalog
@@ -79,6 +88,43 @@ async def test_any_order_and_batching_gives_the_reference_products(tmp_path: Pat
                 await store.upsert_offers(order[i : i + size])
             assert assignment(store) == want
             # A re-sync with new content (prices) keeps every product and id.
+            await store.upsert_offers(
+                [replace(o, price=o.price + 1, fetched_at=T0 + timedelta(hours=1)) for o in order]
+            )
+            assert assignment(store) == want
+        finally:
+            store.close()
+
+
+async def test_keys_over_their_cap_make_no_candidates_in_any_order(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """Block purging: with caps of two offers, the Essence listings' keys (three offers) make no candidates, so the
+    mascara pair found while only two of them were stored must go again when the third arrives; the iPhones still
+    meet on keys of two. The store must give the capped reference's products whatever the order."""
+    offers = [
+        *catalog(),
+        offer("shop1", "4", title="Apple iPhone 13 Pro 128GB Sierra Blue", brand="Apple", price=Decimal("999")),
+        offer("shop3", "z", title="iPhone 13 Pro 128 GB Sierra Blue", price=Decimal("995")),
+        offer("shop2", "5", title="Essence Lash Princess Mascara Black", brand="Essence", price=Decimal("9.49")),
+    ]
+    uncapped = expected(offers)
+    monkeypatch.setattr(blocking, "MAX_WORD_BLOCK", 2)
+    monkeypatch.setattr(blocking, "MAX_CODE_BLOCK", 2)
+    want = expected(offers)
+    assert want != uncapped  # the cap decides something here
+    assert want[("shop1", "2")] != want[("shop3", "y")] and want[("shop1", "4")] == want[("shop3", "z")]
+    for seed in range(6):
+        order = offers[:]
+        random.Random(seed).shuffle(order)
+        store = await fresh(tmp_path / f"c{seed}.db")
+        try:
+            size = 1 + seed % 3
+            for i in range(0, len(order), size):
+                await store.upsert_offers(order[i : i + size])
+            assert assignment(store) == want
+            conn = sqlite3.connect(store.path)
+            (stopped,) = conn.execute("SELECT count(*) FROM match_stop_keys").fetchone()
+            conn.close()
+            assert stopped > 0
             await store.upsert_offers(
                 [replace(o, price=o.price + 1, fetched_at=T0 + timedelta(hours=1)) for o in order]
             )

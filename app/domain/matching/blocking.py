@@ -34,6 +34,16 @@ from itertools import combinations
 from app.domain.matching.features import Profile, Vocabulary
 from app.domain.matching.text import COMPANY_WORDS
 
+#: Block purging: a key shared by more offers than this makes no candidates for any of them. A word is rare in the
+#: training corpus but not in every catalog: a perfume shop's "eau de", a generated catalog's reused names; without a
+#: cap every new offer under such a key was scored against all the others, and matching grew with the catalog
+#: (blocks of 6,500 offers at 50k products, tens of thousands at a million). Identifiers and model numbers keep a
+#: far larger cap: their blocks are the same item's offers (the simulators' clones of one model: 382 at 40k per
+#: store), where a word's are look-alikes. The demo stores' largest word block is 35 at 40k positions each.
+MAX_WORD_BLOCK = 100
+MAX_CODE_BLOCK = 1000
+_CODE_KINDS = ("g:", "s:", "c:", "m:")
+
 _RARE_WORDS = 6
 # A word this rare (IDF; in fewer than ~1 record in 150 of the training corpus) is a key on its own.
 _SINGLE_IDF = 5.0
@@ -81,3 +91,8 @@ def blocking_keys(p: Profile, vocab: Vocabulary) -> frozenset[str]:
 
 
 _QUALIFIED = ("w:", "b:", "t:", "n:")
+
+
+def max_block(key: str) -> int:
+    """The most offers ``key`` may be shared by and still make candidates (see ``MAX_WORD_BLOCK``)."""
+    return MAX_CODE_BLOCK if key.startswith(_CODE_KINDS) else MAX_WORD_BLOCK

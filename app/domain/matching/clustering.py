@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from app.domain.matching import blocking
 from app.domain.matching.records import MatchRecord, from_offer
 from app.domain.matching.scoring import Matcher, ThresholdName, gtin_conflict
 from app.domain.models import Offer
@@ -200,14 +201,17 @@ def candidate_edges(
     threshold: ThresholdName = "merge",
     same_vendor: bool = False,
 ) -> list[Edge]:
-    """Every pair sharing a blocking key, scored; above the threshold only. Offers of one vendor are not
-    compared unless ``same_vendor``: a shop listing two near-identical items means two items."""
+    """Every pair sharing a blocking key of at most ``blocking.max_block`` offers, scored; above the threshold
+    only. Offers of one vendor are not compared unless ``same_vendor``: a shop listing two near-identical items
+    means two items."""
     index: dict[str, list[OfferKey]] = defaultdict(list)
     for key in sorted(records):
         for block in matcher.blocking_keys(records[key]):
             index[block].append(key)
     pairs: set[tuple[OfferKey, OfferKey]] = set()
-    for block_members in index.values():
+    for block, block_members in index.items():
+        if len(block_members) > blocking.max_block(block):
+            continue  # purged: too common to say anything (the store stops such a key the same way)
         for i, x in enumerate(block_members):
             for y in block_members[i + 1 :]:
                 if same_vendor or x[0] != y[0]:

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from app.domain.matching import Edge, Matcher, OverrideChange, Overrides, cluster, explain, from_offer
+from app.domain.matching.blocking import max_block
 from app.domain.matching.clustering import OfferKey, offer_key_text
 from app.domain.matching.records import MatchRecord
 from app.domain.matching.scoring import gtin_conflict
@@ -37,7 +38,7 @@ from app.store.sqlite.connection import chunks, marks, next_seq
 
 _MODEL_META = "match_model"
 #: The blocking scheme's version: part of ``model_version``, so a store indexed with other keys re-indexes at start.
-BLOCKING = 2
+BLOCKING = 3
 
 
 def _hash(key: str) -> int:
@@ -123,17 +124,27 @@ class StoreUnifier:
 
     def index(
         self, conn: sqlite3.Connection, written: Mapping[OfferKey, Offer], rowids: Mapping[OfferKey, int]
-    ) -> None:
-        """Index the written offers (already ``forget``-ed) and store their edges to every candidate."""
+    ) -> set[str]:
+        """Index the written offers (already ``forget``-ed) and store their edges to every candidate; returns the
+        products of stored offers that lost an edge (a key of theirs went over its cap: ``_stop``)."""
         matcher = self.matcher
         if matcher is None or not written:
-            return
+            return set()
         records = {key: from_offer(o) for key, o in written.items()}
-        hashes = {key: sorted({_hash(b) for b in matcher.blocking_keys(rec)}) for key, rec in records.items()}
+        cap: dict[int, int] = {}
+        hashes: dict[OfferKey, list[int]] = {}
+        for key, rec in records.items():
+            mine = set()
+            for block in matcher.blocking_keys(rec):
+                h = _hash(block)
+                cap[h] = max_block(block)
+                mine.add(h)
+            hashes[key] = sorted(mine)
+        stopped = _stopped(conn, cap)
         stored: dict[int, list[int]] = defaultdict(list)
         by_vendor: dict[str, set[int]] = defaultdict(set)
         for key, hs in hashes.items():
-            by_vendor[key[0]].update(hs)
+            by_vendor[key[0]].update(h for h in hs if h not in stopped)
         for vendor_id, wanted in by_vendor.items():
             # Two index ranges per key, around the vendor's own offers: a vendor's catalog of look-alikes (one
             # shop's clones, sizes, colours) costs nothing to skip, where one range would read them all.
@@ -149,9 +160,13 @@ class StoreUnifier:
             "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
             sorted((h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs),
         )
-        pairs = _pairs(hashes, rowids, stored)
+        over = _over_cap(conn, {h: c for h, c in cap.items() if h not in stopped})
+        lost = self._stop(conn, over, set(rowids.values())) if over else set()
+        stopped |= over
+        usable = {key: [h for h in hs if h not in stopped] for key, hs in hashes.items()}
+        pairs = _pairs(usable, rowids, stored)
         if not pairs:
-            return
+            return lost
         by_rowid: dict[int, tuple[OfferKey, MatchRecord]] = {rowids[k]: (k, r) for k, r in records.items()}
         missing = sorted({x for pair in pairs for x in pair if x not in by_rowid})
         for chunk in chunks(missing):
@@ -165,6 +180,50 @@ class StoreUnifier:
             if decision.match and decision.score >= self.threshold:
                 edges.append((x, y, decision.score, orjson.dumps(list(decision.reasons)).decode()))
         conn.executemany("INSERT OR REPLACE INTO match_edges (a, b, score, reasons) VALUES (?, ?, ?, ?)", edges)
+        return lost
+
+    @staticmethod
+    def _stop(conn: sqlite3.Connection, keys: set[int], writing: set[int]) -> set[str]:
+        """Record ``keys`` as over their caps, and drop the stored edges they alone made: an edge stays when its
+        two offers still share a key below its cap, which is exactly the edge set of the whole-set reference (an
+        edge is kept by any usable key it has, whenever it was found). Returns the products of the offers whose
+        edges went (``writing``: offers of this write, re-clustered anyway)."""
+        conn.executemany("INSERT OR IGNORE INTO match_stop_keys (k) VALUES (?)", [(k,) for k in sorted(keys)])
+        members: set[int] = set()
+        for chunk in chunks(sorted(keys)):
+            members.update(
+                r[0] for r in conn.execute(f"SELECT offer FROM match_keys WHERE k IN ({marks(len(chunk))})", chunk)
+            )
+        ids = sorted(members - writing)  # this write's offers have no edges yet (``forget``)
+        edges: set[tuple[int, int]] = set()
+        for chunk in chunks(ids):
+            m = marks(len(chunk))
+            for a, b in conn.execute(
+                f"SELECT a, b FROM match_edges WHERE a IN ({m}) UNION SELECT a, b FROM match_edges WHERE b IN ({m})",
+                (*chunk, *chunk),
+            ):
+                if a in members and b in members:
+                    edges.add((a, b))
+        if not edges:
+            return set()
+        ends = sorted({x for edge in edges for x in edge})
+        keys_of: dict[int, set[int]] = defaultdict(set)
+        for chunk in chunks(ends):
+            for k, offer in conn.execute(
+                f"SELECT k, offer FROM match_keys WHERE offer IN ({marks(len(chunk))})"
+                " AND k NOT IN (SELECT k FROM match_stop_keys)",
+                chunk,
+            ):
+                keys_of[offer].add(k)
+        gone = sorted(edge for edge in edges if not keys_of[edge[0]] & keys_of[edge[1]])
+        conn.executemany("DELETE FROM match_edges WHERE a = ? AND b = ?", gone)
+        touched = sorted({x for edge in gone for x in edge})
+        products: set[str] = set()
+        for chunk in chunks(touched):
+            products.update(
+                r[0] for r in conn.execute(f"SELECT product_id FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk)
+            )
+        return products
 
     # -- clustering --------------------------------------------------------------------------------------------
 
@@ -363,6 +422,7 @@ class StoreUnifier:
 
         conn.execute("DELETE FROM match_keys")
         conn.execute("DELETE FROM match_edges")
+        conn.execute("DELETE FROM match_stop_keys")
         products: set[str] = set()
         batch: dict[OfferKey, Offer] = {}
         rowids: dict[OfferKey, int] = {}
@@ -372,9 +432,9 @@ class StoreUnifier:
             rowids[offer.key] = int(row[0])
             products.add(str(row[18]))
             if len(batch) >= 500:
-                self.index(conn, batch, rowids)
+                products |= self.index(conn, batch, rowids)
                 batch, rowids = {}, {}
-        self.index(conn, batch, rowids)
+        products |= self.index(conn, batch, rowids)
         conn.execute(f"UPDATE meta SET value = ? WHERE key = '{_MODEL_META}'", (version,))
         return products
 
@@ -407,6 +467,27 @@ def _pairs(
         others.discard(me)
         pairs.update((me, other) if me < other else (other, me) for other in others)
     return pairs
+
+
+def _stopped(conn: sqlite3.Connection, keys: Collection[int]) -> set[int]:
+    """Which of these keys are over their caps already (``match_stop_keys``)."""
+    out: set[int] = set()
+    for chunk in chunks(sorted(keys)):
+        out.update(r[0] for r in conn.execute(f"SELECT k FROM match_stop_keys WHERE k IN ({marks(len(chunk))})", chunk))
+    return out
+
+
+def _over_cap(conn: sqlite3.Connection, caps: Mapping[int, int]) -> set[int]:
+    """The keys whose blocks now hold more offers than their caps. Each count reads at most its cap plus this
+    write's offers: a key over its cap is stopped and never counted again."""
+    over: set[int] = set()
+    for chunk in chunks(sorted(caps)):
+        for k, n in conn.execute(
+            f"SELECT k, count(*) FROM match_keys WHERE k IN ({marks(len(chunk))}) GROUP BY k", chunk
+        ):
+            if n > caps[k]:
+                over.add(k)
+    return over
 
 
 def store_override(conn: sqlite3.Connection, change: OverrideChange, at: str) -> list[OfferKey]:

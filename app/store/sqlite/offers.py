@@ -249,7 +249,7 @@ class OfferWriter:
             written = {o.key: o for o, _ in changed}
             rowids = _rowids(conn, written)
             self.unifier.forget(conn, [rowids[k] for k in written if k in existing])
-            self.unifier.index(conn, written, rowids)
+            affected_products |= self.unifier.index(conn, written, rowids)
         products_changed = self.settle(
             conn, Touched(affected_products, affected_matches), {o.key: o for o, _ in changed}, wires, own_keys
         )
