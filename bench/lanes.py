@@ -12,11 +12,11 @@ Miss latency is reported as p50/p95 of the whole answer (200 expected) and beyon
 (the same product fetched straight from the simulator just before); the sync's throughput with misses as a ratio to
 the sync alone. The API process's CPU (``/proc``) says where the loss goes: per idle miss, and per synced offer
 alone and with misses (also with the misses taken out at their idle cost: what the sync itself paid more, mostly
-commits, see ``python -m bench.write_path --commit-every``). The four simulators serve the same catalog (the
-clones' barcodes do not depend on the seed), so each synced vendor is deleted before the next sync: every sync is a
-first sync into the same (empty) store, and the loss is the misses' alone, not the unification with a catalog
-stored before (the baseline was unfair so until 2026-12-01). Targets: p95 <= 50 ms (embedded), <= 150 ms (kafka)
-while syncing; throughput loss <= 15%.
+commits, see ``python -m bench.write_path --commit-every``), and its RSS after the sync alone and at the end.
+The four simulators serve the same catalog (the clones' barcodes do not depend on the seed), so each synced vendor
+is deleted before the next sync: every sync is a first sync into the same (empty) store, and the loss is the
+misses' alone, not the unification with a catalog stored before (the baseline was unfair so until 2026-12-01).
+Targets: p95 <= 50 ms (embedded), <= 150 ms (kafka) while syncing; throughput loss <= 15%.
 """
 
 from __future__ import annotations
@@ -96,6 +96,14 @@ def cpu_s(pid: int) -> float:
     """CPU seconds a process has used (user + system, all its threads), from ``/proc``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from ``/proc`` (what the node holds after a sync: issue 13's memory)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def _state(api: httpx.Client, vendor_id: str) -> dict[str, Any]:
@@ -240,6 +248,7 @@ def run_runtime(
             started = cpu_s(pids["api"])
             alone = _sync(api, "b", size, register=_body("b", ports["b"]))
             cpu["alone"] = cpu_s(pids["api"]) - started
+            rss = {"alone": rss_mb(pids["api"])}
             _delete(api, "b")
             started = cpu_s(pids["api"])
             with Misses(node, sims["a"], "a", iter(range(size, 0, -1)), 20) as same:
@@ -250,8 +259,9 @@ def run_runtime(
             with Misses(node, sims["c"], "c", c_ids, 20) as other:
                 other_rate = _sync(api, "d", size, register=_body("d", ports["d"]))
             cpu["other"] = cpu_s(pids["api"]) - started
+            rss["end"] = rss_mb(pids["api"])
     return {"idle": idle, "same": same, "other": other, "alone": alone, "same_rate": same_rate,
-            "other_rate": other_rate, "cpu": cpu}  # fmt: skip
+            "other_rate": other_rate, "cpu": cpu, "rss": rss}  # fmt: skip
 
 
 def _row(name: str, value: str, note: str = "") -> None:
@@ -306,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         _row(f"{runtime}: sync alone ({args.size} offers)", f"{r['alone']:,.0f} offers/s", "baseline")
         _row(f"{runtime}:   API CPU per offer", f"{cpu['alone'] / args.size * 1e6:,.0f} µs", "")
+        rss = r["rss"]
+        _row(f"{runtime}:   API RSS after it", f"{rss['alone']:,.0f} MB", f"after all phases {rss['end']:,.0f} MB")
         for key, label in (("same_rate", "same"), ("other_rate", "other")):
             loss = 1 - r[key] / r["alone"]
             _row(
