@@ -25,7 +25,7 @@ import httpx
 import orjson
 
 from bench.loadgen import LoadResult, hammer
-from bench.processes import development_env, free_port, simulator_command, wait_http
+from bench.processes import development_env, free_port, rss_mb, simulator_command, wait_http
 from bench.table import Row, passed, print_table
 
 ADMIN = {"X-API-Key": "bench-admin-key"}
@@ -33,13 +33,6 @@ ADMIN = {"X-API-Key": "bench-admin-key"}
 
 def start_simulator(size: int, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(simulator_command(size, port))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def raw_fetch_seconds(base_url: str, page_size: int = 250) -> float:

@@ -32,20 +32,13 @@ from urllib.parse import quote
 import httpx
 
 from bench.loadgen import hammer
-from bench.processes import free_port, wait_http
+from bench.processes import free_port, rss_mb, wait_http
 from bench.search_data import CatalogGenerator
 from bench.table import Row, passed, print_table
 
 ADMIN = {"X-API-Key": "bench-admin-key"}
 QUERIES = 600
 BATCH = 5000
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 async def fill(path: Path, count: int) -> tuple[float, list[str]]:

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench.distributed import ROOT, TOPICS, _pct, _process
-from bench.processes import free_port, wait_http
+from bench.processes import free_port, rss_mb, wait_http
 
 ADMIN = {"X-API-Key": "bench-admin-key-0123456789abcdef"}
 VENDORS = ("a", "b", "c", "d")
@@ -96,14 +96,6 @@ def cpu_s(pid: int) -> float:
     """CPU seconds a process has used (user + system, all its threads), from ``/proc``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, from ``/proc`` (what the node holds after a sync: issue 13's memory)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def _state(api: httpx.Client, vendor_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -50,3 +51,11 @@ def wait_http(url: str, timeout_s: float = 60.0) -> None:
         except httpx.HTTPError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB, from ``/proc`` (the benches' memory figures)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
