@@ -46,7 +46,7 @@ from app.domain.wire import request_to_dict, vendor_to_dict
 from app.ingest.fetch import fetch_catalog_page
 from app.secrets import Secrets
 from app.settings import Settings
-from bench.processes import free_port, simulator_command, wait_http
+from bench.processes import cpu_seconds, free_port, simulator_command, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = {
@@ -151,12 +151,6 @@ def _wait_landed(db_path: Path, vendor_id: str, size: int, timeout_s: float = 60
                     return time.perf_counter()
             time.sleep(0.02)
     raise RuntimeError(f"the node did not store {size} offers of {vendor_id} within {timeout_s} s")
-
-
-def _cpu_s(pid: int) -> float:
-    """A process's CPU time so far, all its threads (the machine is shared: wall time says little)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _counters(api: httpx.Client, *names: str) -> dict[str, float]:
@@ -332,13 +326,13 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
 
                     catalog = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
                     counted = _counters(api, *NODE_COUNTERS)
-                    cpu0 = _cpu_s(node_pid)
+                    cpu0 = cpu_seconds(node_pid)
                     t0 = time.perf_counter()
                     publish(TOPICS["kafka_topic_vendor_requests"], vendor.id, request_to_dict(catalog))
                     arrived, mine = updates.until(catalog.id, "sync_finished", timeout_s=600)
                     sync_s = arrived - t0
                     landed_s = _wait_landed(log_dir / "node.db", vendor.id, size) - t0
-                    node_cpu_s = _cpu_s(node_pid) - cpu0
+                    node_cpu_s = cpu_seconds(node_pid) - cpu0
                     node_counts = {k: v - counted[k] for k, v in _counters(api, *NODE_COUNTERS).items()}
                 finished = mine[-1]
                 offers = sum(len(m.get("offers", [])) for m in mine if m.get("type") == "page")

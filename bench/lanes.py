@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench.distributed import ROOT, TOPICS, _pct, _process
-from bench.processes import free_port, rss_mb, wait_http
+from bench.processes import cpu_seconds, free_port, rss_mb, wait_http
 
 ADMIN = {"X-API-Key": "bench-admin-key-0123456789abcdef"}
 VENDORS = ("a", "b", "c", "d")
@@ -90,12 +90,6 @@ class Misses:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(60)
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds a process has used (user + system, all its threads), from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _state(api: httpx.Client, vendor_id: str) -> dict[str, Any]:
@@ -233,24 +227,24 @@ def run_runtime(
                 idle.totals.clear()
                 idle.beyond.clear()
                 idle.statuses.clear()
-                started = cpu_s(pids["api"])
+                started = cpu_seconds(pids["api"])
                 for _ in range(samples):
                     idle.one(a, s)
-                cpu["idle"] = cpu_s(pids["api"]) - started
-            started = cpu_s(pids["api"])
+                cpu["idle"] = cpu_seconds(pids["api"]) - started
+            started = cpu_seconds(pids["api"])
             alone = _sync(api, "b", size, register=_body("b", ports["b"]))
-            cpu["alone"] = cpu_s(pids["api"]) - started
+            cpu["alone"] = cpu_seconds(pids["api"]) - started
             rss = {"alone": rss_mb(pids["api"])}
             _delete(api, "b")
-            started = cpu_s(pids["api"])
+            started = cpu_seconds(pids["api"])
             with Misses(node, sims["a"], "a", iter(range(size, 0, -1)), 20) as same:
                 same_rate = _sync(api, "a", size, register=None)
-            cpu["same"] = cpu_s(pids["api"]) - started
+            cpu["same"] = cpu_seconds(pids["api"]) - started
             _delete(api, "a")
-            started = cpu_s(pids["api"])
+            started = cpu_seconds(pids["api"])
             with Misses(node, sims["c"], "c", c_ids, 20) as other:
                 other_rate = _sync(api, "d", size, register=_body("d", ports["d"]))
-            cpu["other"] = cpu_s(pids["api"]) - started
+            cpu["other"] = cpu_seconds(pids["api"]) - started
             rss["end"] = rss_mb(pids["api"])
     return {"idle": idle, "same": same, "other": other, "alone": alone, "same_rate": same_rate,
             "other_rate": other_rate, "cpu": cpu, "rss": rss}  # fmt: skip

@@ -42,7 +42,7 @@ import httpx
 import orjson
 
 from app.domain.matching import Matcher, MatchRecord, default_matcher, from_mapping
-from bench.processes import free_port, wait_http
+from bench.processes import cpu_seconds, free_port, wait_http
 from bench.table import Row, print_table
 from tools.matching_data import DATASETS, SPLITS, default_dir, read_split, split_path
 
@@ -192,12 +192,6 @@ def demo_stores_command(size: int, ports: Sequence[int]) -> list[str]:
         "for (c, _), p in zip(DEMO_SIMULATORS, ports)])"
     )
     return [sys.executable, "-c", code]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc``): what the ingest cost it, whatever else ran."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ingest_once(matching: bool, ports: Sequence[int], workdir: Path) -> tuple[float, float, int, int]:
