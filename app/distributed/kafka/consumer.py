@@ -8,6 +8,9 @@ because a node must hold the whole catalog (the cost: a new node re-applies the 
 
 A message that cannot be understood, or whose applying fails, is logged, counted and sent to the dead-letter topic
 (``app.domain.wire.dead_letter``: the message, the reason, where it was read); the consumer goes on with the next.
+A batch's offsets are stored only once the broker has acknowledged its dead letters (as Kafka Connect waits for its
+dead-letter reporter before committing): a letter the broker refused is produced again, so a refused message is
+never lost between the topic it came from and the dead-letter topic.
 
 A vendor's definition is on ``catalog_vendors`` before the job can produce any update of it, but one consumer reading
 both topics may still meet the update first (the two topics are fetched independently; a node joining with a long
@@ -31,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from app.distributed.kafka.config import consumer_config, group_id, producer_config
+from app.distributed.kafka.config import DELIVERY_TIMEOUT_S, consumer_config, group_id, producer_config
 from app.domain.changes import FeedPosition
 from app.domain.lanes import Lane, in_lane, interactive_work
 from app.domain.models import Vendor
@@ -72,6 +75,21 @@ def feed_position(msg: Message, prefix: str) -> FeedPosition:
 class _VendorDef:
     vendor_id: str
     vendor: Vendor | None
+
+
+@dataclass(eq=False, slots=True)
+class _Letter:
+    """A dead letter on its way: the delivery report says whether the broker has it."""
+
+    key: bytes | None
+    value: bytes
+    origin: str
+    acknowledged: bool = False
+    error: str | None = None
+
+    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        self.acknowledged = err is None
+        self.error = None if err is None else str(err)
 
 
 class KafkaChangelog:
@@ -119,6 +137,8 @@ class KafkaChangelog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.messages = 0
         self.dead_letters = 0
+        #: Letters of the batch being handled, until the broker acknowledges them (``_deliver_dead_letters``).
+        self._letters: list[_Letter] = []
         self.last_error: str | None = None
 
     @property
@@ -274,6 +294,8 @@ class KafkaChangelog:
             for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
                 if not self._on_loop(self._applier.apply([update], [feed_position(msg, self._prefix)]), APPLYING)[0]:
                     self._dead_letter(dead, msg, f"not applied: {self.last_error}")
+        if not self._deliver_dead_letters(dead):
+            return  # stopping with a letter not acknowledged: the batch is read again after the restart
         for msg in messages:
             if msg.error() is None:
                 try:
@@ -409,7 +431,32 @@ class KafkaChangelog:
             offset=msg.offset(),
             by=self.group,
         )
-        try:
-            dead.produce(self._dead_topic, key=msg.key(), value=encode(letter))
-        except BufferError:
-            log.error("dead-letter queue full: message %s[%s]@%s dropped", msg.topic(), msg.partition(), msg.offset())
+        self._letters.append(_Letter(msg.key(), encode(letter), f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"))
+
+    def _deliver_dead_letters(self, dead: Producer) -> bool:
+        """Produce the batch's letters and wait for the broker's acknowledgement, producing refused ones again
+        (with a growing pause) until all are in or the consumer stops; False if it stopped first."""
+        pause = 0.2
+        while self._letters:
+            failed: list[_Letter] = []
+            for letter in self._letters:
+                try:
+                    dead.produce(self._dead_topic, key=letter.key, value=letter.value, on_delivery=letter.delivered)
+                except BufferError:
+                    dead.poll(0.1)
+                    failed.append(letter)
+            dead.flush(DELIVERY_TIMEOUT_S + 2)
+            failed += [x for x in self._letters if x not in failed and not x.acknowledged]
+            self._letters = failed
+            if not failed:
+                break
+            log.error(
+                "%d dead letters not acknowledged (first: %s, %s); producing them again",
+                len(failed),
+                failed[0].origin,
+                failed[0].error,
+            )
+            if self._stopping.wait(pause):
+                return False
+            pause = min(pause * 2, 5.0)
+        return True
