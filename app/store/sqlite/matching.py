@@ -141,26 +141,18 @@ class StoreUnifier:
                 mine.add(h)
             hashes[key] = sorted(mine)
         stopped = _stopped(conn, cap)
-        stored: dict[int, list[int]] = defaultdict(list)
-        by_vendor: dict[str, set[int]] = defaultdict(set)
-        for key, hs in hashes.items():
-            by_vendor[key[0]].update(h for h in hs if h not in stopped)
-        for vendor_id, wanted in by_vendor.items():
-            # Two index ranges per key, around the vendor's own offers: a vendor's catalog of look-alikes (one
-            # shop's clones, sizes, colours) costs nothing to skip, where one range would read them all.
-            for chunk in chunks(sorted(wanted)):
-                for op in ("<", ">"):
-                    for k, offer in conn.execute(
-                        f"SELECT k, offer FROM match_keys WHERE k IN ({marks(len(chunk))}) AND vendor_id {op} ?",
-                        (*chunk, vendor_id),
-                    ):
-                        stored[k].append(offer)
+        stored, sizes = _blocks(conn, hashes, stopped)
         # In key order: the index's B-tree takes sorted rows for a fraction of the page writes of random ones.
         conn.executemany(
             "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
             sorted((h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs),
         )
-        over = _over_cap(conn, {h: c for h, c in cap.items() if h not in stopped})
+        for hs in hashes.values():
+            for h in hs:
+                sizes[h] = sizes.get(h, 0) + 1
+        # The sizes are counted before the insert plus this write's rows (its offers have no keys yet: new, or
+        # ``forget``-ed), so a key can only be over its cap if this says so; the few that are get counted.
+        over = _over_cap(conn, {h: cap[h] for h, n in sizes.items() if n > cap[h] and h not in stopped})
         lost = self._stop(conn, over, set(rowids.values())) if over else set()
         stopped |= over
         usable = {key: [h for h in hs if h not in stopped] for key, hs in hashes.items()}
@@ -439,33 +431,65 @@ class StoreUnifier:
         return products
 
 
-def _pairs(
-    hashes: Mapping[OfferKey, list[int]], rowids: Mapping[OfferKey, int], stored: Mapping[int, list[int]]
-) -> set[tuple[int, int]]:
-    """Pairs of other vendors sharing a key: the written offers with stored ones (``stored``: the other vendors'
-    offers under each key, as the lookup found them), and with each other (each pair once, smaller rowid first).
+def _blocks(
+    conn: sqlite3.Connection, hashes: Mapping[OfferKey, list[int]], stopped: Collection[int]
+) -> tuple[dict[str, dict[int, list[int]]], dict[int, int]]:
+    """By vendor of the written offers, the stored offers of other vendors under each of their usable keys, and
+    how many offers each key holds.
 
-    The batch's offers under a key are kept by vendor: a page of one vendor's look-alikes shares keys, and
-    filtering them one by one made this quadratic in the page."""
+    One grouped read per vendor and chunk of keys walks each block once (a block is at most its cap: larger ones
+    are stopped) and hands back only the other vendors' offers: a vendor's own look-alikes (one shop's clones,
+    sizes, colours) are counted in SQLite and never become Python objects. Kept by vendor, so a write of several
+    vendors' offers pairs none of them with a stored offer of its own vendor."""
+    by_vendor: dict[str, set[int]] = defaultdict(set)
+    for key, hs in hashes.items():
+        by_vendor[key[0]].update(h for h in hs if h not in stopped)
+    stored: dict[str, dict[int, list[int]]] = {}
+    sizes: dict[int, int] = {}
+    for vendor_id, wanted in by_vendor.items():
+        theirs = stored[vendor_id] = {}
+        for chunk in chunks(sorted(wanted)):
+            for k, n, others in conn.execute(
+                "SELECT k, count(*), group_concat(offer) FILTER (WHERE vendor_id != ?) FROM match_keys "
+                f"WHERE k IN ({marks(len(chunk))}) GROUP BY k",
+                (vendor_id, *chunk),
+            ):
+                sizes[k] = n
+                if others is not None:
+                    theirs[k] = [int(x) for x in others.split(",")]
+    return stored, sizes
+
+
+def _pairs(
+    hashes: Mapping[OfferKey, list[int]],
+    rowids: Mapping[OfferKey, int],
+    stored: Mapping[str, Mapping[int, list[int]]],
+) -> set[tuple[int, int]]:
+    """Pairs of other vendors sharing a key: the written offers with stored ones (``stored``: by vendor, the
+    other vendors' offers under each key, as ``_blocks`` found them), and with each other (each pair once,
+    smaller rowid first).
+
+    The batch's offers under a key are grouped first and paired only when the group holds two vendors: a page of
+    one vendor's look-alikes shares keys, and filtering them pair by pair made this quadratic in the page."""
     pairs: set[tuple[int, int]] = set()
-    in_batch: dict[int, dict[str, list[int]]] = {}
+    add = pairs.add
+    in_batch: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for key, hs in hashes.items():
         me, mine = rowids[key], key[0]
-        others: set[int] = set()
+        theirs = stored.get(mine, {})
         for h in hs:
-            found = stored.get(h)
+            in_batch[h].append((mine, me))
+            found = theirs.get(h)
             if found is not None:
-                others.update(found)
-            members = in_batch.get(h)
-            if members is None:
-                in_batch[h] = {mine: [me]}
-                continue
-            for vendor, ids in members.items():
-                if vendor != mine:
-                    others.update(ids)
-            members.setdefault(mine, []).append(me)
-        others.discard(me)
-        pairs.update((me, other) if me < other else (other, me) for other in others)
+                for other in found:
+                    add((me, other) if me < other else (other, me))
+    for members in in_batch.values():
+        if len(members) < 2 or all(v == members[0][0] for v, _ in members):
+            continue
+        for i, (vx, x) in enumerate(members):
+            for vy, y in members[i + 1 :]:
+                if vx != vy:
+                    add((x, y) if x < y else (y, x))
     return pairs
 
 
