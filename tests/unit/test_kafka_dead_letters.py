@@ -67,7 +67,7 @@ def test_a_refused_dead_letter_is_produced_again_until_the_broker_has_it() -> No
     broker = _Broker(refusals=3)
     producer = cast(Producer, broker)
     for offset in (26, 27):
-        changelog._dead_letter(producer, cast(Message, _Message(offset)), "unreadable")
+        changelog._dead_letter(cast(Message, _Message(offset)), "unreadable")
     assert changelog._deliver_dead_letters(producer)
     assert len(broker.stored) == 2 and all(b'"{not json"' in v for v in broker.stored)
     assert changelog._deliver_dead_letters(producer) and len(broker.stored) == 2  # nothing twice once acknowledged
@@ -77,7 +77,7 @@ def test_a_consumer_stopping_with_an_unacknowledged_letter_does_not_go_on() -> N
     changelog = _consumer()
     broker = _Broker(refusals=10**6)
     producer = cast(Producer, broker)
-    changelog._dead_letter(producer, cast(Message, _Message(26)), "unreadable")
+    changelog._dead_letter(cast(Message, _Message(26)), "unreadable")
     changelog._stopping.set()
     assert not changelog._deliver_dead_letters(producer)  # so the batch's offsets stay
     assert broker.stored == []

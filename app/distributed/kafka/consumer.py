@@ -77,7 +77,7 @@ class _VendorDef:
     vendor: Vendor | None
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(slots=True)
 class _Letter:
     """A dead letter on its way: the delivery report says whether the broker has it."""
 
@@ -270,12 +270,12 @@ class KafkaChangelog:
         return [first, *consumer.consume(self._batch_size - 1, 0)]
 
     def _handle(self, consumer: Consumer, dead: Producer, messages: Sequence[Message]) -> None:
-        vendors, updates = self._decode(dead, messages)
-        self._apply_vendors(dead, vendors)
+        vendors, updates = self._decode(messages)
+        self._apply_vendors(vendors)
         if self._wants_catch_up({u.vendor_id for _, u in updates}):
             more = self._await_vendors(updates) if self.lane is Lane.INTERACTIVE else self._catch_up(consumer)
-            more_vendors, more_updates = self._decode(dead, more)
-            self._apply_vendors(dead, more_vendors)
+            more_vendors, more_updates = self._decode(more)
+            self._apply_vendors(more_vendors)
             updates += more_updates  # read after the batch's own: partition order is kept
             messages = [*messages, *more]
             _, still = self._on_loop(
@@ -293,7 +293,7 @@ class KafkaChangelog:
         ):
             for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
                 if not self._on_loop(self._applier.apply([update], [feed_position(msg, self._prefix)]), APPLYING)[0]:
-                    self._dead_letter(dead, msg, f"not applied: {self.last_error}")
+                    self._dead_letter(msg, f"not applied: {self.last_error}")
         if not self._deliver_dead_letters(dead):
             return  # stopping with a letter not acknowledged: the batch is read again after the restart
         for msg in messages:
@@ -304,7 +304,7 @@ class KafkaChangelog:
                     log.info("offset of %s[%s] not stored: %s", msg.topic(), msg.partition(), exc)
 
     def _decode(
-        self, dead: Producer, messages: Sequence[Message]
+        self, messages: Sequence[Message]
     ) -> tuple[list[tuple[Message, _VendorDef]], list[tuple[Message, Update]]]:
         vendors: list[tuple[Message, _VendorDef]] = []
         updates: list[tuple[Message, Update]] = []
@@ -321,17 +321,17 @@ class KafkaChangelog:
                 else:
                     updates.append((msg, parse_update(loads(msg.value(), "update"))))
             except ChangelogError as exc:
-                self._dead_letter(dead, msg, f"unreadable: {exc}")
+                self._dead_letter(msg, f"unreadable: {exc}")
         return vendors, updates
 
-    def _apply_vendors(self, dead: Producer, vendors: Sequence[tuple[Message, _VendorDef]]) -> None:
+    def _apply_vendors(self, vendors: Sequence[tuple[Message, _VendorDef]]) -> None:
         """Before the updates read with them: updates of a vendor defined in the same batch then find it."""
         for msg, definition in vendors:
             if definition.vendor is not None:
                 self._not_found.pop(definition.vendor_id, None)
             applying = self._applier.apply_vendor(definition.vendor_id, definition.vendor, feed_position(msg, "v"))
             if not self._on_loop(applying, APPLYING)[0]:
-                self._dead_letter(dead, msg, f"not applied: {self.last_error}")
+                self._dead_letter(msg, f"not applied: {self.last_error}")
 
     def _wants_catch_up(self, vendor_ids: set[str]) -> bool:
         if not vendor_ids:
@@ -419,7 +419,8 @@ class KafkaChangelog:
             log.exception("%s failed", doing)
             return False, None
 
-    def _dead_letter(self, dead: Producer, msg: Message, reason: str) -> None:
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        """Keep a letter for ``_deliver_dead_letters``, which the batch's end calls."""
         self.dead_letters += 1
         log.warning("dead letter from %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason[:500])
         letter = dead_letter(
@@ -438,16 +439,13 @@ class KafkaChangelog:
         (with a growing pause) until all are in or the consumer stops; False if it stopped first."""
         pause = 0.2
         while self._letters:
-            failed: list[_Letter] = []
             for letter in self._letters:
                 try:
                     dead.produce(self._dead_topic, key=letter.key, value=letter.value, on_delivery=letter.delivered)
-                except BufferError:
+                except BufferError:  # not produced, so not acknowledged: the next round tries it again
                     dead.poll(0.1)
-                    failed.append(letter)
             dead.flush(DELIVERY_TIMEOUT_S + 2)
-            failed += [x for x in self._letters if x not in failed and not x.acknowledged]
-            self._letters = failed
+            failed = self._letters = [x for x in self._letters if not x.acknowledged]
             if not failed:
                 break
             log.error(
