@@ -352,14 +352,18 @@ def test_an_api_miss_goes_through_kafka_and_flink_and_answers_200_on_both_nodes(
     wait_until(lambda: setup.b.get(path, params={"wait_ms": 0}).status_code == 200, timeout=20, what="node B")
 
 
-def _slow_pages(sim: Sim, page_s: float) -> HostileVendor:
-    """The simulator behind a proxy whose catalog pages take ``page_s`` each and whose products answer at once: a
-    catalog slice then holds its operator for seconds, and a product request queued behind it would wait as long."""
+def _held_pages(sim: Sim, release: threading.Event, answered: list[str]) -> HostileVendor:
+    """The simulator behind a proxy whose catalog pages wait for ``release`` (at most ``PAGE_HOLD_S``, under the
+    vendor timeout) and whose products answer at once: a catalog slice then holds its operator until the test lets
+    it go, and a product request queued behind it would wait as long. ``answered`` gets each page as it goes."""
 
     def forward(seen: Seen) -> Answer:
-        if seen.path.split("?", 1)[0] == "/products":
-            time.sleep(page_s)
+        page = seen.path.split("?", 1)[0] == "/products"
+        if page:
+            release.wait(PAGE_HOLD_S)
         answer = httpx.get(f"{sim.base_url}{seen.path}", timeout=10)
+        if page:
+            answered.append(seen.path)
         return answer.status_code, {"Content-Type": "application/json"}, answer.content
 
     vendor = HostileVendor()
@@ -369,16 +373,25 @@ def _slow_pages(sim: Sim, page_s: float) -> HostileVendor:
     return vendor
 
 
+PAGE_HOLD_S = 4.5  # the job's vendor timeout in these tests is 5 s (flink_support): a held page is slow, not failed
+
+
 def test_a_miss_is_served_while_the_same_vendors_catalog_slice_holds_the_job(setup: Setup) -> None:
-    with running_sims(sim_config(VendorKind.DUMMYJSON, size=500)) as [sim], _slow_pages(sim, 3.0) as slow:
-        body = {**sim.vendor_body("slow-dj"), "base_url": slow.base_url}
-        assert setup.a.post("/vendors", json=body, headers=admin()).status_code == 201
-        # The full sync's first slice is fetching its first page (3 s): the product request must not wait for it.
-        wait_until(lambda: any(s.path.startswith("/products?") for s in slow.seen), timeout=60, what="the sync")
-        miss = setup.a.get("/vendors/slow-dj/products/499", params={"wait_ms": 2500})
-        assert miss.status_code == 200, miss.text
-        assert "queue;dur=" in miss.headers["Server-Timing"]
-        assert vendor_state(setup.a, "slow-dj")["sync"]["syncs_ok"] == 0, "the miss was served only after the sync"
+    release = threading.Event()
+    pages: list[str] = []
+    with running_sims(sim_config(VendorKind.DUMMYJSON, size=500)) as [sim], _held_pages(sim, release, pages) as slow:
+        try:
+            body = {**sim.vendor_body("slow-dj"), "base_url": slow.base_url}
+            assert setup.a.post("/vendors", json=body, headers=admin()).status_code == 201
+            # The full sync's first slice is fetching its first page (held): the product request must not wait for it.
+            wait_until(lambda: any(s.path.startswith("/products?") for s in slow.seen), timeout=60, what="the sync")
+            miss = setup.a.get("/vendors/slow-dj/products/499", params={"wait_ms": 4000})
+            assert miss.status_code == 200, miss.text
+            assert not pages, "the miss was answered only after the sync's first page"
+            assert "queue;dur=" in miss.headers["Server-Timing"]
+            assert vendor_state(setup.a, "slow-dj")["sync"]["syncs_ok"] == 0, "the miss was served only after the sync"
+        finally:
+            release.set()
         # Let the sync end here, so its last updates cannot trail into the tests that count updates.
         wait_synced(setup.a, "slow-dj", timeout=60)
 
