@@ -41,8 +41,10 @@ QUERIES = 600
 BATCH = 5000
 
 
-async def fill(path: Path, count: int) -> tuple[float, list[str]]:
-    """The catalog through ``upsert_offers`` in batches, one offer per product; returns seconds and queries."""
+async def fill(path: Path, count: int) -> tuple[float, tuple[float, float], list[str]]:
+    """The catalog through ``upsert_offers`` in batches, one offer per product; returns seconds, the write rate
+    (offers/s) over the first and the last tenth of the products (does an offer cost more as the store grows?),
+    and the queries."""
     from app.domain.models import Availability, Offer, Vendor, VendorKind
     from app.store.sqlite.catalog import SqliteCatalog
 
@@ -56,6 +58,7 @@ async def fill(path: Path, count: int) -> tuple[float, list[str]]:
                 Vendor(id=vid, name=vid, kind=VendorKind.DUMMYJSON, base_url="http://bench.invalid", currency="EUR")
             )
         batch: list[Offer] = []
+        written: list[tuple[int, float]] = [(0, time.perf_counter())]  # (products, when) after each batch
         for doc in generator.products(count):
             batch.append(
                 Offer(
@@ -73,12 +76,24 @@ async def fill(path: Path, count: int) -> tuple[float, list[str]]:
             )
             if len(batch) == BATCH:
                 await store.upsert_offers(batch)
+                written.append((written[-1][0] + len(batch), time.perf_counter()))
                 batch = []
         if batch:
             await store.upsert_offers(batch)
+            written.append((written[-1][0] + len(batch), time.perf_counter()))
     finally:
         store.close()
-    return time.perf_counter() - started, [q for _, q in generator.queries(QUERIES)]
+    return time.perf_counter() - started, _tenths(written), [q for _, q in generator.queries(QUERIES)]
+
+
+def _tenths(written: list[tuple[int, float]]) -> tuple[float, float]:
+    """Offers/s over the batches that wrote the first tenth of the products and over those of the last tenth."""
+    total = written[-1][0]
+    first = next(i for i, (n, _) in enumerate(written) if n >= total / 10)
+    last = next(i for i, (n, _) in enumerate(written) if n >= total - total / 10)
+    head = written[first][0] / (written[first][1] - written[0][1])
+    tail = (total - written[last - 1][0]) / (written[-1][1] - written[last - 1][1]) if last else head
+    return head, tail
 
 
 def fts5_latencies(path: Path, queries: list[str]) -> list[float]:
@@ -138,8 +153,16 @@ def search_suite(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     workdir = Path(tempfile.mkdtemp(prefix="catalog-bench-search-"))
     db = workdir / "catalog.db"
-    fill_s, queries = asyncio.run(fill(db, args.products))
+    fill_s, (head, tail), queries = asyncio.run(fill(db, args.products))
     rows.append(Row(f"write {args.products:,} products through the store", f"{fill_s:.1f} s", "", None))
+    rows.append(
+        Row(
+            "  offers/s, first tenth / last tenth of them",
+            f"{head:,.0f} / {tail:,.0f} ({tail / head:.2f}x)",
+            "last >= 0.8x first",
+            tail >= 0.8 * head,
+        )
+    )
     port = free_port()
     env = {
         **os.environ,

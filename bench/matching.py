@@ -3,8 +3,9 @@
 Measures, per dataset (Abt-Buy, Amazon-Google; train and validation records together):
 
 1. Blocking recall: share of the labelled true pairs that unification would merge (scored with the ``merge``
-   threshold and its refusals) whose records share at least one blocking key, the same over all true pairs, and
-   the candidates per record (records of the *other* shop sharing a key), from an in-memory key index.
+   threshold and its refusals) whose records share at least one blocking key under its cap (the dataset's records
+   as one store: a key of more than ``blocking.max_block`` of them makes no candidates), the same over all true
+   pairs, and the candidates per record (records of the *other* shop sharing such a key), from an in-memory index.
 2. ``score`` throughput in pairs/s over the labelled pairs, profiles warm (the store keeps them cached).
 3. Ingest cost per offer: every record arrives once, in a seeded random order, with a cold profile; its keys
    are looked up in the index, it is scored against the candidates found (``score_many``), and it is indexed.
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +43,7 @@ import httpx
 import orjson
 
 from app.domain.matching import Matcher, MatchRecord, default_matcher, from_mapping
+from app.domain.matching.blocking import max_block
 from bench.processes import cpu_seconds, free_port, wait_http
 from bench.table import Row, print_table
 from tools.matching_data import DATASETS, SPLITS, default_dir, read_split, split_path
@@ -62,20 +64,27 @@ def load(data_dir: Path, dataset: str) -> tuple[list[tuple[MatchRecord, MatchRec
     return pairs, [r for _, r in sides.values()]
 
 
-def blocking(matcher: Matcher, pairs: Sequence[tuple[MatchRecord, MatchRecord, bool]]) -> tuple[float, float, float]:
+def blocking(
+    matcher: Matcher, pairs: Sequence[tuple[MatchRecord, MatchRecord, bool]], records: Sequence[MatchRecord]
+) -> tuple[float, float, float]:
     """Recall over the true pairs unification would merge (the blocking's job: the others are refused when
     compared, e.g. a number only one title has); recall over all true pairs; mean candidates (other side) per
-    record."""
+    record. Keys over their cap among ``records`` count for nothing, as in a store holding them all."""
+    sizes = Counter(k for r in records for k in matcher.blocking_keys(r))
+
+    def keys(r: MatchRecord) -> set[str]:
+        return {k for k in matcher.blocking_keys(r) if sizes[k] <= max_block(k)}
+
     true = [(a, b) for a, b, label in pairs if label]
-    meet = [bool(matcher.blocking_keys(a) & matcher.blocking_keys(b)) for a, b in true]
+    meet = [bool(keys(a) & keys(b)) for a, b in true]
     mergeable = [met for (a, b), met in zip(true, meet, strict=True) if matcher.score(a, b, "merge").match]
     left = {a for a, _, _ in pairs}
     right = {b for _, b, _ in pairs}
     index: dict[str, set[MatchRecord]] = defaultdict(set)
     for r in right:
-        for k in matcher.blocking_keys(r):
+        for k in keys(r):
             index[k].add(r)
-    candidates = [len(set().union(*(index.get(k, set()) for k in matcher.blocking_keys(a)))) for a in left]
+    candidates = [len(set().union(*(index.get(k, set()) for k in keys(a)))) for a in left]
     return sum(mergeable) / len(mergeable), sum(meet) / len(true), sum(candidates) / len(candidates)
 
 
@@ -148,7 +157,7 @@ def run(data_dir: Path) -> list[Row]:
     rows: list[Row] = []
     for dataset in DATASETS:
         pairs, records = load(data_dir, dataset)
-        recall, recall_all, per_record = blocking(matcher, pairs)
+        recall, recall_all, per_record = blocking(matcher, pairs, records)
         rows.append(
             Row(
                 f"{dataset}: blocking recall (true pairs merging would take, sharing a key)",

@@ -39,8 +39,12 @@ from app.domain.matching.text import COMPANY_WORDS
 #: cap every new offer under such a key was scored against all the others, and matching grew with the catalog
 #: (blocks of 6,500 offers at 50k products, tens of thousands at a million). Identifiers and model numbers keep a
 #: far larger cap: their blocks are the same item's offers (the simulators' clones of one model: 382 at 40k per
-#: store), where a word's are look-alikes. The demo stores' largest word block is 35 at 40k positions each.
-MAX_WORD_BLOCK = 100
+#: store), where a word's are look-alikes. The demo stores' largest word block is 35 at 40k positions each, the
+#: benchmarks' 60 (Abt-Buy) and 83 (Amazon-Google), yet no true pair of theirs that merging would take meets only
+#: on a key of more than 30 offers (``bench.matching``'s blocking recall, the same at caps 100, 50 and 30). At 100
+#: the search bench's catalog of look-alikes scored ~64 candidates per new offer at 100k products (and CPU per offer
+#: grew 5x between 5k and 30k); at 50, ~27-32 (issue 13 notes).
+MAX_WORD_BLOCK = 50
 MAX_CODE_BLOCK = 1000
 _CODE_KINDS = ("g:", "s:", "c:", "m:")
 

@@ -38,7 +38,7 @@ from app.store.sqlite.connection import chunks, marks, next_seq
 
 _MODEL_META = "match_model"
 #: The blocking scheme's version: part of ``model_version``, so a store indexed with other keys re-indexes at start.
-BLOCKING = 3
+BLOCKING = 4  # 4: word keys capped at 50 offers (100 before)
 
 
 def _hash(key: str) -> int:
