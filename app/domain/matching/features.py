@@ -25,6 +25,7 @@ from rapidfuzz.distance import Indel
 
 from app.domain.matching import text
 from app.domain.matching.records import MatchRecord
+from app.domain.matching.screen import Screen
 from app.domain.normalize import brand_key, sku_key
 
 # Description words read per record: enough for the model numbers and key terms Abt-style descriptions repeat,
@@ -137,6 +138,7 @@ class Profile:
     stated: tuple[tuple[str, int], ...]  # the VARIANTS this title states, in their order
     brand_words: frozenset[str]  # the brand's own words and key: set aside when comparing two titles' words
     plain_words: frozenset[str]  # core words without brand_words and text.FILLER
+    screen: Screen  # what a store keeps of it to refuse pairs without reading the record (``screen``)
 
 
 # The variant attributes whose disjoint values are a conflict, in the order reasons name them: (name, index into
@@ -223,6 +225,17 @@ def profile(record: MatchRecord, vocab: Vocabulary) -> Profile:
         stated=tuple([(name, i) for name, i in VARIANTS if attrs[i]]) if attrs is not text.NO_ATTRIBUTES else (),
         brand_words=own_brand,
         plain_words=(core - own_brand - text.FILLER) or _NONE,
+        screen=Screen(
+            gtin=record.gtin is not None,
+            brand_given=bool(record.brand),
+            brand=brand,
+            head=head,
+            sku=sku,
+            tiers=attrs.tiers,
+            editions=attrs.editions,
+            sized=bool(attrs.sizes),
+            measures=frozenset(measure_values) if measure_values else _NONE,
+        ),
     )
 
 

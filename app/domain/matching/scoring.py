@@ -29,6 +29,7 @@ from app.domain.matching import blocking, text
 from app.domain.matching.features import FEATURES, Profile, pair_features, profile
 from app.domain.matching.model import Model, load_model
 from app.domain.matching.records import MatchRecord
+from app.domain.matching.screen import Screen, differs
 
 ThresholdName = Literal["match", "merge"]
 # Profiles kept per process: a page of candidates re-reads the same stored offers again and again. A profile
@@ -172,19 +173,7 @@ def one_sided(a: Profile, b: Profile) -> list[str]:
       "Cricket Ball", "Football" / "American Football"): one shop's range differs by a word, while a retitled
       listing (word order, brand moved, "&" for "and") keeps its words.
     """
-    x, y = a.attrs, b.attrs
-    out = []
-    if x.tiers != y.tiers:
-        out.append("tier")
-    if x.editions != y.editions:
-        out.append("edition")
-    if bool(x.sizes) != bool(y.sizes):
-        out.append("size")
-    if a.measure_values.keys() != b.measure_values.keys():
-        out.append("measure")
-    ra, rb = a.record, b.record
-    if ra.brand and rb.brand and a.brand != b.brand and a.brand_head != b.brand_head:
-        out.append("brand")
+    out = differs(a.screen, b.screen)  # tier, edition, size, measure, brand: what a store screens pairs by
     if sku_conflict(a, b):
         out.append("sku")
     if bool(a.whole_numbers) != bool(b.whole_numbers) and not _tied(a, b):
@@ -252,6 +241,10 @@ class Matcher:
             self._by_object.clear()
         self._by_object[id(record)] = (record, found)
         return found
+
+    def screen(self, record: MatchRecord) -> Screen:
+        """What a store keeps of a record to refuse pairs without reading it again (``screen.refused``)."""
+        return self._known(record).screen
 
     def blocking_keys(self, record: MatchRecord) -> frozenset[str]:
         return blocking.blocking_keys(self._known(record), self.model.vocabulary)

@@ -32,13 +32,14 @@ from app.domain.matching.blocking import max_block
 from app.domain.matching.clustering import OfferKey, offer_key_text
 from app.domain.matching.records import MatchRecord
 from app.domain.matching.scoring import gtin_conflict
+from app.domain.matching.screen import Screen, dumps, loads, refused
 from app.domain.models import Offer
 from app.domain.unify import matched_key, product_id
 from app.store.sqlite.connection import chunks, marks, next_seq
 
 _MODEL_META = "match_model"
 #: The blocking scheme's version: part of ``model_version``, so a store indexed with other keys re-indexes at start.
-BLOCKING = 4  # 4: word keys capped at 50 offers (100 before)
+BLOCKING = 5  # 4: word keys capped at 50 offers (100 before); 5: screens (match_screens) kept with the keys
 
 
 def _hash(key: str) -> int:
@@ -118,6 +119,7 @@ class StoreUnifier:
         for chunk in chunks(ids):
             m = marks(len(chunk))
             conn.execute(f"DELETE FROM match_keys WHERE offer IN ({m})", chunk)
+            conn.execute(f"DELETE FROM match_screens WHERE offer IN ({m})", chunk)
             conn.execute(f"DELETE FROM match_edges WHERE a IN ({m})", chunk)
             conn.execute(f"DELETE FROM match_edges WHERE b IN ({m})", chunk)
             conn.execute(f"DELETE FROM match_why WHERE offer IN ({m})", chunk)
@@ -133,7 +135,9 @@ class StoreUnifier:
         records = {key: from_offer(o) for key, o in written.items()}
         cap: dict[int, int] = {}
         hashes: dict[OfferKey, list[int]] = {}
+        screens: dict[int, Screen | None] = {}
         for key, rec in records.items():
+            screens[rowids[key]] = matcher.screen(rec)  # with its keys, while its profile is at hand
             mine = set()
             for block in matcher.blocking_keys(rec):
                 h = _hash(block)
@@ -147,6 +151,10 @@ class StoreUnifier:
             "INSERT OR IGNORE INTO match_keys (k, vendor_id, offer) VALUES (?, ?, ?)",
             sorted((h, key[0], rowids[key]) for key, hs in hashes.items() for h in hs),
         )
+        conn.executemany(
+            "INSERT OR REPLACE INTO match_screens (offer, screen) VALUES (?, ?)",
+            [(rowid, text) for rowid, s in sorted(screens.items()) if s is not None and (text := dumps(s)) is not None],
+        )
         for hs in hashes.values():
             for h in hs:
                 sizes[h] = sizes.get(h, 0) + 1
@@ -156,7 +164,7 @@ class StoreUnifier:
         lost = self._stop(conn, over, set(rowids.values())) if over else set()
         stopped |= over
         usable = {key: [h for h in hs if h not in stopped] for key, hs in hashes.items()}
-        pairs = _pairs(usable, rowids, stored)
+        pairs = _screened(conn, _pairs(usable, rowids, stored), screens)
         if not pairs:
             return lost
         by_rowid: dict[int, tuple[OfferKey, MatchRecord]] = {rowids[k]: (k, r) for k, r in records.items()}
@@ -415,6 +423,7 @@ class StoreUnifier:
         conn.execute("DELETE FROM match_keys")
         conn.execute("DELETE FROM match_edges")
         conn.execute("DELETE FROM match_stop_keys")
+        conn.execute("DELETE FROM match_screens")
         products: set[str] = set()
         batch: dict[OfferKey, Offer] = {}
         rowids: dict[OfferKey, int] = {}
@@ -491,6 +500,25 @@ def _pairs(
                 if vx != vy:
                     add((x, y) if x < y else (y, x))
     return pairs
+
+
+def _screened(
+    conn: sqlite3.Connection, pairs: set[tuple[int, int]], screens: dict[int, Screen | None]
+) -> set[tuple[int, int]]:
+    """The pairs their screens do not refuse (``screen.refused``: merging would refuse them anyway), read for the
+    stored offers among them into ``screens``; an offer without a screen is kept for scoring."""
+    stored = sorted({x for pair in pairs for x in pair if x not in screens})
+    for chunk in chunks(stored):
+        for offer, text in conn.execute(
+            f"SELECT offer, screen FROM match_screens WHERE offer IN ({marks(len(chunk))})", chunk
+        ):
+            screens[int(offer)] = loads(text)
+    kept = set()
+    for x, y in pairs:
+        sx, sy = screens.get(x), screens.get(y)
+        if sx is None or sy is None or not refused(sx, sy):
+            kept.add((x, y))
+    return kept
 
 
 def _stopped(conn: sqlite3.Connection, keys: Collection[int]) -> set[int]:

@@ -334,6 +334,7 @@ class OfferWriter:
         }
         mine = "SELECT rowid FROM offers WHERE vendor_id = ?"
         conn.execute(f"DELETE FROM match_keys WHERE offer IN ({mine})", (vendor_id,))
+        conn.execute(f"DELETE FROM match_screens WHERE offer IN ({mine})", (vendor_id,))
         conn.execute(f"DELETE FROM match_edges WHERE a IN ({mine}) OR b IN ({mine})", (vendor_id, vendor_id))
         conn.execute(f"DELETE FROM match_why WHERE offer IN ({mine})", (vendor_id,))
         conn.execute("DELETE FROM offers WHERE vendor_id = ?", (vendor_id,))
