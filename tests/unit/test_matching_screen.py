@@ -1,5 +1,6 @@
-"""Screens: a store refuses candidate pairs by them without reading the records, so a screen may only refuse what
-merging refuses anyway (``app.domain.matching.screen``)."""
+"""The shortcuts a store takes, which must change no decision: screens (a store refuses candidate pairs by them
+without reading the records, so a screen may only refuse what merging refuses anyway,
+``app.domain.matching.screen``), and offers that cannot conflict (clustering never compares them)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,33 @@ def test_on_the_benchmarks_a_screen_never_refuses_a_pair_merging_would_take() ->
             refusals += 1
             assert not m.score(a, b, "merge").match, (a.title, b.title)
     assert refusals > len(pairs) // 10
+
+
+def test_on_the_benchmarks_an_offer_that_cannot_conflict_conflicts_with_none() -> None:
+    m = default_matcher()
+    everything = _benchmark_records()
+    inert = [r for r in everything if not m.can_conflict(r)]
+    records = everything[:1500]
+    assert 100 < len(inert) < len(everything) // 2  # electronics and software: most titles carry a number
+    for a in inert:
+        for b in records:
+            assert not m.conflict(a, b) and not m.conflict(b, a), (a.title, b.title)
+    assert any(m.conflict(a, b) for a, b in itertools.combinations(records[:300], 2))
+
+
+def test_cluster_gives_the_same_groups_with_and_without_skipping_members_that_cannot_conflict() -> None:
+    from app.domain.matching import Edge, cluster
+
+    m = default_matcher()
+    titles = ["Galaxy S10 128 GB", "Galaxy S10", "Galaxy S10 256 GB", "Galaxy S10 Phone", "Galaxy S10 Red"]
+    recs = {("v", str(i)): rec(t, "Samsung") for i, t in enumerate(titles)}
+    keys = sorted(recs)
+    base = {k: f"offer:{k[0]}:{k[1]}" for k in keys}
+    edges = [Edge.of(x, y, 0.9 + 0.001 * i) for i, (x, y) in enumerate(itertools.combinations(keys, 2))]
+
+    def conflict(x: tuple[str, str], y: tuple[str, str]) -> bool:
+        return m.conflict(recs[x], recs[y])
+
+    plain = cluster(base, edges, conflict, 0.5)
+    assert len(plain) > 1  # the two capacities never share a product
+    assert cluster(base, edges, conflict, 0.5, can_conflict=lambda k: m.can_conflict(recs[k])) == plain

@@ -103,12 +103,14 @@ def cluster(
     conflict: Callable[[OfferKey, OfferKey], bool],
     threshold: float,
     overrides: Overrides = NO_OVERRIDES,
+    can_conflict: Callable[[OfferKey], bool] | None = None,
 ) -> list[Group]:
     """Groups of ``base_keys``' offers (see the module docstring), sorted by key; members sorted.
 
     ``base_keys`` is today's product key of each offer; edges whose ends are not in it are ignored, and of
     several edges for one pair the highest scored counts.
-    ``conflict(x, y)`` says two offers may never share a product.
+    ``conflict(x, y)`` says two offers may never share a product; ``can_conflict(x)`` False says ``conflict`` is
+    False for x and any offer (no identifier and no variant stated), so its pairs are never asked.
     """
     if overrides.splits:
         base_keys = {o: offer_key_text(o) if o in overrides.splits else k for o, k in base_keys.items()}
@@ -144,15 +146,39 @@ def cluster(
             seen = chosen.get((e.a, e.b))
             if seen is None or (e.score, e.reasons) > (seen.score, seen.reasons):
                 chosen[(e.a, e.b)] = e
+    # Groups found to conflict, by root: groups only grow, so two that conflict always will, and the next edge
+    # between them is refused without comparing their members again (a look-alike catalog's components have
+    # many edges between the same two groups, and comparing every member pair was most of a write's time).
+    enemies: dict[OfferKey, set[OfferKey]] = defaultdict(set)
+    # Each group's members that can conflict at all, found when first needed (a third to a half of a look-alike
+    # catalog's members state nothing a conflict could rest on, and each merge compared every pair of members).
+    active: dict[OfferKey, list[OfferKey]] = {}
+
+    def active_of(root: OfferKey) -> list[OfferKey]:
+        found = active.get(root)
+        if found is None:
+            found = active[root] = [m for m in members[root] if can_conflict is None or can_conflict(m)]
+        return found
+
     for edge in sorted(chosen.values(), key=lambda e: (-e.score, e.a, e.b)):
         ra, rb = find(edge.a), find(edge.b)
-        if ra == rb:
+        if ra == rb or rb in enemies[ra]:
             continue
-        if any(conflict(x, y) for x in members[ra] for y in members[rb]):
+        xs, ys = active_of(ra), active_of(rb)
+        if any(conflict(x, y) for x in xs for y in ys):
+            enemies[ra].add(rb)
+            enemies[rb].add(ra)
             continue
         root, other = (ra, rb) if ra < rb else (rb, ra)
         parent[other] = root
         members[root] = sorted(members[root] + members.pop(other))
+        active[root] = xs + ys
+        active.pop(other, None)
+        gone = enemies.pop(other, set())
+        for enemy in gone:
+            enemies[enemy].discard(other)
+            enemies[enemy].add(root)
+        enemies[root] |= gone
     groups = [Group(min((base_keys[m] for m in group), key=key_rank), tuple(group)) for group in members.values()]
     return sorted(groups, key=lambda g: g.key)
 
@@ -254,8 +280,11 @@ def unify_explained(
             return gtin_conflict(records[x], records[y])
         return matcher.conflict(records[x], records[y])
 
+    def can_conflict(x: OfferKey) -> bool:
+        return records[x].gtin is not None if matcher is None else matcher.can_conflict(records[x])
+
     cut = matcher.threshold(threshold) if matcher is not None else 1.0
-    groups = cluster(base, edges, conflict, cut, overrides)
+    groups = cluster(base, edges, conflict, cut, overrides, can_conflict)
     keys = {member: group.key for group in groups for member in group.members}
     why: dict[OfferKey, dict[str, object]] = {}
     for group in groups:

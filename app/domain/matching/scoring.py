@@ -257,6 +257,14 @@ class Matcher:
         pa, pb = self._known(a), self._known(b)
         return sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
 
+    def can_conflict(self, record: MatchRecord) -> bool:
+        """False when ``conflict`` is False against any record whatever: no GTIN, no brand with a SKU, and no
+        variant, measure, whole number or model number stated (each conflict needs its fact on both sides)."""
+        if record.gtin is not None:
+            return True
+        p = self._known(record)
+        return bool((record.brand and p.sku) or p.measure_values or p.stated or p.whole_numbers or p.code_shapes)
+
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
 

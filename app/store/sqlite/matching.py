@@ -357,7 +357,14 @@ class StoreUnifier:
                 return gtin_conflict(records[x], records[y])
             return self.matcher.conflict(records[x], records[y])
 
-        groups = cluster(base, edges, conflict, self.threshold, local)
+        def can_conflict(x: OfferKey) -> bool:
+            if not records:
+                records.update(self._records(conn, rows, known))
+            if self.matcher is None:
+                return records[x].gtin is not None
+            return self.matcher.can_conflict(records[x])
+
+        groups = cluster(base, edges, conflict, self.threshold, local, can_conflict)
         # Each group's own edges: ``explain`` reads only those, and handing it all of them is quadratic.
         group_of = {m: g.key for g in groups for m in g.members}
         edges_of: dict[str, list[Edge]] = defaultdict(list)
