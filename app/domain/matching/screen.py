@@ -9,7 +9,7 @@ dozen bytes a store keeps beside the index, so such pairs end without their reco
 
 ``refused`` is exact: it only says yes where ``Matcher.score(a, b, "merge")`` refuses too (the identifier rules
 that could accept the pair cannot apply, and ``one_sided``, which asks ``differs``, names a difference), so a store
-that screens finds the same edges as one that scores every pair (``tests/unit/domain/test_screen.py``).
+that screens finds the same edges as one that scores every pair (``tests/unit/test_matching_screen.py``).
 """
 
 from __future__ import annotations
@@ -58,13 +58,7 @@ def refused(a: Screen, b: Screen) -> bool:
         return False
     if a.sku and a.sku == b.sku and a.brand and a.brand == b.brand:
         return False
-    return (
-        a.tiers != b.tiers
-        or a.editions != b.editions
-        or a.sized != b.sized
-        or a.measures != b.measures
-        or (a.brand_given and b.brand_given and a.brand != b.brand and a.head != b.head)
-    )
+    return bool(differs(a, b))
 
 
 def dumps(s: Screen) -> str | None:

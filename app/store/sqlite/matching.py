@@ -350,19 +350,20 @@ class StoreUnifier:
         )
         records: dict[OfferKey, MatchRecord] = {}
 
-        def conflict(x: OfferKey, y: OfferKey) -> bool:
-            if not records:
+        def record(x: OfferKey) -> MatchRecord:
+            if not records:  # read on first use: a component without edges to weigh needs none
                 records.update(self._records(conn, rows, known))
+            return records[x]
+
+        def conflict(x: OfferKey, y: OfferKey) -> bool:
             if self.matcher is None:
-                return gtin_conflict(records[x], records[y])
-            return self.matcher.conflict(records[x], records[y])
+                return gtin_conflict(record(x), record(y))
+            return self.matcher.conflict(record(x), record(y))
 
         def can_conflict(x: OfferKey) -> bool:
-            if not records:
-                records.update(self._records(conn, rows, known))
             if self.matcher is None:
-                return records[x].gtin is not None
-            return self.matcher.can_conflict(records[x])
+                return record(x).gtin is not None
+            return self.matcher.can_conflict(record(x))
 
         groups = cluster(base, edges, conflict, self.threshold, local, can_conflict)
         # Each group's own edges: ``explain`` reads only those, and handing it all of them is quadratic.
