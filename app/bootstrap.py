@@ -274,6 +274,7 @@ def build_container(settings: Settings) -> Container:
     store = SqliteCatalog(
         settings.db_path,
         bulk_slice_s=settings.bulk_write_slice_ms / 1000,
+        miss_commit_s=settings.miss_commit_within_ms / 1000,
         page_cache_size=settings.list_cache_pages,
         rates=load_rates(settings),
         secrets=secrets,

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         "parts of about this time, and when an interactive write is waiting the bulk transaction commits between two "
         "parts and lets it in (an idle service still writes the batch in one transaction).",
     )
+    miss_commit_within_ms: float = Field(
+        500.0,
+        ge=0,
+        description="Embedded runtime: a shopper's miss that arrives while a sync holds SQLite's writer is written "
+        "inside the sync's transaction and answered at once (its product read back from the writer), instead of making "
+        "the sync commit for it; the sync then commits within this time. 0: at its next part (a commit per miss).",
+    )
     queue_size: int = Field(1000, ge=1, description="Pending requests before misses answer 503.")
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")
     wait_ms_max: int = Field(10_000, ge=0, description="Upper bound of the `wait_ms` query parameter.")

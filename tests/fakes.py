@@ -293,8 +293,9 @@ class FakeCatalogStore:
 
     # -- offers ----------------------------------------------------------------------------------------------
 
-    async def upsert_offers(self, offers: Iterable[Offer]) -> UpsertResult:
-        """Same counting as the SQLite store: an offer equal but for ``fetched_at`` is unchanged (and touched)."""
+    async def upsert_offers(self, offers: Iterable[Offer], *, refetchable: bool = False) -> UpsertResult:
+        """Same counting as the SQLite store: an offer equal but for ``fetched_at`` is unchanged (and touched);
+        ``refetchable`` changes nothing here (nothing commits later)."""
         batch = list({o.key: o for o in offers}.values())
         await asyncio.sleep(0)
         if not batch:

@@ -116,7 +116,7 @@ class InteractiveWork:
     def step_aside(self, between: Callable[[], object] | None = None) -> None:
         """Bulk work, in a thread: wait (bounded) while interactive work runs. ``between`` is called every 2 ms
         meanwhile: the writer thread runs the interactive writes that arrive while it waits (the miss it steps
-        aside for needs it)."""
+        aside for needs it); when it returns False, the wait ends (the writer must commit first)."""
         if self._quiet.is_set():
             return
         started = time.monotonic()
@@ -124,8 +124,8 @@ class InteractiveWork:
         while not self._quiet.wait(0.002 if between is not None else self.max_pause_s):
             if time.monotonic() >= deadline:
                 break
-            if between is not None:
-                between()
+            if between is not None and between() is False:
+                break
         self._paused(started)
 
     async def step_aside_async(self) -> None:

@@ -236,3 +236,121 @@ async def test_a_fast_vendor_answer_leaves_the_count_as_it_was_and_bulk_work_is_
         await asyncio.sleep(0.01)
         assert work.quiet
     assert work.quiet
+
+
+def test_a_step_aside_ends_when_the_writer_must_commit_first() -> None:
+    work = InteractiveWork(max_pause_s=30.0)
+    with work.running():
+        started = time.monotonic()
+        work.step_aside(lambda: False)
+    assert time.monotonic() - started < 5.0  # not the 30 s pause: a write waits that needs the commit
+
+
+def nested_db(tmp_path: Path) -> tuple[Connections, list[str]]:
+    """A store with one table and a log of its commits and rollbacks (as the catalog's hooks see them)."""
+    db = Connections(tmp_path / "t.db", busy_timeout_s=5, cache_mb=4)
+
+    def prepare(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE t (step TEXT)")
+
+    db.open(prepare)
+    events: list[str] = []
+    db.after_commit = lambda conn: events.append("commit")
+    db.after_rollback = lambda: events.append("rollback")
+    return db, events
+
+
+def committed(db: Connections) -> list[str]:
+    conn = db.connect_reader()
+    try:
+        return [row[0] for row in conn.execute("SELECT step FROM t ORDER BY rowid")]
+    finally:
+        conn.close()
+
+
+def bulk_with_a_miss(
+    db: Connections, loop: asyncio.AbstractEventLoop, misses: list[asyncio.Future[None]], seen: list[list[str]]
+) -> Callable[[str], Callable[[sqlite3.Connection], str]]:
+    """Bulk parts; the first sends a nested miss write and waits until the writer has it, the second notes what
+    another connection sees (the miss ran between them), the part named "fail" raises."""
+
+    def part(name: str) -> Callable[[sqlite3.Connection], str]:
+        def write(conn: sqlite3.Connection) -> str:
+            if name == "fail":
+                raise RuntimeError("the sync's part failed")
+            conn.execute("INSERT INTO t VALUES (?)", (name,))
+            if name == "bulk-1":
+
+                def miss(c: sqlite3.Connection) -> None:
+                    c.execute("INSERT INTO t VALUES ('miss')")
+
+                write_miss = db.transaction(miss, Lane.INTERACTIVE, nested=miss)
+                misses.append(asyncio.run_coroutine_threadsafe(write_miss, loop))  # type: ignore[arg-type]
+                while not db._writer or not db._writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            if name == "bulk-2":  # the miss ran between the two parts, in this transaction
+                assert [row[0] for row in conn.execute("SELECT step FROM t ORDER BY rowid")] == [
+                    "bulk-1",
+                    "miss",
+                    "bulk-2",
+                ]
+                seen.append(committed(db))
+            return name
+
+        return write
+
+    return part
+
+
+async def test_a_nested_miss_write_runs_inside_the_bulk_transaction_and_commits_with_it(tmp_path: Path) -> None:
+    db, events = nested_db(tmp_path)
+    misses: list[asyncio.Future[None]] = []
+    seen: list[list[str]] = []
+    part = bulk_with_a_miss(db, asyncio.get_running_loop(), misses, seen)
+    try:
+        assert await db.bulk([part("bulk-1"), part("bulk-2"), part("bulk-3")]) == ["bulk-1", "bulk-2", "bulk-3"]
+        await asyncio.wrap_future(misses[0])
+        steps = committed(db)
+        nested = [m.value for m in db.metrics() if m.name == "catalog_writer_nested_total"]
+    finally:
+        db.close()
+    assert nested == [1]
+    assert seen == [[]]  # nothing committed while the miss had its answer: it ran in the open transaction
+    assert steps == ["bulk-1", "miss", "bulk-2", "bulk-3"]
+    assert events == ["commit"]  # one commit for the sync and the miss (a plain interactive write makes two)
+
+
+async def test_a_nested_write_is_committed_within_its_bound_even_as_the_bulk_job_goes_on(tmp_path: Path) -> None:
+    db, events = nested_db(tmp_path)
+    db.nested_commit_s = 0.0
+    misses: list[asyncio.Future[None]] = []
+    seen: list[list[str]] = []
+    part = bulk_with_a_miss(db, asyncio.get_running_loop(), misses, seen)
+    try:
+        await db.bulk([part("bulk-1"), part("bulk-2"), part("bulk-3")])
+        steps = committed(db)
+    finally:
+        db.close()
+    assert seen == [["bulk-1", "miss"]]  # committed before the next part
+    assert steps == ["bulk-1", "miss", "bulk-2", "bulk-3"]
+    assert events == ["commit", "commit"]
+
+
+async def test_a_nested_write_is_written_again_when_its_bulk_transaction_rolls_back(tmp_path: Path) -> None:
+    db, events = nested_db(tmp_path)
+    misses: list[asyncio.Future[None]] = []
+    seen: list[list[str]] = []
+    part = bulk_with_a_miss(db, asyncio.get_running_loop(), misses, seen)
+    try:
+        try:
+            await db.bulk([part("bulk-1"), part("bulk-2"), part("fail")])
+        except RuntimeError as exc:
+            assert "failed" in str(exc)
+        else:
+            raise AssertionError("the failing part did not fail the bulk job")
+        await asyncio.wrap_future(misses[0])
+        steps = committed(db)
+    finally:
+        db.close()
+    assert steps == ["miss"]  # the sync's parts rolled back; the answered miss was written again on its own
+    assert events == ["rollback", "commit"]

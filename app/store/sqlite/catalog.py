@@ -53,6 +53,7 @@ from app.store.sqlite.reads import ProductReader
 from app.store.sqlite.search import SearchSync, install_removal_trigger
 from app.store.sqlite.slicing import BulkSlicer
 from app.store.sqlite.transaction import immediate
+from app.store.sqlite.unsettled import Unsettled
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -77,25 +78,34 @@ class SqliteCatalog:
         min_free_mb: int = 64,
         search: SearchSync | None = None,
         bulk_slice_s: float = 0.01,
+        miss_commit_s: float = 0.5,
         matching: bool = True,
     ) -> None:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
         ``search``: the search index this store keeps in step with every write it commits; ``bulk_slice_s``: about
-        how long one part of a bulk write holds the writer (``BulkSlicer``, ``Connections.bulk``); ``matching``:
-        unify with the matcher (issue 10), else with identifiers and overrides alone."""
+        how long one part of a bulk write holds the writer (``BulkSlicer``, ``Connections.bulk``); ``miss_commit_s``:
+        how long a refetchable write may wait inside a bulk transaction for its commit (``upsert_offers``);
+        ``matching``: unify with the matcher (issue 10), else with identifiers and overrides alone."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
         self.deliveries_keep_s = deliveries_keep_s
         self.max_mb = max_mb
         self.min_free_mb = min_free_mb
         self._db = Connections(self.path, busy_timeout_s=busy_timeout_s, cache_mb=cache_mb)
+        self._db.nested_commit_s = miss_commit_s
         self._offers = OfferWriter(rates, default_matcher() if matching else None)
         self._reads = ProductReader(self._db, rates, page_cache_size=page_cache_size)
         self.changes = SqliteChanges(self._db)
         self.search = search
-        if search is not None:
-            self._db.after_commit = search.after_commit
+        self._unsettled = Unsettled()
+        self._db.after_commit = self._committed
+        self._db.after_rollback = self._unsettled.clear
         self._slicer = BulkSlicer(bulk_slice_s)
+
+    def _committed(self, conn: sqlite3.Connection) -> None:
+        self._unsettled.clear()  # the readers see it all now
+        if self.search is not None:
+            self.search.after_commit(conn)
 
     @property
     def rates(self) -> Rates | None:
@@ -281,13 +291,19 @@ class SqliteCatalog:
 
     # -- offers ----------------------------------------------------------------------------------------------
 
-    async def upsert_offers(self, offers: Iterable[Offer]) -> UpsertResult:
-        """Write offers; one older than the stored version of it (``vendor_updated_at``) is left out (``ordering``)."""
+    async def upsert_offers(self, offers: Iterable[Offer], *, refetchable: bool = False) -> UpsertResult:
+        """Write offers; one older than the stored version of it (``vendor_updated_at``) is left out (``ordering``).
+
+        ``refetchable``: interactive offers the vendor can be asked for again (a shopper's miss, not a webhook's
+        change, which would be lost): answered before they commit when a sync holds the writer (``Unsettled``)."""
         batch = unique(offers)
         if not batch:
             return UpsertResult()
         if current_lane() is Lane.INTERACTIVE:
-            return await self._db.transaction(lambda c: self._guarded(c, batch))
+            return await self._db.transaction(
+                lambda c: self._guarded(c, batch),
+                nested=(lambda c: self._unsettled_write(c, batch)) if refetchable else None,
+            )
         # A sync's batch: parts of about ``bulk_slice_s`` each, interactive writes let in between (``bulk``).
         results = await self._db.bulk(
             [self._timed(self._upsert(part), len(part)) for part in self._slicer.parts(batch)]
@@ -298,6 +314,11 @@ class SqliteCatalog:
             sum(r.unchanged for r in results),
             sum(r.products_changed for r in results),
         )
+
+    def _unsettled_write(self, conn: sqlite3.Connection, batch: list[Offer]) -> UpsertResult:
+        result = self._guarded(conn, batch)
+        self._unsettled.record(conn, batch)
+        return result
 
     def _upsert(self, offers: list[Offer]) -> Callable[[sqlite3.Connection], UpsertResult]:
         return lambda conn: self._guarded(conn, offers)
@@ -381,15 +402,21 @@ class SqliteCatalog:
     # -- products --------------------------------------------------------------------------------------------
 
     def get_product(self, pid: str) -> StoredProduct | None:
+        if self._unsettled and (unsettled := self._unsettled.products.get(pid)) is not None:
+            return unsettled
         return self._reads.get_product(pid)
 
     def cached_product(self, pid: str) -> tuple[StoredProduct | None] | None:
+        if self._unsettled and (unsettled := self._unsettled.products.get(pid)) is not None:
+            return (unsettled,)
         return self._reads.cached_product(pid)
 
     def cached_page(self, query: ProductQuery) -> ProductPage | None:
         return self._reads.cached_page(query)
 
     def find_offer(self, vendor_id: str, vendor_product_id: str) -> OfferRef | None:
+        if self._unsettled and (unsettled := self._unsettled.offers.get((vendor_id, vendor_product_id))) is not None:
+            return unsettled
         return self._reads.find_offer(vendor_id, vendor_product_id)
 
     def list_products(self, query: ProductQuery) -> ProductPage:
@@ -402,6 +429,8 @@ class SqliteCatalog:
 
     def image(self, image_id: str) -> StoredImage | None:
         """The URL and placeholder of an image a stored offer brought in; None for any other id."""
+        if self._unsettled and (unsettled := self._unsettled.images.get(image_id)) is not None:
+            return unsettled
         row = self._db.reader.execute(
             "SELECT url, vendor_id, placeholder FROM images WHERE id = ?", (image_id,)
         ).fetchone()

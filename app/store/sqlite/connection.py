@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 import threading
 import time
@@ -29,6 +30,8 @@ from app.store.sqlite.transaction import immediate
 from app.store.sqlite.writer import PriorityWriter
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # SQLite result codes (primary, the low byte) of a store that cannot take writes: disk or size cap full, I/O error,
 # read-only file or file system, cannot open.
@@ -126,6 +129,13 @@ class Connections:
         self._version_lock = threading.Lock()
         #: Runs on the writer thread after each transaction that committed (the search index follows the store).
         self.after_commit: Callable[[sqlite3.Connection], None] | None = None
+        #: Runs on the writer thread after a bulk transaction that held nested writes rolled back.
+        self.after_rollback: Callable[[], None] | None = None
+        #: How long a nested write (``transaction(..., nested=...)``) may stay uncommitted inside a bulk job.
+        self.nested_commit_s = 0.5
+        self._nested: list[Callable[[sqlite3.Connection], object]] = []  # nested writes not committed yet
+        self._nested_since = 0.0
+        self._nested_total = 0
 
     def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         """Create the file if needed and start the writer; ``prepare`` (migrations, say) runs on the writer
@@ -214,29 +224,72 @@ class Connections:
         (value,) = self.reader.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()
         return int(value)
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T], lane: Lane | None = None) -> T:
+    async def transaction(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        lane: Lane | None = None,
+        nested: Callable[[sqlite3.Connection], T] | None = None,
+    ) -> T:
         """``fn`` in one write transaction on the writer thread, off the event loop; interactive ones (the default
-        lane of the running code, ``app.domain.lanes``) go before every bulk one still waiting."""
+        lane of the running code, ``app.domain.lanes``) go before every bulk one still waiting.
+
+        ``nested``: a write that may be answered before it commits (data that can be fetched again: a shopper's
+        miss). When a bulk job holds the writer, it runs inside the bulk transaction (a savepoint of its own) and
+        commits with it, within ``nested_commit_s``; the sync's transaction goes on instead of committing for it,
+        which is what a commit per miss cost a sync. Should that transaction fail, ``fn`` runs again on its own.
+        """
         if self._writer is None:
             raise RuntimeError("store is not open")
-        future = self._writer.submit(lambda: self._in_transaction(fn), lane or current_lane())
+        inside = None if nested is None else functools.partial(self._nested_write, fn, nested)
+        future = self._writer.submit(lambda: self._in_transaction(fn), lane or current_lane(), inside)
         return await asyncio.wrap_future(future)
+
+    def _nested_write(self, fn: Callable[[sqlite3.Connection], T], nested: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._w
+        assert conn is not None and conn.in_transaction
+        conn.execute("SAVEPOINT nested")
+        try:
+            result = nested(conn)
+        except BaseException:
+            conn.execute("ROLLBACK TO nested")
+            conn.execute("RELEASE nested")
+            raise
+        conn.execute("RELEASE nested")
+        if not self._nested:
+            self._nested_since = time.monotonic()
+        self._nested.append(fn)
+        self._nested_total += 1
+        return result
 
     async def bulk(self, parts: Sequence[Callable[[sqlite3.Connection], T]]) -> list[T]:
         """``parts`` in as few write transactions as possible, yet never holding the writer from an interactive
         write for longer than one part: between two parts, when an interactive transaction is waiting, what is done
         is committed, the waiting ones run, and a new transaction goes on with the rest. An idle service thus writes
-        a sync's batch in one transaction (one commit for many pages), a busy one in several."""
+        a sync's batch in one transaction (one commit for many pages), a busy one in several. Interactive writes
+        with a nested variant run inside the open transaction instead (``transaction``), and the bulk job steps
+        aside for running interactive work without committing."""
         if self._writer is None:
             raise RuntimeError("store is not open")
         writer = self._writer
         results: list[T] = []
 
+        def let_in() -> bool:
+            """The waiting interactive writes that can run inside; False once one needs a commit first."""
+            return writer.run_waiting_interactive(nested=True) and not self._nested_due()
+
         def run_some(conn: sqlite3.Connection) -> None:
             while len(results) < len(parts):
                 results.append(parts[len(results)](conn))
-                if writer.waiting(Lane.INTERACTIVE) or not interactive_work.quiet:
+                if len(results) == len(parts) or self._nested_due():
                     return
+                if writer.waiting(Lane.INTERACTIVE) or not interactive_work.quiet:
+                    admitted = let_in()
+                    if admitted:
+                        interactive_work.step_aside(let_in)
+                    if not conn.in_transaction:  # a nested write's error (SQLITE_FULL) rolled back the whole of it
+                        raise sqlite3.OperationalError("the bulk transaction was rolled back under a nested write")
+                    if not admitted or writer.waiting(Lane.INTERACTIVE):
+                        return
 
         def run_all() -> list[T]:
             while len(results) < len(parts):
@@ -245,6 +298,7 @@ class Connections:
                     self._in_transaction(run_some)
                 except BaseException:
                     del results[done:]  # rolled back
+                    self._rerun_nested()
                     raise
                 if len(results) < len(parts):
                     writer.run_waiting_interactive()
@@ -254,8 +308,33 @@ class Connections:
 
         return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))
 
+    def _nested_due(self) -> bool:
+        return bool(self._nested) and time.monotonic() - self._nested_since >= self.nested_commit_s
+
+    def _rerun_nested(self) -> None:
+        """The bulk transaction rolled back the nested writes it held: each runs again, in its own transaction."""
+        again, self._nested = self._nested, []
+        if not again:
+            return
+        if self.after_rollback is not None:
+            self.after_rollback()
+        for fn in again:
+            try:
+                self._in_transaction(fn)
+            except Exception:  # its caller was answered already; the data is fetched again on the next read
+                log.exception("a nested write could not be written again after its bulk transaction failed")
+
     def metrics(self) -> list[Metric]:
         out = self._writer.metrics() if self._writer is not None else []
+        out.append(
+            Metric(
+                "catalog_writer_nested_total",
+                "Interactive writes (a shopper's miss) run inside a sync's open transaction instead of its commit.",
+                "counter",
+                self._nested_total,
+                {},
+            )
+        )
         return out + (self._checkpointer.metrics() if self._checkpointer is not None else [])
 
     def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -271,6 +350,7 @@ class Connections:
             raise
         if not self.write_failed_full:  # a small write that fits says nothing about the batch that did not
             self.write_failure = None
+        self._nested.clear()  # committed with it
         if self.after_commit is not None:
             self.after_commit(conn)
         return result

@@ -13,6 +13,7 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -40,6 +41,38 @@ def fts_query(text: str) -> str | None:
     quoted = [f'"{t}"' for t in tokens]
     quoted[-1] += "*"
     return " ".join(quoted)
+
+
+def product_on(conn: sqlite3.Connection, pid: str) -> StoredProduct | None:
+    """The product's document with its offers' freshness, as ``conn`` sees it."""
+    rows = conn.execute(
+        "SELECT p.doc, p.etag, o.vendor_id, o.vendor_product_id, o.fetched_at, v.refresh_interval_s, v.enabled "
+        "FROM products p JOIN offers o ON o.product_id = p.id JOIN vendors v ON v.id = o.vendor_id "
+        "WHERE p.id = ?",
+        (pid,),
+    ).fetchall()
+    if not rows:
+        return None
+    offers = tuple(
+        OfferFreshness(vendor_id, vpid, datetime.fromisoformat(fetched), interval, bool(enabled))
+        for _, _, vendor_id, vpid, fetched, interval, enabled in rows
+    )
+    return StoredProduct(doc=rows[0][0], etag=rows[0][1], offers=offers)
+
+
+def offer_on(conn: sqlite3.Connection, vendor_id: str, vendor_product_id: str) -> OfferRef | None:
+    """The offer with this id, or else the oldest-fetched variant whose parent has this id, as ``conn`` sees it."""
+    row = conn.execute(
+        "SELECT product_id, fetched_at FROM offers WHERE vendor_id = ? AND vendor_product_id = ?",
+        (vendor_id, vendor_product_id),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT product_id, fetched_at FROM offers WHERE vendor_id = ? AND parent_id = ? "
+            "ORDER BY fetched_at, vendor_product_id LIMIT 1",
+            (vendor_id, vendor_product_id),
+        ).fetchone()
+    return OfferRef(row[0], datetime.fromisoformat(row[1])) if row else None
 
 
 class _ReadCache(Generic[K, V]):
@@ -112,34 +145,11 @@ class ProductReader:
         return self._products.get(pid, self._version(), lambda: self._query_product(pid))
 
     def _query_product(self, pid: str) -> StoredProduct | None:
-        rows = self._db.reader.execute(
-            "SELECT p.doc, p.etag, o.vendor_id, o.vendor_product_id, o.fetched_at, v.refresh_interval_s, v.enabled "
-            "FROM products p JOIN offers o ON o.product_id = p.id JOIN vendors v ON v.id = o.vendor_id "
-            "WHERE p.id = ?",
-            (pid,),
-        ).fetchall()
-        if not rows:
-            return None
-        offers = tuple(
-            OfferFreshness(vendor_id, vpid, datetime.fromisoformat(fetched), interval, bool(enabled))
-            for _, _, vendor_id, vpid, fetched, interval, enabled in rows
-        )
-        return StoredProduct(doc=rows[0][0], etag=rows[0][1], offers=offers)
+        return product_on(self._db.reader, pid)
 
     def find_offer(self, vendor_id: str, vendor_product_id: str) -> OfferRef | None:
         """The offer with this id, or else the oldest-fetched variant whose parent has this id."""
-        conn = self._db.reader
-        row = conn.execute(
-            "SELECT product_id, fetched_at FROM offers WHERE vendor_id = ? AND vendor_product_id = ?",
-            (vendor_id, vendor_product_id),
-        ).fetchone()
-        if row is None:
-            row = conn.execute(
-                "SELECT product_id, fetched_at FROM offers WHERE vendor_id = ? AND parent_id = ? "
-                "ORDER BY fetched_at, vendor_product_id LIMIT 1",
-                (vendor_id, vendor_product_id),
-            ).fetchone()
-        return OfferRef(row[0], datetime.fromisoformat(row[1])) if row else None
+        return offer_on(self._db.reader, vendor_id, vendor_product_id)
 
     def summaries(self, ids: Sequence[str]) -> list[tuple[bytes, str]]:
         found: dict[str, tuple[bytes, str]] = {}

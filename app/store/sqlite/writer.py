@@ -4,6 +4,9 @@ SQLite has one writer at a time. A plain single-thread executor runs writes in a
 (one small upsert) queued behind a sync's batches waited for all of them. Here each job carries its lane: the thread
 always runs the oldest interactive job before any bulk one, so a miss waits at most for the one bulk transaction
 that is running, and the bulk writers keep those short (``SqliteCatalog`` cuts a sync's batch by time).
+
+A job may also carry a variant of itself that runs inside the bulk transaction already open (``nested``): a
+shopper's miss, whose data can be fetched again, need not make the sync commit (``Connections.bulk``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ T = TypeVar("T")
 _PRIORITY = {Lane.INTERACTIVE: 0, Lane.BULK: 1}
 _STOP = 2  # after every job already submitted
 
+#: priority, order, lane, submitted at, the job, its variant inside an open transaction, its future
+_Job = tuple[int, int, Lane | None, float, Callable[[], Any] | None, Callable[[], Any] | None, Future[Any]]
+
 
 class PriorityWriter:
     def __init__(self, name: str = "sqlite-writer") -> None:
-        self._jobs: queue.PriorityQueue[tuple[int, int, Lane | None, float, Callable[[], Any] | None, Future[Any]]]
-        self._jobs = queue.PriorityQueue()
+        self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._waiting = dict.fromkeys(Lane, 0)
         self._wait_s_total = dict.fromkeys(Lane, 0.0)
@@ -38,29 +43,37 @@ class PriorityWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[[], T], lane: Lane = Lane.INTERACTIVE) -> Future[T]:
+    def submit(
+        self, fn: Callable[[], T], lane: Lane = Lane.INTERACTIVE, nested: Callable[[], T] | None = None
+    ) -> Future[T]:
+        """``nested``: the same job for when it runs inside a transaction a bulk job holds open
+        (``run_waiting_interactive(nested=True)``); without it, the bulk job commits before this one runs."""
         future: Future[T] = Future()
         with self._lock:
             self._waiting[lane] += 1
-        self._jobs.put((_PRIORITY[lane], next(self._seq), lane, time.monotonic(), fn, future))
+        self._jobs.put((_PRIORITY[lane], next(self._seq), lane, time.monotonic(), fn, nested, future))
         return future
 
     def shutdown(self) -> None:
         """Runs what was submitted, then ends the thread."""
-        self._jobs.put((_STOP, next(self._seq), None, 0.0, None, Future()))
+        self._jobs.put((_STOP, next(self._seq), None, 0.0, None, None, Future()))
         self._thread.join()
 
     def waiting(self, lane: Lane) -> int:
         return self._waiting[lane]
 
-    def run_waiting_interactive(self) -> None:
-        """On the writer thread, between two parts of a bulk job: run the interactive jobs waiting now."""
+    def run_waiting_interactive(self, nested: bool = False) -> bool:
+        """On the writer thread, between two parts of a bulk job: run the interactive jobs waiting now. With
+        ``nested`` (the bulk job's transaction is open) only as long as the next one has a nested variant; False
+        when one without it waits (the bulk job must commit first)."""
         while True:
             with self._jobs.mutex:
                 heap = self._jobs.queue
                 if not heap or heap[0][0] != _PRIORITY[Lane.INTERACTIVE]:
-                    return
-            self._one(self._jobs.get_nowait())
+                    return True
+                if nested and heap[0][5] is None:
+                    return False
+            self._one(self._jobs.get_nowait(), nested)
 
     def _run(self) -> None:
         while True:
@@ -69,10 +82,12 @@ class PriorityWriter:
                 return
             self._one(job)
 
-    def _one(self, job: tuple[int, int, Lane | None, float, Callable[[], Any] | None, Future[Any]]) -> None:
-        _, _, lane, submitted, fn, future = job
+    def _one(self, job: _Job, nested: bool = False) -> None:
+        _, _, lane, submitted, fn, inside, future = job
         if fn is None or lane is None:
             return
+        if nested and inside is not None:
+            fn = inside
         waited = time.monotonic() - submitted
         with self._lock:
             self._waiting[lane] -= 1

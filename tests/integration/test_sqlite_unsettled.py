@@ -1,0 +1,104 @@
+"""A shopper's miss written inside a sync's open transaction (``app/store/sqlite/unsettled.py``): answered, read
+back and its images found before the sync commits; list pages show it only after that commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from app.domain.images import image_id
+from app.domain.lanes import Lane, in_lane
+from app.domain.queries import ProductQuery, UpsertResult
+from app.store.sqlite.catalog import SqliteCatalog
+from tests.integration.test_sqlite_catalog import offer, with_vendors
+
+PHOTO = "http://img.example/m1.jpg"
+
+
+def committed_offers(store: SqliteCatalog) -> set[str]:
+    conn = sqlite3.connect(store.path)
+    try:
+        return {row[0] for row in conn.execute("SELECT vendor_product_id FROM offers")}
+    finally:
+        conn.close()
+
+
+async def test_a_refetchable_miss_is_read_back_before_the_sync_holding_the_writer_commits(
+    store: SqliteCatalog,
+) -> None:
+    await with_vendors(store, "a", "b")
+    loop = asyncio.get_running_loop()
+    miss: list[Future[UpsertResult]] = []
+    written, checked = threading.Event(), threading.Event()
+    writer = store._db._writer
+    assert writer is not None
+
+    def sync_part(vpid: str) -> Callable[[sqlite3.Connection], None]:
+        def write(conn: sqlite3.Connection) -> None:
+            store.upsert_in(conn, [offer("b", vpid)])
+            if vpid == "s1":  # the shopper's miss arrives while the sync holds the writer
+                with in_lane(Lane.INTERACTIVE):
+                    upsert = store.upsert_offers([offer("a", "m1", images=(PHOTO,))], refetchable=True)
+                    miss.append(asyncio.run_coroutine_threadsafe(upsert, loop))
+                while not writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            if vpid == "s2":  # the miss ran between the two parts; the sync waits here for the checks below
+                written.set()
+                assert checked.wait(10.0)
+
+        return write
+
+    with in_lane(Lane.BULK):
+        sync = asyncio.create_task(store._db.bulk([sync_part("s1"), sync_part("s2"), sync_part("s3")]))
+    try:
+        assert await asyncio.to_thread(written.wait, 10.0)
+        assert (await asyncio.wrap_future(miss[0])).inserted == 1  # answered, not committed
+        assert committed_offers(store) == set()
+        ref = store.find_offer("a", "m1")
+        assert ref is not None
+        product = store.get_product(ref.product_id)
+        assert product is not None and b"Thing m1" in product.doc
+        assert store.cached_product(ref.product_id) == (product,)
+        image = store.image(image_id(PHOTO))
+        assert image is not None and image.url == PHOTO
+        assert store.list_products(ProductQuery()).items == []  # pages follow commits, as for any write
+    finally:
+        checked.set()
+        await sync
+    assert committed_offers(store) == {"m1", "s1", "s2", "s3"}
+    assert not store._unsettled  # the commit cleared it: reads are the file's again
+    ref = store.find_offer("a", "m1")
+    assert ref is not None and store.get_product(ref.product_id) is not None
+    assert len(store.list_products(ProductQuery()).items) == 4
+
+
+async def test_a_webhooks_write_is_never_answered_before_it_commits(store: SqliteCatalog) -> None:
+    """A webhook's change cannot be fetched again: the sync commits before it (the default, not refetchable)."""
+    await with_vendors(store, "a", "b")
+    loop = asyncio.get_running_loop()
+    hook: list[Future[UpsertResult]] = []
+    seen: list[set[str]] = []
+    writer = store._db._writer
+    assert writer is not None
+
+    def sync_part(vpid: str) -> Callable[[sqlite3.Connection], None]:
+        def write(conn: sqlite3.Connection) -> None:
+            store.upsert_in(conn, [offer("b", vpid)])
+            if vpid == "s1":
+                with in_lane(Lane.INTERACTIVE):
+                    hook.append(asyncio.run_coroutine_threadsafe(store.upsert_offers([offer("a", "w1")]), loop))
+                while not writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            if vpid == "s2":
+                seen.append(committed_offers(store))
+
+        return write
+
+    with in_lane(Lane.BULK):
+        await store._db.bulk([sync_part("s1"), sync_part("s2")])
+    await asyncio.wrap_future(hook[0])
+    assert seen == [{"s1", "w1"}]  # the sync committed its part, then the webhook's write committed on its own
