@@ -191,7 +191,7 @@ def running(
             stack.enter_context(
                 _process(
                     [sys.executable, "-m", "app.distributed.flink.job", "--no-checkpoints"],
-                    env={**env, "FLINK_LOG_DIR": str(log_dir / "flink")},
+                    env={**env, **(settings or {}), "FLINK_LOG_DIR": str(log_dir / "flink")},
                     log=log_dir / "job.log",
                 )
             )
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a setting of the API node, e.g. CATALOG_BULK_WRITE_SLICE_MS=30 (repeatable)",
+        help="a setting of the API node and the job, e.g. CATALOG_BULK_WRITE_SLICE_MS=30 (repeatable)",
     )
     args = parser.parse_args(argv)
     settings = dict(item.split("=", 1) for item in args.env)
