@@ -26,6 +26,10 @@ def test_misses_are_served_while_the_same_vendors_full_sync_runs(
         assert any(o["vendor_product_id"] == vpid for o in miss.json()["offers"])
         timing = miss.headers["Server-Timing"]
         assert timing.startswith("miss;dur=") and "queue;dur=" in timing
+        # The detail the app opens next, and the request's status, find it at once (were the write still inside
+        # the sync's transaction, read back from the writer: app/store/sqlite/unsettled.py).
+        detail = client.get(f"/products/{miss.json()['id']}")
+        assert detail.status_code == 200 and detail.json()["offers"] == miss.json()["offers"]
 
     state = vendor_state(client, "dj")
     assert state["sync"]["state"] == "running", "the misses were served only after the sync"
