@@ -354,3 +354,39 @@ async def test_a_nested_write_is_written_again_when_its_bulk_transaction_rolls_b
         db.close()
     assert steps == ["miss"]  # the sync's parts rolled back; the answered miss was written again on its own
     assert events == ["rollback", "commit"]
+
+
+async def test_a_nested_write_that_fails_undoes_only_itself_and_the_bulk_job_goes_on(tmp_path: Path) -> None:
+    db, events = nested_db(tmp_path)
+    loop = asyncio.get_running_loop()
+    misses: list[asyncio.Future[None]] = []
+
+    def miss(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES ('miss')")
+        raise ValueError("the miss's write failed")
+
+    def part(name: str) -> Callable[[sqlite3.Connection], str]:
+        def write(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO t VALUES (?)", (name,))
+            if name == "bulk-1":
+                write_miss = db.transaction(miss, Lane.INTERACTIVE, nested=miss)
+                misses.append(asyncio.run_coroutine_threadsafe(write_miss, loop))  # type: ignore[arg-type]
+                while not db._writer or not db._writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            return name
+
+        return write
+
+    try:
+        assert await db.bulk([part("bulk-1"), part("bulk-2")]) == ["bulk-1", "bulk-2"]
+        try:
+            await asyncio.wrap_future(misses[0])
+        except ValueError as exc:
+            assert "failed" in str(exc)
+        else:
+            raise AssertionError("the failed nested write was answered as done")
+        steps = committed(db)
+    finally:
+        db.close()
+    assert steps == ["bulk-1", "bulk-2"]  # its row rolled back to its savepoint; the sync's parts committed
+    assert events == ["commit"]

@@ -251,8 +251,9 @@ class Connections:
         try:
             result = nested(conn)
         except BaseException:
-            conn.execute("ROLLBACK TO nested")
-            conn.execute("RELEASE nested")
+            if conn.in_transaction:  # SQLite may have rolled back the whole of it (SQLITE_FULL): keep the real error
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
             raise
         conn.execute("RELEASE nested")
         if not self._nested:

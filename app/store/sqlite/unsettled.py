@@ -48,7 +48,11 @@ class Unsettled:
                 if product is not None:
                     products[ref.product_id] = product
             for url in offer.images:
-                images[image_id(url)] = StoredImage(image_id(url), url, offer.vendor_id)
+                row = conn.execute(
+                    "SELECT url, vendor_id, placeholder FROM images WHERE id = ?", (image_id(url),)
+                ).fetchone()
+                if row is not None:  # as the store holds it (a placeholder made before included)
+                    images[image_id(url)] = StoredImage(image_id(url), row[0], row[1], row[2])
         self.products, self.images = products, images
         self.offers = refs  # last: a reader that finds an offer here finds its product too
 
