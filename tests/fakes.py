@@ -326,10 +326,18 @@ class FakeCatalogStore:
             self._rebuild()
         return len(unlisted)
 
-    async def upsert_positioned(self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> None:
+    async def upsert_positioned(
+        self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]], *, refetchable: bool = False
+    ) -> None:
         """No change feed here: the offers are upserted as ``upsert_offers`` would."""
         for _, offers in batches:
             await self.upsert_offers(offers)
+
+    def commits(self) -> int:
+        return 0  # every write here is done when it returns
+
+    def durable_at(self) -> int:
+        return 0
 
     async def set_feed_position(self, position: FeedPosition | None) -> None:
         return None

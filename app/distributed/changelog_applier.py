@@ -108,6 +108,14 @@ class ChangelogApplier:
         self.queued_s_total = 0.0
         self.queued = 0
 
+    def durable_at(self) -> int:
+        """The store's ``durable_at``: what ``commits`` must reach before the offsets of what was applied so far
+        may be stored."""
+        return self._store.durable_at()
+
+    def commits(self) -> int:
+        return self._store.commits()
+
     async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]:
         """Which of these vendors this node does not hold (a coroutine: it runs on the store's loop)."""
         return {vid for vid in vendor_ids if self._store.get_vendor(vid) is None}
@@ -118,9 +126,13 @@ class ChangelogApplier:
 
     # -- product updates -----------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None) -> None:
+    async def apply(
+        self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None, *, refetchable: bool = False
+    ) -> None:
         """Apply in order; runs of offer-carrying updates share one upsert. ``positions`` (one per update: where
-        the consumer read it) make the change feed record each product change at its message's position."""
+        the consumer read it) make the change feed record each product change at its message's position.
+        ``refetchable``: the consumer stores these messages' offsets only once ``durable_at`` is reached (it reads
+        them again otherwise), so their offers may be answered before they commit (``upsert_positioned``)."""
         if positions is not None and len(positions) != len(updates):
             raise ValueError("one position per update")
         run: list[tuple[Update, FeedPosition | None]] = []
@@ -129,7 +141,7 @@ class ChangelogApplier:
             if update.type in (UpdateType.PRODUCT, UpdateType.PAGE):
                 run.append((update, position))
                 continue
-            await self._apply_run(run)
+            await self._apply_run(run, refetchable)
             run = []
             if position is not None:
                 await self._store.set_feed_position(position)
@@ -150,11 +162,11 @@ class ChangelogApplier:
             finally:
                 if position is not None:
                     await self._store.set_feed_position(None)
-        await self._apply_run(run)
+        await self._apply_run(run, refetchable)
         self.applied += len(updates)
         self.batches += 1
 
-    async def _apply_run(self, positioned: list[tuple[Update, FeedPosition | None]]) -> None:
+    async def _apply_run(self, positioned: list[tuple[Update, FeedPosition | None]], refetchable: bool) -> None:
         if not positioned:
             return
         run = [u for u, _ in positioned]
@@ -191,12 +203,12 @@ class ChangelogApplier:
                     batch.append((position, u.offers))
                     size += len(u.offers)
                 if size >= self._max_upsert:
-                    await self._store.upsert_positioned(batch)
+                    await self._store.upsert_positioned(batch, refetchable=refetchable)
                     batch, size = [], 0
-            await self._store.upsert_positioned(batch)
+            await self._store.upsert_positioned(batch, refetchable=refetchable)
         else:
             for start in range(0, len(offers), self._max_upsert):
-                await self._store.upsert_offers(offers[start : start + self._max_upsert])
+                await self._store.upsert_offers(offers[start : start + self._max_upsert], refetchable=refetchable)
         self.offers_applied += len(offers)
         for u in run:
             if u.type is not UpdateType.PRODUCT:

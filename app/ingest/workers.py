@@ -28,9 +28,8 @@ log = logging.getLogger(__name__)
 
 async def apply_product_outcome(store: CatalogStore, tracker: RequestTracker, outcome: ProductOutcome) -> None:
     """Store a product request's offers and complete whoever is waiting for it. The vendor can be asked again, so
-    the write may be answered before it commits (``refetchable``); the kafka runtime's nodes do not do that: a node
-    stores its Kafka offsets once a message is applied, so a crash before the commit would lose the outcome on that
-    node alone, and the nodes would diverge."""
+    the write may be answered before it commits (``refetchable``; a kafka node does the same, storing its offsets
+    only once the outcome is committed: ``DeferredOffsets``)."""
     if outcome.status is RequestStatus.DONE:
         await store.upsert_offers(outcome.offers, refetchable=True)
     complete_product_request(store, tracker, outcome)

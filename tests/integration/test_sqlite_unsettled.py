@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 
+from app.domain.changes import FeedPosition
 from app.domain.images import image_id
-from app.domain.lanes import Lane, in_lane
+from app.domain.lanes import Lane, in_lane, interactive_work
 from app.domain.queries import ProductQuery, UpsertResult
 from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.test_sqlite_catalog import offer, with_vendors
@@ -102,3 +104,76 @@ async def test_a_webhooks_write_is_never_answered_before_it_commits(store: Sqlit
         await store._db.bulk([sync_part("s1"), sync_part("s2")])
     await asyncio.wrap_future(hook[0])
     assert seen == [{"s1", "w1"}]  # the sync committed its part, then the webhook's write committed on its own
+
+
+async def test_a_kafka_outcome_written_inside_a_sync_is_durable_only_at_the_syncs_commit(store: SqliteCatalog) -> None:
+    """The interactive consumer stores its offsets once ``commits()`` reaches ``durable_at()``: not before."""
+    await with_vendors(store, "a", "b")
+    loop = asyncio.get_running_loop()
+    outcome: list[Future[None]] = []
+    marks: list[tuple[int, int]] = []
+    written, checked = threading.Event(), threading.Event()
+    writer = store._db._writer
+    assert writer is not None
+
+    def sync_part(vpid: str) -> Callable[[sqlite3.Connection], None]:
+        def write(conn: sqlite3.Connection) -> None:
+            store.upsert_in(conn, [offer("b", vpid)])
+            if vpid == "s1":
+                with in_lane(Lane.INTERACTIVE):
+                    applying = store.upsert_positioned(
+                        [(FeedPosition("i0", 7, 0.0), [offer("a", "k1")])], refetchable=True
+                    )
+                    outcome.append(asyncio.run_coroutine_threadsafe(applying, loop))
+                while not writer.waiting(Lane.INTERACTIVE):
+                    time.sleep(0.001)
+            if vpid == "s2":
+                written.set()
+                assert checked.wait(10.0)
+
+        return write
+
+    before = store.commits()
+    with in_lane(Lane.BULK):
+        sync = asyncio.create_task(store._db.bulk([sync_part("s1"), sync_part("s2")]))
+    try:
+        assert await asyncio.to_thread(written.wait, 10.0)
+        await asyncio.wrap_future(outcome[0])
+        marks.append((store.commits(), store.durable_at()))
+        assert store.find_offer("a", "k1") is not None and "k1" not in committed_offers(store)
+    finally:
+        checked.set()
+        await sync
+    assert marks == [(before, before + 1)]  # answered, not durable: its offsets must wait
+    assert store.commits() >= marks[0][1] and store.durable_at() == store.commits()
+    assert "k1" in committed_offers(store)
+
+
+async def test_a_changelog_message_is_cut_while_a_miss_runs_and_lets_its_nested_outcome_in(
+    tmp_path: Path,
+) -> None:
+    """One page message of 200 offers is one part (its products commit together); with interactive work
+    running it is written in pieces, and a kafka outcome arriving meanwhile is written between two of them,
+    answered before the message ends, and committed with it."""
+    store = SqliteCatalog(tmp_path / "catalog.db", bulk_slice_s=0.0001)  # pieces of the slicer's least
+    store.open()
+    try:
+        await with_vendors(store, "a", "b")
+        page = [(FeedPosition("u0", 1, 0.0), [offer("b", f"p{i}") for i in range(200)])]
+        before = store.commits()
+        with interactive_work.running():  # a miss being handled: the sync steps aside at each piece
+            with in_lane(Lane.BULK):
+                sync = asyncio.create_task(store.upsert_positioned(page))
+            await asyncio.sleep(0.01)
+            with in_lane(Lane.INTERACTIVE):
+                outcome = asyncio.create_task(
+                    store.upsert_positioned([(FeedPosition("i0", 1, 0.0), [offer("a", "k1")])], refetchable=True)
+                )
+            await asyncio.wait_for(outcome, 10.0)
+            assert not sync.done()  # answered midway through the message
+            assert store.find_offer("a", "k1") is not None
+        await asyncio.wait_for(sync, 30.0)
+        assert store.commits() - before == 1  # the message and the outcome in one commit
+        assert committed_offers(store) == {"k1", *(f"p{i}" for i in range(200))}
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ looked for again for ``unknown_retry_s``, so the trailing pages of a deleted ven
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
@@ -57,11 +58,41 @@ class Applier(Protocol):
     batches: int
     unknown_vendor: int
 
-    async def apply(self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None) -> None: ...
+    async def apply(
+        self, updates: Sequence[Update], positions: Sequence[FeedPosition] | None = None, *, refetchable: bool = False
+    ) -> None: ...
+    def durable_at(self) -> int: ...
+    def commits(self) -> int: ...
     async def apply_vendor(
         self, vendor_id: str, vendor: Vendor | None, position: FeedPosition | None = None
     ) -> bool: ...
     async def unknown_vendors(self, vendor_ids: Iterable[str]) -> set[str]: ...
+
+
+class DeferredOffsets:
+    """Offsets stored only once what their messages wrote is on disk.
+
+    The interactive consumer's outcomes may be written inside the node's running sync transaction and answered
+    before it commits (``SqliteCatalog.upsert_positioned(refetchable=True)``); storing their offsets at once would
+    let a crash in between lose them on this node alone. So each applied batch waits here with the commit count
+    that makes it durable (``durable_at``), and is stored, in order, once the store's ``commits`` reach it.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: collections.deque[tuple[int, Sequence[Message]]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, durable_at: int, messages: Sequence[Message]) -> None:
+        self._waiting.append((durable_at, messages))
+
+    def due(self, commits: int) -> list[Message]:
+        """The messages now durable, oldest first (a later batch never goes before an earlier one)."""
+        out: list[Message] = []
+        while self._waiting and self._waiting[0][0] <= commits:
+            out.extend(self._waiting.popleft()[1])
+        return out
 
 
 def feed_position(msg: Message, prefix: str) -> FeedPosition:
@@ -134,6 +165,7 @@ class KafkaChangelog:
         self._dead_topic = settings.kafka_topic_dead_letters
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._deferred = DeferredOffsets()  # the interactive lane's (its outcomes may be answered uncommitted)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.messages = 0
         self.dead_letters = 0
@@ -251,6 +283,8 @@ class KafkaChangelog:
                 dead.poll(0)
                 if messages:
                     self._handle(consumer, dead, messages)
+                if len(self._deferred):
+                    self._store_offsets(consumer, self._deferred.due(self._applier.commits()))
         except Exception:
             log.exception("the changelog consumer stopped unexpectedly")
             raise
@@ -284,18 +318,32 @@ class KafkaChangelog:
             now = time.monotonic()
             for vendor_id in still or ():
                 self._not_found[vendor_id] = now
+        refetchable = self.lane is Lane.INTERACTIVE  # its offsets wait for the commit (``DeferredOffsets``)
         if (
             updates
             and not self._on_loop(
-                self._applier.apply([u for _, u in updates], [feed_position(m, self._prefix) for m, _ in updates]),
+                self._applier.apply(
+                    [u for _, u in updates],
+                    [feed_position(m, self._prefix) for m, _ in updates],
+                    refetchable=refetchable,
+                ),
                 APPLYING,
             )[0]
         ):
             for msg, update in updates:  # find the one that fails; the others are applied (idempotently)
-                if not self._on_loop(self._applier.apply([update], [feed_position(msg, self._prefix)]), APPLYING)[0]:
+                applying = self._applier.apply([update], [feed_position(msg, self._prefix)], refetchable=refetchable)
+                if not self._on_loop(applying, APPLYING)[0]:
                     self._dead_letter(msg, f"not applied: {self.last_error}")
         if not self._deliver_dead_letters(dead):
             return  # stopping with a letter not acknowledged: the batch is read again after the restart
+        if refetchable:
+            self._deferred.add(self._applier.durable_at(), messages)
+            self._store_offsets(consumer, self._deferred.due(self._applier.commits()))
+        else:
+            self._store_offsets(consumer, messages)
+
+    @staticmethod
+    def _store_offsets(consumer: Consumer, messages: Sequence[Message]) -> None:
         for msg in messages:
             if msg.error() is None:
                 try:

@@ -57,6 +57,9 @@ from app.store.sqlite.unsettled import Unsettled
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+#: Parts' sizes per piece of a changelog message while no interactive work is near (``upsert_positioned``).
+PIECES_WHEN_QUIET = 4
 #: Share of the size cap in use at which the store counts as full (a batch needs room; at 100% every write fails).
 FULL_AT = 0.98
 #: How long a write that failed for want of room keeps the store "full" (a later small write may fit, a batch not).
@@ -332,9 +335,10 @@ class SqliteCatalog:
         """``fn``, its time told to the slicer (so the next parts follow the measured write rate)."""
 
         def timed(conn: sqlite3.Connection) -> T:
-            started = time.perf_counter()
+            started, held = time.perf_counter(), self._db.held_s
             result = fn(conn)
-            self._slicer.took(offers, time.perf_counter() - started)
+            # Less the time it let nested writes in midway: the rate is the writing's, not the misses'.
+            self._slicer.took(offers, time.perf_counter() - started - (self._db.held_s - held))
             return result
 
         return timed
@@ -369,16 +373,33 @@ class SqliteCatalog:
 
     # -- the change feed (app/store/sqlite/changes.py) -------------------------------------------------------
 
-    async def upsert_positioned(self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> None:
+    async def upsert_positioned(
+        self, batches: Sequence[tuple[FeedPosition, Sequence[Offer]]], *, refetchable: bool = False
+    ) -> None:
         """Upsert each batch of offers as the changelog message at its position, all in one transaction (one
         commit for many pages, as ``upsert_offers`` of the whole run did), each product change recorded at the
-        position of the message that made it."""
+        position of the message that made it. ``refetchable``: interactive messages the consumer reads again
+        unless they are durable (it stores their offsets only once ``durable_at`` is reached), so they may be
+        answered before they commit, as ``upsert_offers``' misses."""
 
-        def run(part: Sequence[tuple[FeedPosition, Sequence[Offer]]]) -> Callable[[sqlite3.Connection], None]:
+        def run(
+            part: Sequence[tuple[FeedPosition, Sequence[Offer]]], between: bool = False
+        ) -> Callable[[sqlite3.Connection], None]:
             def apply(conn: sqlite3.Connection) -> None:
                 for position, offers in part:
-                    set_position(conn, position)
-                    self._guarded(conn, unique(offers))  # the ordering guard, as upsert_offers
+                    rest = unique(offers)
+                    while rest:
+                        # A message's products commit together (the feed marks them by its position), but it is
+                        # written in pieces, nested writes let in between them: of a part's size while interactive
+                        # work is near, of four otherwise (pieces cost; a miss arriving then waits for one).
+                        cut = len(rest)
+                        if between:
+                            cut = self._slicer.size * (1 if self._db.interactive_near() else PIECES_WHEN_QUIET)
+                        set_position(conn, position)
+                        self._guarded(conn, rest[:cut])  # the ordering guard, as upsert_offers
+                        rest = rest[cut:]
+                        if rest:
+                            self._db.let_nested_in(conn)
                 set_position(conn, None)
 
             return apply
@@ -386,10 +407,29 @@ class SqliteCatalog:
         if not batches:
             return
         if current_lane() is Lane.INTERACTIVE:
-            await self._db.transaction(run(batches))
+            outcome = [offer for _, part in batches for offer in part]
+
+            def nested(conn: sqlite3.Connection) -> None:
+                run(batches)(conn)
+                self._unsettled.record(conn, outcome)
+
+            await self._db.transaction(run(batches), nested=nested if refetchable else None)
             return
         parts = list(self._slicer.groups(batches))
-        await self._db.bulk([self._timed(run(part), sum(len(offers) for _, offers in part)) for part in parts])
+        await self._db.bulk(
+            [self._timed(run(part, between=True), sum(len(offers) for _, offers in part)) for part in parts]
+        )
+
+    def commits(self) -> int:
+        """How many transactions this store's writer has committed."""
+        return self._db.commits
+
+    def durable_at(self) -> int:
+        """The ``commits()`` at which every write answered so far is on disk: now, or the next commit when
+        refetchable writes wait inside a sync's transaction (read in this order, a commit in between only makes
+        the answer one commit later than needed)."""
+        done = self._db.commits
+        return done + 1 if self._db.nested_pending else done
 
     async def set_feed_position(self, position: FeedPosition | None) -> None:
         """For the writes of one changelog message that are not plain upserts (a webhook's removals, a sync's

@@ -105,6 +105,11 @@ def next_seq(conn: sqlite3.Connection, n: int) -> int:
     return int(last) + 1
 
 
+def _still_open(conn: sqlite3.Connection) -> None:
+    if not conn.in_transaction:  # a nested write's error (SQLITE_FULL) rolled back the whole of it
+        raise sqlite3.OperationalError("the bulk transaction was rolled back under a nested write")
+
+
 class Connections:
     """Opens, hands out and closes the file's connections; runs write transactions on the writer thread."""
 
@@ -136,6 +141,10 @@ class Connections:
         self._nested: list[Callable[[sqlite3.Connection], object]] = []  # nested writes not committed yet
         self._nested_since = 0.0
         self._nested_total = 0
+        #: Transactions this writer committed: with ``nested_pending``, what a caller that must know its write is
+        #: on disk (a Kafka consumer storing its offsets) compares against.
+        self.commits = 0
+        self.held_s = 0.0  # time bulk parts spent letting nested writes in midway (``let_nested_in``)
 
     def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         """Create the file if needed and start the writer; ``prepare`` (migrations, say) runs on the writer
@@ -268,7 +277,8 @@ class Connections:
         is committed, the waiting ones run, and a new transaction goes on with the rest. An idle service thus writes
         a sync's batch in one transaction (one commit for many pages), a busy one in several. Interactive writes
         with a nested variant run inside the open transaction instead (``transaction``), and the bulk job steps
-        aside for running interactive work without committing."""
+        aside for running interactive work without committing. Within a part that cannot commit midway (one
+        changelog message), ``let_nested_in`` does the same between its pieces."""
         if self._writer is None:
             raise RuntimeError("store is not open")
         writer = self._writer
@@ -287,8 +297,7 @@ class Connections:
                     admitted = let_in()
                     if admitted:
                         interactive_work.step_aside(let_in)
-                    if not conn.in_transaction:  # a nested write's error (SQLITE_FULL) rolled back the whole of it
-                        raise sqlite3.OperationalError("the bulk transaction was rolled back under a nested write")
+                    _still_open(conn)
                     if not admitted or writer.waiting(Lane.INTERACTIVE):
                         return
 
@@ -308,6 +317,31 @@ class Connections:
             return results
 
         return await asyncio.wrap_future(writer.submit(run_all, Lane.BULK))
+
+    def interactive_near(self) -> bool:
+        """Interactive work waits for the writer or runs (so a bulk part should cut what it writes smaller)."""
+        return bool(self._writer is not None and self._writer.waiting(Lane.INTERACTIVE)) or not interactive_work.quiet
+
+    def let_nested_in(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, inside a bulk part that cannot commit midway (the pieces of one changelog
+        message): the waiting nested writes run, and the part steps aside while interactive work runs, as
+        ``bulk`` does between parts; a write that needs a commit waits for the part's end."""
+        writer = self._writer
+        if writer is None or not self.interactive_near():
+            return
+
+        def let_in() -> bool:
+            return writer.run_waiting_interactive(nested=True)
+
+        started = time.perf_counter()
+        if let_in():
+            interactive_work.step_aside(let_in)
+        self.held_s += time.perf_counter() - started
+        _still_open(conn)
+
+    @property
+    def nested_pending(self) -> bool:
+        return bool(self._nested)
 
     def _nested_due(self) -> bool:
         return bool(self._nested) and time.monotonic() - self._nested_since >= self.nested_commit_s
@@ -352,6 +386,7 @@ class Connections:
         if not self.write_failed_full:  # a small write that fits says nothing about the batch that did not
             self.write_failure = None
         self._nested.clear()  # committed with it
+        self.commits += 1
         if self.after_commit is not None:
             self.after_commit(conn)
         return result
