@@ -105,9 +105,10 @@ class Settings(BaseSettings):
     miss_commit_within_ms: float = Field(
         500.0,
         ge=0,
-        description="Embedded runtime: a shopper's miss that arrives while a sync holds SQLite's writer is written "
-        "inside the sync's transaction and answered at once (its product read back from the writer), instead of making "
-        "the sync commit for it; the sync then commits within this time. 0: at its next part (a commit per miss).",
+        description="A shopper's miss (embedded) or a node's product outcome (kafka) that arrives while a sync holds "
+        "SQLite's writer is written inside the sync's transaction and answered at once (its product read back from the "
+        "writer), instead of making the sync commit for it; the sync then commits within this time. 0: at its next "
+        "part (a commit per miss).",
     )
     queue_size: int = Field(1000, ge=1, description="Pending requests before misses answer 503.")
     wait_ms_default: int = Field(1500, ge=0, description="How long a miss waits for the vendor by default.")

@@ -7,18 +7,20 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 from app.domain.changes import FeedPosition
 from app.domain.images import image_id
 from app.domain.lanes import Lane, in_lane, interactive_work
-from app.domain.queries import ProductQuery, UpsertResult
+from app.domain.queries import ProductQuery
 from app.store.sqlite.catalog import SqliteCatalog
 from tests.integration.test_sqlite_catalog import offer, with_vendors
 
 PHOTO = "http://img.example/m1.jpg"
+T = TypeVar("T")
 
 
 def committed_offers(store: SqliteCatalog) -> set[str]:
@@ -29,30 +31,46 @@ def committed_offers(store: SqliteCatalog) -> set[str]:
         conn.close()
 
 
-async def test_a_refetchable_miss_is_read_back_before_the_sync_holding_the_writer_commits(
-    store: SqliteCatalog,
-) -> None:
-    await with_vendors(store, "a", "b")
+def sync_parts(
+    store: SqliteCatalog, interactive: Callable[[], Coroutine[Any, Any, T]], at_second: Callable[[], None]
+) -> tuple[Callable[[str], Callable[[sqlite3.Connection], None]], list[Future[T]]]:
+    """Parts of a sync of vendor b, each writing one offer: the first sends ``interactive`` in the interactive lane
+    and waits until the writer holds it, the second calls ``at_second`` (the interactive write ran between them).
+    Returns the parts' maker and the interactive write's future (there once the first part ran)."""
     loop = asyncio.get_running_loop()
-    miss: list[Future[UpsertResult]] = []
-    written, checked = threading.Event(), threading.Event()
     writer = store._db._writer
     assert writer is not None
+    sent: list[Future[T]] = []
 
     def sync_part(vpid: str) -> Callable[[sqlite3.Connection], None]:
         def write(conn: sqlite3.Connection) -> None:
             store.upsert_in(conn, [offer("b", vpid)])
-            if vpid == "s1":  # the shopper's miss arrives while the sync holds the writer
+            if vpid == "s1":
                 with in_lane(Lane.INTERACTIVE):
-                    upsert = store.upsert_offers([offer("a", "m1", images=(PHOTO,))], refetchable=True)
-                    miss.append(asyncio.run_coroutine_threadsafe(upsert, loop))
+                    sent.append(asyncio.run_coroutine_threadsafe(interactive(), loop))
                 while not writer.waiting(Lane.INTERACTIVE):
                     time.sleep(0.001)
-            if vpid == "s2":  # the miss ran between the two parts; the sync waits here for the checks below
-                written.set()
-                assert checked.wait(10.0)
+            if vpid == "s2":
+                at_second()
 
         return write
+
+    return sync_part, sent
+
+
+async def test_a_refetchable_miss_is_read_back_before_the_sync_holding_the_writer_commits(
+    store: SqliteCatalog,
+) -> None:
+    await with_vendors(store, "a", "b")
+    written, checked = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the miss ran between the two parts; the sync waits here for the checks below
+        written.set()
+        assert checked.wait(10.0)
+
+    sync_part, miss = sync_parts(  # the shopper's miss arrives while the sync holds the writer
+        store, lambda: store.upsert_offers([offer("a", "m1", images=(PHOTO,))], refetchable=True), hold
+    )
 
     with in_lane(Lane.BULK):
         sync = asyncio.create_task(store._db.bulk([sync_part("s1"), sync_part("s2"), sync_part("s3")]))
@@ -81,24 +99,10 @@ async def test_a_refetchable_miss_is_read_back_before_the_sync_holding_the_write
 async def test_a_webhooks_write_is_never_answered_before_it_commits(store: SqliteCatalog) -> None:
     """A webhook's change cannot be fetched again: the sync commits before it (the default, not refetchable)."""
     await with_vendors(store, "a", "b")
-    loop = asyncio.get_running_loop()
-    hook: list[Future[UpsertResult]] = []
     seen: list[set[str]] = []
-    writer = store._db._writer
-    assert writer is not None
-
-    def sync_part(vpid: str) -> Callable[[sqlite3.Connection], None]:
-        def write(conn: sqlite3.Connection) -> None:
-            store.upsert_in(conn, [offer("b", vpid)])
-            if vpid == "s1":
-                with in_lane(Lane.INTERACTIVE):
-                    hook.append(asyncio.run_coroutine_threadsafe(store.upsert_offers([offer("a", "w1")]), loop))
-                while not writer.waiting(Lane.INTERACTIVE):
-                    time.sleep(0.001)
-            if vpid == "s2":
-                seen.append(committed_offers(store))
-
-        return write
+    sync_part, hook = sync_parts(
+        store, lambda: store.upsert_offers([offer("a", "w1")]), lambda: seen.append(committed_offers(store))
+    )
 
     with in_lane(Lane.BULK):
         await store._db.bulk([sync_part("s1"), sync_part("s2")])
@@ -109,29 +113,18 @@ async def test_a_webhooks_write_is_never_answered_before_it_commits(store: Sqlit
 async def test_a_kafka_outcome_written_inside_a_sync_is_durable_only_at_the_syncs_commit(store: SqliteCatalog) -> None:
     """The interactive consumer stores its offsets once ``commits()`` reaches ``durable_at()``: not before."""
     await with_vendors(store, "a", "b")
-    loop = asyncio.get_running_loop()
-    outcome: list[Future[None]] = []
     marks: list[tuple[int, int]] = []
     written, checked = threading.Event(), threading.Event()
-    writer = store._db._writer
-    assert writer is not None
 
-    def sync_part(vpid: str) -> Callable[[sqlite3.Connection], None]:
-        def write(conn: sqlite3.Connection) -> None:
-            store.upsert_in(conn, [offer("b", vpid)])
-            if vpid == "s1":
-                with in_lane(Lane.INTERACTIVE):
-                    applying = store.upsert_positioned(
-                        [(FeedPosition("i0", 7, 0.0), [offer("a", "k1")])], refetchable=True
-                    )
-                    outcome.append(asyncio.run_coroutine_threadsafe(applying, loop))
-                while not writer.waiting(Lane.INTERACTIVE):
-                    time.sleep(0.001)
-            if vpid == "s2":
-                written.set()
-                assert checked.wait(10.0)
+    def hold() -> None:
+        written.set()
+        assert checked.wait(10.0)
 
-        return write
+    sync_part, outcome = sync_parts(
+        store,
+        lambda: store.upsert_positioned([(FeedPosition("i0", 7, 0.0), [offer("a", "k1")])], refetchable=True),
+        hold,
+    )
 
     before = store.commits()
     with in_lane(Lane.BULK):

@@ -87,7 +87,8 @@ class SqliteCatalog:
         """``secrets``: seals vendor credentials (default: the public development key, for tools and tests);
         ``search``: the search index this store keeps in step with every write it commits; ``bulk_slice_s``: about
         how long one part of a bulk write holds the writer (``BulkSlicer``, ``Connections.bulk``); ``miss_commit_s``:
-        how long a refetchable write may wait inside a bulk transaction for its commit (``upsert_offers``);
+        how long a refetchable write may wait inside a bulk transaction for its commit (``upsert_offers``,
+        ``upsert_positioned``);
         ``matching``: unify with the matcher (issue 10), else with identifiers and overrides alone."""
         self.path = Path(path)
         self.secrets = secrets or Secrets.development_only()
@@ -303,10 +304,8 @@ class SqliteCatalog:
         if not batch:
             return UpsertResult()
         if current_lane() is Lane.INTERACTIVE:
-            return await self._db.transaction(
-                lambda c: self._guarded(c, batch),
-                nested=(lambda c: self._unsettled_write(c, batch)) if refetchable else None,
-            )
+            write = self._upsert(batch)
+            return await self._db.transaction(write, nested=self._settling(write, batch) if refetchable else None)
         # A sync's batch: parts of about ``bulk_slice_s`` each, interactive writes let in between (``bulk``).
         results = await self._db.bulk(
             [self._timed(self._upsert(part), len(part)) for part in self._slicer.parts(batch)]
@@ -318,10 +317,18 @@ class SqliteCatalog:
             sum(r.products_changed for r in results),
         )
 
-    def _unsettled_write(self, conn: sqlite3.Connection, batch: list[Offer]) -> UpsertResult:
-        result = self._guarded(conn, batch)
-        self._unsettled.record(conn, batch)
-        return result
+    def _settling(
+        self, write: Callable[[sqlite3.Connection], T], offers: Sequence[Offer]
+    ) -> Callable[[sqlite3.Connection], T]:
+        """``write``'s variant for inside a sync's transaction: what it wrote is read back for the readers until
+        that transaction commits (``Unsettled``)."""
+
+        def settling(conn: sqlite3.Connection) -> T:
+            result = write(conn)
+            self._unsettled.record(conn, offers)
+            return result
+
+        return settling
 
     def _upsert(self, offers: list[Offer]) -> Callable[[sqlite3.Connection], UpsertResult]:
         return lambda conn: self._guarded(conn, offers)
@@ -407,13 +414,9 @@ class SqliteCatalog:
         if not batches:
             return
         if current_lane() is Lane.INTERACTIVE:
+            write = run(batches)
             outcome = [offer for _, part in batches for offer in part]
-
-            def nested(conn: sqlite3.Connection) -> None:
-                run(batches)(conn)
-                self._unsettled.record(conn, outcome)
-
-            await self._db.transaction(run(batches), nested=nested if refetchable else None)
+            await self._db.transaction(write, nested=self._settling(write, outcome) if refetchable else None)
             return
         parts = list(self._slicer.groups(batches))
         await self._db.bulk(
@@ -442,12 +445,12 @@ class SqliteCatalog:
     # -- products --------------------------------------------------------------------------------------------
 
     def get_product(self, pid: str) -> StoredProduct | None:
-        if self._unsettled and (unsettled := self._unsettled.products.get(pid)) is not None:
+        if (unsettled := self._unsettled.products.get(pid)) is not None:
             return unsettled
         return self._reads.get_product(pid)
 
     def cached_product(self, pid: str) -> tuple[StoredProduct | None] | None:
-        if self._unsettled and (unsettled := self._unsettled.products.get(pid)) is not None:
+        if (unsettled := self._unsettled.products.get(pid)) is not None:
             return (unsettled,)
         return self._reads.cached_product(pid)
 
@@ -455,7 +458,7 @@ class SqliteCatalog:
         return self._reads.cached_page(query)
 
     def find_offer(self, vendor_id: str, vendor_product_id: str) -> OfferRef | None:
-        if self._unsettled and (unsettled := self._unsettled.offers.get((vendor_id, vendor_product_id))) is not None:
+        if (unsettled := self._unsettled.offers.get((vendor_id, vendor_product_id))) is not None:
             return unsettled
         return self._reads.find_offer(vendor_id, vendor_product_id)
 
@@ -469,7 +472,7 @@ class SqliteCatalog:
 
     def image(self, image_id: str) -> StoredImage | None:
         """The URL and placeholder of an image a stored offer brought in; None for any other id."""
-        if self._unsettled and (unsettled := self._unsettled.images.get(image_id)) is not None:
+        if (unsettled := self._unsettled.images.get(image_id)) is not None:
             return unsettled
         row = self._db.reader.execute(
             "SELECT url, vendor_id, placeholder FROM images WHERE id = ?", (image_id,)

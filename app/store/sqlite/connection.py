@@ -105,11 +105,6 @@ def next_seq(conn: sqlite3.Connection, n: int) -> int:
     return int(last) + 1
 
 
-def _still_open(conn: sqlite3.Connection) -> None:
-    if not conn.in_transaction:  # a nested write's error (SQLITE_FULL) rolled back the whole of it
-        raise sqlite3.OperationalError("the bulk transaction was rolled back under a nested write")
-
-
 class Connections:
     """Opens, hands out and closes the file's connections; runs write transactions on the writer thread."""
 
@@ -284,20 +279,13 @@ class Connections:
         writer = self._writer
         results: list[T] = []
 
-        def let_in() -> bool:
-            """The waiting interactive writes that can run inside; False once one needs a commit first."""
-            return writer.run_waiting_interactive(nested=True) and not self._nested_due()
-
         def run_some(conn: sqlite3.Connection) -> None:
             while len(results) < len(parts):
                 results.append(parts[len(results)](conn))
                 if len(results) == len(parts) or self._nested_due():
                     return
-                if writer.waiting(Lane.INTERACTIVE) or not interactive_work.quiet:
-                    admitted = let_in()
-                    if admitted:
-                        interactive_work.step_aside(let_in)
-                    _still_open(conn)
+                if self.interactive_near():
+                    admitted = self._admit_nested(conn, until_due=True)
                     if not admitted or writer.waiting(Lane.INTERACTIVE):
                         return
 
@@ -326,18 +314,28 @@ class Connections:
         """On the writer thread, inside a bulk part that cannot commit midway (the pieces of one changelog
         message): the waiting nested writes run, and the part steps aside while interactive work runs, as
         ``bulk`` does between parts; a write that needs a commit waits for the part's end."""
-        writer = self._writer
-        if writer is None or not self.interactive_near():
+        if not self.interactive_near():
             return
+        started = time.perf_counter()
+        self._admit_nested(conn, until_due=False)  # due or not, this part cannot commit before its end
+        self.held_s += time.perf_counter() - started
+
+    def _admit_nested(self, conn: sqlite3.Connection, *, until_due: bool) -> bool:
+        """On the writer thread, inside a bulk transaction: run the waiting nested writes, then step aside while
+        interactive work runs, letting in those that arrive. False when a write that needs a commit waits (or,
+        ``until_due``, the nested writes held are due): the bulk job should commit at its next chance."""
+        writer = self._writer
+        assert writer is not None
 
         def let_in() -> bool:
-            return writer.run_waiting_interactive(nested=True)
+            return writer.run_waiting_interactive(nested=True) and not (until_due and self._nested_due())
 
-        started = time.perf_counter()
-        if let_in():
+        admitted = let_in()
+        if admitted:
             interactive_work.step_aside(let_in)
-        self.held_s += time.perf_counter() - started
-        _still_open(conn)
+        if not conn.in_transaction:  # a nested write's error (SQLITE_FULL) rolled back the whole of it
+            raise sqlite3.OperationalError("the bulk transaction was rolled back under a nested write")
+        return admitted
 
     @property
     def nested_pending(self) -> bool:
