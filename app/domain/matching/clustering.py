@@ -22,7 +22,9 @@ every decision (merge or refuse) depends only on the two groups the edge touches
 only ever grow by edges of the same connected component of the graph whose links are the above-threshold
 edges and the identifier groups, so running the algorithm on one component alone makes exactly the decisions
 it makes there when run on the whole catalog. A store can therefore recompute only the component around a
-changed offer and get the same products as a full recomputation.
+changed offer and get the same products as a full recomputation; and since a product's history is decided by its
+own edges alone (an edge out of it was refused), less than the component will do: see
+``app.store.sqlite.neighbourhood``.
 """
 
 from __future__ import annotations

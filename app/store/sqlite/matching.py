@@ -7,9 +7,9 @@ Why it is shaped like this:
 - Scored pairs at or above the merge threshold are stored (``match_edges``). An edge is a function of its two
   offers alone, and an offer's edges are recomputed whenever it changes, so the edge set depends only on the set of
   offers, never on the order they arrived in.
-- Products are ``app.domain.matching.cluster`` over the connected component of what a write touched (identifier
-  groups, edges, pins): the domain shows that this gives exactly what a whole-catalog run gives there, so re-syncs
-  and other arrival orders give the same products and ids.
+- Products are ``app.domain.matching.cluster`` over what a write touched and its neighbourhood
+  (``neighbourhood``: grown only as far as products really change), which gives exactly what a whole-catalog run
+  gives, so re-syncs and other arrival orders give the same products and ids.
 - rowids only address rows (they differ from node to node); offer keys, scores and overrides decide.
 - Without a matcher (``CATALOG_MATCHING=false``, the benchmark's baseline) the same code runs with no edges: the
   identifier rules and the overrides alone.
@@ -20,22 +20,20 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from app.domain.matching import Edge, Matcher, OverrideChange, Overrides, cluster, explain, from_offer
+from app.domain.matching import Matcher, OverrideChange, Overrides, from_offer
 from app.domain.matching.blocking import max_block
-from app.domain.matching.clustering import OfferKey, offer_key_text
+from app.domain.matching.clustering import OfferKey
 from app.domain.matching.records import MatchRecord
-from app.domain.matching.scoring import gtin_conflict
 from app.domain.matching.screen import Screen, dumps, loads, refused
 from app.domain.models import Offer
-from app.domain.unify import matched_key, product_id
-from app.store.sqlite.connection import chunks, marks, next_seq
+from app.store.sqlite import neighbourhood
+from app.store.sqlite.connection import chunks, marks
 
 _MODEL_META = "match_model"
 #: The blocking scheme's version: part of ``model_version``, so a store indexed with other keys re-indexes at start.
@@ -59,22 +57,6 @@ def model_version(matcher: Matcher | None) -> int:
     return 1 + int.from_bytes(hashlib.blake2b(text, digest_size=7).digest(), "big")
 
 
-@dataclass(slots=True)
-class _Row:
-    rowid: int
-    key: OfferKey
-    gtin: str | None
-    match_key: str | None
-    product_id: str
-
-
-_ROW = "rowid, vendor_id, vendor_product_id, gtin, match_key, product_id"
-
-
-def _row(r: tuple[Any, ...]) -> _Row:
-    return _Row(int(r[0]), (str(r[1]), str(r[2])), r[3], r[4], str(r[5]))
-
-
 # What the matcher reads of a stored offer (``from_offer`` of ``row_to_offer``, without decoding the columns it
 # does not read: images, timestamps, availability), after its rowid and key.
 _RECORD = "rowid, vendor_id, vendor_product_id, title, description, brand, category, price, currency, sku, gtin"
@@ -93,15 +75,6 @@ def _record(r: tuple[Any, ...]) -> MatchRecord:
         mpn=None,
         gtin=r[10],
     )
-
-
-def default_key(gtin: str | None, mk: str | None, key: OfferKey) -> str:
-    """The key an offer names on its own (``unify.key_for`` with no linked GTINs)."""
-    if gtin:
-        return f"gtin:{gtin}"
-    if mk is not None:
-        return f"bs:{mk}"
-    return offer_key_text(key)
 
 
 class StoreUnifier:
@@ -235,187 +208,15 @@ class StoreUnifier:
         offers: Iterable[OfferKey] = (),
         known: Mapping[OfferKey, Offer] | None = None,
     ) -> set[str]:
-        """Re-cluster the component of these products' offers, match keys and offers; returns the product ids
-        whose membership or explanations changed (all need a rebuild)."""
-        rows: dict[int, _Row] = {}
-        by_key: dict[OfferKey, _Row] = {}
-        edges: dict[tuple[int, int], tuple[float, str]] = {}
-        overrides = _load_overrides(conn)
-        pins_of: dict[OfferKey, list[OfferKey]] = defaultdict(list)
-        for x, y in overrides.pins:
-            pins_of[x].append(y)
-            pins_of[y].append(x)
-        seen_gtins: set[str] = set()
-        seen_mks: set[str] = set()
-
-        def add(found: Iterable[tuple[Any, ...]]) -> list[_Row]:
-            fresh = []
-            for r in found:
-                if int(r[0]) not in rows:
-                    row = _row(r)
-                    rows[row.rowid] = by_key[row.key] = row
-                    fresh.append(row)
-            return fresh
-
-        frontier: list[_Row] = []
-        for chunk in chunks(sorted(set(products))):
-            frontier += add(conn.execute(f"SELECT {_ROW} FROM offers WHERE product_id IN ({marks(len(chunk))})", chunk))
-        mks = sorted(set(match_keys))
-        seen_mks.update(mks)
-        for chunk in chunks(mks):
-            frontier += add(conn.execute(f"SELECT {_ROW} FROM offers WHERE match_key IN ({marks(len(chunk))})", chunk))
-        frontier += self._by_keys(conn, [k for k in offers if k not in by_key], add)
-        while frontier:
-            gtins = sorted({r.gtin for r in frontier if r.gtin and r.gtin not in seen_gtins})
-            seen_gtins.update(gtins)
-            mks = sorted({r.match_key for r in frontier if r.match_key and r.match_key not in seen_mks})
-            seen_mks.update(mks)
-            ids = [r.rowid for r in frontier]
-            keys = [r.key for r in frontier]
-            frontier = []
-            for chunk in chunks(gtins):
-                frontier += add(conn.execute(f"SELECT {_ROW} FROM offers WHERE gtin IN ({marks(len(chunk))})", chunk))
-            for chunk in chunks(mks):
-                frontier += add(
-                    conn.execute(f"SELECT {_ROW} FROM offers WHERE match_key IN ({marks(len(chunk))})", chunk)
-                )
-            if self.matcher is not None:
-                linked: set[int] = set()
-                for part in chunks(ids):
-                    m = marks(len(part))
-                    for a, b, score, reasons in conn.execute(
-                        f"SELECT a, b, score, reasons FROM match_edges WHERE a IN ({m}) "
-                        f"UNION SELECT a, b, score, reasons FROM match_edges WHERE b IN ({m})",
-                        (*part, *part),
-                    ):
-                        edges[(a, b)] = (score, reasons)
-                        linked.update((a, b))
-                unseen = sorted(linked - rows.keys())
-                for part in chunks(unseen):
-                    frontier += add(
-                        conn.execute(f"SELECT {_ROW} FROM offers WHERE rowid IN ({marks(len(part))})", part)
-                    )
-            partners = [p for k in keys for p in pins_of.get(k, ()) if p not in by_key]
-            frontier += self._by_keys(conn, partners, add)
-        if not rows:
+        """Re-cluster around these products' offers, match keys and offers, reading only their neighbourhood
+        (``neighbourhood``: exactly what re-clustering the whole catalog gives); returns the product ids whose
+        membership or explanations changed (all need a rebuild)."""
+        view = neighbourhood.View(conn, _load_overrides(conn), known or {}, _records)
+        inside = view.units(products, match_keys, offers)
+        if not inside:
             return set()
-        return self._assign(conn, rows, by_key, edges, overrides, known or {})
-
-    @staticmethod
-    def _by_keys(
-        conn: sqlite3.Connection, keys: Iterable[OfferKey], add: Callable[[Iterable[tuple[Any, ...]]], list[_Row]]
-    ) -> list[_Row]:
-        out: list[_Row] = []
-        by_vendor: dict[str, list[str]] = defaultdict(list)
-        for v, p in sorted(set(keys)):
-            by_vendor[v].append(p)
-        for vendor, ids in by_vendor.items():
-            for chunk in chunks(ids):
-                found = conn.execute(
-                    f"SELECT {_ROW} FROM offers WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
-                    (vendor, *chunk),
-                )
-                out += add(found)
-        return out
-
-    def _assign(
-        self,
-        conn: sqlite3.Connection,
-        rows: dict[int, _Row],
-        by_key: dict[OfferKey, _Row],
-        stored_edges: dict[tuple[int, int], tuple[float, str]],
-        overrides: Overrides,
-        known: Mapping[OfferKey, Offer],
-    ) -> set[str]:
-        gtins_by_mk: dict[str, set[str]] = defaultdict(set)
-        for r in rows.values():
-            if r.match_key and r.gtin:
-                gtins_by_mk[r.match_key].add(r.gtin)
-        base: dict[OfferKey, str] = {}
-        for r in rows.values():
-            if r.gtin:
-                base[r.key] = f"gtin:{r.gtin}"
-            elif r.match_key is not None:
-                base[r.key] = matched_key(r.match_key, gtins_by_mk.get(r.match_key, ()))
-            else:
-                base[r.key] = offer_key_text(r.key)
-        edges = [
-            Edge.of(rows[a].key, rows[b].key, score, tuple(orjson.loads(reasons)))
-            for (a, b), (score, reasons) in stored_edges.items()
-            if a in rows and b in rows
-        ]
-        local = Overrides(
-            frozenset(k for k in overrides.splits if k in by_key),
-            frozenset(p for p in overrides.pins if p[0] in by_key and p[1] in by_key),
-        )
-        records: dict[OfferKey, MatchRecord] = {}
-
-        def record(x: OfferKey) -> MatchRecord:
-            if not records:  # read on first use: a component without edges to weigh needs none
-                records.update(self._records(conn, rows, known))
-            return records[x]
-
-        def conflict(x: OfferKey, y: OfferKey) -> bool:
-            if self.matcher is None:
-                return gtin_conflict(record(x), record(y))
-            return self.matcher.conflict(record(x), record(y))
-
-        def can_conflict(x: OfferKey) -> bool:
-            if self.matcher is None:
-                return record(x).gtin is not None
-            return self.matcher.can_conflict(record(x))
-
-        groups = cluster(base, edges, conflict, self.threshold, local, can_conflict)
-        # Each group's own edges: ``explain`` reads only those, and handing it all of them is quadratic.
-        group_of = {m: g.key for g in groups for m in g.members}
-        edges_of: dict[str, list[Edge]] = defaultdict(list)
-        for e in edges:
-            if group_of.get(e.a) == group_of.get(e.b) is not None:
-                edges_of[group_of[e.a]].append(e)
-        moves: list[tuple[str, int]] = []
-        changed: set[str] = set()
-        why: dict[int, str] = {}
-        for group in groups:
-            pid = product_id(group.key)
-            for m in group.members:
-                row = by_key[m]
-                if row.product_id != pid:
-                    moves.append((pid, row.rowid))
-                    changed.update((pid, row.product_id))
-            if len(group.members) > 1 or local.splits.intersection(group.members):
-                for m, reason in explain(group, base, edges_of.get(group.key, ()), local).items():
-                    row = by_key[m]
-                    if reason != {"by": "key", "key": default_key(row.gtin, row.match_key, m)}:
-                        why[row.rowid] = orjson.dumps(reason, option=orjson.OPT_SORT_KEYS).decode()
-        if moves:
-            seq = next_seq(conn, len(moves))
-            conn.executemany(
-                "UPDATE offers SET product_id = ?, change_seq = ? WHERE rowid = ?",
-                [(pid, seq + i, rowid) for i, (pid, rowid) in enumerate(moves)],
-            )
-        old: dict[int, str] = {}
-        ids = sorted(rows)
-        for chunk in chunks(ids):
-            old.update(conn.execute(f"SELECT offer, why FROM match_why WHERE offer IN ({marks(len(chunk))})", chunk))
-        gone = [rowid for rowid in old if rowid not in why]
-        put = [(rowid, text) for rowid, text in why.items() if old.get(rowid) != text]
-        for chunk in chunks(gone):
-            conn.execute(f"DELETE FROM match_why WHERE offer IN ({marks(len(chunk))})", chunk)
-        conn.executemany("INSERT OR REPLACE INTO match_why (offer, why) VALUES (?, ?)", put)
-        final = {m: product_id(g.key) for g in groups for m in g.members}
-        changed.update(final[rows[rowid].key] for rowid in (*gone, *(r for r, _ in put)))
-        return changed
-
-    @staticmethod
-    def _records(
-        conn: sqlite3.Connection, rows: Mapping[int, _Row], known: Mapping[OfferKey, Offer]
-    ) -> dict[OfferKey, MatchRecord]:
-        out = {r.key: from_offer(known[r.key]) for r in rows.values() if r.key in known}
-        missing = sorted(r.rowid for r in rows.values() if r.key not in known)
-        for chunk in chunks(missing):
-            for row in conn.execute(f"SELECT {_RECORD} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk):
-                out[(row[1], row[2])] = _record(row)
-        return out
+        outcome = neighbourhood.settle(view, self.matcher, self.threshold, inside)
+        return neighbourhood.write(conn, view, outcome, inside)
 
     # -- whole catalog -----------------------------------------------------------------------------------------
 
@@ -446,6 +247,14 @@ class StoreUnifier:
         products |= self.index(conn, batch, rowids)
         conn.execute(f"UPDATE meta SET value = ? WHERE key = '{_MODEL_META}'", (version,))
         return products
+
+
+def _records(conn: sqlite3.Connection, rowids: list[int]) -> dict[OfferKey, MatchRecord]:
+    out: dict[OfferKey, MatchRecord] = {}
+    for chunk in chunks(rowids):
+        for row in conn.execute(f"SELECT {_RECORD} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk):
+            out[(row[1], row[2])] = _record(row)
+    return out
 
 
 def _blocks(

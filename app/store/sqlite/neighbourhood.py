@@ -1,0 +1,392 @@
+"""Re-clustering what a write touched from its neighbourhood, not from its whole connected component.
+
+Why: in a catalog of look-alikes (one maker's range in colours and sizes, sold by many shops), the edges that the
+conflict rules then refuse chain products into components that grow with the catalog (over a thousand offers at
+20k products), and re-clustering a component whole on every part a sync writes made each offer cost more as the
+store grew. The products a write can change are far fewer, and this module finds them exactly.
+
+The argument (``app.domain.matching.clustering`` runs Kruskal's algorithm with cannot-link checks over a total
+order of edges; every decision reads only the two groups an edge touches):
+
+- A *unit* is a set of stored offers that move together whatever the edges say: whole products as stored, grown
+  by shared GTINs and match keys (identifier groups, and the GTINs that name a match key's group) and by pins.
+- The *inside* is the units of what the write touched (its offers, their old products, products that lost
+  an edge). Every other product as stored is the result of the algorithm on its own offers and edges alone: it is
+  a whole group of the last complete run, and a group's history is decided by its own edges, since any edge out of
+  it was refused.
+- Run the algorithm on the inside plus its *ring* (the units one stored edge away), with every edge among them.
+  Until the first decision that differs from the stored products, the ring's products form exactly as they did:
+  an edge between two ring products, or between a ring product and one further out, meets the same two groups
+  as before and is refused again. So the first difference can only be an edge from the inside to the ring that
+  is now taken. If none is (no ring product ends up sharing a group with the inside, and none changes), every
+  product outside the inside is as stored, and the inside's groups are what a run over the whole catalog gives.
+  Otherwise the ring units so joined become inside, and it runs again over the grown inside and its new ring.
+- So a write reads the products around it and their edges, a few dozen offers, whatever the catalog's size;
+  the cost grows only when a write really does change products further away.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.domain.matching import Edge, Matcher, Overrides, cluster, explain, from_offer
+from app.domain.matching.clustering import Group, OfferKey, offer_key_text
+from app.domain.matching.records import MatchRecord
+from app.domain.matching.scoring import gtin_conflict
+from app.domain.models import Offer
+from app.domain.unify import matched_key, product_id
+from app.store.sqlite.connection import chunks, marks, next_seq
+
+
+@dataclass(slots=True)
+class Row:
+    rowid: int
+    key: OfferKey
+    gtin: str | None
+    match_key: str | None
+    product_id: str
+
+
+ROW = "rowid, vendor_id, vendor_product_id, gtin, match_key, product_id"
+
+
+def row_of(r: tuple[Any, ...]) -> Row:
+    return Row(int(r[0]), (str(r[1]), str(r[2])), r[3], r[4], str(r[5]))
+
+
+def default_key(gtin: str | None, mk: str | None, key: OfferKey) -> str:
+    """The key an offer names on its own (``unify.key_for`` with no linked GTINs)."""
+    if gtin:
+        return f"gtin:{gtin}"
+    if mk is not None:
+        return f"bs:{mk}"
+    return offer_key_text(key)
+
+
+class View:
+    """The offers and stored edges a settle has read so far, and the reads that grow it."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        overrides: Overrides,
+        known: Mapping[OfferKey, Offer],
+        read_records: Callable[[sqlite3.Connection, list[int]], dict[OfferKey, MatchRecord]],
+    ) -> None:
+        self.conn = conn
+        self.overrides = overrides
+        self.rows: dict[int, Row] = {}
+        self.by_key: dict[OfferKey, Row] = {}
+        self.edges: dict[tuple[int, int], tuple[float, tuple[str, ...]]] = {}
+        self._known = known
+        self.records: dict[OfferKey, MatchRecord] = {}
+        self._read_records = read_records
+        self._edges_read: set[int] = set()
+        self._ends: dict[int, list[int]] = defaultdict(list)
+        self._edge_objects: dict[tuple[int, int], Edge] = {}
+        # The same offers meet again in each run of a settle: their conflicts are asked once.
+        self.conflicts: dict[tuple[OfferKey, OfferKey], bool] = {}
+        self.can_conflict: dict[OfferKey, bool] = {}
+        self._seen: dict[str, set[str]] = {"product_id": set(), "gtin": set(), "match_key": set()}
+        self.pins_of: dict[OfferKey, list[OfferKey]] = defaultdict(list)
+        for x, y in overrides.pins:
+            self.pins_of[x].append(y)
+            self.pins_of[y].append(x)
+
+    def _add(self, found: Iterable[tuple[Any, ...]]) -> list[Row]:
+        """The rows found, read before or not (one object per offer)."""
+        out = []
+        for r in found:
+            row = self.rows.get(int(r[0]))
+            if row is None:
+                row = row_of(r)
+                self.rows[row.rowid] = self.by_key[row.key] = row
+            out.append(row)
+        return out
+
+    def _where(self, column: str, values: Iterable[str]) -> list[Row]:
+        seen = self._seen[column]
+        wanted = sorted(set(values) - seen)
+        seen.update(wanted)
+        out: list[Row] = []
+        for chunk in chunks(wanted):
+            out += self._add(
+                self.conn.execute(f"SELECT {ROW} FROM offers WHERE {column} IN ({marks(len(chunk))})", chunk)
+            )
+        return out
+
+    def _by_rowid(self, rowids: Iterable[int]) -> list[Row]:
+        wanted = sorted(set(rowids) - self.rows.keys())
+        out: list[Row] = []
+        for chunk in chunks(wanted):
+            out += self._add(self.conn.execute(f"SELECT {ROW} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk))
+        return out
+
+    def _by_keys(self, keys: Iterable[OfferKey]) -> list[Row]:
+        wanted = set(keys)
+        out = [self.by_key[k] for k in wanted if k in self.by_key]
+        by_vendor: dict[str, list[str]] = defaultdict(list)
+        for v, p in sorted(wanted - self.by_key.keys()):
+            by_vendor[v].append(p)
+        for vendor, ids in by_vendor.items():
+            for chunk in chunks(ids):
+                out += self._add(
+                    self.conn.execute(
+                        f"SELECT {ROW} FROM offers WHERE vendor_id = ? AND vendor_product_id IN ({marks(len(chunk))})",
+                        (vendor, *chunk),
+                    )
+                )
+        return out
+
+    def units(
+        self,
+        products: Iterable[str] = (),
+        match_keys: Iterable[str] = (),
+        offers: Iterable[OfferKey] = (),
+        rowids: Iterable[int] = (),
+    ) -> set[int]:
+        """The rows of these, grown to whole units (whole products, identifier groups, pins); ``rowids`` must be
+        read already, and their units may be read in part (as far ends only)."""
+        frontier = self._where("product_id", products) + self._where("match_key", match_keys)
+        frontier += self._by_keys(offers) + [self.rows[i] for i in rowids]
+        reached: set[int] = set()
+        while frontier:
+            frontier = [r for r in frontier if r.rowid not in reached]
+            reached.update(r.rowid for r in frontier)
+            pids = {r.product_id for r in frontier}
+            gtins = {r.gtin for r in frontier if r.gtin}
+            mks = {r.match_key for r in frontier if r.match_key}
+            partners = [p for r in frontier for p in self.pins_of.get(r.key, ())]
+            frontier = self._where("product_id", pids) + self._where("gtin", gtins)
+            frontier += self._where("match_key", mks) + self._by_keys(partners)
+        return reached
+
+    def read_edges(self, rowids: Iterable[int]) -> set[int]:
+        """Read the stored edges of these offers (once each); returns the rowids at their other ends."""
+        ids = set(rowids)
+        wanted = sorted(ids - self._edges_read)
+        self._edges_read.update(wanted)
+        for part in chunks(wanted):
+            m = marks(len(part))
+            for a, b, score, reasons in self.conn.execute(
+                f"SELECT a, b, score, reasons FROM match_edges WHERE a IN ({m}) "
+                f"UNION SELECT a, b, score, reasons FROM match_edges WHERE b IN ({m})",
+                (*part, *part),
+            ):
+                if (a, b) not in self.edges:
+                    self.edges[(a, b)] = (score, tuple(orjson.loads(reasons)))
+                    self._ends[a].append(b)
+                    self._ends[b].append(a)
+        return {e for i in ids for e in self._ends.get(i, ())} - ids
+
+    def rows_of(self, rowids: Iterable[int]) -> None:
+        """Read these offers alone (an edge's far end), without their units."""
+        self._by_rowid(rowids)
+
+    def edge(self, a: int, b: int) -> Edge:
+        found = self._edge_objects.get((a, b))
+        if found is None:
+            score, reasons = self.edges[(a, b)]
+            found = self._edge_objects[(a, b)] = Edge.of(self.rows[a].key, self.rows[b].key, score, reasons)
+        return found
+
+    def record(self, x: OfferKey) -> MatchRecord:
+        """Read on first use, for every row read so far (a part without edges to weigh needs none); the offers
+        the write holds are taken as they are."""
+        found = self.records.get(x)
+        if found is None:
+            missing = []
+            for r in self.rows.values():
+                if r.key not in self.records:
+                    offer = self._known.get(r.key)
+                    if offer is None:
+                        missing.append(r.rowid)
+                    else:
+                        self.records[r.key] = from_offer(offer)
+            self.records.update(self._read_records(self.conn, sorted(missing)))
+            found = self.records[x]
+        return found
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One run of the clustering over some rows of a view."""
+
+    groups: list[Group]
+    base: dict[OfferKey, str]
+    edges: list[Edge]
+    local: Overrides
+
+
+def run(
+    view: View, matcher: Matcher | None, threshold: float, inside: set[int], ring: set[int], ends: set[int]
+) -> Outcome:
+    """The clustering of the inside and the ring with every stored edge among them, and of the far ``ends`` of
+    the inside's edges, each alone, with those edges only (``unify_explained``'s rules)."""
+    core = inside | ring
+    rows = {i: view.rows[i] for i in (*core, *ends)}
+    gtins_by_mk: dict[str, set[str]] = defaultdict(set)
+    for r in rows.values():
+        if r.match_key and r.gtin:
+            gtins_by_mk[r.match_key].add(r.gtin)
+    base: dict[OfferKey, str] = {}
+    for r in rows.values():
+        if r.gtin:
+            base[r.key] = f"gtin:{r.gtin}"
+        elif r.match_key is not None:
+            base[r.key] = matched_key(r.match_key, gtins_by_mk.get(r.match_key, ()))
+        else:
+            base[r.key] = offer_key_text(r.key)
+    edges = [
+        view.edge(a, b)
+        for a, b in view.edges
+        if (a in core and b in core) or (a in inside and b in ends) or (b in inside and a in ends)
+    ]
+    keys = {r.key for r in rows.values()}
+    ov = view.overrides
+    local = Overrides(
+        frozenset(k for k in ov.splits if k in keys), frozenset(p for p in ov.pins if p[0] in keys and p[1] in keys)
+    )
+
+    def conflict(x: OfferKey, y: OfferKey) -> bool:
+        pair = (x, y) if x < y else (y, x)
+        found = view.conflicts.get(pair)
+        if found is None:
+            rx, ry = view.record(x), view.record(y)
+            found = view.conflicts[pair] = gtin_conflict(rx, ry) if matcher is None else matcher.conflict(rx, ry)
+        return found
+
+    def can_conflict(x: OfferKey) -> bool:
+        found = view.can_conflict.get(x)
+        if found is None:
+            r = view.record(x)
+            found = view.can_conflict[x] = r.gtin is not None if matcher is None else matcher.can_conflict(r)
+        return found
+
+    return Outcome(cluster(base, edges, conflict, threshold, local, can_conflict), base, edges, local)
+
+
+def _reached(view: View, outcome: Outcome, inside: set[int], ring: set[int]) -> tuple[set[int], set[int]]:
+    """The far ends this run joins with inside offers (their units must be read whole), and the ring rows whose
+    products it changes: joined with inside offers, or formed other than as stored (never, when the stored
+    products are a complete run's; counted all the same, which heals)."""
+    by_key = view.by_key
+    ends: set[int] = set()
+    changed: set[int] = set()
+    for group in outcome.groups:
+        ids = [by_key[m].rowid for m in group.members]
+        if len(ids) > 1 and any(i in inside for i in ids):
+            ends.update(i for i in ids if i not in inside and i not in ring)
+        outer = [i for i in ids if i in ring]
+        if not outer:
+            continue
+        pid = product_id(group.key)
+        if len(outer) < len(ids) or any(view.rows[i].product_id != pid for i in outer):
+            changed.update(outer)
+    return ends, changed
+
+
+def joined(view: View, changed: set[int], ring: set[int]) -> set[int]:
+    """The ring's units of these rows, whole."""
+    # Whole units: the stored products of those rows, grown as ``View.units`` grows them, within the ring.
+    link: dict[str, set[int]] = defaultdict(set)
+    for i in ring:
+        r = view.rows[i]
+        link[f"p:{r.product_id}"].add(i)
+        if r.gtin:
+            link[f"g:{r.gtin}"].add(i)
+        if r.match_key:
+            link[f"m:{r.match_key}"].add(i)
+    for x, y in view.overrides.pins:
+        rx, ry = view.by_key.get(x), view.by_key.get(y)
+        if rx is not None and ry is not None and rx.rowid in ring and ry.rowid in ring:
+            link[f"pin:{x}:{y}"].update((rx.rowid, ry.rowid))
+    links_of: dict[int, list[str]] = defaultdict(list)
+    for name, members in link.items():
+        for i in members:
+            links_of[i].append(name)
+    out, todo, done = set(changed), list(changed), set()
+    while todo:
+        for name in links_of[todo.pop()]:
+            if name not in done:
+                done.add(name)
+                fresh = link[name] - out
+                out |= fresh
+                todo.extend(fresh)
+    return out
+
+
+def settle(
+    view: View,
+    matcher: Matcher | None,
+    threshold: float,
+    inside: set[int],
+) -> Outcome:
+    """The run whose groups over ``inside`` (grown as the module docstring says) are the whole catalog's."""
+    ring: set[int] = set()
+    while True:
+        ends = view.read_edges(inside) - ring if matcher is not None else set()
+        view.rows_of(ends)
+        outcome = run(view, matcher, threshold, inside, ring, ends)
+        whole, changed = _reached(view, outcome, inside, ring)
+        if whole:  # an edge an offer alone would take: its product's history decides, so read it whole
+            fresh = view.units(rowids=whole) - inside - ring
+            ring |= fresh
+            view.read_edges(fresh)  # the ring's own edges: its products form as stored only with them
+            continue
+        if not changed:
+            return outcome
+        grown = joined(view, changed, ring)
+        ring -= grown
+        inside |= grown
+
+
+def write(conn: sqlite3.Connection, view: View, outcome: Outcome, inside: set[int]) -> set[str]:
+    """Store the inside's products and explanations; returns the product ids whose membership or explanations
+    changed (all need a rebuild)."""
+    by_key = view.by_key
+    mine = [g for g in outcome.groups if by_key[g.members[0]].rowid in inside]
+    edges_of: dict[str, list[Edge]] = defaultdict(list)
+    group_of = {m: g.key for g in mine for m in g.members}
+    for e in outcome.edges:
+        if group_of.get(e.a) == group_of.get(e.b) is not None:
+            edges_of[group_of[e.a]].append(e)
+    moves: list[tuple[str, int]] = []
+    changed: set[str] = set()
+    why: dict[int, str] = {}
+    local = outcome.local
+    for group in mine:
+        pid = product_id(group.key)
+        for m in group.members:
+            row = by_key[m]
+            if row.product_id != pid:
+                moves.append((pid, row.rowid))
+                changed.update((pid, row.product_id))
+        if len(group.members) > 1 or local.splits.intersection(group.members):
+            for m, reason in explain(group, outcome.base, edges_of.get(group.key, ()), local).items():
+                row = by_key[m]
+                if reason != {"by": "key", "key": default_key(row.gtin, row.match_key, m)}:
+                    why[row.rowid] = orjson.dumps(reason, option=orjson.OPT_SORT_KEYS).decode()
+    if moves:
+        seq = next_seq(conn, len(moves))
+        conn.executemany(
+            "UPDATE offers SET product_id = ?, change_seq = ? WHERE rowid = ?",
+            [(pid, seq + i, rowid) for i, (pid, rowid) in enumerate(moves)],
+        )
+    old: dict[int, str] = {}
+    for chunk in chunks(sorted(inside)):
+        old.update(conn.execute(f"SELECT offer, why FROM match_why WHERE offer IN ({marks(len(chunk))})", chunk))
+    gone = [rowid for rowid in old if rowid not in why]
+    put = [(rowid, text) for rowid, text in why.items() if old.get(rowid) != text]
+    for chunk in chunks(gone):
+        conn.execute(f"DELETE FROM match_why WHERE offer IN ({marks(len(chunk))})", chunk)
+    conn.executemany("INSERT OR REPLACE INTO match_why (offer, why) VALUES (?, ?)", put)
+    final = {m: product_id(g.key) for g in mine for m in g.members}
+    changed.update(final[view.rows[rowid].key] for rowid in (*gone, *(r for r, _ in put)))
+    return changed
