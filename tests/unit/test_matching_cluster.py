@@ -57,6 +57,18 @@ def test_edges_merge_and_the_strongest_identifier_names_the_product() -> None:
     assert len(cluster(base, edges, no_conflict, 0.95)) == 3
 
 
+def test_a_chain_of_edges_never_gathers_two_offers_of_one_vendor() -> None:
+    """A shop's two look-alikes are two items: the chain shop1 - shop2 - shop1 stops where it would hold shop1
+    twice, whatever the scores; identifiers (and ``same_vendor``) still join one vendor's offers."""
+    a, b, c = ("shop1", "1"), ("shop2", "7"), ("shop1", "2")
+    base = {a: "offer:shop1:1", b: "offer:shop2:7", c: "offer:shop1:2"}
+    edges = [Edge.of(a, b, 0.9), Edge.of(b, c, 0.8)]
+    assert {g.members for g in cluster(base, edges, no_conflict, 0.5)} == {(a, b), (c,)}
+    assert {g.members for g in cluster(base, edges, no_conflict, 0.5, same_vendor=True)} == {(a, c, b)}
+    shared = {a: "gtin:" + GTIN_A, b: "offer:shop2:7", c: "gtin:" + GTIN_A}
+    assert {g.members for g in cluster(shared, edges, no_conflict, 0.5)} == {(a, c, b)}
+
+
 def test_a_chain_of_edges_never_joins_two_gtins() -> None:
     base = {("a", "1"): "gtin:" + GTIN_A, ("b", "2"): "offer:b:2", ("c", "3"): "gtin:" + GTIN_B}
     gtins = {("a", "1"): GTIN_A, ("c", "3"): GTIN_B}

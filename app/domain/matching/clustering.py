@@ -6,7 +6,8 @@ The rule, written once for the whole catalog and for any part of it:
    product today's rules form is formed again, under the same key and so the same ``product_id``.
 2. Take the matcher's edges at or above the merge threshold in one total order: score descending, then the
    two offer keys. Merge the two groups of an edge unless that would put two conflicting offers in one product
-   (two different valid GTINs, or a variant conflict such as 128 GB against 256 GB). This is Kruskal's
+   (two different valid GTINs, or a variant conflict such as 128 GB against 256 GB), or two offers of one vendor
+   (a shop's two look-alike listings are two items). This is Kruskal's
    algorithm with cannot-link constraints: evidence links like single linkage, conflicts veto like complete
    linkage, so a chain of plausible edges can never carry a 128 GB phone into the 256 GB one's product.
 3. A group's key is its smallest GTIN key, else its smallest brand+SKU key, else its smallest offer key: the
@@ -106,6 +107,7 @@ def cluster(
     threshold: float,
     overrides: Overrides = NO_OVERRIDES,
     can_conflict: Callable[[OfferKey], bool] | None = None,
+    same_vendor: bool = False,
 ) -> list[Group]:
     """Groups of ``base_keys``' offers (see the module docstring), sorted by key; members sorted.
 
@@ -113,6 +115,10 @@ def cluster(
     several edges for one pair the highest scored counts.
     ``conflict(x, y)`` says two offers may never share a product; ``can_conflict(x)`` False says ``conflict`` is
     False for x and any offer (no identifier and no variant stated), so its pairs are never asked.
+    Unless ``same_vendor``, two groups that both hold an offer of one vendor never merge through an edge: a shop
+    listing two look-alikes sells two items (its offers are never compared for the same reason), and without
+    this a chain of plausible edges gathered one shop's whole range into one product. Identifiers (a shared GTIN,
+    brand + SKU) and pins still put one vendor's offers together.
     """
     if overrides.splits:
         base_keys = {o: offer_key_text(o) if o in overrides.splits else k for o, k in base_keys.items()}
@@ -155,6 +161,7 @@ def cluster(
     # Each group's members that can conflict at all, found when first needed (a third to a half of a look-alike
     # catalog's members state nothing a conflict could rest on, and each merge compared every pair of members).
     active: dict[OfferKey, list[OfferKey]] = {}
+    vendors = {root: frozenset(m[0] for m in group) for root, group in members.items()}
 
     def active_of(root: OfferKey) -> list[OfferKey]:
         found = active.get(root)
@@ -166,8 +173,9 @@ def cluster(
         ra, rb = find(edge.a), find(edge.b)
         if ra == rb or rb in enemies[ra]:
             continue
-        xs, ys = active_of(ra), active_of(rb)
-        if any(conflict(x, y) for x in xs for y in ys):
+        one_shop = not same_vendor and not vendors[ra].isdisjoint(vendors[rb])
+        xs, ys = (active_of(ra), active_of(rb)) if not one_shop else ([], [])
+        if one_shop or any(conflict(x, y) for x in xs for y in ys):
             enemies[ra].add(rb)
             enemies[rb].add(ra)
             continue
@@ -176,6 +184,7 @@ def cluster(
         members[root] = sorted(members[root] + members.pop(other))
         active[root] = xs + ys
         active.pop(other, None)
+        vendors[root] = vendors[root] | vendors.pop(other)
         gone = enemies.pop(other, set())
         for enemy in gone:
             enemies[enemy].discard(other)
@@ -286,7 +295,7 @@ def unify_explained(
         return records[x].gtin is not None if matcher is None else matcher.can_conflict(records[x])
 
     cut = matcher.threshold(threshold) if matcher is not None else 1.0
-    groups = cluster(base, edges, conflict, cut, overrides, can_conflict)
+    groups = cluster(base, edges, conflict, cut, overrides, can_conflict, same_vendor)
     keys = {member: group.key for group in groups for member in group.members}
     why: dict[OfferKey, dict[str, object]] = {}
     for group in groups:

@@ -29,7 +29,7 @@ from app.domain.matching import blocking, text
 from app.domain.matching.features import FEATURES, Profile, pair_features, profile
 from app.domain.matching.model import Model, load_model
 from app.domain.matching.records import MatchRecord
-from app.domain.matching.screen import Screen, differs
+from app.domain.matching.screen import Screen, differs, two_brands
 
 ThresholdName = Literal["match", "merge"]
 # Profiles kept per process: a page of candidates re-reads the same stored offers again and again. A profile
@@ -250,20 +250,21 @@ class Matcher:
         return blocking.blocking_keys(self._known(record), self.model.vocabulary)
 
     def conflict(self, a: MatchRecord, b: MatchRecord) -> bool:
-        """Two records that must never share a product, whatever links them: different GTINs, variants, or SKUs
-        of one brand."""
+        """Two records that must never share a product, whatever links them: different GTINs, variants, two
+        brands named, or SKUs of one brand. (A pair naming two brands is refused on its own too, ``one_sided``;
+        without the rule here a brand-less listing linked to both carried one brand's item into the other's.)"""
         if gtin_conflict(a, b):
             return True
         pa, pb = self._known(a), self._known(b)
-        return sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
+        return two_brands(pa.screen, pb.screen) or sku_conflict(pa, pb) or bool(variant_conflicts(pa, pb))
 
     def can_conflict(self, record: MatchRecord) -> bool:
-        """False when ``conflict`` is False against any record whatever: no GTIN, no brand with a SKU, and no
+        """False when ``conflict`` is False against any record whatever: no GTIN, no brand named, and no
         variant, measure, whole number or model number stated (each conflict needs its fact on both sides)."""
-        if record.gtin is not None:
+        if record.gtin is not None or record.brand:
             return True
         p = self._known(record)
-        return bool((record.brand and p.sku) or p.measure_values or p.stated or p.whole_numbers or p.code_shapes)
+        return bool(p.measure_values or p.stated or p.whole_numbers or p.code_shapes)
 
     def threshold(self, name: ThresholdName) -> float:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge

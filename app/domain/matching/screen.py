@@ -45,9 +45,14 @@ def differs(a: Screen, b: Screen) -> list[str]:
         out.append("size")
     if a.measures != b.measures:
         out.append("measure")
-    if a.brand_given and b.brand_given and a.brand != b.brand and a.head != b.head:
+    if two_brands(a, b):
         out.append("brand")
     return out
+
+
+def two_brands(a: Screen, b: Screen) -> bool:
+    """Both records name a brand, and not the same one ("Prada" / "Heshe"; "Apple" / "Apple Inc." agree)."""
+    return a.brand_given and b.brand_given and a.brand != b.brand and a.head != b.head
 
 
 def refused(a: Screen, b: Screen) -> bool:

@@ -37,7 +37,8 @@ from app.store.sqlite.connection import chunks, marks
 
 _MODEL_META = "match_model"
 #: The blocking scheme's version: part of ``model_version``, so a store indexed with other keys re-indexes at start.
-BLOCKING = 5  # 4: word keys capped at 50 offers (100 before); 5: screens (match_screens) kept with the keys
+BLOCKING = 6  # 4: word keys capped at 50 offers (100 before); 5: screens (match_screens) kept with the keys;
+# 6: no edge merges two groups holding offers of one vendor (``cluster``), so stores re-cluster
 
 
 def _hash(key: str) -> int:
