@@ -14,13 +14,16 @@ order of edges; every decision reads only the two groups an edge touches):
   an edge). Every other product as stored is the result of the algorithm on its own offers and edges alone: it is
   a whole group of the last complete run, and a group's history is decided by its own edges, since any edge out of
   it was refused.
-- Run the algorithm on the inside plus its *ring* (the units one stored edge away), with every edge among them.
-  Until the first decision that differs from the stored products, the ring's products form exactly as they did:
-  an edge between two ring products, or between a ring product and one further out, meets the same two groups
-  as before and is refused again. So the first difference can only be an edge from the inside to the ring that
-  is now taken. If none is (no ring product ends up sharing a group with the inside, and none changes), every
-  product outside the inside is as stored, and the inside's groups are what a run over the whole catalog gives.
-  Otherwise the ring units so joined become inside, and it runs again over the grown inside and its new ring.
+- Run the algorithm on the inside, each far end of its edges alone (with only its edges to the inside), and the
+  *ring*: the units read whole so far, with every edge among them. An edge from the inside that a far end alone
+  refuses is refused by the far end's product too (that product, at any moment, holds the far end). Until the
+  first decision that differs from the stored products, the ring's products form exactly as they did: an edge
+  between two ring products, or from one to a product not read, meets the same two groups as before and is
+  refused again. So the first difference can only be an edge from the inside that is now taken.
+- If a far end joins the inside, its unit is read whole into the ring and it runs again; if a ring product joins
+  the inside or forms otherwise, its unit becomes inside and it runs again (over the grown inside's far ends).
+  When neither happens, every product outside the inside is as stored, and the inside's groups are what a run
+  over the whole catalog gives.
 - So a write reads the products around it and their edges, a few dozen offers, whatever the catalog's size;
   the cost grows only when a write really does change products further away.
 """
