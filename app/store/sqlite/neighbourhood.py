@@ -96,7 +96,7 @@ class View:
         # The same offers meet again in each run of a settle: their conflicts are asked once.
         self.conflicts: dict[tuple[OfferKey, OfferKey], bool] = {}
         self.can_conflict: dict[OfferKey, bool] = {}
-        self._seen: dict[str, set[str]] = {"product_id": set(), "gtin": set(), "match_key": set()}
+        self._found: dict[str, dict[str, list[Row]]] = {"product_id": {}, "gtin": {}, "match_key": {}}
         self.pins_of: dict[OfferKey, list[OfferKey]] = defaultdict(list)
         for x, y in overrides.pins:
             self.pins_of[x].append(y)
@@ -114,14 +114,21 @@ class View:
         return out
 
     def _where(self, column: str, values: Iterable[str]) -> list[Row]:
-        seen = self._seen[column]
-        wanted = sorted(set(values) - seen)
-        seen.update(wanted)
-        out: list[Row] = []
-        for chunk in chunks(wanted):
-            out += self._add(
+        """Every offer with one of these values in ``column`` (``product_id``, ``gtin`` or ``match_key``), each
+        value read once: nothing writes while a view reads."""
+        found = self._found[column]
+        wanted = sorted(set(values))
+        out = [r for v in wanted if v in found for r in found[v]]
+        missing = [v for v in wanted if v not in found]
+        for v in missing:
+            found[v] = []
+        for chunk in chunks(missing):
+            rows = self._add(
                 self.conn.execute(f"SELECT {ROW} FROM offers WHERE {column} IN ({marks(len(chunk))})", chunk)
             )
+            for r in rows:
+                found[str(getattr(r, column))].append(r)
+            out += rows
         return out
 
     def _by_rowid(self, rowids: Iterable[int]) -> list[Row]:
@@ -159,15 +166,20 @@ class View:
         frontier = self._where("product_id", products) + self._where("match_key", match_keys)
         frontier += self._by_keys(offers) + [self.rows[i] for i in rowids]
         reached: set[int] = set()
+        pids, mks = set(products), set(match_keys)  # values followed already, in this call
+        gtins: set[str] = set()
         while frontier:
             frontier = [r for r in frontier if r.rowid not in reached]
             reached.update(r.rowid for r in frontier)
-            pids = {r.product_id for r in frontier}
-            gtins = {r.gtin for r in frontier if r.gtin}
-            mks = {r.match_key for r in frontier if r.match_key}
+            new_pids = {r.product_id for r in frontier} - pids
+            new_gtins = {r.gtin for r in frontier if r.gtin} - gtins
+            new_mks = {r.match_key for r in frontier if r.match_key} - mks
+            pids |= new_pids
+            gtins |= new_gtins
+            mks |= new_mks
             partners = [p for r in frontier for p in self.pins_of.get(r.key, ())]
-            frontier = self._where("product_id", pids) + self._where("gtin", gtins)
-            frontier += self._where("match_key", mks) + self._by_keys(partners)
+            frontier = self._where("product_id", new_pids) + self._where("gtin", new_gtins)
+            frontier += self._where("match_key", new_mks) + self._by_keys(partners)
         return reached
 
     def read_edges(self, rowids: Iterable[int]) -> set[int]:
@@ -331,7 +343,8 @@ def settle(
     threshold: float,
     inside: set[int],
 ) -> Outcome:
-    """The run whose groups over ``inside`` (grown as the module docstring says) are the whole catalog's."""
+    """The run whose groups over ``inside`` are the whole catalog's; ``inside`` grows in place (as the module
+    docstring says), and ``write`` stores its groups."""
     ring: set[int] = set()
     while True:
         ends = view.read_edges(inside) - ring if matcher is not None else set()
