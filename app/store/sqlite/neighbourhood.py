@@ -86,7 +86,7 @@ class View:
         self.overrides = overrides
         self.rows: dict[int, Row] = {}
         self.by_key: dict[OfferKey, Row] = {}
-        self.edges: dict[tuple[int, int], tuple[float, tuple[str, ...]]] = {}
+        self.edges: dict[tuple[int, int], tuple[float, str]] = {}
         self._known = known
         self.records: dict[OfferKey, MatchRecord] = {}
         self._read_records = read_records
@@ -195,10 +195,14 @@ class View:
                 (*part, *part),
             ):
                 if (a, b) not in self.edges:
-                    self.edges[(a, b)] = (score, tuple(orjson.loads(reasons)))
+                    self.edges[(a, b)] = (score, reasons)  # parsed when a run takes it (``edge``)
                     self._ends[a].append(b)
                     self._ends[b].append(a)
         return {e for i in ids for e in self._ends.get(i, ())} - ids
+
+    def ends_of(self, rowid: int) -> set[int]:
+        """The other ends of this offer's edges (read with ``read_edges``)."""
+        return set(self._ends.get(rowid, ()))
 
     def rows_of(self, rowids: Iterable[int]) -> None:
         """Read these offers alone (an edge's far end), without their units."""
@@ -208,7 +212,8 @@ class View:
         found = self._edge_objects.get((a, b))
         if found is None:
             score, reasons = self.edges[(a, b)]
-            found = self._edge_objects[(a, b)] = Edge.of(self.rows[a].key, self.rows[b].key, score, reasons)
+            found = Edge.of(self.rows[a].key, self.rows[b].key, score, tuple(orjson.loads(reasons)))
+            self._edge_objects[(a, b)] = found
         return found
 
     def record(self, x: OfferKey) -> MatchRecord:
@@ -287,6 +292,13 @@ def run(
     return Outcome(cluster(base, edges, conflict, threshold, local, can_conflict), base, edges, local)
 
 
+def _alone(view: View, rows: set[int], inside: set[int]) -> bool:
+    """Every one of these offers is a unit of its own (its stored product, identifier group and pins are just
+    itself) and has stored edges to inside offers only."""
+    view.read_edges(rows)
+    return all(view.units(rowids=[i]) == {i} and view.ends_of(i) <= inside for i in rows)
+
+
 def _reached(view: View, outcome: Outcome, inside: set[int], ring: set[int]) -> tuple[set[int], set[int]]:
     """The far ends this run joins with inside offers (their units must be read whole), and the ring rows whose
     products it changes: joined with inside offers, or formed other than as stored (never, when the stored
@@ -351,6 +363,11 @@ def settle(
         view.rows_of(ends)
         outcome = run(view, matcher, threshold, inside, ring, ends)
         whole, changed = _reached(view, outcome, inside, ring)
+        if whole and not changed and _alone(view, whole, inside):
+            # Each far end taken is a product of its own with edges to the inside only: read whole and run
+            # again, it would give this very run, then join the inside with no far end of its own.
+            inside |= whole
+            return outcome
         if whole:  # an edge an offer alone would take: its product's history decides, so read it whole
             fresh = view.units(rowids=whole) - inside - ring
             ring |= fresh
