@@ -173,9 +173,11 @@ def cluster(
         ra, rb = find(edge.a), find(edge.b)
         if ra == rb or rb in enemies[ra]:
             continue
-        one_shop = not same_vendor and not vendors[ra].isdisjoint(vendors[rb])
-        xs, ys = (active_of(ra), active_of(rb)) if not one_shop else ([], [])
-        if one_shop or any(conflict(x, y) for x in xs for y in ys):
+        refused = not same_vendor and not vendors[ra].isdisjoint(vendors[rb])  # one shop on both sides
+        if not refused:
+            xs, ys = active_of(ra), active_of(rb)
+            refused = any(conflict(x, y) for x in xs for y in ys)
+        if refused:
             enemies[ra].add(rb)
             enemies[rb].add(ra)
             continue

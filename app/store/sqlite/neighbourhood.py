@@ -131,13 +131,6 @@ class View:
             out += rows
         return out
 
-    def _by_rowid(self, rowids: Iterable[int]) -> list[Row]:
-        wanted = sorted(set(rowids) - self.rows.keys())
-        out: list[Row] = []
-        for chunk in chunks(wanted):
-            out += self._add(self.conn.execute(f"SELECT {ROW} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk))
-        return out
-
     def _by_keys(self, keys: Iterable[OfferKey]) -> list[Row]:
         wanted = set(keys)
         out = [self.by_key[k] for k in wanted if k in self.by_key]
@@ -206,7 +199,9 @@ class View:
 
     def rows_of(self, rowids: Iterable[int]) -> None:
         """Read these offers alone (an edge's far end), without their units."""
-        self._by_rowid(rowids)
+        wanted = sorted(set(rowids) - self.rows.keys())
+        for chunk in chunks(wanted):
+            self._add(self.conn.execute(f"SELECT {ROW} FROM offers WHERE rowid IN ({marks(len(chunk))})", chunk))
 
     def edge(self, a: int, b: int) -> Edge:
         found = self._edge_objects.get((a, b))
@@ -319,36 +314,6 @@ def _reached(view: View, outcome: Outcome, inside: set[int], ring: set[int]) -> 
     return ends, changed
 
 
-def joined(view: View, changed: set[int], ring: set[int]) -> set[int]:
-    """The ring's units of these rows, whole."""
-    # Whole units: the stored products of those rows, grown as ``View.units`` grows them, within the ring.
-    link: dict[str, set[int]] = defaultdict(set)
-    for i in ring:
-        r = view.rows[i]
-        link[f"p:{r.product_id}"].add(i)
-        if r.gtin:
-            link[f"g:{r.gtin}"].add(i)
-        if r.match_key:
-            link[f"m:{r.match_key}"].add(i)
-    for x, y in view.overrides.pins:
-        rx, ry = view.by_key.get(x), view.by_key.get(y)
-        if rx is not None and ry is not None and rx.rowid in ring and ry.rowid in ring:
-            link[f"pin:{x}:{y}"].update((rx.rowid, ry.rowid))
-    links_of: dict[int, list[str]] = defaultdict(list)
-    for name, members in link.items():
-        for i in members:
-            links_of[i].append(name)
-    out, todo, done = set(changed), list(changed), set()
-    while todo:
-        for name in links_of[todo.pop()]:
-            if name not in done:
-                done.add(name)
-                fresh = link[name] - out
-                out |= fresh
-                todo.extend(fresh)
-    return out
-
-
 def settle(
     view: View,
     matcher: Matcher | None,
@@ -375,7 +340,7 @@ def settle(
             continue
         if not changed:
             return outcome
-        grown = joined(view, changed, ring)
+        grown = view.units(rowids=changed)  # whole units, all in the ring (read from the view, not again)
         ring -= grown
         inside |= grown
 
