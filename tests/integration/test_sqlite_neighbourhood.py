@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pytest import MonkeyPatch
 
-from app.domain.matching import candidate_edges, default_matcher, from_offer, unify_explained
+from app.domain.matching import candidate_edges, cluster, default_matcher, from_offer, unify_explained
 from app.domain.models import Offer
 from app.domain.unify import product_id
 from app.store.sqlite import neighbourhood
@@ -160,3 +160,39 @@ async def test_any_order_and_part_size_gives_the_reference(tmp_path: Path, monke
         finally:
             store.close()
     assert grown["whole"] > 0 and grown["changed"] > 0
+
+
+async def test_one_large_write_clusters_each_part_once(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """A whole catalog in one write settles in several runs; a part met again with the same offers and edges is
+    taken as clustered before (``_clustered``), and the products are still the reference's."""
+    offers = lookalikes(seed=3)
+    want_pids, want_why = reference(offers)
+    clustered: list[tuple[frozenset[Any], frozenset[Any]]] = []
+    runs = {"n": 0}
+    real_cluster, real_run = cluster, neighbourhood.run
+
+    def counting_cluster(base: Any, edges: Any, *args: Any) -> Any:
+        clustered.append((frozenset(base), frozenset(edges)))
+        return real_cluster(base, edges, *args)
+
+    def counting_run(*args: Any) -> Any:
+        runs["n"] += 1
+        return real_run(*args)
+
+    monkeypatch.setattr(neighbourhood, "cluster", counting_cluster)
+    monkeypatch.setattr(neighbourhood, "run", counting_run)
+    store = SqliteCatalog(tmp_path / "c.db")
+    store.open()
+    try:
+        await with_vendors(store, *VENDORS)
+        await store.upsert_offers(offers[:60])  # stored products for the second write's settle to grow into
+        clustered.clear()
+        runs["n"] = 0
+        await store.upsert_offers(offers[60:])
+        pids, why = stored(store.path)
+    finally:
+        store.close()
+    assert pids == want_pids
+    assert why == want_why
+    assert runs["n"] > 1
+    assert clustered and len(set(clustered)) == len(clustered)

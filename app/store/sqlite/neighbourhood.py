@@ -96,6 +96,9 @@ class View:
         # The same offers meet again in each run of a settle: their conflicts are asked once.
         self.conflicts: dict[tuple[OfferKey, OfferKey], bool] = {}
         self.can_conflict: dict[OfferKey, bool] = {}
+        # Each connected part's groups, by its offers and edges: a settle runs again over all it read, and most
+        # parts come out of every run as they went in (``_clustered``).
+        self.clustered: dict[tuple[frozenset[OfferKey], frozenset[Edge]], list[Group]] = {}
         self._found: dict[str, dict[str, list[Row]]] = {"product_id": {}, "gtin": {}, "match_key": {}}
         self.pins_of: dict[OfferKey, list[OfferKey]] = defaultdict(list)
         for x, y in overrides.pins:
@@ -284,7 +287,75 @@ def run(
             found = view.can_conflict[x] = r.gtin is not None if matcher is None else matcher.can_conflict(r)
         return found
 
-    return Outcome(cluster(base, edges, conflict, threshold, local, can_conflict), base, edges, local)
+    groups = _clustered(
+        view, rows.values(), base, edges, local, lambda b, e, o: cluster(b, e, conflict, threshold, o, can_conflict)
+    )
+    return Outcome(groups, base, edges, local)
+
+
+def _clustered(
+    view: View,
+    rows: Iterable[Row],
+    base: Mapping[OfferKey, str],
+    edges: list[Edge],
+    local: Overrides,
+    run_part: Callable[[Mapping[OfferKey, str], list[Edge], Overrides], list[Group]],
+) -> list[Group]:
+    """``cluster`` over all of ``base``, one connected part at a time, each part's groups taken from the view
+    when an earlier run of this settle met the same offers and edges (``clustering``: a part's decisions are
+    those of a run over everything). Parts are linked by edges, pins, identifier groups and match keys (a match
+    key's GTINs name its base keys), so a part's groups depend on its own offers and edges alone."""
+    parent: dict[OfferKey, OfferKey] = {k: k for k in base}
+
+    def find(x: OfferKey) -> OfferKey:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def link(x: OfferKey, y: OfferKey) -> None:
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+
+    first: dict[str, OfferKey] = {}
+    for r in rows:
+        for value in (base[r.key], r.match_key and f"mk:{r.match_key}"):
+            if value:
+                seen = first.setdefault(value, r.key)
+                if seen != r.key:
+                    link(seen, r.key)
+    for e in edges:
+        link(e.a, e.b)
+    for x, y in local.pins:
+        link(x, y)
+    members: dict[OfferKey, list[OfferKey]] = defaultdict(list)
+    for k in base:
+        members[find(k)].append(k)
+    part_edges: dict[OfferKey, list[Edge]] = defaultdict(list)
+    for e in edges:
+        part_edges[find(e.a)].append(e)
+    groups: list[Group] = []
+    for root, keys in members.items():
+        found = part_edges.get(root, [])
+        if len(keys) == 1 and not found:
+            (k,) = keys
+            groups.append(Group(offer_key_text(k) if k in local.splits else base[k], (k,)))
+            continue
+        cache_key = (frozenset(keys), frozenset(found))
+        done = view.clustered.get(cache_key)
+        if done is None:
+            part = set(keys)
+            done = view.clustered[cache_key] = run_part(
+                {k: base[k] for k in keys},
+                found,
+                Overrides(
+                    frozenset(k for k in local.splits if k in part),
+                    frozenset(p for p in local.pins if p[0] in part),
+                ),
+            )
+        groups += done
+    return sorted(groups, key=lambda g: g.key)
 
 
 def _alone(view: View, rows: set[int], inside: set[int]) -> bool:
