@@ -17,6 +17,7 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from collections import defaultdict
@@ -41,6 +42,7 @@ BLOCKING = 6  # 4: word keys capped at 50 offers (100 before); 5: screens (match
 # 6: no edge merges two groups holding offers of one vendor (``cluster``), so stores re-cluster
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def _hash(key: str) -> int:
     """A blocking key as SQLite's signed 64-bit integer: a quarter of the text's index size, and just as exact in
     practice (a collision only adds a candidate, which the matcher then scores)."""
@@ -304,12 +306,14 @@ def _pairs(
     for key, hs in hashes.items():
         me, mine = rowids[key], key[0]
         theirs = stored.get(mine, {})
+        others: set[int] = set()  # a candidate under several keys is paired once
         for h in hs:
             in_batch[h].append((mine, me))
             found = theirs.get(h)
             if found is not None:
-                for other in found:
-                    add((me, other) if me < other else (other, me))
+                others.update(found)
+        if others:
+            pairs.update([(me, other) if me < other else (other, me) for other in others])
     for members in in_batch.values():
         if len(members) < 2 or all(v == members[0][0] for v, _ in members):
             continue
