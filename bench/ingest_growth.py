@@ -1,0 +1,110 @@
+"""`python -m bench.ingest_growth`: does an offer cost more to write as the catalog grows? (issue 13)
+
+The search bench's generated catalog (``bench.search_data``: the demo products varied into look-alikes, 24
+vendors) written through the store in this process, as ``bench --suite search`` fills it (``api_search.fill``:
+``--batch`` offers per ``upsert_offers``, one transaction each), without the API or any search. Reports the wall
+and CPU time, the write rate over the first and the last tenth of the products and their ratio (issue 13 asks
+that the rate at 1M stay within 20% of the rate at 100k), and where the writer thread's CPU went by phase (the
+new offers' matching, settling, product rebuilds).
+
+``--digest`` adds sha256 digests of the products each offer landed in, the explanations and the products' ETags:
+two versions of the code given the same catalog must print the same ones (how a speed-up is shown to change
+nothing), e.g. ``PYTHONPATH=<other checkout> python -m bench.ingest_growth --products 30000 --digest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sqlite3
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import api_search
+from bench.table import Row, print_table
+
+#: The writer's phases, timed in its own thread (``time.thread_time``): (owner, attribute, label).
+PHASES = (
+    ("app.store.sqlite.matching:StoreUnifier", "index", "new offers' matching (index)"),
+    ("app.store.sqlite.matching:StoreUnifier", "settle", "settling (re-clustering)"),
+    ("app.store.sqlite.offers:OfferWriter", "rebuild", "product rebuilds"),
+    ("app.store.sqlite.offers:OfferWriter", "upsert", "the whole write"),
+)
+DIGESTS = (
+    ("products of offers", "SELECT vendor_id, vendor_product_id, product_id FROM offers ORDER BY 1, 2"),
+    (
+        "explanations",
+        "SELECT o.vendor_id, o.vendor_product_id, w.why FROM match_why w JOIN offers o ON o.rowid = w.offer "
+        "ORDER BY 1, 2",
+    ),
+    ("product ETags", "SELECT id, etag FROM products ORDER BY id"),
+)
+
+
+def _timed(spent: dict[str, float], label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[label] += time.thread_time() - started
+
+    return timed
+
+
+def _instrument(spent: dict[str, float]) -> None:
+    import importlib
+
+    for where, attribute, label in PHASES:
+        module, owner = where.split(":")
+        cls = getattr(importlib.import_module(module), owner)
+        setattr(cls, attribute, _timed(spent, label, getattr(cls, attribute)))
+
+
+def digests(path: Path) -> list[tuple[str, str]]:
+    out = []
+    with sqlite3.connect(path) as conn:
+        for name, query in DIGESTS:
+            h = hashlib.sha256()
+            for row in conn.execute(query):
+                h.update(repr(row).encode())
+            out.append((name, h.hexdigest()[:16]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=api_search.BATCH, help="offers per store call")
+    parser.add_argument("--digest", action="store_true", help="also digests of what was stored")
+    args = parser.parse_args()
+    api_search.BATCH = args.batch
+    spent: dict[str, float] = defaultdict(float)
+    _instrument(spent)
+    path = Path(tempfile.mkdtemp(prefix="catalog-bench-growth-")) / "catalog.db"
+    cpu = time.process_time()
+    seconds, (head, tail), _ = asyncio.run(api_search.fill(path, args.products))
+    cpu = time.process_time() - cpu
+    n = args.products
+    rows = [
+        Row(f"{n:,} look-alike products in batches of {args.batch:,}", f"{seconds:.1f} s, {cpu:.1f} s CPU", "", None),
+        Row("  offers/s, first tenth", f"{head:,.0f}", "", None),
+        Row("  offers/s, last tenth", f"{tail:,.0f}", "", None),
+        Row("  last / first", f"{tail / head:.2f}x", "issue 13: 1M within 20% of 100k", None),
+    ]
+    for _, _, label in PHASES:
+        rows.append(
+            Row(f"  writer CPU: {label}", f"{spent[label]:.1f} s ({spent[label] * 1e6 / n:,.0f} µs/offer)", "", None)
+        )
+    if args.digest:
+        rows += [Row(f"  digest: {name}", value, "", None) for name, value in digests(path)]
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
