@@ -338,9 +338,11 @@ def _clustered(
     groups: list[Group] = []
     for root, keys in members.items():
         found = part_edges.get(root, [])
-        if len(keys) == 1 and not found:
-            (k,) = keys
-            groups.append(Group(offer_key_text(k) if k in local.splits else base[k], (k,)))
+        if not found and not local.pins:  # nothing joins its identifier groups: they are its products
+            by_key: dict[str, list[OfferKey]] = defaultdict(list)
+            for k in keys:
+                by_key[offer_key_text(k) if k in local.splits else base[k]].append(k)
+            groups += [Group(key, tuple(sorted(same))) for key, same in by_key.items()]
             continue
         cache_key = (frozenset(keys), frozenset(found))
         done = view.clustered.get(cache_key)
