@@ -30,6 +30,7 @@ own edges alone (an edge out of it was refused), less than the component will do
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,14 @@ def offer_key_text(offer: OfferKey) -> str:
     return f"offer:{offer[0]}:{offer[1]}"
 
 
+def root_of(parent: dict[OfferKey, OfferKey], x: OfferKey) -> OfferKey:
+    """The root of ``x`` in a union-find forest (``parent``), halving the path on the way."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
 def key_rank(key: str) -> tuple[int, str]:
     """GTIN keys first, then brand+SKU keys, then offer keys; within a kind, the smallest."""
     return (_KIND_ORDER.get(key.split(":", 1)[0], 3), key)
@@ -134,11 +143,7 @@ def cluster(
         for offer in group:
             parent[offer] = root
 
-    def find(x: OfferKey) -> OfferKey:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    find = functools.partial(root_of, parent)
 
     for x, y in sorted(overrides.pins):
         if x in parent and y in parent:

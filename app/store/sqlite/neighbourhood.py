@@ -30,6 +30,7 @@ order of edges; every decision reads only the two groups an edge touches):
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +40,7 @@ from typing import Any
 import orjson
 
 from app.domain.matching import Edge, Matcher, Overrides, cluster, explain, from_offer
-from app.domain.matching.clustering import Group, OfferKey, offer_key_text
+from app.domain.matching.clustering import Group, OfferKey, offer_key_text, root_of
 from app.domain.matching.records import MatchRecord
 from app.domain.matching.scoring import gtin_conflict
 from app.domain.models import Offer
@@ -306,12 +307,7 @@ def _clustered(
     those of a run over everything). Parts are linked by edges, pins, identifier groups and match keys (a match
     key's GTINs name its base keys), so a part's groups depend on its own offers and edges alone."""
     parent: dict[OfferKey, OfferKey] = {k: k for k in base}
-
-    def find(x: OfferKey) -> OfferKey:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    find = functools.partial(root_of, parent)
 
     def link(x: OfferKey, y: OfferKey) -> None:
         rx, ry = find(x), find(y)
