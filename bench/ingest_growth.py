@@ -25,15 +25,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.store.sqlite.matching import StoreUnifier
+from app.store.sqlite.offers import OfferWriter
 from bench import api_search
 from bench.table import Row, print_table
 
-#: The writer's phases, timed in its own thread (``time.thread_time``): (owner, attribute, label).
-PHASES = (
-    ("app.store.sqlite.matching:StoreUnifier", "index", "new offers' matching (index)"),
-    ("app.store.sqlite.matching:StoreUnifier", "settle", "settling (re-clustering)"),
-    ("app.store.sqlite.offers:OfferWriter", "rebuild", "product rebuilds"),
-    ("app.store.sqlite.offers:OfferWriter", "upsert", "the whole write"),
+#: The writer's phases, timed in its own thread (``time.thread_time``): (class, method, label).
+PHASES: tuple[tuple[type, str, str], ...] = (
+    (StoreUnifier, "index", "new offers' matching (index)"),
+    (StoreUnifier, "settle", "settling (re-clustering)"),
+    (OfferWriter, "rebuild", "product rebuilds"),
+    (OfferWriter, "upsert", "the whole write"),
 )
 DIGESTS = (
     ("products of offers", "SELECT vendor_id, vendor_product_id, product_id FROM offers ORDER BY 1, 2"),
@@ -58,12 +60,8 @@ def _timed(spent: dict[str, float], label: str, fn: Callable[..., Any]) -> Calla
 
 
 def _instrument(spent: dict[str, float]) -> None:
-    import importlib
-
-    for where, attribute, label in PHASES:
-        module, owner = where.split(":")
-        cls = getattr(importlib.import_module(module), owner)
-        setattr(cls, attribute, _timed(spent, label, getattr(cls, attribute)))
+    for cls, method, label in PHASES:
+        setattr(cls, method, _timed(spent, label, getattr(cls, method)))
 
 
 def digests(path: Path) -> list[tuple[str, str]]:
