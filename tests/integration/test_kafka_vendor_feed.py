@@ -1,9 +1,11 @@
 """Vendor definitions on ``catalog_vendors`` against a real broker (Tansu) and real SQLite files.
 
 - A node that meets an update before the definition of its vendor catches up on the vendors topic first and stores
-  the update. The order is forced by what a fresh node with a backlog meets: against Tansu, librdkafka hands out the
-  partition of the topic whose name sorts last first (measured; ``product_updates`` sorts after ``catalog_vendors``),
-  and the definition sits behind more other definitions than one consumer batch holds.
+  the update. The order is what a fresh node with a backlog usually meets: against Tansu, librdkafka mostly hands out
+  the partition of the topic whose name sorts last first (``product_updates`` sorts after ``catalog_vendors``), and
+  the definition sits behind more other definitions than one consumer batch holds. Mostly, not always (a loaded
+  machine starts the updates partition late about one run in six or eight), so the test runs on fresh topics until
+  one run met an update first; every run must store the whole sync either way.
 - Definitions are published again only into a ``catalog_vendors`` the node had to create (a wiped broker), not on a
   plain reconnect: a node that missed a deletion must not bring the vendor back.
 """
@@ -40,6 +42,8 @@ pytestmark = pytest.mark.kafka
 SIZE = 30
 #: Definitions ahead of the late one: more than one consumer batch (1000), so the batch with the updates lacks it.
 FILLER_RECORDS = 1500
+#: Fresh-topic runs tried until one meets an update first (a run that does not has probability about 1/6).
+ORDER_ATTEMPTS = 6
 
 DEV_SECRETS = Secrets.development_only()
 
@@ -97,14 +101,36 @@ async def _sync_of(sim: Sim, vendor: Vendor, tmp: Path) -> list[dict[str, Any]]:
 
 
 async def test_an_update_met_before_its_vendor_definition_is_stored_after_catching_up(
-    kafka_broker: Broker, sim: Sim, store: SqliteCatalog, tmp_path: Path
+    kafka_broker: Broker, sim: Sim, tmp_path: Path
 ) -> None:
+    late = Vendor("late", "Late", VendorKind.DUMMYJSON, sim.base_url, "USD")
+    messages = await _sync_of(sim, late, tmp_path)
+    # Whatever the order, every run must store the vendor and its whole sync; only the runs where the consumer met an
+    # update first exercise the catch-up, and that order is librdkafka's to choose: under load it sometimes starts
+    # the updates partition late and reads the whole vendors backlog first (measured: about one run in six or eight).
+    for attempt in range(ORDER_ATTEMPTS):
+        run = tmp_path / f"run{attempt}"
+        run.mkdir()
+        store = SqliteCatalog(run / "catalog.db")
+        store.open()
+        try:
+            catch_ups = await _late_definition_run(kafka_broker, late, messages, store, run)
+        finally:
+            store.close()
+        if catch_ups:
+            return
+    pytest.fail(f"the consumer met the definition first in all {ORDER_ATTEMPTS} runs: the catch-up never ran")
+
+
+async def _late_definition_run(
+    kafka_broker: Broker, late: Vendor, messages: list[dict[str, Any]], store: SqliteCatalog, tmp: Path
+) -> int:
+    """One run on fresh topics and a fresh store; returns how many catch-ups it took."""
     topics = _topics()
-    settings = _node_settings(tmp_path, kafka_broker.bootstrap, topics)
+    settings = _node_settings(tmp, kafka_broker.bootstrap, topics)
     ensure_topics(settings)
     vendors_topic, updates_topic = topics["kafka_topic_vendors"], topics["kafka_topic_updates"]
-    late = Vendor("late", "Late", VendorKind.DUMMYJSON, sim.base_url, "USD")
-    filler = Vendor("filler", "Filler", VendorKind.DUMMYJSON, sim.base_url, "USD", {"pad": "x" * 100})
+    filler = Vendor("filler", "Filler", VendorKind.DUMMYJSON, late.base_url, "USD", {"pad": "x" * 100})
     # The causal order of the real system: the definition is on the topic before any update of the vendor.
     produce(
         kafka_broker.bootstrap,
@@ -112,16 +138,16 @@ async def test_an_update_met_before_its_vendor_definition_is_stored_after_catchi
         [("filler", vendor_to_dict(filler, secrets=DEV_SECRETS))] * FILLER_RECORDS,
     )
     produce(kafka_broker.bootstrap, vendors_topic, [("late", vendor_to_dict(late, secrets=DEV_SECRETS))])
-    messages = await _sync_of(sim, late, tmp_path)
     produce(kafka_broker.bootstrap, updates_topic, [("late", m) for m in messages])
 
     async with _consumer(settings, store) as (changelog, applier):
         await _eventually(lambda: _offers(store, "late") == SIZE, within=30, what="the late vendor's offers")
         await _eventually(lambda: store.vendor_status("late").state == "ok", within=10, what="the sync's end")
-        assert changelog.vendor_catch_ups >= 1  # the updates were met first: without the catch-up they were lost
-        assert applier.unknown_vendor == 0
+        assert applier.unknown_vendor == 0  # met first or not, no update of the vendor was skipped
+        catch_ups = changelog.vendor_catch_ups
     assert store.get_vendor("late") == late
     assert store.vendor_status("late").last_full_sync_at is not None
+    return catch_ups
 
 
 async def test_updates_of_a_vendor_deleted_meanwhile_are_skipped_after_one_catch_up(
