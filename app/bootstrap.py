@@ -30,6 +30,7 @@ from app.domain.lanes import Lane
 from app.domain.models import Vendor
 from app.domain.money import Rates, parse_rates
 from app.health.service import HealthService
+from app.health.thread_cpu import ThreadCpu
 from app.images.cache import DiskCache
 from app.images.origin import VendorImages
 from app.images.pillow import MAX_SIDE, PillowImaging
@@ -392,6 +393,7 @@ def build_container(settings: Settings) -> Container:
     if isinstance(queue, InProcessRequestQueue):
         container.metric_providers.append(queue.metrics)
     container.metric_providers.append(store.metrics)
+    container.metric_providers.append(ThreadCpu().metrics)
     if changelog is not None:
         container.metric_providers.append(changelog.metrics)
     if interactive_changelog is not None:

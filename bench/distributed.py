@@ -46,7 +46,7 @@ from app.domain.wire import request_to_dict, vendor_to_dict
 from app.ingest.fetch import fetch_catalog_page
 from app.secrets import Secrets
 from app.settings import Settings
-from bench.processes import cpu_seconds, free_port, simulator_command, wait_http
+from bench.processes import by_thread, cpu_seconds, free_port, simulator_command, thread_cpu, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = {
@@ -326,13 +326,14 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
 
                     catalog = FetchRequest(RequestKind.CATALOG, vendor.id, full=True)
                     counted = _counters(api, *NODE_COUNTERS)
-                    cpu0 = cpu_seconds(node_pid)
+                    cpu0, threads0 = cpu_seconds(node_pid), thread_cpu(str(api.base_url))
                     t0 = time.perf_counter()
                     publish(TOPICS["kafka_topic_vendor_requests"], vendor.id, request_to_dict(catalog))
                     arrived, mine = updates.until(catalog.id, "sync_finished", timeout_s=600)
                     sync_s = arrived - t0
                     landed_s = _wait_landed(log_dir / "node.db", vendor.id, size) - t0
                     node_cpu_s = cpu_seconds(node_pid) - cpu0
+                    node_threads = by_thread(threads0, thread_cpu(str(api.base_url)), size, 1e6)
                     node_counts = {k: v - counted[k] for k, v in _counters(api, *NODE_COUNTERS).items()}
                 finished = mine[-1]
                 offers = sum(len(m.get("offers", [])) for m in mine if m.get("type") == "page")
@@ -396,6 +397,7 @@ def run_distributed(size: int = 30_000, samples: int = 40, *, log_dir: Path | No
             f"store alone {floor_offers / floor_cpu_s:,.0f} offers/cpu-s ({floor_cpu_s:.1f} s)",
             f"{floor_cpu_s / node_cpu_s:.2f}x",
         ),
+        Row("  node CPU by thread, µs per offer", node_threads, ""),
         Row(
             "  node batches, write transactions",
             f"{batches:.0f} batches of {node_counts['catalog_changelog_messages_total'] / batches:.1f} msgs",

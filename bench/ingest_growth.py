@@ -5,7 +5,8 @@ vendors) written through the store in this process, as ``bench --suite search`` 
 ``--batch`` offers per ``upsert_offers``, one transaction each), without the API or any search. Reports the wall
 and CPU time, the write rate over the first and the last tenth of the products and their ratio (issue 13 asks
 that the rate at 1M stay within 20% of the rate at 100k), and where the writer thread's CPU went by phase (the
-new offers' matching, settling, product rebuilds).
+new offers' matching, settling, product rebuilds), over the whole catalog and tenth by tenth: whether an offer's
+cost keeps growing with the catalog or levels off, and in which phase.
 
 ``--digest`` adds sha256 digests of the products each offer landed in, the explanations and the products' ETags:
 two versions of the code given the same catalog must print the same ones (how a speed-up is shown to change
@@ -59,9 +60,34 @@ def _timed(spent: dict[str, float], label: str, fn: Callable[..., Any]) -> Calla
     return timed
 
 
-def _instrument(spent: dict[str, float]) -> None:
+def _instrument(spent: dict[str, float], after_writes: list[dict[str, float]]) -> None:
+    """Time each phase on the writer thread; ``after_writes`` gets a copy of the totals after each write."""
     for cls, method, label in PHASES:
         setattr(cls, method, _timed(spent, label, getattr(cls, method)))
+    upsert = OfferWriter.upsert
+
+    def snapshot(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return upsert(*args, **kwargs)
+        finally:
+            after_writes.append(dict(spent))
+
+    OfferWriter.upsert = snapshot  # type: ignore[method-assign]
+
+
+def tenths(after_writes: list[dict[str, float]], batch: int) -> list[Row]:
+    """The writer's CPU per offer by phase over each tenth of the writes (whole writes, so tenths are approximate
+    when the write count is not a multiple of ten)."""
+    rows = []
+    step = max(1, len(after_writes) // 10)
+    before: dict[str, float] = {}
+    for first in range(0, len(after_writes), step):
+        after = after_writes[min(first + step, len(after_writes)) - 1]
+        offers = (min(first + step, len(after_writes)) - first) * batch
+        cells = [f"{(after.get(label, 0.0) - before.get(label, 0.0)) * 1e6 / offers:,.0f}" for _, _, label in PHASES]
+        rows.append(Row(f"  products {first * batch + 1:,}-{first * batch + offers:,}", " / ".join(cells), "", None))
+        before = after
+    return rows
 
 
 def digests(path: Path) -> list[tuple[str, str]]:
@@ -83,7 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     api_search.BATCH = args.batch
     spent: dict[str, float] = defaultdict(float)
-    _instrument(spent)
+    after_writes: list[dict[str, float]] = []
+    _instrument(spent, after_writes)
     path = Path(tempfile.mkdtemp(prefix="catalog-bench-growth-")) / "catalog.db"
     cpu = time.process_time()
     seconds, (head, tail), _ = asyncio.run(api_search.fill(path, args.products))
@@ -99,6 +126,8 @@ def main() -> None:
         rows.append(
             Row(f"  writer CPU: {label}", f"{spent[label]:.1f} s ({spent[label] * 1e6 / n:,.0f} µs/offer)", "", None)
         )
+    rows.append(Row("  writer CPU by tenth, µs/offer", "index / settle / rebuild / whole write", "", None))
+    rows += tenths(after_writes, args.batch)
     if args.digest:
         rows += [Row(f"  digest: {name}", value, "", None) for name, value in digests(path)]
     print_table(rows)

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench.distributed import ROOT, TOPICS, _pct, _process
-from bench.processes import cpu_seconds, free_port, rss_mb, wait_http
+from bench.processes import by_thread, cpu_seconds, free_port, rss_mb, thread_cpu, wait_http
 
 ADMIN = {"X-API-Key": "bench-admin-key-0123456789abcdef"}
 VENDORS = ("a", "b", "c", "d")
@@ -213,6 +213,7 @@ def run_runtime(
     sims = {v: f"http://127.0.0.1:{ports[v]}" for v in VENDORS}
     pids: dict[str, int] = {}
     cpu: dict[str, float] = {}
+    threads: dict[str, dict[str, float]] = {}
     with running(runtime, _sims_command(size, ports), log_dir, settings, pids) as node:
         for v in VENDORS:
             wait_http(f"{sims[v]}/products?limit=1", timeout_s=300)
@@ -227,27 +228,27 @@ def run_runtime(
                 idle.totals.clear()
                 idle.beyond.clear()
                 idle.statuses.clear()
-                started = cpu_seconds(pids["api"])
+                started, threads["idle0"] = cpu_seconds(pids["api"]), thread_cpu(node)
                 for _ in range(samples):
                     idle.one(a, s)
-                cpu["idle"] = cpu_seconds(pids["api"]) - started
-            started = cpu_seconds(pids["api"])
+                cpu["idle"], threads["idle"] = cpu_seconds(pids["api"]) - started, thread_cpu(node)
+            started, threads["alone0"] = cpu_seconds(pids["api"]), thread_cpu(node)
             alone = _sync(api, "b", size, register=_body("b", ports["b"]))
-            cpu["alone"] = cpu_seconds(pids["api"]) - started
+            cpu["alone"], threads["alone"] = cpu_seconds(pids["api"]) - started, thread_cpu(node)
             rss = {"alone": rss_mb(pids["api"])}
             _delete(api, "b")
-            started = cpu_seconds(pids["api"])
+            started, threads["same0"] = cpu_seconds(pids["api"]), thread_cpu(node)
             with Misses(node, sims["a"], "a", iter(range(size, 0, -1)), 20) as same:
                 same_rate = _sync(api, "a", size, register=None)
-            cpu["same"] = cpu_seconds(pids["api"]) - started
+            cpu["same"], threads["same"] = cpu_seconds(pids["api"]) - started, thread_cpu(node)
             _delete(api, "a")
-            started = cpu_seconds(pids["api"])
+            started, threads["other0"] = cpu_seconds(pids["api"]), thread_cpu(node)
             with Misses(node, sims["c"], "c", c_ids, 20) as other:
                 other_rate = _sync(api, "d", size, register=_body("d", ports["d"]))
-            cpu["other"] = cpu_seconds(pids["api"]) - started
+            cpu["other"], threads["other"] = cpu_seconds(pids["api"]) - started, thread_cpu(node)
             rss["end"] = rss_mb(pids["api"])
     return {"idle": idle, "same": same, "other": other, "alone": alone, "same_rate": same_rate,
-            "other_rate": other_rate, "cpu": cpu, "rss": rss}  # fmt: skip
+            "other_rate": other_rate, "cpu": cpu, "rss": rss, "threads": threads}  # fmt: skip
 
 
 def _row(name: str, value: str, note: str = "") -> None:
@@ -300,8 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{per_miss * ms:.2f} ms",
             f"20/s: {20 * per_miss:.0%} of a core",
         )
+        th = r["threads"]
+        _row(f"{runtime}:   by thread, ms", "", by_thread(th["idle0"], th["idle"], len(r["idle"].totals), 1e3))
         _row(f"{runtime}: sync alone ({args.size} offers)", f"{r['alone']:,.0f} offers/s", "baseline")
         _row(f"{runtime}:   API CPU per offer", f"{cpu['alone'] / args.size * 1e6:,.0f} µs", "")
+        _row(f"{runtime}:   by thread, µs", "", by_thread(th["alone0"], th["alone"], args.size, 1e6))
         rss = r["rss"]
         _row(f"{runtime}:   API RSS after it", f"{rss['alone']:,.0f} MB", f"after all phases {rss['end']:,.0f} MB")
         for key, label in (("same_rate", "same"), ("other_rate", "other")):
@@ -318,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{cpu[label] / args.size * 1e6:,.0f} µs",
                 f"{own:,.0f} µs without {misses} misses at idle cost",
             )
+            _row(f"{runtime}:   by thread, µs", "", by_thread(th[f"{label}0"], th[label], args.size, 1e6))
     return 0
 
 

@@ -66,3 +66,33 @@ def cpu_seconds(pid: int) -> float:
     little of what a run cost the process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(node: str) -> dict[str, float]:
+    """The node's CPU seconds by thread group (``catalog_thread_cpu_seconds_total`` on its ``/metrics``)."""
+    prefix = 'catalog_thread_cpu_seconds_total{thread="'
+    text = httpx.get(f"{node}/metrics", timeout=30).text
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+#: The groups a row names (the event loop, SQLite's writer, the search index's follower, syncs' page mapping);
+#: the others are summed as "rest".
+SHOWN = (
+    ("MainThread", "loop"),
+    ("sqlite-writer", "writer"),
+    ("search-index", "search"),
+    ("asyncio", "mapping"),
+    ("kafka-changelog-bulk", "changelog"),
+)
+
+
+def by_thread(before: dict[str, float], after: dict[str, float], per: int, unit: float) -> str:
+    """CPU spent between two readings, by group, per ``per`` items, in ``unit`` (1e3: ms, 1e6: µs)."""
+    spent = {g: after.get(g, 0.0) - before.get(g, 0.0) for g in after}
+    parts = [f"{label} {spent.pop(group, 0.0) / per * unit:,.2f}" for group, label in SHOWN]
+    parts.append(f"rest {sum(spent.values()) / per * unit:,.2f}")
+    return ", ".join(parts)

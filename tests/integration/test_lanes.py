@@ -38,6 +38,24 @@ def test_misses_are_served_while_the_same_vendors_full_sync_runs(
     assert 'catalog_lane_taken_total{lane="interactive"} 3' in metrics
     assert 'catalog_lane_busy{lane="bulk"} 1' in metrics
     assert "catalog_bulk_paused_seconds_total " in metrics  # what the misses cost the sync
+    # Where the CPU went, by thread: the writer wrote the sync's pages, the loop served the misses.
+    cpu = _thread_cpu(metrics)
+    assert cpu["sqlite-writer"] > 0 and cpu["MainThread"] > 0
+    assert abs(sum(cpu.values()) - _sample(metrics, "process_cpu_seconds_total")) < 1e-6
+
+
+def _sample(metrics: str, name: str) -> float:
+    [value] = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(f"{name} ")]
+    return value
+
+
+def _thread_cpu(metrics: str) -> dict[str, float]:
+    prefix = 'catalog_thread_cpu_seconds_total{thread="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith(prefix)
+    }
 
 
 def test_one_slow_vendor_holds_no_more_than_its_share_of_a_lane(
