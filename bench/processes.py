@@ -85,7 +85,7 @@ SHOWN = (
     ("MainThread", "loop"),
     ("sqlite-writer", "writer"),
     ("search-index", "search"),
-    ("asyncio", "mapping"),
+    ("executor", "mapping"),
     ("kafka-changelog-bulk", "changelog"),
 )
 

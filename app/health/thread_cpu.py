@@ -1,13 +1,13 @@
 """CPU time by thread, on ``/metrics``: which part of the one process a node's CPU goes to.
 
 A node is one process on few cores: the event loop (every request, vendor calls, the embedded workers), SQLite's one
-writer, the search index's follower, the read pools, the page mapping of syncs (``asyncio.to_thread``). When a node
-is slow, the first question is which of them is saturated (a writer at one full core is the single-writer ceiling;
-an event loop at one core delays every request). Python threads are read through their CPU clocks
-(``time.pthread_getcpuclockid``), grouped by name with a pool's number cut (``store-read_0`` and ``store-read_1``
-are ``store-read``; the loop's default executor is ``asyncio``). What no live Python thread accounts for (native
-threads: Tantivy's merges, librdkafka; threads that ended since the last scrape) is ``other``, so the groups add up
-to the process's CPU, which is exported too under Prometheus' standard name.
+writer, the search index's follower, the read pools, the page mapping of syncs (``asyncio.to_thread``, the
+``executor`` group). When a node is slow, the first question is which of them is saturated (a writer at one full
+core is the single-writer ceiling; an event loop at one core delays every request). Python threads are read through
+their CPU clocks (``time.pthread_getcpuclockid``), grouped by name with a pool's number cut (``store-read_0`` and
+``store-read_1`` are ``store-read``). What no live Python thread accounts for (native threads: Tantivy's merges,
+librdkafka; threads that ended since the last scrape) is ``other``, so the groups add up to the process's CPU,
+which is exported too under Prometheus' standard name.
 """
 
 from __future__ import annotations
@@ -22,10 +22,16 @@ from app.observability import Metric
 
 _POOL_SUFFIX = re.compile(r"_\d+$")
 _UNNAMED = re.compile(r"^Thread-\d+")
+#: The event loop's default executor (``asyncio.to_thread``): ``asyncio_0`` under asyncio, unnamed pools' names
+#: (``ThreadPoolExecutor-0_0``) under uvloop.
+_EXECUTOR = re.compile(r"^(asyncio|ThreadPoolExecutor-\d+)_\d+$")
 
 
 def group_of(name: str) -> str:
-    """``store-read_3`` -> ``store-read``; ``Thread-12 (run)`` -> ``unnamed``; ``MainThread`` as it is."""
+    """``store-read_3`` -> ``store-read``; ``asyncio_0`` and ``ThreadPoolExecutor-0_1`` -> ``executor`` (the
+    loop's default one: syncs' page mapping); ``Thread-12 (run)`` -> ``unnamed``; ``MainThread`` as it is."""
+    if _EXECUTOR.match(name):
+        return "executor"
     if _UNNAMED.match(name):
         return "unnamed"
     return _POOL_SUFFIX.sub("", name)
