@@ -79,20 +79,16 @@ def thread_cpu(node: str) -> dict[str, float]:
     }
 
 
-#: The groups a row names (the event loop, SQLite's writer, the search index's follower, syncs' page mapping);
-#: the others are summed as "rest".
-SHOWN = (
-    ("MainThread", "loop"),
-    ("sqlite-writer", "writer"),
-    ("search-index", "search"),
-    ("executor", "mapping"),
-    ("kafka-changelog-bulk", "changelog"),
-)
+#: Short names of the groups a row names; any other group is named as it is.
+ALIASES = {"MainThread": "loop", "sqlite-writer": "writer", "search-index": "search", "executor": "mapping"}
 
 
 def by_thread(before: dict[str, float], after: dict[str, float], per: int, unit: float) -> str:
-    """CPU spent between two readings, by group, per ``per`` items, in ``unit`` (1e3: ms, 1e6: µs)."""
+    """CPU spent between two readings per ``per`` items, in ``unit`` (1e3: ms, 1e6: µs), by group, the largest
+    first; groups under 3% of the whole are summed as "rest"."""
     spent = {g: after.get(g, 0.0) - before.get(g, 0.0) for g in after}
-    parts = [f"{label} {spent.pop(group, 0.0) / per * unit:,.2f}" for group, label in SHOWN]
-    parts.append(f"rest {sum(spent.values()) / per * unit:,.2f}")
-    return ", ".join(parts)
+    whole = sum(spent.values()) or 1.0
+    shown = sorted((g for g, v in spent.items() if v >= 0.03 * whole), key=lambda g: -spent[g])
+    parts = [f"{ALIASES.get(g, g)} {spent[g] / per * unit:,.2f}" for g in shown]
+    rest = sum(v for g, v in spent.items() if g not in shown)
+    return ", ".join([*parts, f"rest {rest / per * unit:,.2f}"])

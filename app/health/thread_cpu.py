@@ -22,14 +22,15 @@ from app.observability import Metric
 
 _POOL_SUFFIX = re.compile(r"_\d+$")
 _UNNAMED = re.compile(r"^Thread-\d+")
-#: The event loop's default executor (``asyncio.to_thread``): ``asyncio_0`` under asyncio, unnamed pools' names
-#: (``ThreadPoolExecutor-0_0``) under uvloop.
-_EXECUTOR = re.compile(r"^(asyncio|ThreadPoolExecutor-\d+)_\d+$")
+#: The event loop's default executor (``asyncio.to_thread``): ``asyncio_0`` under asyncio, ``uvloop_0`` under
+#: uvloop, ``ThreadPoolExecutor-0_0`` for a pool made without a name.
+_EXECUTOR = re.compile(r"^(asyncio|uvloop|ThreadPoolExecutor-\d+)_\d+$")
 
 
 def group_of(name: str) -> str:
-    """``store-read_3`` -> ``store-read``; ``asyncio_0`` and ``ThreadPoolExecutor-0_1`` -> ``executor`` (the
-    loop's default one: syncs' page mapping); ``Thread-12 (run)`` -> ``unnamed``; ``MainThread`` as it is."""
+    """``store-read_3`` -> ``store-read``; ``asyncio_0``, ``uvloop_2`` and ``ThreadPoolExecutor-0_1`` ->
+    ``executor`` (the loop's default one: syncs' page mapping); ``Thread-12 (run)`` -> ``unnamed``; ``MainThread``
+    as it is."""
     if _EXECUTOR.match(name):
         return "executor"
     if _UNNAMED.match(name):

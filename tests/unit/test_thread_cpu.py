@@ -19,6 +19,7 @@ def _burn(seconds: float, spent: list[float]) -> None:
 def test_pool_numbers_are_cut_and_unnamed_threads_grouped() -> None:
     assert group_of("store-read_3") == "store-read"
     assert group_of("asyncio_0") == "executor"
+    assert group_of("uvloop_2") == "executor"
     assert group_of("ThreadPoolExecutor-0_1") == "executor"
     assert group_of("sqlite-writer") == "sqlite-writer"
     assert group_of("Thread-12 (run)") == "unnamed"
