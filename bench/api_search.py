@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
@@ -41,11 +42,13 @@ QUERIES = 600
 BATCH = 5000
 
 
-async def fill(path: Path, count: int) -> tuple[float, tuple[float, float], list[str]]:
+async def fill(path: Path, count: int, *, gtins: bool = False) -> tuple[float, tuple[float, float], list[str]]:
     """The catalog through ``upsert_offers`` in batches, one offer per product; returns seconds, the write rate
     (offers/s) over the first and the last tenth of the products (does an offer cost more as the store grows?),
-    and the queries."""
+    and the queries. ``gtins``: each offer with a valid GTIN of its own (a catalog whose vendors send barcodes;
+    the look-alikes then all carry different ones)."""
     from app.domain.models import Availability, Offer, Vendor, VendorKind
+    from app.domain.normalize import gtin_check_digit
     from app.store.sqlite.catalog import SqliteCatalog
 
     generator = CatalogGenerator()
@@ -72,6 +75,7 @@ async def fill(path: Path, count: int) -> tuple[float, tuple[float, float], list
                     currency="EUR",
                     availability=Availability.IN_STOCK if doc.in_stock else Availability.OUT_OF_STOCK,
                     vendor_updated_at=doc.updated_at,
+                    gtin=_gtin(len(batch) + written[-1][0], gtin_check_digit) if gtins else None,
                 )
             )
             if len(batch) == BATCH:
@@ -84,6 +88,12 @@ async def fill(path: Path, count: int) -> tuple[float, tuple[float, float], list
     finally:
         store.close()
     return time.perf_counter() - started, _tenths(written), [q for _, q in generator.queries(QUERIES)]
+
+
+def _gtin(n: int, check_digit: Callable[[str], int]) -> str:
+    """The ``n``-th GTIN-14 of a private range (prefix 2: GS1's in-store numbers), check digit included."""
+    body = f"2{n:012d}"
+    return f"{body}{check_digit(body)}"
 
 
 def _tenths(written: list[tuple[int, float]]) -> tuple[float, float]:

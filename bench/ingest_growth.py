@@ -8,9 +8,11 @@ that the rate at 1M stay within 20% of the rate at 100k), and where the writer t
 new offers' matching, settling, product rebuilds), over the whole catalog and tenth by tenth: whether an offer's
 cost keeps growing with the catalog or levels off, and in which phase.
 
-``--digest`` adds sha256 digests of the products each offer landed in, the explanations and the products' ETags:
-two versions of the code given the same catalog must print the same ones (how a speed-up is shown to change
-nothing), e.g. ``PYTHONPATH=<other checkout> python -m bench.ingest_growth --products 30000 --digest``.
+``--gtins`` gives each offer a valid GTIN of its own (vendors that send barcodes: every look-alike then carries
+another one, and two GTINs decide a pair on their own). ``--digest`` adds sha256 digests of the products each offer
+landed in, the explanations and the products' ETags: two versions of the code given the same catalog must print the
+same ones (how a speed-up is shown to change nothing), e.g.
+``PYTHONPATH=<other checkout> python -m bench.ingest_growth --products 30000 --digest``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=api_search.BATCH, help="offers per store call")
     parser.add_argument("--digest", action="store_true", help="also digests of what was stored")
+    parser.add_argument("--gtins", action="store_true", help="each offer with a valid GTIN of its own")
     args = parser.parse_args()
     api_search.BATCH = args.batch
     spent: dict[str, float] = defaultdict(float)
@@ -113,11 +116,12 @@ def main() -> None:
     _instrument(spent, after_writes)
     path = Path(tempfile.mkdtemp(prefix="catalog-bench-growth-")) / "catalog.db"
     cpu = time.process_time()
-    seconds, (head, tail), _ = asyncio.run(api_search.fill(path, args.products))
+    seconds, (head, tail), _ = asyncio.run(api_search.fill(path, args.products, gtins=args.gtins))
     cpu = time.process_time() - cpu
     n = args.products
+    name = f"{n:,} look-alike products{' with GTINs' if args.gtins else ''}, batches of {args.batch:,}"
     rows = [
-        Row(f"{n:,} look-alike products in batches of {args.batch:,}", f"{seconds:.1f} s, {cpu:.1f} s CPU", "", None),
+        Row(name, f"{seconds:.1f} s, {cpu:.1f} s CPU", "", None),
         Row("  offers/s, first tenth", f"{head:,.0f}", "", None),
         Row("  offers/s, last tenth", f"{tail:,.0f}", "", None),
         Row("  last / first", f"{tail / head:.2f}x", "issue 13: 1M within 20% of 100k", None),

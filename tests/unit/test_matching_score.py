@@ -59,6 +59,20 @@ def test_different_valid_gtins_never_match_even_with_identical_titles() -> None:
     assert (d.match, d.score, d.reasons) == (False, 0.0, ("gtin_conflict",))
 
 
+def test_two_gtins_decide_before_either_record_is_read() -> None:
+    """A store's look-alikes mostly carry GTINs of their own: refusing them must cost no profile (a candidate's
+    profile is most of what scoring a pair costs), and the decision is the one the profiled rules give."""
+    matcher = default_matcher()
+    a, b, c = (rec(f"Zq{n} kettle 1.7 l", "Acme", gtin=g) for n, g in ((1, GTIN_A), (2, GTIN_B), (3, GTIN_A)))
+    misses = matcher.profile.cache_info().misses
+    assert matcher.score(a, b, "merge").reasons == ("gtin_conflict",)
+    assert [d.reasons for d in matcher.score_many(a, [b, c], "merge")][0] == ("gtin_conflict",)
+    assert matcher.score(a, c).reasons == ("gtin",)
+    # One profile read: a's own, by score_many (it reads the new record's once for all its candidates); b's and
+    # c's never, though each was scored.
+    assert matcher.profile.cache_info().misses == misses + 1
+
+
 def test_brand_and_sku_match_as_today() -> None:
     d = score(rec("Mascara", "Essence", sku="BEA-ESS-001"), rec("Lash Princess", "ESSENCE", sku="bea ess 001"))
     assert d.match and d.reasons == ("brand_sku",)

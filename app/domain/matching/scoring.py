@@ -215,6 +215,15 @@ def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
     return a.gtin is not None and b.gtin is not None and a.gtin != b.gtin
 
 
+def _by_gtins(a: MatchRecord, b: MatchRecord) -> MatchDecision | None:
+    """Rule 1 on the records themselves, before any profile is read: two GTINs decide whatever the text says, so a
+    candidate with another GTIN (a store's look-alikes of one line mostly carry their own) costs no profile of it.
+    ``rule_decision`` says the same once profiles are read."""
+    if a.gtin is not None and b.gtin is not None:
+        return _GTIN if a.gtin == b.gtin else _GTIN_CONFLICT
+    return None
+
+
 class Matcher:
     """Scores pairs with one model. Profiles of records are cached, so scoring a new offer against stored
     candidates reads each stored record once per process, not once per pair."""
@@ -270,14 +279,19 @@ class Matcher:
         return self.model.thresholds.match if name == "match" else self.model.thresholds.merge
 
     def score(self, a: MatchRecord, b: MatchRecord, threshold: ThresholdName = "match") -> MatchDecision:
-        return self._decide(self._known(a), self._known(b), threshold)
+        ruled = _by_gtins(a, b)
+        return ruled if ruled is not None else self._decide(self._known(a), self._known(b), threshold)
 
     def score_many(
         self, a: MatchRecord, candidates: Iterable[MatchRecord], threshold: ThresholdName = "match"
     ) -> list[MatchDecision]:
         """One new record against its candidates (ingest): its profile is read once."""
         pa = self._known(a)
-        return [self._decide(pa, self._known(c), threshold) for c in candidates]
+        out = []
+        for c in candidates:
+            ruled = _by_gtins(a, c)
+            out.append(ruled if ruled is not None else self._decide(pa, self._known(c), threshold))
+        return out
 
     def _decide(self, a: Profile, b: Profile, threshold: ThresholdName) -> MatchDecision:
         ruled = rule_decision(a, b)
