@@ -117,11 +117,20 @@ def _tied(a: Profile, b: Profile) -> bool:
     )
 
 
+def _by_gtins(a: MatchRecord, b: MatchRecord) -> MatchDecision | None:
+    """Rule 1, on the records themselves: two GTINs decide whatever the text says. ``Matcher.score`` asks it before
+    any profile is read, so a candidate with another GTIN (a store's look-alikes of one line mostly carry their own)
+    costs no profile of it; ``rule_decision`` starts with it too."""
+    if a.gtin is not None and b.gtin is not None:
+        return _GTIN if a.gtin == b.gtin else _GTIN_CONFLICT
+    return None
+
+
 def rule_decision(a: Profile, b: Profile) -> MatchDecision | None:
     """Rules 1 to 3 of the module docstring, and titles with nothing in common; ``None`` leaves it to the model."""
-    ra, rb = a.record, b.record
-    if ra.gtin is not None and rb.gtin is not None:
-        return _GTIN if ra.gtin == rb.gtin else _GTIN_CONFLICT
+    by_gtins = _by_gtins(a.record, b.record)
+    if by_gtins is not None:
+        return by_gtins
     if a.sku and a.sku == b.sku and a.brand and a.brand == b.brand:
         return _BRAND_SKU
     conflicts = variant_conflicts(a, b)
@@ -213,15 +222,6 @@ def sku_conflict(a: Profile, b: Profile) -> bool:
 
 def gtin_conflict(a: MatchRecord, b: MatchRecord) -> bool:
     return a.gtin is not None and b.gtin is not None and a.gtin != b.gtin
-
-
-def _by_gtins(a: MatchRecord, b: MatchRecord) -> MatchDecision | None:
-    """Rule 1 on the records themselves, before any profile is read: two GTINs decide whatever the text says, so a
-    candidate with another GTIN (a store's look-alikes of one line mostly carry their own) costs no profile of it.
-    ``rule_decision`` says the same once profiles are read."""
-    if a.gtin is not None and b.gtin is not None:
-        return _GTIN if a.gtin == b.gtin else _GTIN_CONFLICT
-    return None
 
 
 class Matcher:
