@@ -90,6 +90,13 @@ def main() -> int:
         "matching: the matcher's throughput and its share of the ingest",
     )
     parser.add_argument("--products", type=int, default=100_000, help="api, search: products ingested")
+    parser.add_argument(
+        "--search-unify",
+        choices=["matching", "identifiers"],
+        default="matching",
+        help="search: how the catalog is unified as it is written (identifiers: CATALOG_MATCHING=false, the API "
+        "too; a million look-alikes are written in minutes instead of hours)",
+    )
     parser.add_argument("--fts5-queries", type=int, default=300, help="search: queries of the FTS5 baseline")
     parser.add_argument("--rounds", type=int, default=5, help="api: alternating rounds per read ratio")
     parser.add_argument("--seconds", type=float, default=2.0, help="api: seconds per round")
